@@ -1,0 +1,80 @@
+/* Configuration shared by cap-scheduler, cap-worker and capctl: one YAML file, every key also
+ * as a CERTAUTOPILOT_* environment variable (the environment wins), then defaults. */
+#ifndef CAP_CONFIG_H
+#define CAP_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/err.h"
+#include "common/log.h"
+
+/* One CT log of the curated list (ct.logs or ct.log_list_file). */
+struct cap_ct_log {
+    char *url;          /* base URL: https://ct.example/2026h1/ (RFC 6962) or tile prefix */
+    char *protocol;     /* "rfc6962" or "static-ct" */
+    char *key_b64;      /* DER SubjectPublicKeyInfo, base64; NULL when unknown */
+    char *log_id_b64;   /* SHA-256 of the key, base64; NULL when unknown */
+    char *description;
+    int64_t mmd_s;      /* maximum merge delay, seconds */
+};
+
+struct cap_config {
+    /* database */
+    char *database_url;
+    /* redis */
+    char *redis_url;
+    char *redis_stream;             /* default "cap:discovery" */
+    char *redis_group;              /* default "cap-workers" */
+    char *redis_dead_letter_stream; /* default "cap:discovery:dead" */
+    /* logging */
+    enum cap_log_level logging_level;   /* default info */
+    enum cap_log_format logging_format; /* default auto */
+    /* telemetry */
+    char *telemetry_metrics_listen; /* default "" -> per-program default; "off" disables */
+    /* scheduler */
+    int64_t scheduler_tick_ms;          /* default 5 s */
+    int64_t scheduler_requeue_after_ms; /* default 5 min */
+    int scheduler_batch;                /* runs enqueued per sweep transaction, default 500 */
+    /* worker */
+    int worker_max_concurrent_discovery; /* default 256, 1..100000 */
+    int worker_max_jobs;                 /* jobs one worker runs at once, default 16 */
+    int64_t worker_reclaim_idle_ms;      /* default 60 s */
+    int worker_max_attempts;             /* default 5 */
+    int64_t worker_drain_grace_ms;       /* default 25 s */
+    int64_t worker_heartbeat_ms;         /* default reclaim_idle / 4 */
+    bool worker_noop_executor;           /* benchmark switch, default false */
+    /* network */
+    char **network_deny; /* CIDRs, NULL-terminated; never NULL after load */
+    size_t network_deny_n;
+    bool network_allow_loopback; /* default false */
+    /* scan */
+    int64_t scan_max_targets; /* default 1,048,576 */
+    int scan_expiring_days;   /* default 14 */
+    /* ct */
+    struct cap_ct_log *ct_logs; /* curated list; ct_logs_n entries */
+    size_t ct_logs_n;
+    char *ct_log_list_file;     /* v3 log list JSON; NULL when unset */
+    int64_t ct_run_budget;      /* entries one run reads per log before it yields, default 1e6 */
+};
+
+/* Fills cfg with defaults, then the YAML file (path, or $CERTAUTOPILOT_CONFIG when path is NULL;
+ * no file at all is fine), then CERTAUTOPILOT_* variables from envp (NULL: environ), including
+ * KEY_FILE variants for secrets (database.url, redis.url). An unknown key in the file or a bad
+ * value fails with one message naming key, value and what is allowed. Unknown CERTAUTOPILOT_*
+ * variables are logged as warnings. On failure cfg holds nothing to free. Caller frees with
+ * cap_config_cleanup. Blocks on file reads only. */
+int cap_config_load(struct cap_config *cfg, const char *path, char *const *envp,
+                    struct cap_err *err);
+
+/* Frees everything cfg owns. Safe on a zeroed struct. */
+void cap_config_cleanup(struct cap_config *cfg);
+
+/* Parses "500ms", "5s", "1m", "2h", "1d" or a bare number of seconds. 0 or -1. */
+int cap_config_parse_duration_ms(const char *s, int64_t *out_ms);
+
+/* Writes url with any password replaced by "****" (for logs). Returns out. */
+const char *cap_config_redact_url(const char *url, char *out, size_t n);
+
+#endif

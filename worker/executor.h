@@ -1,0 +1,90 @@
+/* The executor interface: what a source type (network_scan, ct_log, and the benchmark-only
+ * noop) implements to run one claimed run inside cap-worker. */
+#ifndef CAP_EXECUTOR_H
+#define CAP_EXECUTOR_H
+
+#include <libpq-fe.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "common/config.h"
+#include "common/err.h"
+
+/* A source row as read from discovery_sources at execution time (never from the message). */
+struct cap_source {
+    int64_t id;
+    char *name;
+    char *type; /* "network_scan" | "ct_log" */
+    char *schedule;
+    /* network_scan */
+    char **cidrs; size_t cidrs_n;   /* NULL-terminated arrays, never NULL */
+    char **hosts; size_t hosts_n;
+    int *ports; size_t ports_n;     /* empty: type defaults */
+    int timeout_ms;
+    int concurrency;
+    /* ct_log */
+    char **domains; size_t domains_n;
+    char **log_urls; size_t log_urls_n;
+    char *log_protocol;             /* auto | rfc6962 | static-ct */
+    char *log_key;                  /* PEM or NULL */
+    char **expected_issuers; size_t expected_issuers_n;
+    int64_t backfill_from;          /* -1 when NULL */
+};
+
+/* Loads source id with c. Returns 0, or -1 with err (missing source is CAP_E_INVALID). */
+int cap_source_load(PGconn *c, int64_t id, struct cap_source *out, struct cap_err *err);
+void cap_source_cleanup(struct cap_source *s);
+
+enum cap_run_status { CAP_RUN_SUCCEEDED = 0, CAP_RUN_PARTIAL, CAP_RUN_FAILED };
+
+/* Everything an executor may use while it runs one job. It runs on its own job thread and may
+ * block on ctx->pg (a connection of its own). */
+struct cap_run_ctx {
+    const struct cap_config *cfg;
+    PGconn *pg;
+    int64_t run_id;
+    int64_t source_id;
+    int64_t attempt;          /* fencing token: every write must carry it */
+    const struct cap_source *src;
+    const char *worker_name;
+    const atomic_int *stopping; /* non-zero once the worker drains: stop early, keep results */
+};
+
+struct cap_run_outcome {
+    enum cap_run_status status;
+    char error[512];      /* summary for discovery_runs.error ("" when none) */
+    bool run_again;       /* ask the scheduler for the next run at once (CT backlog) */
+};
+
+struct cap_executor {
+    const char *type;
+    /* Called once per worker process before any job (may start threads). NULL: nothing. */
+    int (*init)(const struct cap_config *cfg, struct cap_err *err);
+    /* Called once at exit after all jobs ended. NULL: nothing. */
+    void (*shutdown)(void);
+    /* Runs the job. Returns 0 with out filled (the run then ends with out->status), or -1 with
+     * err: the run ends failed with err's message, or, when err->code is CAP_E_FENCED, the
+     * worker drops the job because another attempt owns the run. */
+    int (*execute)(struct cap_run_ctx *ctx, struct cap_run_outcome *out, struct cap_err *err);
+};
+
+/* The executor for type, or NULL. "noop" is only returned when worker.noop_executor is set. */
+const struct cap_executor *cap_executor_find(const struct cap_config *cfg, const char *type);
+
+/* init/shutdown of every registered executor. */
+int cap_executors_init(const struct cap_config *cfg, struct cap_err *err);
+void cap_executors_shutdown(void);
+
+/* Inside an open transaction on ctx->pg: locks the run row (FOR SHARE) and checks the run is
+ * still running under ctx->attempt. Returns -1 with CAP_E_FENCED when another attempt owns it.
+ * Every executor write transaction starts with it. */
+int cap_run_fence(struct cap_run_ctx *ctx, struct cap_err *err);
+
+/* Updates the run's progress counters (fenced, in its own statement). Pass -1 to leave a
+ * counter unchanged. */
+int cap_run_progress(struct cap_run_ctx *ctx, int64_t targets_total, int64_t targets_done,
+                     int64_t ok, int64_t unreachable, int64_t new_certs, int64_t drifts,
+                     struct cap_err *err);
+
+#endif
