@@ -1,0 +1,202 @@
+/* The inventory writer shared by the network scanner and the CT monitor: batched, fenced,
+ * idempotent upserts of certificates, endpoints, observations, drift events, CT sightings and
+ * findings. Runs on a job thread with the run's own PGconn; every call may block on it. */
+#ifndef CAP_INVENTORY_H
+#define CAP_INVENTORY_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/err.h"
+#include "common/x509.h"
+#include "worker/executor.h"
+
+/* Items (certificates + observations + sightings + findings) queued before a batch is written
+ * on its own. */
+#define CAP_INVENTORY_BATCH 500
+/* cap_inventory_flush_if_due writes a non-empty batch whose oldest item is this old. */
+#define CAP_INVENTORY_FLUSH_MS 1000
+/* Endpoints listed in the details of one certificate finding (the count is always given). */
+#define CAP_INVENTORY_DETAIL_ENDPOINTS 100
+
+/* Flags of cap_inventory_new. */
+enum {
+    /* targets_done, ok_count and unreachable_count of the run are set after each batch from
+     * this run's endpoint_observations (done = observations, ok = outcome ok, unreachable =
+     * refused or timeout). Without it only new_certificates and drift_count are set. */
+    CAP_INVENTORY_PROGRESS_OBSERVATIONS = 1 << 0,
+};
+
+/* A DER certificate, borrowed for the duration of a call. */
+struct cap_der {
+    const uint8_t *der;
+    size_t len;
+};
+
+/* What one endpoint presented in this run; everything is borrowed for the duration of
+ * cap_inventory_add_observation (the inventory copies what it keeps). */
+struct cap_observation {
+    const char *host;      /* the hostname target, or the address text for an IP target */
+    const char *address;   /* IP address connected to (text, v4 or v6) */
+    int port;              /* 1..65535 */
+    const char *sni;       /* server name sent; NULL or "" for none */
+    bool host_is_name;     /* target was a hostname: name_mismatch is checked against host */
+    const char *outcome;   /* ok | refused | timeout | tls_error | policy_block */
+    const char *error;     /* why it failed (tls_error reason, ...); NULL when none */
+    const char *tls_version;  /* negotiated: "TLSv1.3", "TLSv1.2", "TLSv1.1", "TLSv1", "SSLv3";
+                               * NULL when none */
+    const char *cipher_suite; /* IANA name ("TLS_AES_128_GCM_SHA256"); NULL when none */
+    uint16_t kex_group_id;    /* IANA code point; 0 when unknown */
+    const char *kex_group;    /* group name; NULL: cap_pqc_group_name(kex_group_id), or
+                               * "0xNNNN" for an unnamed code point */
+    const struct cap_der *chain; /* certificates as the server sent them, leaf first; may be
+                                  * given with tls_error (a certificate sent before the failure
+                                  * is still recorded) */
+    size_t chain_n;
+    int verify_result;        /* -1: not checked; 0: the chain verified against the trust
+                               * store; > 0: an X509_V_ERR_* code (the untrusted finding) */
+    const char *verify_error; /* text of verify_result for the finding details; may be NULL */
+};
+
+/* One finding a pure rule decided on (see cap_inventory_*_finding_specs). */
+#define CAP_FINDING_REASON_MAX 256
+struct cap_finding_spec {
+    const char *kind;     /* static: "expired", "weak_cipher", ... */
+    const char *severity; /* static: "critical" | "high" | "medium" | "low" | "info" */
+    bool unmanaged_only;  /* raise only when the certificate is not in managed_certificates */
+    char reason[CAP_FINDING_REASON_MAX]; /* human text, stored as details.reason */
+};
+
+struct cap_inventory;
+
+/* Counts of what this run has written (absolute for the run, read back after each batch, so a
+ * retried attempt counts what earlier attempts wrote too). */
+struct cap_inventory_stats {
+    int64_t certs_new;      /* discovered_certificates first seen by this run */
+    int64_t drifts;         /* drift_events of this run */
+    int64_t observations;   /* endpoint_observations of this run */
+    int64_t ok;             /* of which outcome ok */
+    int64_t unreachable;    /* of which refused or timeout */
+    int64_t batches;        /* batches this inventory committed */
+};
+
+/* Creates a writer for the run of ctx (borrowed: ctx, ctx->pg and ctx->cfg must outlive it).
+ * flags: CAP_INVENTORY_*. Returns NULL with err on allocation failure. Free with
+ * cap_inventory_free. Does not block. */
+struct cap_inventory *cap_inventory_new(struct cap_run_ctx *ctx, unsigned flags,
+                                        struct cap_err *err);
+
+/* Frees inv and discards what was not flushed (call cap_inventory_flush first to keep it).
+ * NULL does nothing. */
+void cap_inventory_free(struct cap_inventory *inv);
+
+/* Parses der and queues an upsert of discovered_certificates (first_seen_at kept, last_seen_at
+ * moved, pqc_class computed, first_seen_run_id set when new). When facts_out is non-NULL it
+ * receives the parsed facts (caller frees with cap_cert_facts_cleanup). Does not raise
+ * certificate findings (see cap_inventory_cert_findings). Returns -1 with err
+ * (CAP_E_INVALID) when der is not a certificate, and then queues nothing; or -1 when an
+ * automatic flush fails (the item stays queued). May block (automatic flush when the batch is
+ * full). */
+int cap_inventory_add_cert(struct cap_inventory *inv, const uint8_t *der, size_t len,
+                           struct cap_cert_facts *facts_out, struct cap_err *err);
+
+/* As cap_inventory_add_cert for a CT precert_entry: facts read from the TBSCertificate (tbs)
+ * but the row keyed, stored and fingerprinted by the precertificate DER (precert, from
+ * extra_data). Both are required. is_precert is set. */
+int cap_inventory_add_precert(struct cap_inventory *inv, const uint8_t *precert,
+                              size_t precert_len, const uint8_t *tbs, size_t tbs_len,
+                              struct cap_cert_facts *facts_out, struct cap_err *err);
+
+/* Queues one observation: the chain's certificates (as cap_inventory_add_cert; a certificate
+ * that does not parse is left out of the chain and named in the observation's error), the
+ * endpoint upsert (host, address, port, sni; status online for ok, offline for refused or
+ * timeout, unchanged otherwise; fingerprint moved only by an ok outcome), one
+ * endpoint_observations row per (endpoint, run) (a repeat in the same run replaces it), drift
+ * against the last ok observation of an earlier run (drift_events + a medium "drift" finding,
+ * never for an outcome other than ok, at most one per endpoint and run), the certificate
+ * findings of the chain (leaf: all kinds; others: expired) and the endpoint findings of
+ * cap_inventory_endpoint_finding_specs. Returns -1 with err on a bad argument (unknown outcome,
+ * bad port, missing address: nothing queued) or a failed automatic flush. May block. */
+int cap_inventory_add_observation(struct cap_inventory *inv, const struct cap_observation *o,
+                                  struct cap_err *err);
+
+/* Queues a CT sighting (ct_sightings upsert on (source, log_url, log_index)); the certificate
+ * fingerprint must have been added to this inventory (or be stored already). entry_ts_ms is
+ * the log's entry timestamp in ms since 1970 (0: unknown). May block (automatic flush). */
+int cap_inventory_add_sighting(struct cap_inventory *inv, const char *fingerprint_sha256,
+                               const char *log_url, int64_t log_index, int64_t entry_ts_ms,
+                               struct cap_err *err);
+
+/* Queues the certificate findings of f (from cap_inventory_cert_finding_specs with the
+ * current time and cfg->scan_expiring_days): subject "cert:FINGERPRINT", details holding the
+ * reason and the endpoints that serve the certificate. f must have a fingerprint. May block
+ * (automatic flush). */
+int cap_inventory_cert_findings(struct cap_inventory *inv, const struct cap_cert_facts *f,
+                                bool leaf, struct cap_err *err);
+
+/* Writes everything queued: one transaction per batch of up to CAP_INVENTORY_BATCH items,
+ * each starting with cap_run_fence, using multi-row statements. Then sets the run's progress
+ * counters with cap_run_progress. Returns 0 (also when nothing was queued), or -1 with err:
+ * CAP_E_FENCED when another attempt owns the run (drop the job), else the failed statement
+ * and its SQLSTATE; the batch is rolled back and stays queued. Blocks. */
+int cap_inventory_flush(struct cap_inventory *inv, struct cap_err *err);
+
+/* Flushes when the oldest queued item is older than CAP_INVENTORY_FLUSH_MS, so results are
+ * written as they come even when they come slowly. Call it from time to time. 0 or -1. */
+int cap_inventory_flush_if_due(struct cap_inventory *inv, struct cap_err *err);
+
+/* Called inside every batch transaction after the batch's writes and before COMMIT, with the
+ * run's PGconn; returning -1 (with err) rolls the batch back. Lets the CT monitor move its
+ * checkpoint atomically with the entries it stored. NULL removes it. */
+typedef int (*cap_inventory_commit_cb)(struct cap_run_ctx *ctx, void *arg, struct cap_err *err);
+void cap_inventory_on_commit(struct cap_inventory *inv, cap_inventory_commit_cb cb, void *arg);
+
+/* Counts after the last committed batch. */
+void cap_inventory_stats(const struct cap_inventory *inv, struct cap_inventory_stats *out);
+
+/* Queues a finding upsert on the open (kind, subject_key): a new open row, or the open one
+ * refreshed (last_seen_at, run_id, severity, details, source, endpoint, fingerprint).
+ * source_id 0 means the run's source; endpoint_id 0 and fingerprint NULL mean none;
+ * details_json is a JSON object text (NULL: {}), checked when queued. kind and subject_key:
+ * "cert:FINGERPRINT", "endpoint:ID", "run:ID" or "source:ID". May block (automatic flush). */
+int cap_findings_raise(struct cap_inventory *inv, const char *kind, const char *severity,
+                       const char *subject_key, int64_t source_id, int64_t endpoint_id,
+                       const char *fingerprint, const char *details_json, struct cap_err *err);
+
+/* As cap_findings_raise for an endpoint known by (address, port, sni) rather than id (the
+ * scanner does not know endpoint ids): subject "endpoint:ID" is resolved when written; the
+ * endpoint must have been observed (in this batch or before), else the finding is dropped. */
+int cap_findings_raise_endpoint(struct cap_inventory *inv, const char *kind, const char *severity,
+                                const char *address, int port, const char *sni,
+                                const char *details_json, struct cap_err *err);
+
+/* After a run: flushes, then resolves the open findings of the run's source, of the given
+ * kinds (NULL/0: every kind the network scan raises except drift, which people resolve), that
+ * this run did not refresh and whose cause this run re-examined: endpoint findings of
+ * endpoints this run observed; certificate findings of certificates in a chain this run
+ * observed, or that no endpoint serves any more; run/source findings. Returns the number of
+ * findings resolved through *resolved (may be NULL), 0, or -1 with err. Blocks. */
+int cap_findings_resolve_missing(struct cap_inventory *inv, const char *const *kinds,
+                                 size_t kinds_n, int64_t *resolved, struct cap_err *err);
+
+/* Pure: the certificate findings of f at time now (Unix seconds): expired (critical; leaf or
+ * chain), and for a leaf: self_signed (high), weak_signature (high), weak_key (high),
+ * expiring within expiring_days (medium, unmanaged_only), san_case_duplicate (low),
+ * pqc_vulnerable for the vulnerable and transition buckets (info). Fills out[0..max) and
+ * returns the number of findings (may exceed max). */
+size_t cap_inventory_cert_finding_specs(const struct cap_cert_facts *f, bool leaf, int64_t now,
+                                        int expiring_days, struct cap_finding_spec *out,
+                                        size_t max);
+
+/* Pure: the endpoint findings of an observation (leaf: facts of the leaf or NULL):
+ * unreachable (low) for refused/timeout; tls_error (low); for a handshake that completed:
+ * deprecated_tls (high) for SSL, TLS 1.0 and 1.1; weak_cipher (high) for RC4, 3DES, DES,
+ * EXPORT, NULL and anonymous suites; name_mismatch (medium) for a hostname target the leaf
+ * does not cover; untrusted (medium) when verify_result > 0. Returns the count (may exceed
+ * max). */
+size_t cap_inventory_endpoint_finding_specs(const struct cap_observation *o,
+                                            const struct cap_cert_facts *leaf,
+                                            struct cap_finding_spec *out, size_t max);
+
+#endif
