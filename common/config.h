@@ -12,10 +12,11 @@
 
 /* One CT log of the curated list (ct.logs or ct.log_list_file). */
 struct cap_ct_log {
-    char *url;          /* base URL: https://ct.example/2026h1/ (RFC 6962) or tile prefix */
-    char *protocol;     /* "rfc6962" or "static-ct" */
+    char *url;          /* base URL: https://ct.example/2026h1/ (RFC 6962) or tile prefix;
+                           always ends with '/' after load */
+    char *protocol;     /* "rfc6962" or "static-ct"; "auto" (probe) for bare URLs */
     char *key_b64;      /* DER SubjectPublicKeyInfo, base64; NULL when unknown */
-    char *log_id_b64;   /* SHA-256 of the key, base64; NULL when unknown */
+    char *log_id_b64;   /* SHA-256 of the key, base64; NULL when unknown (computed from key) */
     char *description;
     int64_t mmd_s;      /* maximum merge delay, seconds */
 };
@@ -45,6 +46,7 @@ struct cap_config {
     int64_t worker_drain_grace_ms;       /* default 25 s */
     int64_t worker_heartbeat_ms;         /* default reclaim_idle / 4 */
     bool worker_noop_executor;           /* benchmark switch, default false */
+    int64_t worker_noop_sleep_ms;        /* worker.noop_sleep: no-op job duration, default 0 */
     /* network */
     char **network_deny; /* CIDRs, NULL-terminated; never NULL after load */
     size_t network_deny_n;
@@ -67,6 +69,21 @@ struct cap_config {
  * cap_config_cleanup. Blocks on file reads only. */
 int cap_config_load(struct cap_config *cfg, const char *path, char *const *envp,
                     struct cap_err *err);
+
+/* Like cap_config_load, but the YAML file is the len bytes at buf (need not be NUL-terminated);
+ * name labels it in messages. $CERTAUTOPILOT_CONFIG is not read. Does not block. */
+int cap_config_load_buffer(struct cap_config *cfg, const char *buf, size_t len, const char *name,
+                           char *const *envp, struct cap_err *err);
+
+/* Parses a CT log list in the browsers' v3 JSON schema (operators[].logs[] and
+ * operators[].tiled_logs[]; retired and rejected logs skipped; tiled logs use monitoring_url and
+ * protocol "static-ct"). name labels messages, which give the JSON path. On success *out (an
+ * array of *out_n entries, NULL when none) belongs to the caller: cap_config_free_ct_logs. */
+int cap_config_parse_log_list(const char *buf, size_t len, const char *name,
+                              struct cap_ct_log **out, size_t *out_n, struct cap_err *err);
+
+/* Frees n entries and the array. logs may be NULL. */
+void cap_config_free_ct_logs(struct cap_ct_log *logs, size_t n);
 
 /* Frees everything cfg owns. Safe on a zeroed struct. */
 void cap_config_cleanup(struct cap_config *cfg);

@@ -1,0 +1,1873 @@
+/* Configuration loading: defaults, then one YAML file (libyaml), then CERTAUTOPILOT_* environment
+ * variables, with validation messages that name the key, the value and what is allowed. */
+#include "common/config.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+
+#include <json-c/json.h>
+#include <openssl/evp.h>
+#include <openssl/sha.h>
+#include <openssl/x509.h>
+#include <yaml.h>
+
+extern char **environ;
+
+#define ENV_PREFIX "CERTAUTOPILOT_"
+#define ENV_CONFIG "CERTAUTOPILOT_CONFIG"
+#define CONFIG_FILE_MAX (1 << 20)  /* a config file larger than this is refused */
+#define SECRET_FILE_MAX (1 << 16)  /* a *_FILE secret larger than this is refused */
+#define LOG_LIST_MAX (16 << 20)    /* a v3 log list larger than this is refused */
+#define LOG_LIST_DEPTH 16          /* JSON nesting a v3 log list may use */
+#define DUR_MAX_MS (365LL * 86400 * 1000)
+#define CT_MMD_DEFAULT_S 86400
+#define CT_KEY_DER_MAX 4096
+#define NAME_MAX_LEN 256           /* redis stream and group names */
+#define WHERE_MAX 192              /* "config file x.yaml:3:5: key \"worker.max_jobs\"" */
+
+enum ktype {
+    KT_PG_URL,
+    KT_REDIS_URL,
+    KT_NAME,
+    KT_LISTEN,
+    KT_PATH,
+    KT_INT,
+    KT_I64,
+    KT_DUR,
+    KT_BOOL,
+    KT_LEVEL,
+    KT_FORMAT,
+    KT_CIDRS,
+    KT_CTLOGS,
+};
+
+struct key_def {
+    const char *key;
+    enum ktype type;
+    size_t off;
+    int64_t min, max;
+    bool secret; /* never quoted in messages; also read from <ENV>_FILE */
+};
+
+#define OFF(f) offsetof(struct cap_config, f)
+
+/* Every key of struct cap_config; the order is the order of deploy/config.example.yaml. */
+static const struct key_def keys[] = {
+    {"database.url", KT_PG_URL, OFF(database_url), 0, 0, true},
+    {"redis.url", KT_REDIS_URL, OFF(redis_url), 0, 0, true},
+    {"redis.stream", KT_NAME, OFF(redis_stream), 0, 0, false},
+    {"redis.group", KT_NAME, OFF(redis_group), 0, 0, false},
+    {"redis.dead_letter_stream", KT_NAME, OFF(redis_dead_letter_stream), 0, 0, false},
+    {"logging.level", KT_LEVEL, OFF(logging_level), 0, 0, false},
+    {"logging.format", KT_FORMAT, OFF(logging_format), 0, 0, false},
+    {"telemetry.metrics_listen", KT_LISTEN, OFF(telemetry_metrics_listen), 0, 0, false},
+    {"scheduler.tick", KT_DUR, OFF(scheduler_tick_ms), 1, DUR_MAX_MS, false},
+    {"scheduler.requeue_after", KT_DUR, OFF(scheduler_requeue_after_ms), 1, DUR_MAX_MS, false},
+    {"scheduler.batch", KT_INT, OFF(scheduler_batch), 1, 100000, false},
+    {"worker.max_concurrent_discovery", KT_INT, OFF(worker_max_concurrent_discovery), 1, 100000,
+     false},
+    {"worker.max_jobs", KT_INT, OFF(worker_max_jobs), 1, 100000, false},
+    {"worker.reclaim_idle", KT_DUR, OFF(worker_reclaim_idle_ms), 1, DUR_MAX_MS, false},
+    {"worker.max_attempts", KT_INT, OFF(worker_max_attempts), 1, 100, false},
+    {"worker.drain_grace", KT_DUR, OFF(worker_drain_grace_ms), 1, DUR_MAX_MS, false},
+    {"worker.heartbeat", KT_DUR, OFF(worker_heartbeat_ms), 1, DUR_MAX_MS, false},
+    {"worker.noop_executor", KT_BOOL, OFF(worker_noop_executor), 0, 0, false},
+    {"worker.noop_sleep", KT_DUR, OFF(worker_noop_sleep_ms), 0, 3600000, false},
+    {"network.deny", KT_CIDRS, OFF(network_deny), 0, 0, false},
+    {"network.allow_loopback", KT_BOOL, OFF(network_allow_loopback), 0, 0, false},
+    {"scan.max_targets", KT_I64, OFF(scan_max_targets), 1, 1LL << 32, false},
+    {"scan.expiring_days", KT_INT, OFF(scan_expiring_days), 0, 3650, false},
+    {"ct.logs", KT_CTLOGS, OFF(ct_logs), 0, 0, false},
+    {"ct.log_list_file", KT_PATH, OFF(ct_log_list_file), 0, 0, false},
+    {"ct.run_budget", KT_I64, OFF(ct_run_budget), 1, 1000000000000LL, false},
+};
+
+#define NKEYS (sizeof keys / sizeof keys[0])
+
+static const char *const sections[] = {"database", "redis",   "logging", "telemetry", "scheduler",
+                                       "worker",   "network", "scan",    "ct"};
+#define NSECTIONS (sizeof sections / sizeof sections[0])
+
+/* State of one load: the config being built and which keys a source has set. */
+struct loader {
+    struct cap_config cfg;
+    bool set[NKEYS];      /* set by the file or the environment */
+    bool file_set[NKEYS]; /* set by the file: a second occurrence is a duplicate */
+};
+
+/* ---------------------------------------------------------------- small helpers */
+
+static char *xstrndup(const char *s, size_t n, struct cap_err *err)
+{
+    char *p = malloc(n + 1);
+    if (!p) {
+        cap_err_set(err, CAP_E_NOMEM, "out of memory");
+        return NULL;
+    }
+    memcpy(p, s, n);
+    p[n] = '\0';
+    return p;
+}
+
+static char *xstrdup(const char *s, struct cap_err *err)
+{
+    return xstrndup(s, strlen(s), err);
+}
+
+static char **field_str(struct cap_config *c, const struct key_def *k)
+{
+    return (char **)((char *)c + k->off);
+}
+
+static int key_index(const char *key)
+{
+    for (size_t i = 0; i < NKEYS; i++)
+        if (strcmp(keys[i].key, key) == 0)
+            return (int)i;
+    return -1;
+}
+
+/* Writes the environment variable name of a dotted key: CERTAUTOPILOT_WORKER_MAX_JOBS. */
+static void env_name(const char *key, char *out, size_t n)
+{
+    size_t o = 0;
+    for (const char *p = ENV_PREFIX; *p && o + 1 < n; p++)
+        out[o++] = *p;
+    for (const char *p = key; *p && o + 1 < n; p++) {
+        char c = *p;
+        if (c == '.')
+            c = '_';
+        else if (c >= 'a' && c <= 'z')
+            c = (char)(c - 'a' + 'A');
+        out[o++] = c;
+    }
+    out[o] = '\0';
+}
+
+/* Formats a duration in the largest unit that divides it: 60000 -> "1m". */
+static void fmt_duration(int64_t ms, char *out, size_t n)
+{
+    static const struct {
+        int64_t mult;
+        const char *unit;
+    } units[] = {{86400000, "d"}, {3600000, "h"}, {60000, "m"}, {1000, "s"}, {1, "ms"}};
+    for (size_t i = 0; i < sizeof units / sizeof units[0]; i++) {
+        if (ms != 0 && ms % units[i].mult == 0) {
+            snprintf(out, n, "%lld%s", (long long)(ms / units[i].mult), units[i].unit);
+            return;
+        }
+    }
+    snprintf(out, n, "%lldms", (long long)ms);
+}
+
+/* Quotes a value for a message; secrets are shown redacted, or not at all. */
+static void quote_value(const struct key_def *k, const char *v, size_t vlen, char *out, size_t n)
+{
+    if (k && k->secret) {
+        if (memchr(v, '\0', vlen) || !strstr(v, "://")) {
+            snprintf(out, n, "<hidden, %zu bytes>", vlen);
+            return;
+        }
+        char red[512];
+        cap_config_redact_url(v, red, sizeof red);
+        cap_err_quote(out, n, red, strlen(red));
+        return;
+    }
+    cap_err_quote(out, n, v, vlen);
+}
+
+/* Records "<where>: value "<v>" <why> (allowed <allowed>)" and returns -1. */
+static int fail_value(struct cap_err *err, const char *where, const struct key_def *k,
+                      const char *v, size_t vlen, const char *why, const char *allowed)
+{
+    char q[96];
+    quote_value(k, v, vlen, q, sizeof q);
+    cap_err_set(err, CAP_E_INVALID, "%s: value \"%s\" %s (allowed %s)", where, q, why, allowed);
+    return -1;
+}
+
+/* ---------------------------------------------------------------- scalar parsers */
+
+int cap_config_parse_duration_ms(const char *s, int64_t *out_ms)
+{
+    if (!s || *s < '0' || *s > '9')
+        return -1;
+    int64_t v = 0;
+    const char *p = s;
+    while (*p >= '0' && *p <= '9') {
+        int d = *p - '0';
+        if (v > (INT64_MAX - d) / 10)
+            return -1;
+        v = v * 10 + d;
+        p++;
+    }
+    int64_t mult;
+    if (*p == '\0' || strcmp(p, "s") == 0)
+        mult = 1000;
+    else if (strcmp(p, "ms") == 0)
+        mult = 1;
+    else if (strcmp(p, "m") == 0)
+        mult = 60000;
+    else if (strcmp(p, "h") == 0)
+        mult = 3600000;
+    else if (strcmp(p, "d") == 0)
+        mult = 86400000;
+    else
+        return -1;
+    if (v > INT64_MAX / mult)
+        return -1;
+    *out_ms = v * mult;
+    return 0;
+}
+
+/* Parses a decimal integer: 0, -1 when it is not one, -2 when it does not fit in 64 bits. */
+static int parse_i64(const char *s, int64_t *out)
+{
+    const char *p = s;
+    if (*p == '-' || *p == '+')
+        p++;
+    if (*p < '0' || *p > '9')
+        return -1;
+    for (const char *q = p; *q; q++)
+        if (*q < '0' || *q > '9')
+            return -1;
+    errno = 0;
+    char *end = NULL;
+    long long v = strtoll(s, &end, 10);
+    if (errno == ERANGE)
+        return -2;
+    if (errno || !end || *end)
+        return -1;
+    *out = v;
+    return 0;
+}
+
+static int parse_bool(const char *s, bool *out)
+{
+    static const char *const yes[] = {"true", "yes", "1", "on"};
+    static const char *const no[] = {"false", "no", "0", "off"};
+    for (size_t i = 0; i < 4; i++) {
+        if (strcasecmp(s, yes[i]) == 0) {
+            *out = true;
+            return 0;
+        }
+        if (strcasecmp(s, no[i]) == 0) {
+            *out = false;
+            return 0;
+        }
+    }
+    return -1;
+}
+
+/* Checks an IPv4 or IPv6 CIDR and writes its canonical form ("10.0.0.0/8"); a bare address gets
+ * /32 or /128. Returns 0, or -1 with *why set. */
+static int check_cidr(const char *s, char *out, size_t n, const char **why)
+{
+    const char *slash = strchr(s, '/');
+    size_t alen = slash ? (size_t)(slash - s) : strlen(s);
+    char addr[INET6_ADDRSTRLEN + 1];
+    *why = "is not an IPv4 or IPv6 CIDR";
+    if (alen == 0 || alen >= sizeof addr)
+        return -1;
+    memcpy(addr, s, alen);
+    addr[alen] = '\0';
+    unsigned char bin[16];
+    int family, bits;
+    if (inet_pton(AF_INET, addr, bin) == 1) {
+        family = AF_INET;
+        bits = 32;
+    } else if (inet_pton(AF_INET6, addr, bin) == 1) {
+        family = AF_INET6;
+        bits = 128;
+    } else {
+        return -1;
+    }
+    int prefix = bits;
+    if (slash) {
+        const char *p = slash + 1;
+        size_t plen = strlen(p);
+        if (plen == 0 || plen > 3)
+            return -1;
+        prefix = 0;
+        for (; *p; p++) {
+            if (*p < '0' || *p > '9')
+                return -1;
+            prefix = prefix * 10 + (*p - '0');
+        }
+        if (prefix > bits) {
+            *why = "has a prefix length beyond the address size";
+            return -1;
+        }
+    }
+    for (int b = prefix; b < bits; b++) {
+        if (bin[b / 8] & (0x80 >> (b % 8))) {
+            *why = "has address bits set right of the prefix length";
+            return -1;
+        }
+    }
+    char canon[INET6_ADDRSTRLEN];
+    if (!inet_ntop(family, bin, canon, sizeof canon))
+        return -1;
+    int w = snprintf(out, n, "%s/%d", canon, prefix);
+    if (w < 0 || (size_t)w >= n)
+        return -1;
+    return 0;
+}
+
+/* Strict base64 (standard alphabet, padding required). Returns decoded length or -1. */
+static long b64_decode(const char *s, unsigned char *out, size_t cap)
+{
+    size_t len = strlen(s);
+    if (len == 0 || len % 4 != 0)
+        return -1;
+    size_t o = 0;
+    for (size_t i = 0; i < len; i += 4) {
+        int v[4];
+        int pad = 0;
+        for (int j = 0; j < 4; j++) {
+            char c = s[i + j];
+            if (c >= 'A' && c <= 'Z')
+                v[j] = c - 'A';
+            else if (c >= 'a' && c <= 'z')
+                v[j] = c - 'a' + 26;
+            else if (c >= '0' && c <= '9')
+                v[j] = c - '0' + 52;
+            else if (c == '+')
+                v[j] = 62;
+            else if (c == '/')
+                v[j] = 63;
+            else if (c == '=' && i + 4 == len && j >= 2) {
+                v[j] = 0;
+                pad++;
+            } else
+                return -1;
+            if (pad && c != '=')
+                return -1;
+        }
+        unsigned long w = ((unsigned long)v[0] << 18) | ((unsigned long)v[1] << 12) |
+                          ((unsigned long)v[2] << 6) | (unsigned long)v[3];
+        unsigned char b[3] = {(unsigned char)(w >> 16), (unsigned char)(w >> 8), (unsigned char)w};
+        for (int j = 0; j < 3 - pad; j++) {
+            if (o >= cap)
+                return -1;
+            out[o++] = b[j];
+        }
+    }
+    return (long)o;
+}
+
+static char *b64_encode(const unsigned char *in, size_t n, struct cap_err *err)
+{
+    size_t olen = 4 * ((n + 2) / 3) + 1;
+    char *out = malloc(olen);
+    if (!out) {
+        cap_err_set(err, CAP_E_NOMEM, "out of memory");
+        return NULL;
+    }
+    EVP_EncodeBlock((unsigned char *)out, in, (int)n);
+    return out;
+}
+
+/* ---------------------------------------------------------------- redaction */
+
+#define REDACT_MAX 16
+
+struct range {
+    size_t start, end;
+};
+
+static int add_range(struct range *r, int n, size_t start, size_t end)
+{
+    if (n < REDACT_MAX && end > start) {
+        r[n].start = start;
+        r[n].end = end;
+        n++;
+    }
+    return n;
+}
+
+const char *cap_config_redact_url(const char *url, char *out, size_t n)
+{
+    if (!out || n == 0)
+        return out;
+    if (!url) {
+        snprintf(out, n, "(null)");
+        return out;
+    }
+    size_t len = strlen(url);
+    struct range r[REDACT_MAX];
+    int nr = 0;
+    /* scheme://user:password@host: the password runs from the first ':' after "://" to the last
+     * '@'. Taking the last '@' over-redacts rather than leaks when a password holds '@' or '/'. */
+    const char *scheme_end = strstr(url, "://");
+    if (scheme_end) {
+        const char *auth = scheme_end + 3;
+        const char *at = strrchr(auth, '@');
+        if (at) {
+            const char *colon = memchr(auth, ':', (size_t)(at - auth));
+            if (colon)
+                nr = add_range(r, nr, (size_t)(colon + 1 - url), (size_t)(at - url));
+        }
+    }
+    /* password=... in a query string or a libpq keyword string (value maybe quoted). */
+    for (size_t i = 0; i + 8 <= len; i++) {
+        if (strncasecmp(url + i, "password", 8) != 0)
+            continue;
+        if (i > 0 && url[i - 1] != '?' && url[i - 1] != '&' && url[i - 1] != ' ' &&
+            url[i - 1] != '\t' && url[i - 1] != ';')
+            continue;
+        size_t j = i + 8;
+        while (j < len && (url[j] == ' ' || url[j] == '\t'))
+            j++;
+        if (j >= len || url[j] != '=')
+            continue;
+        j++;
+        while (j < len && (url[j] == ' ' || url[j] == '\t') && !scheme_end)
+            j++;
+        size_t start = j;
+        if (j < len && url[j] == '\'' && !scheme_end) {
+            j++;
+            while (j < len && url[j] != '\'') {
+                if (url[j] == '\\' && j + 1 < len)
+                    j++;
+                j++;
+            }
+            if (j < len)
+                j++;
+        } else if (scheme_end) {
+            while (j < len && url[j] != '&' && url[j] != '#')
+                j++;
+        } else {
+            while (j < len && url[j] != ' ' && url[j] != '\t')
+                j++;
+        }
+        nr = add_range(r, nr, start, j);
+        i = j;
+    }
+    /* Emit with each range replaced by "****"; ranges may overlap, so walk byte by byte. */
+    size_t o = 0;
+    for (size_t i = 0; i < len && o + 1 < n;) {
+        int hit = -1;
+        for (int k = 0; k < nr; k++)
+            if (i >= r[k].start && i < r[k].end)
+                hit = k;
+        if (hit < 0) {
+            out[o++] = url[i++];
+            continue;
+        }
+        size_t end = r[hit].end;
+        for (int k = 0; k < nr; k++)
+            if (r[k].start < end && r[k].end > end)
+                end = r[k].end;
+        for (const char *s = "****"; *s && o + 1 < n; s++)
+            out[o++] = *s;
+        i = end;
+    }
+    out[o] = '\0';
+    return out;
+}
+
+/* ---------------------------------------------------------------- where a value came from */
+
+enum { ORIG_FILE, ORIG_ENV, ORIG_LIST };
+
+struct origin {
+    int kind;
+    const char *name; /* quoted file name, or environment variable name */
+    size_t line, col; /* 1-based position in a YAML file */
+};
+
+/* Writes the message prefix for path (a dotted key, "ct.logs[0].url", or a JSON path). */
+static void where_fmt(const struct origin *o, const char *path, char *out, size_t n)
+{
+    if (o->kind == ORIG_FILE)
+        snprintf(out, n, "config file %s:%zu:%zu: key \"%s\"", o->name, o->line, o->col, path);
+    else if (o->kind == ORIG_LIST)
+        snprintf(out, n, "ct log list file %s: %s", o->name, path);
+    else if (path && strchr(path, '['))
+        snprintf(out, n, "environment %s item %s", o->name, strchr(path, '['));
+    else
+        snprintf(out, n, "environment %s", o->name);
+}
+
+/* ---------------------------------------------------------------- lists */
+
+struct strvec {
+    char **v; /* NULL-terminated */
+    size_t n, cap;
+};
+
+static int strvec_push(struct strvec *sv, const char *s, struct cap_err *err)
+{
+    if (sv->n + 2 > sv->cap) {
+        size_t ncap = sv->cap ? sv->cap * 2 : 8;
+        char **nv = realloc(sv->v, ncap * sizeof *nv);
+        if (!nv) {
+            cap_err_set(err, CAP_E_NOMEM, "out of memory");
+            return -1;
+        }
+        sv->v = nv;
+        sv->cap = ncap;
+    }
+    char *d = xstrdup(s, err);
+    if (!d)
+        return -1;
+    sv->v[sv->n++] = d;
+    sv->v[sv->n] = NULL;
+    return 0;
+}
+
+static void strvec_free(struct strvec *sv)
+{
+    for (size_t i = 0; i < sv->n; i++)
+        free(sv->v[i]);
+    free(sv->v);
+    memset(sv, 0, sizeof *sv);
+}
+
+/* Replaces cfg->network_deny with sv (taken over; sv is left empty). */
+static int deny_replace(struct cap_config *c, struct strvec *sv, struct cap_err *err)
+{
+    if (!sv->v) {
+        sv->v = calloc(1, sizeof *sv->v);
+        if (!sv->v) {
+            cap_err_set(err, CAP_E_NOMEM, "out of memory");
+            return -1;
+        }
+    }
+    for (size_t i = 0; i < c->network_deny_n; i++)
+        free(c->network_deny[i]);
+    free(c->network_deny);
+    c->network_deny = sv->v;
+    c->network_deny_n = sv->n;
+    memset(sv, 0, sizeof *sv);
+    return 0;
+}
+
+static int deny_push(struct strvec *sv, const char *v, size_t vlen, const char *where,
+                     struct cap_err *err)
+{
+    const char *why = NULL;
+    char canon[INET6_ADDRSTRLEN + 8];
+    if (memchr(v, '\0', vlen) || check_cidr(v, canon, sizeof canon, &why) != 0)
+        return fail_value(err, where, NULL, v, vlen, why ? why : "contains a NUL byte",
+                          "an IPv4 or IPv6 CIDR such as 10.0.0.0/8 or fd00::/8");
+    return strvec_push(sv, canon, err);
+}
+
+/* ---------------------------------------------------------------- CT logs */
+
+static void ct_log_clear(struct cap_ct_log *l)
+{
+    free(l->url);
+    free(l->protocol);
+    free(l->key_b64);
+    free(l->log_id_b64);
+    free(l->description);
+    memset(l, 0, sizeof *l);
+}
+
+void cap_config_free_ct_logs(struct cap_ct_log *logs, size_t n)
+{
+    if (!logs)
+        return;
+    for (size_t i = 0; i < n; i++)
+        ct_log_clear(&logs[i]);
+    free(logs);
+}
+
+struct logvec {
+    struct cap_ct_log *v;
+    size_t n, cap;
+};
+
+/* Appends *l (taken over; *l is zeroed). */
+static int logvec_push(struct logvec *lv, struct cap_ct_log *l, struct cap_err *err)
+{
+    if (lv->n == lv->cap) {
+        size_t ncap = lv->cap ? lv->cap * 2 : 8;
+        struct cap_ct_log *nv = realloc(lv->v, ncap * sizeof *nv);
+        if (!nv) {
+            cap_err_set(err, CAP_E_NOMEM, "out of memory");
+            return -1;
+        }
+        lv->v = nv;
+        lv->cap = ncap;
+    }
+    lv->v[lv->n++] = *l;
+    memset(l, 0, sizeof *l);
+    return 0;
+}
+
+static void logvec_free(struct logvec *lv)
+{
+    cap_config_free_ct_logs(lv->v, lv->n);
+    memset(lv, 0, sizeof *lv);
+}
+
+static bool has_ctl_or_space(const char *s)
+{
+    for (; *s; s++)
+        if ((unsigned char)*s <= 0x20 || (unsigned char)*s == 0x7f)
+            return true;
+    return false;
+}
+
+static int check_ct_url(char **url, const char *where, struct cap_err *err)
+{
+    const char *u = *url;
+    size_t plen = 0;
+    if (strncasecmp(u, "https://", 8) == 0)
+        plen = 8;
+    else if (strncasecmp(u, "http://", 7) == 0)
+        plen = 7;
+    if (plen == 0 || u[plen] == '\0' || u[plen] == '/' || has_ctl_or_space(u))
+        return fail_value(err, where, NULL, u, strlen(u), "is not an http:// or https:// URL",
+                          "a log URL such as https://ct.example.com/2026h1/");
+    size_t len = strlen(u);
+    if (u[len - 1] != '/') {
+        /* Keep one form: base URLs end with '/', so clients append paths without guessing. */
+        char *n = malloc(len + 2);
+        if (!n) {
+            cap_err_set(err, CAP_E_NOMEM, "out of memory");
+            return -1;
+        }
+        memcpy(n, u, len);
+        n[len] = '/';
+        n[len + 1] = '\0';
+        free(*url);
+        *url = n;
+    }
+    return 0;
+}
+
+/* Checks one CT log entry and fills in what follows from it (log ID from the key, the '/' at the
+ * end of the URL). path names the entry in messages ("ct.logs[0]", "operators[0].logs[2]"). */
+static int ct_log_finish(struct cap_ct_log *l, const struct origin *o, const char *path,
+                         struct cap_err *err)
+{
+    char where[WHERE_MAX], sub[128];
+    if (!l->url) {
+        where_fmt(o, path, where, sizeof where);
+        cap_err_set(err, CAP_E_INVALID, "%s: missing \"url\" (allowed a map with url, protocol, key, "
+                    "log_id, description, mmd)", where);
+        return -1;
+    }
+    snprintf(sub, sizeof sub, "%s.url", path);
+    where_fmt(o, sub, where, sizeof where);
+    if (check_ct_url(&l->url, where, err) != 0)
+        return -1;
+    if (!l->protocol && !(l->protocol = xstrdup("rfc6962", err)))
+        return -1;
+    if (strcmp(l->protocol, "rfc6962") != 0 && strcmp(l->protocol, "static-ct") != 0 &&
+        strcmp(l->protocol, "auto") != 0) {
+        snprintf(sub, sizeof sub, "%s.protocol", path);
+        where_fmt(o, sub, where, sizeof where);
+        return fail_value(err, where, NULL, l->protocol, strlen(l->protocol),
+                          "is not a CT protocol", "rfc6962, static-ct, auto");
+    }
+    unsigned char id[SHA256_DIGEST_LENGTH];
+    bool have_id = false;
+    if (l->key_b64) {
+        snprintf(sub, sizeof sub, "%s.key", path);
+        where_fmt(o, sub, where, sizeof where);
+        unsigned char *der = malloc(CT_KEY_DER_MAX);
+        if (!der) {
+            cap_err_set(err, CAP_E_NOMEM, "out of memory");
+            return -1;
+        }
+        long dlen = b64_decode(l->key_b64, der, CT_KEY_DER_MAX);
+        const unsigned char *p = der;
+        EVP_PKEY *pk = dlen > 0 ? d2i_PUBKEY(NULL, &p, dlen) : NULL;
+        bool ok = pk && p == der + dlen;
+        EVP_PKEY_free(pk);
+        if (ok)
+            SHA256(der, (size_t)dlen, id);
+        free(der);
+        if (!ok)
+            return fail_value(err, where, NULL, l->key_b64, strlen(l->key_b64),
+                              dlen < 0 ? "is not base64" : "is not a DER SubjectPublicKeyInfo",
+                              "the log's public key as base64 DER SubjectPublicKeyInfo");
+        have_id = true;
+    }
+    if (l->log_id_b64) {
+        snprintf(sub, sizeof sub, "%s.log_id", path);
+        where_fmt(o, sub, where, sizeof where);
+        unsigned char given[SHA256_DIGEST_LENGTH + 1];
+        long glen = b64_decode(l->log_id_b64, given, sizeof given);
+        if (glen != SHA256_DIGEST_LENGTH)
+            return fail_value(err, where, NULL, l->log_id_b64, strlen(l->log_id_b64),
+                              "is not a base64 SHA-256 hash", "32 bytes in base64");
+        if (have_id && memcmp(given, id, sizeof id) != 0)
+            return fail_value(err, where, NULL, l->log_id_b64, strlen(l->log_id_b64),
+                              "does not match the key", "the base64 SHA-256 of key");
+    } else if (have_id) {
+        if (!(l->log_id_b64 = b64_encode(id, sizeof id, err)))
+            return -1;
+    }
+    if (l->mmd_s == 0)
+        l->mmd_s = CT_MMD_DEFAULT_S;
+    return 0;
+}
+
+/* ---------------------------------------------------------------- one value from outside */
+
+static void free_field(struct cap_config *c, const struct key_def *k)
+{
+    if (k->type == KT_CIDRS) {
+        for (size_t i = 0; i < c->network_deny_n; i++)
+            free(c->network_deny[i]);
+        free(c->network_deny);
+        c->network_deny = NULL;
+        c->network_deny_n = 0;
+    } else if (k->type == KT_CTLOGS) {
+        cap_config_free_ct_logs(c->ct_logs, c->ct_logs_n);
+        c->ct_logs = NULL;
+        c->ct_logs_n = 0;
+    } else if (k->type <= KT_PATH) {
+        char **f = field_str(c, k);
+        free(*f);
+        *f = NULL;
+    }
+}
+
+static bool is_printable_word(const char *s)
+{
+    for (; *s; s++)
+        if ((unsigned char)*s <= 0x20 || (unsigned char)*s >= 0x7f)
+            return false;
+    return true;
+}
+
+/* HOST:PORT, [V6]:PORT or :PORT. */
+static bool is_listen_addr(const char *s)
+{
+    const char *colon = strrchr(s, ':');
+    if (!colon || !is_printable_word(s))
+        return false;
+    const char *port = colon + 1;
+    size_t plen = strlen(port);
+    if (plen == 0 || plen > 5)
+        return false;
+    long pv = 0;
+    for (const char *p = port; *p; p++) {
+        if (*p < '0' || *p > '9')
+            return false;
+        pv = pv * 10 + (*p - '0');
+    }
+    if (pv > 65535)
+        return false;
+    size_t hlen = (size_t)(colon - s);
+    if (hlen > 0 && s[0] == '[')
+        return s[hlen - 1] == ']' && hlen > 2;
+    return memchr(s, ':', hlen) == NULL;
+}
+
+/* Parses a comma-separated list into sv: items are trimmed, empty items skipped. */
+static int split_csv(const char *v, struct strvec *sv, struct cap_err *err)
+{
+    const char *p = v;
+    while (*p) {
+        const char *e = strchr(p, ',');
+        if (!e)
+            e = p + strlen(p);
+        const char *a = p, *b = e;
+        while (a < b && (*a == ' ' || *a == '\t'))
+            a++;
+        while (b > a && (b[-1] == ' ' || b[-1] == '\t'))
+            b--;
+        if (b > a) {
+            char *item = xstrndup(a, (size_t)(b - a), err);
+            if (!item || strvec_push(sv, item, err) != 0) {
+                free(item);
+                return -1;
+            }
+            free(item);
+        }
+        p = *e ? e + 1 : e;
+    }
+    return 0;
+}
+
+/* Sets key k from the text v (vlen bytes; v[vlen] is '\0'). Lists take comma-separated text. */
+static int set_value(struct loader *L, int ki, const char *v, size_t vlen, const struct origin *o,
+                     struct cap_err *err)
+{
+    const struct key_def *k = &keys[ki];
+    struct cap_config *c = &L->cfg;
+    char where[WHERE_MAX];
+    where_fmt(o, k->key, where, sizeof where);
+    if (memchr(v, '\0', vlen))
+        return fail_value(err, where, k, v, vlen, "contains a NUL byte", "text without NUL bytes");
+    char allowed[128];
+    int64_t n = 0;
+    bool b = false;
+    int rc;
+    switch (k->type) {
+    case KT_PG_URL:
+        if (!(strncmp(v, "postgresql://", 13) == 0 || strncmp(v, "postgres://", 11) == 0 ||
+              strchr(v, '=')))
+            return fail_value(err, where, k, v, vlen, "is not a PostgreSQL connection string",
+                              "a postgresql:// URL or a libpq keyword string");
+        break;
+    case KT_REDIS_URL:
+        if (!((strncmp(v, "redis://", 8) == 0 && v[8]) ||
+              (strncmp(v, "rediss://", 9) == 0 && v[9]) ||
+              (strncmp(v, "unix://", 7) == 0 && v[7])))
+            return fail_value(err, where, k, v, vlen, "is not a Redis URL",
+                              "redis://[:password@]host[:port][/db], rediss://... or unix://path");
+        break;
+    case KT_NAME:
+        if (vlen == 0 || vlen > NAME_MAX_LEN || !is_printable_word(v))
+            return fail_value(err, where, k, v, vlen, "is not a valid name",
+                              "1-256 printable characters without spaces");
+        break;
+    case KT_LISTEN:
+        if (!(vlen == 0 || strcmp(v, "off") == 0 || is_listen_addr(v)))
+            return fail_value(err, where, k, v, vlen, "is not a listen address",
+                              "HOST:PORT such as 127.0.0.1:9102, \"off\", or \"\" for the "
+                              "program's default");
+        break;
+    case KT_PATH:
+        if (vlen == 0)
+            return fail_value(err, where, k, v, vlen, "is empty", "a file path");
+        break;
+    case KT_INT:
+    case KT_I64:
+        snprintf(allowed, sizeof allowed, "%lld-%lld", (long long)k->min, (long long)k->max);
+        rc = parse_i64(v, &n);
+        if (rc == -1)
+            return fail_value(err, where, k, v, vlen, "is not an integer", allowed);
+        if (rc != 0 || n < k->min || n > k->max)
+            return fail_value(err, where, k, v, vlen, "is out of range", allowed);
+        if (k->type == KT_INT)
+            *(int *)((char *)c + k->off) = (int)n;
+        else
+            *(int64_t *)((char *)c + k->off) = n;
+        return 0;
+    case KT_DUR: {
+        char lo[32], hi[32];
+        fmt_duration(k->min, lo, sizeof lo);
+        fmt_duration(k->max, hi, sizeof hi);
+        snprintf(allowed, sizeof allowed, "%s-%s, as 500ms, 5s, 1m, 2h, 1d or bare seconds", lo,
+                 hi);
+        if (cap_config_parse_duration_ms(v, &n) != 0)
+            return fail_value(err, where, k, v, vlen, "is not a duration", allowed);
+        if (n < k->min || n > k->max)
+            return fail_value(err, where, k, v, vlen, "is out of range", allowed);
+        *(int64_t *)((char *)c + k->off) = n;
+        return 0;
+    }
+    case KT_BOOL:
+        if (parse_bool(v, &b) != 0)
+            return fail_value(err, where, k, v, vlen, "is not a boolean",
+                              "true, false, yes, no, on, off, 1, 0");
+        *(bool *)((char *)c + k->off) = b;
+        return 0;
+    case KT_LEVEL: {
+        enum cap_log_level lv;
+        if (cap_log_parse_level(v, &lv) != 0)
+            return fail_value(err, where, k, v, vlen, "is not a log level",
+                              "debug, info, warn, error");
+        c->logging_level = lv;
+        return 0;
+    }
+    case KT_FORMAT: {
+        enum cap_log_format fm;
+        if (cap_log_parse_format(v, &fm) != 0)
+            return fail_value(err, where, k, v, vlen, "is not a log format", "json, text, auto");
+        c->logging_format = fm;
+        return 0;
+    }
+    case KT_CIDRS: {
+        struct strvec raw = {0}, sv = {0};
+        if (split_csv(v, &raw, err) != 0)
+            goto cidr_fail;
+        for (size_t i = 0; i < raw.n; i++) {
+            char path[64];
+            snprintf(path, sizeof path, "%s[%zu]", k->key, i);
+            where_fmt(o, path, where, sizeof where);
+            if (deny_push(&sv, raw.v[i], strlen(raw.v[i]), where, err) != 0)
+                goto cidr_fail;
+        }
+        strvec_free(&raw);
+        return deny_replace(c, &sv, err);
+    cidr_fail:
+        strvec_free(&raw);
+        strvec_free(&sv);
+        return -1;
+    }
+    case KT_CTLOGS: {
+        struct strvec raw = {0};
+        struct logvec lv = {0};
+        struct cap_ct_log l = {0};
+        if (split_csv(v, &raw, err) != 0)
+            goto logs_fail;
+        for (size_t i = 0; i < raw.n; i++) {
+            char path[64];
+            snprintf(path, sizeof path, "%s[%zu]", k->key, i);
+            if (!(l.url = xstrdup(raw.v[i], err)) || !(l.protocol = xstrdup("auto", err)))
+                goto logs_fail;
+            if (ct_log_finish(&l, o, path, err) != 0 || logvec_push(&lv, &l, err) != 0)
+                goto logs_fail;
+        }
+        strvec_free(&raw);
+        free_field(c, k);
+        c->ct_logs = lv.v;
+        c->ct_logs_n = lv.n;
+        return 0;
+    logs_fail:
+        ct_log_clear(&l);
+        strvec_free(&raw);
+        logvec_free(&lv);
+        return -1;
+    }
+    }
+    /* The string kinds: validated above, stored here. */
+    char *d = xstrndup(v, vlen, err);
+    if (!d)
+        return -1;
+    char **f = field_str(c, k);
+    free(*f);
+    *f = d;
+    return 0;
+}
+
+/* ---------------------------------------------------------------- defaults and cleanup */
+
+void cap_config_cleanup(struct cap_config *cfg)
+{
+    if (!cfg)
+        return;
+    for (size_t i = 0; i < NKEYS; i++)
+        free_field(cfg, &keys[i]);
+    memset(cfg, 0, sizeof *cfg);
+}
+
+static int set_defaults(struct cap_config *c, struct cap_err *err)
+{
+    memset(c, 0, sizeof *c);
+    if (!(c->database_url = xstrdup("postgresql://localhost/certautopilot", err)) ||
+        !(c->redis_url = xstrdup("redis://127.0.0.1:6379/0", err)) ||
+        !(c->redis_stream = xstrdup("cap:discovery", err)) ||
+        !(c->redis_group = xstrdup("cap-workers", err)) ||
+        !(c->redis_dead_letter_stream = xstrdup("cap:discovery:dead", err)) ||
+        !(c->telemetry_metrics_listen = xstrdup("", err)) ||
+        !(c->network_deny = calloc(1, sizeof *c->network_deny))) {
+        cap_err_set(err, CAP_E_NOMEM, "out of memory");
+        return -1;
+    }
+    c->logging_level = CAP_LOG_INFO;
+    c->logging_format = CAP_LOG_AUTO;
+    c->scheduler_tick_ms = 5000;
+    c->scheduler_requeue_after_ms = 5 * 60 * 1000;
+    c->scheduler_batch = 500;
+    c->worker_max_concurrent_discovery = 256;
+    c->worker_max_jobs = 16;
+    c->worker_reclaim_idle_ms = 60000;
+    c->worker_max_attempts = 5;
+    c->worker_drain_grace_ms = 25000;
+    c->worker_heartbeat_ms = 0; /* reclaim_idle / 4 unless given; set when the load finishes */
+    c->worker_noop_executor = false;
+    c->network_allow_loopback = false;
+    c->scan_max_targets = 1048576;
+    c->scan_expiring_days = 14;
+    c->ct_run_budget = 1000000;
+    return 0;
+}
+
+/* ---------------------------------------------------------------- files */
+
+/* Reads a whole file of at most max bytes into a NUL-terminated buffer the caller frees. what
+ * names the file in messages ("config file x.yaml"). */
+static int read_file(const char *path, size_t max, const char *what, char **out, size_t *out_len,
+                     struct cap_err *err)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        cap_err_set(err, CAP_E_IO, "%s: cannot open: %s", what, strerror(errno));
+        return -1;
+    }
+    size_t cap = 4096, len = 0;
+    char *buf = malloc(cap + 1);
+    if (!buf) {
+        fclose(f);
+        cap_err_set(err, CAP_E_NOMEM, "out of memory");
+        return -1;
+    }
+    for (;;) {
+        if (len == cap) {
+            if (cap > max) {
+                free(buf);
+                fclose(f);
+                cap_err_set(err, CAP_E_LIMIT, "%s: larger than %zu bytes", what, max);
+                return -1;
+            }
+            size_t ncap = cap * 2;
+            char *nb = realloc(buf, ncap + 1);
+            if (!nb) {
+                free(buf);
+                fclose(f);
+                cap_err_set(err, CAP_E_NOMEM, "out of memory");
+                return -1;
+            }
+            buf = nb;
+            cap = ncap;
+        }
+        size_t r = fread(buf + len, 1, cap - len, f);
+        if (r == 0) {
+            if (ferror(f)) {
+                int e = errno;
+                free(buf);
+                fclose(f);
+                cap_err_set(err, CAP_E_IO, "%s: cannot read: %s", what, strerror(e));
+                return -1;
+            }
+            break;
+        }
+        len += r;
+    }
+    fclose(f);
+    if (len > max) {
+        free(buf);
+        cap_err_set(err, CAP_E_LIMIT, "%s: larger than %zu bytes", what, max);
+        return -1;
+    }
+    buf[len] = '\0';
+    *out = buf;
+    *out_len = len;
+    return 0;
+}
+
+/* ---------------------------------------------------------------- environment */
+
+static const char *env_get(char *const *envp, const char *name)
+{
+    size_t nl = strlen(name);
+    for (; envp && *envp; envp++)
+        if (strncmp(*envp, name, nl) == 0 && (*envp)[nl] == '=')
+            return *envp + nl + 1;
+    return NULL;
+}
+
+static bool env_known(const char *name, size_t nlen)
+{
+    char en[96];
+    if (nlen == strlen(ENV_CONFIG) && strncmp(name, ENV_CONFIG, nlen) == 0)
+        return true;
+    for (size_t i = 0; i < NKEYS; i++) {
+        env_name(keys[i].key, en, sizeof en);
+        size_t el = strlen(en);
+        if (nlen == el && strncmp(name, en, nlen) == 0)
+            return true;
+        if (keys[i].secret && nlen == el + 5 && strncmp(name, en, el) == 0 &&
+            strncmp(name + el, "_FILE", 5) == 0)
+            return true;
+    }
+    return false;
+}
+
+static int load_env(struct loader *L, char *const *envp, struct cap_err *err)
+{
+    char en[96], fen[112];
+    for (size_t i = 0; i < NKEYS; i++) {
+        env_name(keys[i].key, en, sizeof en);
+        const char *v = env_get(envp, en);
+        struct origin o = {ORIG_ENV, en, 0, 0};
+        if (!v && keys[i].secret) {
+            /* The variable itself wins over its _FILE variant. */
+            snprintf(fen, sizeof fen, "%s_FILE", en);
+            const char *path = env_get(envp, fen);
+            if (path) {
+                char what[WHERE_MAX + 128], qp[96];
+                cap_err_quote(qp, sizeof qp, path, strlen(path));
+                snprintf(what, sizeof what, "environment %s: file \"%s\"", fen, qp);
+                char *buf = NULL;
+                size_t len = 0;
+                if (read_file(path, SECRET_FILE_MAX, what, &buf, &len, err) != 0)
+                    return -1;
+                while (len > 0 && (buf[len - 1] == '\n' || buf[len - 1] == '\r'))
+                    buf[--len] = '\0';
+                o.name = fen;
+                int rc = set_value(L, (int)i, buf, len, &o, err);
+                OPENSSL_cleanse(buf, len);
+                free(buf);
+                if (rc != 0)
+                    return -1;
+                L->set[i] = true;
+            }
+            continue;
+        }
+        if (!v)
+            continue;
+        if (set_value(L, (int)i, v, strlen(v), &o, err) != 0)
+            return -1;
+        L->set[i] = true;
+    }
+    size_t plen = strlen(ENV_PREFIX);
+    for (char *const *e = envp; e && *e; e++) {
+        if (strncmp(*e, ENV_PREFIX, plen) != 0)
+            continue;
+        const char *eq = strchr(*e, '=');
+        size_t nlen = eq ? (size_t)(eq - *e) : strlen(*e);
+        if (env_known(*e, nlen))
+            continue;
+        char name[128];
+        snprintf(name, sizeof name, "%.*s", (int)(nlen < 127 ? nlen : 127), *e);
+        cap_log(CAP_LOG_WARN, "config_unknown_env", CAP_LS("name", name));
+    }
+    return 0;
+}
+
+/* ---------------------------------------------------------------- YAML file */
+
+struct yctx {
+    struct loader *L;
+    yaml_document_t *doc;
+    const char *name; /* quoted file name */
+    struct cap_err *err;
+};
+
+static const char *node_kind(const yaml_node_t *n)
+{
+    if (n->type == YAML_MAPPING_NODE)
+        return "a map";
+    if (n->type == YAML_SEQUENCE_NODE)
+        return "a list";
+    return "a scalar";
+}
+
+/* A plain empty, "~" or "null" scalar: the key keeps its default. */
+static bool node_is_null(const yaml_node_t *n)
+{
+    if (n->type != YAML_SCALAR_NODE || n->data.scalar.style != YAML_PLAIN_SCALAR_STYLE)
+        return false;
+    const char *v = (const char *)n->data.scalar.value;
+    return n->data.scalar.length == 0 || strcmp(v, "~") == 0 || strcmp(v, "null") == 0 ||
+           strcmp(v, "Null") == 0 || strcmp(v, "NULL") == 0;
+}
+
+static void node_origin(const struct yctx *y, const yaml_node_t *n, struct origin *o)
+{
+    o->kind = ORIG_FILE;
+    o->name = y->name;
+    o->line = n->start_mark.line + 1;
+    o->col = n->start_mark.column + 1;
+}
+
+static int yerr(const struct yctx *y, const yaml_node_t *n, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* Records "config file NAME:LINE:COL: <message>" for node n and returns -1. */
+static int yerr(const struct yctx *y, const yaml_node_t *n, const char *fmt, ...)
+{
+    char msg[CAP_ERR_MSG_MAX];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    cap_err_set(y->err, CAP_E_INVALID, "config file %s:%zu:%zu: %s", y->name,
+                (size_t)n->start_mark.line + 1, (size_t)n->start_mark.column + 1, msg);
+    return -1;
+}
+
+static size_t edit_distance(const char *a, const char *b)
+{
+    size_t la = strlen(a), lb = strlen(b);
+    if (la > 64 || lb > 64)
+        return SIZE_MAX;
+    size_t row[65];
+    for (size_t j = 0; j <= lb; j++)
+        row[j] = j;
+    for (size_t i = 1; i <= la; i++) {
+        size_t diag = row[0];
+        row[0] = i;
+        for (size_t j = 1; j <= lb; j++) {
+            size_t up = row[j];
+            size_t best = diag + (a[i - 1] != b[j - 1]);
+            if (up + 1 < best)
+                best = up + 1;
+            if (row[j - 1] + 1 < best)
+                best = row[j - 1] + 1;
+            row[j] = best;
+            diag = up;
+        }
+    }
+    return row[lb];
+}
+
+/* Reports an unknown key, naming the closest known key when one is near. */
+static int unknown_key(const struct yctx *y, const yaml_node_t *n, const char *key,
+                       size_t keylen)
+{
+    char q[96];
+    cap_err_quote(q, sizeof q, key, keylen);
+    const char *best = NULL;
+    size_t bestd = 3;
+    if (strlen(key) == keylen) {
+        for (size_t i = 0; i < NKEYS; i++) {
+            size_t d = edit_distance(key, keys[i].key);
+            if (d < bestd) {
+                bestd = d;
+                best = keys[i].key;
+            }
+        }
+        for (size_t i = 0; i < NSECTIONS; i++) {
+            size_t d = edit_distance(key, sections[i]);
+            if (d < bestd && d < strlen(sections[i]) / 2) {
+                bestd = d;
+                best = sections[i];
+            }
+        }
+    }
+    if (best)
+        return yerr(y, n, "unknown key \"%s\" (did you mean \"%s\"?)", q, best);
+    return yerr(y, n, "unknown key \"%s\"", q);
+}
+
+static yaml_node_t *ynode(const struct yctx *y, int id)
+{
+    return yaml_document_get_node(y->doc, id);
+}
+
+/* A scalar value of a ct.logs entry into *dst (NULL scalar leaves it unset). */
+static int ct_field_str(const struct yctx *y, const yaml_node_t *v, const char *path, char **dst)
+{
+    if (v->type != YAML_SCALAR_NODE)
+        return yerr(y, v, "key \"%s\": expected a scalar, got %s", path, node_kind(v));
+    if (node_is_null(v))
+        return 0;
+    const char *s = (const char *)v->data.scalar.value;
+    size_t len = v->data.scalar.length;
+    if (memchr(s, '\0', len)) {
+        char where[WHERE_MAX];
+        struct origin o;
+        node_origin(y, v, &o);
+        where_fmt(&o, path, where, sizeof where);
+        return fail_value(y->err, where, NULL, s, len, "contains a NUL byte",
+                          "text without NUL bytes");
+    }
+    char *d = xstrndup(s, len, y->err);
+    if (!d)
+        return -1;
+    free(*dst);
+    *dst = d;
+    return 0;
+}
+
+static int yaml_ct_log(const struct yctx *y, const yaml_node_t *item, size_t idx,
+                       struct logvec *lv)
+{
+    char path[64];
+    snprintf(path, sizeof path, "ct.logs[%zu]", idx);
+    struct origin o;
+    node_origin(y, item, &o);
+    struct cap_ct_log l = {0};
+    if (item->type == YAML_SCALAR_NODE && !node_is_null(item)) {
+        /* A bare URL, as in the environment: protocol found by probing. */
+        if (ct_field_str(y, item, path, &l.url) != 0 || !(l.protocol = xstrdup("auto", y->err)))
+            goto fail;
+    } else if (item->type == YAML_MAPPING_NODE) {
+        bool seen[6] = {false};
+        static const char *const fields[] = {"url",         "protocol", "key",
+                                             "log_id",      "description", "mmd"};
+        for (yaml_node_pair_t *p = item->data.mapping.pairs.start;
+             p < item->data.mapping.pairs.top; p++) {
+            yaml_node_t *kn = ynode(y, p->key), *vn = ynode(y, p->value);
+            if (!kn || !vn)
+                continue;
+            if (kn->type != YAML_SCALAR_NODE) {
+                yerr(y, kn, "key \"%s\": a key must be a scalar, got %s", path, node_kind(kn));
+                goto fail;
+            }
+            const char *kname = (const char *)kn->data.scalar.value;
+            int f = -1;
+            for (int i = 0; i < 6; i++)
+                if (strlen(kname) == kn->data.scalar.length && strcmp(kname, fields[i]) == 0)
+                    f = i;
+            char sub[192], q[96];
+            cap_err_quote(q, sizeof q, kname, kn->data.scalar.length);
+            snprintf(sub, sizeof sub, "%s.%s", path, q);
+            if (f < 0) {
+                yerr(y, kn, "unknown key \"%s\" (allowed url, protocol, key, log_id, description, "
+                     "mmd)", sub);
+                goto fail;
+            }
+            if (seen[f]) {
+                yerr(y, kn, "duplicate key \"%s\"", sub);
+                goto fail;
+            }
+            seen[f] = true;
+            char **dst[5] = {&l.url, &l.protocol, &l.key_b64, &l.log_id_b64, &l.description};
+            if (f < 5) {
+                if (ct_field_str(y, vn, sub, dst[f]) != 0)
+                    goto fail;
+                continue;
+            }
+            char *mmd = NULL;
+            if (ct_field_str(y, vn, sub, &mmd) != 0)
+                goto fail;
+            if (mmd) {
+                int64_t ms = 0;
+                char where[WHERE_MAX];
+                struct origin vo;
+                node_origin(y, vn, &vo);
+                where_fmt(&vo, sub, where, sizeof where);
+                if (cap_config_parse_duration_ms(mmd, &ms) != 0 || ms < 1000 ||
+                    ms > DUR_MAX_MS || ms % 1000 != 0) {
+                    fail_value(y->err, where, NULL, mmd, strlen(mmd),
+                               "is not a maximum merge delay",
+                               "whole seconds 1s-365d, as 24h or 86400");
+                    free(mmd);
+                    goto fail;
+                }
+                l.mmd_s = ms / 1000;
+                free(mmd);
+            }
+        }
+    } else {
+        yerr(y, item, "key \"%s\": expected a map with url, protocol, key, log_id, description, "
+             "mmd, got %s", path, node_kind(item));
+        goto fail;
+    }
+    if (ct_log_finish(&l, &o, path, y->err) != 0 || logvec_push(lv, &l, y->err) != 0)
+        goto fail;
+    return 0;
+fail:
+    ct_log_clear(&l);
+    return -1;
+}
+
+static int yaml_value(const struct yctx *y, int ki, const yaml_node_t *v)
+{
+    const struct key_def *k = &keys[ki];
+    struct loader *L = y->L;
+    if (k->type == KT_CIDRS || k->type == KT_CTLOGS) {
+        if (!node_is_null(v) && v->type != YAML_SEQUENCE_NODE)
+            return yerr(y, v, "key \"%s\": expected a list, got %s", k->key, node_kind(v));
+        struct strvec sv = {0};
+        struct logvec lv = {0};
+        size_t idx = 0;
+        if (v->type == YAML_SEQUENCE_NODE) {
+            for (yaml_node_item_t *it = v->data.sequence.items.start;
+                 it < v->data.sequence.items.top; it++, idx++) {
+                yaml_node_t *in = ynode(y, *it);
+                if (!in)
+                    continue;
+                if (k->type == KT_CTLOGS) {
+                    if (yaml_ct_log(y, in, idx, &lv) != 0)
+                        goto list_fail;
+                    continue;
+                }
+                char path[64];
+                snprintf(path, sizeof path, "%s[%zu]", k->key, idx);
+                if (in->type != YAML_SCALAR_NODE || node_is_null(in)) {
+                    yerr(y, in, "key \"%s\": expected a CIDR, got %s", path,
+                         node_is_null(in) ? "null" : node_kind(in));
+                    goto list_fail;
+                }
+                char where[WHERE_MAX];
+                struct origin o;
+                node_origin(y, in, &o);
+                where_fmt(&o, path, where, sizeof where);
+                if (deny_push(&sv, (const char *)in->data.scalar.value, in->data.scalar.length,
+                              where, y->err) != 0)
+                    goto list_fail;
+            }
+        }
+        if (k->type == KT_CIDRS)
+            return deny_replace(&L->cfg, &sv, y->err);
+        free_field(&L->cfg, k);
+        L->cfg.ct_logs = lv.v;
+        L->cfg.ct_logs_n = lv.n;
+        return 0;
+    list_fail:
+        strvec_free(&sv);
+        logvec_free(&lv);
+        return -1;
+    }
+    if (v->type != YAML_SCALAR_NODE)
+        return yerr(y, v, "key \"%s\": expected a scalar, got %s", k->key, node_kind(v));
+    if (node_is_null(v))
+        return 0;
+    struct origin o;
+    node_origin(y, v, &o);
+    return set_value(L, ki, (const char *)v->data.scalar.value, v->data.scalar.length, &o,
+                     y->err);
+}
+
+static int yaml_section(const struct yctx *y, int si, const yaml_node_t *sec)
+{
+    const char *sname = sections[si];
+    if (node_is_null(sec))
+        return 0;
+    if (sec->type != YAML_MAPPING_NODE)
+        return yerr(y, sec, "key \"%s\": expected a map, got %s", sname, node_kind(sec));
+    for (yaml_node_pair_t *p = sec->data.mapping.pairs.start; p < sec->data.mapping.pairs.top;
+         p++) {
+        yaml_node_t *kn = ynode(y, p->key), *vn = ynode(y, p->value);
+        if (!kn || !vn)
+            continue;
+        if (kn->type != YAML_SCALAR_NODE)
+            return yerr(y, kn, "key in \"%s\": a key must be a scalar, got %s", sname,
+                        node_kind(kn));
+        char dotted[160];
+        int w = snprintf(dotted, sizeof dotted, "%s.%.*s", sname, (int)kn->data.scalar.length,
+                         (const char *)kn->data.scalar.value);
+        size_t dlen = strlen(sname) + 1 + kn->data.scalar.length;
+        int ki = -1;
+        if (w > 0 && (size_t)w == dlen && dlen < sizeof dotted)
+            ki = key_index(dotted);
+        if (ki < 0) {
+            char full[160];
+            size_t flen = strlen(sname) + 1;
+            snprintf(full, sizeof full, "%s.", sname);
+            size_t take = kn->data.scalar.length;
+            if (take > sizeof full - flen - 1)
+                take = sizeof full - flen - 1;
+            memcpy(full + flen, kn->data.scalar.value, take);
+            full[flen + take] = '\0';
+            return unknown_key(y, kn, full, flen + kn->data.scalar.length > flen + take
+                                                ? flen + take
+                                                : flen + kn->data.scalar.length);
+        }
+        if (y->L->file_set[ki])
+            return yerr(y, kn, "duplicate key \"%s\"", keys[ki].key);
+        y->L->file_set[ki] = true;
+        if (yaml_value(y, ki, vn) != 0)
+            return -1;
+        if (!node_is_null(vn))
+            y->L->set[ki] = true;
+    }
+    return 0;
+}
+
+static int yaml_root(const struct yctx *y, const yaml_node_t *root)
+{
+    if (node_is_null(root))
+        return 0;
+    if (root->type != YAML_MAPPING_NODE)
+        return yerr(y, root, "expected a map of sections (database, redis, logging, ...), got "
+                    "%s", node_kind(root));
+    bool seen[NSECTIONS] = {false};
+    for (yaml_node_pair_t *p = root->data.mapping.pairs.start; p < root->data.mapping.pairs.top;
+         p++) {
+        yaml_node_t *kn = ynode(y, p->key), *vn = ynode(y, p->value);
+        if (!kn || !vn)
+            continue;
+        if (kn->type != YAML_SCALAR_NODE)
+            return yerr(y, kn, "a key must be a scalar, got %s", node_kind(kn));
+        const char *name = (const char *)kn->data.scalar.value;
+        size_t nlen = kn->data.scalar.length;
+        int si = -1;
+        for (size_t i = 0; i < NSECTIONS; i++)
+            if (strlen(name) == nlen && strcmp(name, sections[i]) == 0)
+                si = (int)i;
+        if (si < 0) {
+            if (strlen(name) == nlen && key_index(name) >= 0) {
+                const char *dot = strchr(name, '.');
+                char sec[32];
+                snprintf(sec, sizeof sec, "%.*s", (int)(dot - name), name);
+                return yerr(y, kn, "key \"%s\" must be nested under its section \"%s:\"", name,
+                            sec);
+            }
+            return unknown_key(y, kn, name, nlen);
+        }
+        if (seen[si])
+            return yerr(y, kn, "duplicate key \"%s\"", sections[si]);
+        seen[si] = true;
+        if (yaml_section(y, si, vn) != 0)
+            return -1;
+    }
+    return 0;
+}
+
+static int yaml_syntax_error(const yaml_parser_t *p, const char *name, struct cap_err *err)
+{
+    if (p->error == YAML_MEMORY_ERROR) {
+        cap_err_set(err, CAP_E_NOMEM, "config file %s: out of memory while parsing YAML", name);
+        return -1;
+    }
+    if (p->error == YAML_READER_ERROR) {
+        cap_err_set(err, CAP_E_INVALID, "config file %s: invalid YAML at byte %zu: %s", name,
+                    p->problem_offset, p->problem ? p->problem : "unreadable input");
+        return -1;
+    }
+    if (p->context)
+        cap_err_set(err, CAP_E_INVALID, "config file %s:%zu:%zu: invalid YAML: %s (%s at line %zu "
+                    "column %zu)", name, (size_t)p->problem_mark.line + 1,
+                    (size_t)p->problem_mark.column + 1, p->problem ? p->problem : "syntax error",
+                    p->context, (size_t)p->context_mark.line + 1,
+                    (size_t)p->context_mark.column + 1);
+    else
+        cap_err_set(err, CAP_E_INVALID, "config file %s:%zu:%zu: invalid YAML: %s", name,
+                    (size_t)p->problem_mark.line + 1, (size_t)p->problem_mark.column + 1,
+                    p->problem ? p->problem : "syntax error");
+    return -1;
+}
+
+static int load_yaml(struct loader *L, const char *buf, size_t len, const char *name,
+                     struct cap_err *err)
+{
+    char qname[96];
+    cap_err_quote(qname, sizeof qname, name, strlen(name));
+    if (len > CONFIG_FILE_MAX) {
+        cap_err_set(err, CAP_E_LIMIT, "config file %s: larger than %d bytes", qname,
+                    CONFIG_FILE_MAX);
+        return -1;
+    }
+    yaml_parser_t p;
+    if (!yaml_parser_initialize(&p)) {
+        cap_err_set(err, CAP_E_NOMEM, "out of memory");
+        return -1;
+    }
+    yaml_parser_set_input_string(&p, (const unsigned char *)buf, len);
+    yaml_document_t doc;
+    if (!yaml_parser_load(&p, &doc)) {
+        yaml_syntax_error(&p, qname, err);
+        yaml_parser_delete(&p);
+        return -1;
+    }
+    struct yctx y = {L, &doc, qname, err};
+    int rc = 0;
+    yaml_node_t *root = yaml_document_get_root_node(&doc);
+    if (root)
+        rc = yaml_root(&y, root);
+    if (rc == 0 && root) {
+        /* One document only: a second one would be silently ignored otherwise. */
+        yaml_document_t doc2;
+        if (!yaml_parser_load(&p, &doc2)) {
+            rc = yaml_syntax_error(&p, qname, err);
+        } else {
+            yaml_node_t *r2 = yaml_document_get_root_node(&doc2);
+            if (r2) {
+                cap_err_set(err, CAP_E_INVALID, "config file %s:%zu:%zu: more than one YAML "
+                            "document (allowed one)", qname, (size_t)r2->start_mark.line + 1,
+                            (size_t)r2->start_mark.column + 1);
+                rc = -1;
+            }
+            yaml_document_delete(&doc2);
+        }
+    }
+    yaml_document_delete(&doc);
+    yaml_parser_delete(&p);
+    return rc;
+}
+
+/* ---------------------------------------------------------------- v3 JSON log list */
+
+struct jctx {
+    struct origin o;
+    struct cap_err *err;
+};
+
+static int jerr_type(const struct jctx *j, const char *path, const char *want,
+                     const json_object *got)
+{
+    cap_err_set(j->err, CAP_E_INVALID, "ct log list file %s: %s: expected %s, got %s", j->o.name,
+                path, want, got ? json_type_to_name(json_object_get_type(got)) : "nothing");
+    return -1;
+}
+
+/* Copies the string member key of obj into *dst; absent is fine unless required. */
+static int jstr(const struct jctx *j, json_object *obj, const char *key, const char *path,
+                bool required, char **dst)
+{
+    json_object *v = NULL;
+    char sub[128];
+    snprintf(sub, sizeof sub, "%s.%s", path, key);
+    if (!json_object_object_get_ex(obj, key, &v) || json_object_is_type(v, json_type_null)) {
+        if (required)
+            return jerr_type(j, sub, "a string", NULL);
+        return 0;
+    }
+    if (!json_object_is_type(v, json_type_string))
+        return jerr_type(j, sub, "a string", v);
+    const char *s = json_object_get_string(v);
+    size_t len = (size_t)json_object_get_string_len(v);
+    if (memchr(s, '\0', len)) {
+        char where[WHERE_MAX];
+        where_fmt(&j->o, sub, where, sizeof where);
+        return fail_value(j->err, where, NULL, s, len, "contains a NUL byte",
+                          "text without NUL bytes");
+    }
+    char *d = xstrndup(s, len, j->err);
+    if (!d)
+        return -1;
+    free(*dst);
+    *dst = d;
+    return 0;
+}
+
+/* One entry of operators[].logs[] or operators[].tiled_logs[]; retired and rejected logs are
+ * skipped. */
+static int jlog(const struct jctx *j, json_object *lo, const char *path, bool tiled,
+                struct logvec *lv)
+{
+    if (!json_object_is_type(lo, json_type_object))
+        return jerr_type(j, path, "an object", lo);
+    json_object *state = NULL;
+    char sub[128];
+    if (json_object_object_get_ex(lo, "state", &state) &&
+        !json_object_is_type(state, json_type_null)) {
+        snprintf(sub, sizeof sub, "%s.state", path);
+        if (!json_object_is_type(state, json_type_object))
+            return jerr_type(j, sub, "an object", state);
+        if (json_object_object_get_ex(state, "retired", NULL) ||
+            json_object_object_get_ex(state, "rejected", NULL))
+            return 0;
+    }
+    struct cap_ct_log l = {0};
+    if (jstr(j, lo, tiled ? "monitoring_url" : "url", path, true, &l.url) != 0 ||
+        jstr(j, lo, "key", path, true, &l.key_b64) != 0 ||
+        jstr(j, lo, "log_id", path, false, &l.log_id_b64) != 0 ||
+        jstr(j, lo, "description", path, false, &l.description) != 0 ||
+        !(l.protocol = xstrdup(tiled ? "static-ct" : "rfc6962", j->err)))
+        goto fail;
+    json_object *mmd = NULL;
+    if (json_object_object_get_ex(lo, "mmd", &mmd) && !json_object_is_type(mmd, json_type_null)) {
+        snprintf(sub, sizeof sub, "%s.mmd", path);
+        if (!json_object_is_type(mmd, json_type_int)) {
+            jerr_type(j, sub, "an integer number of seconds", mmd);
+            goto fail;
+        }
+        int64_t s = json_object_get_int64(mmd);
+        if (s < 1 || s > DUR_MAX_MS / 1000) {
+            char where[WHERE_MAX], num[32];
+            where_fmt(&j->o, sub, where, sizeof where);
+            snprintf(num, sizeof num, "%lld", (long long)s);
+            fail_value(j->err, where, NULL, num, strlen(num), "is out of range",
+                       "1-31536000 seconds");
+            goto fail;
+        }
+        l.mmd_s = s;
+    }
+    if (ct_log_finish(&l, &j->o, path, j->err) != 0 || logvec_push(lv, &l, j->err) != 0)
+        goto fail;
+    return 0;
+fail:
+    ct_log_clear(&l);
+    return -1;
+}
+
+static int jlogs_parse(const struct jctx *j, json_object *root, struct logvec *lv)
+{
+    if (!json_object_is_type(root, json_type_object))
+        return jerr_type(j, "(top level)", "an object", root);
+    json_object *ops = NULL;
+    if (!json_object_object_get_ex(root, "operators", &ops) ||
+        !json_object_is_type(ops, json_type_array))
+        return jerr_type(j, "operators", "an array", ops);
+    size_t nops = json_object_array_length(ops);
+    for (size_t i = 0; i < nops; i++) {
+        json_object *op = json_object_array_get_idx(ops, i);
+        char path[128];
+        snprintf(path, sizeof path, "operators[%zu]", i);
+        if (!json_object_is_type(op, json_type_object))
+            return jerr_type(j, path, "an object", op);
+        static const char *const kinds[] = {"logs", "tiled_logs"};
+        for (int t = 0; t < 2; t++) {
+            json_object *arr = NULL;
+            snprintf(path, sizeof path, "operators[%zu].%s", i, kinds[t]);
+            if (!json_object_object_get_ex(op, kinds[t], &arr) ||
+                json_object_is_type(arr, json_type_null))
+                continue;
+            if (!json_object_is_type(arr, json_type_array))
+                return jerr_type(j, path, "an array", arr);
+            size_t n = json_object_array_length(arr);
+            for (size_t k = 0; k < n; k++) {
+                char lpath[128];
+                snprintf(lpath, sizeof lpath, "operators[%zu].%s[%zu]", i, kinds[t], k);
+                if (jlog(j, json_object_array_get_idx(arr, k), lpath, t == 1, lv) != 0)
+                    return -1;
+            }
+        }
+    }
+    return 0;
+}
+
+int cap_config_parse_log_list(const char *buf, size_t len, const char *name,
+                              struct cap_ct_log **out, size_t *out_n, struct cap_err *err)
+{
+    char qname[96];
+    cap_err_quote(qname, sizeof qname, name ? name : "(buffer)", strlen(name ? name : "(buffer)"));
+    if (len > LOG_LIST_MAX) {
+        cap_err_set(err, CAP_E_LIMIT, "ct log list file %s: larger than %d bytes", qname,
+                    LOG_LIST_MAX);
+        return -1;
+    }
+    if (memchr(buf, '\0', len)) {
+        size_t at = (size_t)((const char *)memchr(buf, '\0', len) - buf);
+        cap_err_set(err, CAP_E_INVALID, "ct log list file %s: invalid JSON at byte %zu: NUL byte",
+                    qname, at);
+        return -1;
+    }
+    json_tokener *tok = json_tokener_new_ex(LOG_LIST_DEPTH);
+    if (!tok) {
+        cap_err_set(err, CAP_E_NOMEM, "out of memory");
+        return -1;
+    }
+    json_object *root = json_tokener_parse_ex(tok, buf, (int)len);
+    enum json_tokener_error je = json_tokener_get_error(tok);
+    size_t end = json_tokener_get_parse_end(tok);
+    if (je == json_tokener_continue) {
+        cap_err_set(err, CAP_E_INVALID, "ct log list file %s: invalid JSON: ends early at byte %zu",
+                    qname, len);
+        json_object_put(root);
+        json_tokener_free(tok);
+        return -1;
+    }
+    if (je != json_tokener_success) {
+        cap_err_set(err, CAP_E_INVALID, "ct log list file %s: invalid JSON at byte %zu: %s", qname,
+                    end, json_tokener_error_desc(je));
+        json_object_put(root);
+        json_tokener_free(tok);
+        return -1;
+    }
+    json_tokener_free(tok);
+    for (size_t i = end; i < len; i++) {
+        if (buf[i] != ' ' && buf[i] != '\n' && buf[i] != '\r' && buf[i] != '\t') {
+            cap_err_set(err, CAP_E_INVALID,
+                        "ct log list file %s: invalid JSON at byte %zu: data after the end", qname,
+                        i);
+            json_object_put(root);
+            return -1;
+        }
+    }
+    struct jctx j = {{ORIG_LIST, qname, 0, 0}, err};
+    struct logvec lv = {0};
+    int rc = jlogs_parse(&j, root, &lv);
+    json_object_put(root);
+    if (rc != 0) {
+        logvec_free(&lv);
+        return -1;
+    }
+    *out = lv.v;
+    *out_n = lv.n;
+    return 0;
+}
+
+/* ---------------------------------------------------------------- putting it together */
+
+/* Reads ct.log_list_file, fills the heartbeat default and checks rules across keys. */
+static int finish(struct loader *L, struct cap_err *err)
+{
+    struct cap_config *c = &L->cfg;
+    if (c->ct_log_list_file) {
+        char what[WHERE_MAX], qp[96];
+        cap_err_quote(qp, sizeof qp, c->ct_log_list_file, strlen(c->ct_log_list_file));
+        snprintf(what, sizeof what, "config key \"ct.log_list_file\": file \"%s\"", qp);
+        char *buf = NULL;
+        size_t len = 0;
+        if (read_file(c->ct_log_list_file, LOG_LIST_MAX, what, &buf, &len, err) != 0)
+            return -1;
+        struct cap_ct_log *logs = NULL;
+        size_t n = 0;
+        int rc = cap_config_parse_log_list(buf, len, c->ct_log_list_file, &logs, &n, err);
+        free(buf);
+        if (rc != 0)
+            return -1;
+        if (n > 0) {
+            /* Entries of ct.logs come first, then those of the list. */
+            struct cap_ct_log *all = realloc(c->ct_logs, (c->ct_logs_n + n) * sizeof *all);
+            if (!all) {
+                cap_config_free_ct_logs(logs, n);
+                cap_err_set(err, CAP_E_NOMEM, "out of memory");
+                return -1;
+            }
+            memcpy(all + c->ct_logs_n, logs, n * sizeof *logs);
+            free(logs);
+            c->ct_logs = all;
+            c->ct_logs_n += n;
+        } else {
+            free(logs);
+        }
+    }
+    int hb = key_index("worker.heartbeat");
+    if (!L->set[hb]) {
+        c->worker_heartbeat_ms = c->worker_reclaim_idle_ms / 4;
+        if (c->worker_heartbeat_ms < 1)
+            c->worker_heartbeat_ms = 1;
+    }
+    if (c->worker_heartbeat_ms >= c->worker_reclaim_idle_ms) {
+        char a[32], b[32];
+        fmt_duration(c->worker_heartbeat_ms, a, sizeof a);
+        fmt_duration(c->worker_reclaim_idle_ms, b, sizeof b);
+        cap_err_set(err, CAP_E_INVALID,
+                    "config key \"worker.heartbeat\": value \"%s\" is not shorter than "
+                    "worker.reclaim_idle \"%s\" (allowed a duration below worker.reclaim_idle)",
+                    a, b);
+        return -1;
+    }
+    if (strcmp(c->redis_stream, c->redis_dead_letter_stream) == 0) {
+        char q[96];
+        cap_err_quote(q, sizeof q, c->redis_stream, strlen(c->redis_stream));
+        cap_err_set(err, CAP_E_INVALID,
+                    "config key \"redis.dead_letter_stream\": value \"%s\" is the same as "
+                    "redis.stream (allowed another stream name)", q);
+        return -1;
+    }
+    return 0;
+}
+
+static int load_all(struct cap_config *cfg, const char *buf, size_t len, const char *name,
+                    char *const *envp, struct cap_err *err)
+{
+    struct loader *L = calloc(1, sizeof *L);
+    if (!L) {
+        cap_err_set(err, CAP_E_NOMEM, "out of memory");
+        return -1;
+    }
+    int rc = set_defaults(&L->cfg, err);
+    if (rc == 0 && buf)
+        rc = load_yaml(L, buf, len, name, err);
+    if (rc == 0)
+        rc = load_env(L, envp, err);
+    if (rc == 0)
+        rc = finish(L, err);
+    if (rc == 0)
+        *cfg = L->cfg;
+    else
+        cap_config_cleanup(&L->cfg);
+    free(L);
+    return rc;
+}
+
+int cap_config_load(struct cap_config *cfg, const char *path, char *const *envp,
+                    struct cap_err *err)
+{
+    if (!envp)
+        envp = environ;
+    if (!path) {
+        path = env_get(envp, ENV_CONFIG);
+        if (path && !*path)
+            path = NULL;
+    }
+    if (!path)
+        return load_all(cfg, NULL, 0, NULL, envp, err);
+    char qname[96], what[128];
+    cap_err_quote(qname, sizeof qname, path, strlen(path));
+    snprintf(what, sizeof what, "config file %s", qname);
+    char *buf = NULL;
+    size_t len = 0;
+    if (read_file(path, CONFIG_FILE_MAX, what, &buf, &len, err) != 0)
+        return -1;
+    int rc = load_all(cfg, buf, len, path, envp, err);
+    free(buf);
+    return rc;
+}
+
+int cap_config_load_buffer(struct cap_config *cfg, const char *buf, size_t len, const char *name,
+                           char *const *envp, struct cap_err *err)
+{
+    if (!envp)
+        envp = environ;
+    return load_all(cfg, buf ? buf : "", buf ? len : 0, name ? name : "(buffer)", envp, err);
+}
