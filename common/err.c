@@ -34,7 +34,13 @@ void cap_err_prefix(struct cap_err *err, const char *fmt, ...)
     vsnprintf(prefix, sizeof prefix, fmt, ap);
     va_end(ap);
     char joined[CAP_ERR_MSG_MAX];
-    snprintf(joined, sizeof joined, "%s%s", prefix, err->msg);
+    size_t pl = strnlen(prefix, sizeof joined - 1);
+    memcpy(joined, prefix, pl);
+    size_t ml = strnlen(err->msg, sizeof err->msg);
+    if (ml > sizeof joined - 1 - pl)
+        ml = sizeof joined - 1 - pl;
+    memcpy(joined + pl, err->msg, ml);
+    joined[pl + ml] = '\0';
     memcpy(err->msg, joined, sizeof joined);
 }
 

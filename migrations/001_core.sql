@@ -45,6 +45,7 @@ CREATE TABLE discovery_sources (
     enabled boolean NOT NULL DEFAULT true,
     schedule text NOT NULL DEFAULT 'manual' CHECK (length(schedule) BETWEEN 1 AND 200),
     next_run_at timestamptz,
+    schedule_judged text,
     trigger_on_save boolean NOT NULL DEFAULT false,
     last_error text,
     cidrs cidr[] NOT NULL DEFAULT '{}'
@@ -78,6 +79,8 @@ COMMENT ON COLUMN discovery_sources.schedule IS
     'manual|once, every DURATION, hourly, daily [HH:MM UTC], weekly [DAY HH:MM UTC] or 5-field cron (UTC).';
 COMMENT ON COLUMN discovery_sources.next_run_at IS
     'When the scheduler next enqueues a run; NULL for manual schedules or until first judged.';
+COMMENT ON COLUMN discovery_sources.schedule_judged IS
+    'The schedule text the scheduler last parsed; differs from schedule until it is judged.';
 COMMENT ON COLUMN discovery_sources.trigger_on_save IS
     'When true, inserting or changing the source queues a run at once.';
 COMMENT ON COLUMN discovery_sources.last_error IS
@@ -114,7 +117,14 @@ BEGIN
         RAISE EXCEPTION 'source "%": %', NEW.name, reason
             USING ERRCODE = 'check_violation';
     END IF;
-    NEW.updated_at := now();
+    IF TG_OP = 'INSERT' OR (OLD.name, OLD.type, OLD.enabled, OLD.schedule, OLD.trigger_on_save,
+        OLD.cidrs, OLD.hosts, OLD.ports, OLD.timeout_ms, OLD.concurrency, OLD.domains,
+        OLD.log_urls, OLD.log_protocol, OLD.log_key, OLD.expected_issuers, OLD.backfill_from)
+        IS DISTINCT FROM (NEW.name, NEW.type, NEW.enabled, NEW.schedule, NEW.trigger_on_save,
+        NEW.cidrs, NEW.hosts, NEW.ports, NEW.timeout_ms, NEW.concurrency, NEW.domains,
+        NEW.log_urls, NEW.log_protocol, NEW.log_key, NEW.expected_issuers, NEW.backfill_from) THEN
+        NEW.updated_at := now();
+    END IF;
     RETURN NEW;
 END $$;
 CREATE TRIGGER discovery_sources_check BEFORE INSERT OR UPDATE ON discovery_sources

@@ -1,0 +1,202 @@
+/* msgpack codec of the discovery_execute job message. Decoding treats the bytes as hostile:
+ * every field is checked for presence and type, and nothing may follow the map. */
+#include "common/job.h"
+
+#include <msgpack.h>
+#include <string.h>
+
+static void pack_key(msgpack_packer *pk, const char *k)
+{
+    size_t l = strlen(k);
+    msgpack_pack_str(pk, l);
+    msgpack_pack_str_body(pk, k, l);
+}
+
+int cap_job_encode(const struct cap_job *job, uint8_t *buf, size_t cap, struct cap_err *err)
+{
+    msgpack_sbuffer sb;
+    msgpack_sbuffer_init(&sb);
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+    msgpack_pack_map(&pk, 6);
+    pack_key(&pk, "v");
+    msgpack_pack_int(&pk, CAP_JOB_VERSION);
+    pack_key(&pk, "type");
+    size_t tl = strlen(CAP_JOB_TYPE_EXECUTE);
+    msgpack_pack_str(&pk, tl);
+    msgpack_pack_str_body(&pk, CAP_JOB_TYPE_EXECUTE, tl);
+    pack_key(&pk, "run_id");
+    msgpack_pack_int64(&pk, job->run_id);
+    pack_key(&pk, "source_id");
+    msgpack_pack_int64(&pk, job->source_id);
+    pack_key(&pk, "attempt");
+    msgpack_pack_int64(&pk, job->attempt);
+    pack_key(&pk, "enqueued_at");
+    msgpack_pack_int64(&pk, job->enqueued_at_ms);
+    int n = -1;
+    if (sb.size <= cap) {
+        memcpy(buf, sb.data, sb.size);
+        n = (int)sb.size;
+    } else {
+        cap_err_set(err, CAP_E_LIMIT, "job message: %zu bytes do not fit in %zu", sb.size, cap);
+    }
+    msgpack_sbuffer_destroy(&sb);
+    return n;
+}
+
+static const char *type_name(msgpack_object_type t)
+{
+    switch (t) {
+    case MSGPACK_OBJECT_NIL:
+        return "nil";
+    case MSGPACK_OBJECT_BOOLEAN:
+        return "boolean";
+    case MSGPACK_OBJECT_POSITIVE_INTEGER:
+    case MSGPACK_OBJECT_NEGATIVE_INTEGER:
+        return "integer";
+    case MSGPACK_OBJECT_FLOAT32:
+    case MSGPACK_OBJECT_FLOAT64:
+        return "float";
+    case MSGPACK_OBJECT_STR:
+        return "string";
+    case MSGPACK_OBJECT_ARRAY:
+        return "array";
+    case MSGPACK_OBJECT_MAP:
+        return "map";
+    case MSGPACK_OBJECT_BIN:
+        return "binary";
+    default:
+        return "extension";
+    }
+}
+
+static int key_is(const msgpack_object *k, const char *name)
+{
+    size_t l = strlen(name);
+    return k->type == MSGPACK_OBJECT_STR && k->via.str.size == l &&
+           memcmp(k->via.str.ptr, name, l) == 0;
+}
+
+/* Reads a strictly positive integer (or non-negative when allow_zero). */
+static int get_int(const msgpack_object *v, const char *field, int allow_zero, int64_t *out,
+                   struct cap_err *err)
+{
+    if (v->type != MSGPACK_OBJECT_POSITIVE_INTEGER) {
+        if (v->type == MSGPACK_OBJECT_NEGATIVE_INTEGER)
+            cap_err_set(err, CAP_E_INVALID, "job field \"%s\": expected %s integer, got %lld",
+                        field, allow_zero ? "non-negative" : "positive", (long long)v->via.i64);
+        else
+            cap_err_set(err, CAP_E_INVALID, "job field \"%s\": expected %s integer, got %s", field,
+                        allow_zero ? "non-negative" : "positive", type_name(v->type));
+        return -1;
+    }
+    if (v->via.u64 > (uint64_t)INT64_MAX || (!allow_zero && v->via.u64 == 0)) {
+        cap_err_set(err, CAP_E_INVALID, "job field \"%s\": value %llu out of range", field,
+                    (unsigned long long)v->via.u64);
+        return -1;
+    }
+    *out = (int64_t)v->via.u64;
+    return 0;
+}
+
+int cap_job_decode(const uint8_t *buf, size_t len, struct cap_job *out, struct cap_err *err)
+{
+    if (len == 0) {
+        cap_err_set(err, CAP_E_INVALID, "job message: empty");
+        return -1;
+    }
+    if (len > CAP_JOB_MAX_BYTES) {
+        cap_err_set(err, CAP_E_LIMIT, "job message: %zu bytes exceed the limit of %d", len,
+                    CAP_JOB_MAX_BYTES);
+        return -1;
+    }
+    msgpack_unpacked up;
+    msgpack_unpacked_init(&up);
+    size_t off = 0;
+    int rc = -1;
+    msgpack_unpack_return ur = msgpack_unpack_next(&up, (const char *)buf, len, &off);
+    if (ur != MSGPACK_UNPACK_SUCCESS) {
+        cap_err_set(err, CAP_E_INVALID, "job message: %s",
+                    ur == MSGPACK_UNPACK_CONTINUE ? "truncated msgpack" : "malformed msgpack");
+        goto done;
+    }
+    if (off != len) {
+        cap_err_set(err, CAP_E_INVALID, "job message: %zu trailing bytes after the map",
+                    len - off);
+        goto done;
+    }
+    const msgpack_object *root = &up.data;
+    if (root->type != MSGPACK_OBJECT_MAP) {
+        cap_err_set(err, CAP_E_INVALID, "job message: expected map, got %s",
+                    type_name(root->type));
+        goto done;
+    }
+    int64_t v = -1, run_id = 0, source_id = 0, attempt = -1, enq = -1;
+    int have_type = 0;
+    for (uint32_t i = 0; i < root->via.map.size; i++) {
+        const msgpack_object *k = &root->via.map.ptr[i].key;
+        const msgpack_object *val = &root->via.map.ptr[i].val;
+        if (k->type != MSGPACK_OBJECT_STR) {
+            cap_err_set(err, CAP_E_INVALID, "job message: map key is %s, expected string",
+                        type_name(k->type));
+            goto done;
+        }
+        if (key_is(k, "v")) {
+            if (get_int(val, "v", 1, &v, err) < 0)
+                goto done;
+        } else if (key_is(k, "type")) {
+            if (val->type != MSGPACK_OBJECT_STR) {
+                cap_err_set(err, CAP_E_INVALID, "job field \"type\": expected string, got %s",
+                            type_name(val->type));
+                goto done;
+            }
+            size_t tl = strlen(CAP_JOB_TYPE_EXECUTE);
+            if (val->via.str.size != tl || memcmp(val->via.str.ptr, CAP_JOB_TYPE_EXECUTE, tl)) {
+                char q[CAP_ERR_VALUE_MAX * 4 + 8];
+                cap_err_set(err, CAP_E_INVALID,
+                            "job field \"type\": unknown job type \"%s\" (expected %s)",
+                            cap_err_quote(q, sizeof q, val->via.str.ptr, val->via.str.size),
+                            CAP_JOB_TYPE_EXECUTE);
+                goto done;
+            }
+            have_type = 1;
+        } else if (key_is(k, "run_id")) {
+            if (get_int(val, "run_id", 0, &run_id, err) < 0)
+                goto done;
+        } else if (key_is(k, "source_id")) {
+            if (get_int(val, "source_id", 0, &source_id, err) < 0)
+                goto done;
+        } else if (key_is(k, "attempt")) {
+            if (get_int(val, "attempt", 1, &attempt, err) < 0)
+                goto done;
+        } else if (key_is(k, "enqueued_at")) {
+            if (get_int(val, "enqueued_at", 1, &enq, err) < 0)
+                goto done;
+        }
+        /* Unknown keys are ignored: newer schedulers may add fields within version 1. */
+    }
+    if (v < 0) {
+        cap_err_set(err, CAP_E_INVALID, "job field \"v\": missing");
+        goto done;
+    }
+    if (v != CAP_JOB_VERSION) {
+        cap_err_set(err, CAP_E_INVALID, "job field \"v\": unsupported version %lld (expected %d)",
+                    (long long)v, CAP_JOB_VERSION);
+        goto done;
+    }
+    const char *missing = !have_type ? "type" : !run_id ? "run_id" : !source_id ? "source_id"
+                                              : attempt < 0 ? "attempt" : enq < 0 ? "enqueued_at"
+                                                                                  : NULL;
+    if (missing) {
+        cap_err_set(err, CAP_E_INVALID, "job field \"%s\": missing", missing);
+        goto done;
+    }
+    out->run_id = run_id;
+    out->source_id = source_id;
+    out->attempt = attempt;
+    out->enqueued_at_ms = enq;
+    rc = 0;
+done:
+    msgpack_unpacked_destroy(&up);
+    return rc;
+}

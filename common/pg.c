@@ -1,0 +1,188 @@
+/* libpq helpers: connections, named parameterised statements, errors with SQLSTATE, and text
+ * array conversion. */
+#include "common/pg.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static _Thread_local char last_sqlstate[6];
+
+PGconn *cap_pg_connect(const char *url, const char *app, struct cap_err *err)
+{
+    const char *keys[] = {"dbname", "application_name", "connect_timeout", NULL};
+    const char *vals[] = {url, app, "10", NULL};
+    PGconn *c = PQconnectdbParams(keys, vals, 1);
+    if (!c) {
+        cap_err_set(err, CAP_E_NOMEM, "connecting to PostgreSQL: out of memory");
+        return NULL;
+    }
+    if (PQstatus(c) != CONNECTION_OK) {
+        /* libpq's message names host and port, never the password. */
+        char msg[200];
+        snprintf(msg, sizeof msg, "%s", PQerrorMessage(c));
+        size_t l = strlen(msg);
+        while (l && (msg[l - 1] == '\n' || msg[l - 1] == ' '))
+            msg[--l] = '\0';
+        cap_err_set(err, CAP_E_IO, "connecting to PostgreSQL: %s", msg);
+        PQfinish(c);
+        return NULL;
+    }
+    return c;
+}
+
+PGresult *cap_pg_exec(PGconn *c, const char *name, const char *sql, int n,
+                      const char *const *params, struct cap_err *err)
+{
+    last_sqlstate[0] = '\0';
+    PGresult *r = PQexecParams(c, sql, n, NULL, params, NULL, NULL, 0);
+    ExecStatusType st = r ? PQresultStatus(r) : PGRES_FATAL_ERROR;
+    if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK)
+        return r;
+    const char *state = r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : NULL;
+    snprintf(last_sqlstate, sizeof last_sqlstate, "%s", state ? state : "");
+    const char *msg = r ? PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY) : NULL;
+    if (!msg)
+        msg = PQerrorMessage(c);
+    char clean[200];
+    snprintf(clean, sizeof clean, "%s", msg ? msg : "unknown error");
+    size_t l = strlen(clean);
+    while (l && (clean[l - 1] == '\n' || clean[l - 1] == ' '))
+        clean[--l] = '\0';
+    int code = (PQstatus(c) != CONNECTION_OK || !state || state[0] == '0' || state[0] == '5' ||
+                strncmp(state, "40", 2) == 0 || strncmp(state, "57", 2) == 0 ||
+                strncmp(state, "08", 2) == 0)
+                   ? CAP_E_IO
+                   : CAP_E_INVALID;
+    cap_err_set(err, code, "%s: %s (SQLSTATE %s)", name, clean, state ? state : "none");
+    PQclear(r);
+    return NULL;
+}
+
+int cap_pg_cmd(PGconn *c, const char *name, const char *sql, int n, const char *const *params,
+               struct cap_err *err)
+{
+    PGresult *r = cap_pg_exec(c, name, sql, n, params, err);
+    if (!r)
+        return -1;
+    PQclear(r);
+    return 0;
+}
+
+const char *cap_pg_last_sqlstate(void)
+{
+    return last_sqlstate;
+}
+
+const char *cap_pg_i64(char *buf, int64_t v)
+{
+    snprintf(buf, 24, "%" PRId64, v);
+    return buf;
+}
+
+int64_t cap_pg_get_i64(const PGresult *r, int row, int col)
+{
+    if (PQgetisnull(r, row, col))
+        return 0;
+    const char *s = PQgetvalue(r, row, col);
+    char *end = NULL;
+    long long v = strtoll(s, &end, 10);
+    if (end == s)
+        return 0;
+    return (int64_t)v;
+}
+
+void cap_pg_free_strv(char **v)
+{
+    if (!v)
+        return;
+    for (char **p = v; *p; p++)
+        free(*p);
+    free(v);
+}
+
+char **cap_pg_parse_text_array(const char *lit, size_t *n_out, struct cap_err *err)
+{
+    size_t len = strlen(lit);
+    if (len < 2 || lit[0] != '{' || lit[len - 1] != '}') {
+        cap_err_set(err, CAP_E_INVALID, "text array: expected {...}");
+        return NULL;
+    }
+    /* At most one element per byte, plus the terminator. */
+    char **v = calloc(len + 1, sizeof *v);
+    char *buf = malloc(len + 1);
+    if (!v || !buf) {
+        free(v);
+        free(buf);
+        cap_err_set(err, CAP_E_NOMEM, "text array: out of memory");
+        return NULL;
+    }
+    size_t n = 0, i = 1;
+    while (i < len - 1) {
+        size_t b = 0;
+        int quoted = 0;
+        if (lit[i] == '"') {
+            quoted = 1;
+            i++;
+            while (i < len - 1 && lit[i] != '"') {
+                if (lit[i] == '\\' && i + 1 < len - 1)
+                    i++;
+                buf[b++] = lit[i++];
+            }
+            if (lit[i] != '"')
+                goto bad;
+            i++;
+        } else {
+            while (i < len - 1 && lit[i] != ',')
+                buf[b++] = lit[i++];
+        }
+        buf[b] = '\0';
+        if (quoted || strcmp(buf, "NULL") != 0) {
+            v[n] = strdup(buf);
+            if (!v[n])
+                goto bad;
+            n++;
+        }
+        if (i < len - 1) {
+            if (lit[i] != ',')
+                goto bad;
+            i++;
+        }
+    }
+    free(buf);
+    if (n_out)
+        *n_out = n;
+    return v;
+bad:
+    free(buf);
+    cap_pg_free_strv(v);
+    cap_err_set(err, CAP_E_INVALID, "text array: malformed literal");
+    return NULL;
+}
+
+char *cap_pg_text_array(const char *const *v, size_t n)
+{
+    size_t cap = 3;
+    for (size_t i = 0; i < n; i++)
+        cap += 2 * strlen(v[i]) + 3;
+    char *out = malloc(cap);
+    if (!out)
+        return NULL;
+    size_t o = 0;
+    out[o++] = '{';
+    for (size_t i = 0; i < n; i++) {
+        if (i)
+            out[o++] = ',';
+        out[o++] = '"';
+        for (const char *p = v[i]; *p; p++) {
+            if (*p == '"' || *p == '\\')
+                out[o++] = '\\';
+            out[o++] = *p;
+        }
+        out[o++] = '"';
+    }
+    out[o++] = '}';
+    out[o] = '\0';
+    return out;
+}

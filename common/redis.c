@@ -1,0 +1,174 @@
+/* Redis connection from URL with AUTH/SELECT, and argv commands with error reporting. */
+#include "common/redis.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static int pct_decode(const char *s, size_t n, char *out, size_t cap)
+{
+    size_t o = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (o + 1 >= cap)
+            return -1;
+        if (s[i] == '%' && i + 2 < n) {
+            char hex[3] = {s[i + 1], s[i + 2], 0};
+            char *end;
+            long v = strtol(hex, &end, 16);
+            if (*end)
+                return -1;
+            out[o++] = (char)v;
+            i += 2;
+        } else {
+            out[o++] = s[i];
+        }
+    }
+    out[o] = '\0';
+    return 0;
+}
+
+int cap_redis_parse_url(const char *url, struct cap_redis_url *out, struct cap_err *err)
+{
+    struct cap_redis_url u;
+    memset(&u, 0, sizeof u);
+    u.port = 6379;
+    if (strncmp(url, "unix://", 7) == 0) {
+        if (snprintf(u.unix_path, sizeof u.unix_path, "%s", url + 7) >= (int)sizeof u.unix_path ||
+            !u.unix_path[0]) {
+            cap_err_set(err, CAP_E_INVALID, "redis.url: bad unix socket path");
+            return -1;
+        }
+        *out = u;
+        return 0;
+    }
+    if (strncmp(url, "redis://", 8) != 0) {
+        cap_err_set(err, CAP_E_INVALID,
+                    "redis.url: expected redis://[user:password@]host[:port][/db]%s",
+                    strncmp(url, "rediss://", 9) == 0
+                        ? " (rediss:// is not supported: use a TLS-terminating proxy)"
+                        : "");
+        return -1;
+    }
+    const char *p = url + 8;
+    const char *at = strrchr(p, '@');
+    const char *slash = strchr(at ? at : p, '/');
+    if (at && (!slash || at < slash)) {
+        const char *colon = memchr(p, ':', (size_t)(at - p));
+        if (colon) {
+            if (pct_decode(p, (size_t)(colon - p), u.user, sizeof u.user) < 0 ||
+                pct_decode(colon + 1, (size_t)(at - colon - 1), u.password, sizeof u.password) < 0) {
+                cap_err_set(err, CAP_E_INVALID, "redis.url: bad user or password encoding");
+                return -1;
+            }
+        } else if (pct_decode(p, (size_t)(at - p), u.password, sizeof u.password) < 0) {
+            cap_err_set(err, CAP_E_INVALID, "redis.url: bad password encoding");
+            return -1;
+        }
+        p = at + 1;
+    }
+    const char *end = slash ? slash : p + strlen(p);
+    const char *colon = NULL;
+    if (*p == '[') {
+        const char *rb = memchr(p, ']', (size_t)(end - p));
+        if (!rb) {
+            cap_err_set(err, CAP_E_INVALID, "redis.url: unterminated [IPv6] host");
+            return -1;
+        }
+        if ((size_t)(rb - p - 1) >= sizeof u.host) {
+            cap_err_set(err, CAP_E_INVALID, "redis.url: host too long");
+            return -1;
+        }
+        memcpy(u.host, p + 1, (size_t)(rb - p - 1));
+        colon = rb + 1 < end && rb[1] == ':' ? rb + 1 : NULL;
+    } else {
+        colon = memchr(p, ':', (size_t)(end - p));
+        size_t hl = (size_t)((colon ? colon : end) - p);
+        if (hl == 0 || hl >= sizeof u.host) {
+            cap_err_set(err, CAP_E_INVALID, "redis.url: missing or too long host");
+            return -1;
+        }
+        memcpy(u.host, p, hl);
+    }
+    if (colon) {
+        char *e;
+        long port = strtol(colon + 1, &e, 10);
+        if (e != end || port < 1 || port > 65535) {
+            cap_err_set(err, CAP_E_INVALID, "redis.url: port must be 1-65535");
+            return -1;
+        }
+        u.port = (int)port;
+    }
+    if (slash && slash[1]) {
+        char *e;
+        long db = strtol(slash + 1, &e, 10);
+        if (*e || db < 0 || db > 1000) {
+            cap_err_set(err, CAP_E_INVALID, "redis.url: database must be a number 0-1000");
+            return -1;
+        }
+        u.db = (int)db;
+    }
+    *out = u;
+    return 0;
+}
+
+redisReply *cap_redis_cmd(redisContext *c, const char *what, int argc, const char **argv,
+                          const size_t *lens, struct cap_err *err)
+{
+    redisReply *r = redisCommandArgv(c, argc, argv, lens);
+    if (!r) {
+        cap_err_set(err, CAP_E_IO, "%s: redis connection failed: %s", what,
+                    c->errstr[0] ? c->errstr : "no reply");
+        return NULL;
+    }
+    if (r->type == REDIS_REPLY_ERROR) {
+        cap_err_set(err, CAP_E_IO, "%s: redis error: %.160s", what, r->str);
+        freeReplyObject(r);
+        return NULL;
+    }
+    return r;
+}
+
+redisContext *cap_redis_connect(const char *url, int timeout_ms, struct cap_err *err)
+{
+    struct cap_redis_url u;
+    if (cap_redis_parse_url(url, &u, err) < 0)
+        return NULL;
+    struct timeval tv = {5, 0};
+    redisContext *c = u.unix_path[0] ? redisConnectUnixWithTimeout(u.unix_path, tv)
+                                     : redisConnectWithTimeout(u.host, u.port, tv);
+    if (!c || c->err) {
+        cap_err_set(err, CAP_E_IO, "connecting to redis at %s:%d: %s",
+                    u.unix_path[0] ? u.unix_path : u.host, u.port,
+                    c ? c->errstr : "out of memory");
+        if (c)
+            redisFree(c);
+        return NULL;
+    }
+    if (timeout_ms > 0) {
+        struct timeval ct = {timeout_ms / 1000, (timeout_ms % 1000) * 1000};
+        redisSetTimeout(c, ct);
+    }
+    if (u.password[0]) {
+        const char *argv[3] = {"AUTH", u.user[0] ? u.user : u.password, u.password};
+        int argc = u.user[0] ? 3 : 2;
+        redisReply *r = cap_redis_cmd(c, "redis AUTH", argc, argv, NULL, err);
+        memset(&u.password, 0, sizeof u.password);
+        if (!r) {
+            redisFree(c);
+            return NULL;
+        }
+        freeReplyObject(r);
+    }
+    if (u.db) {
+        char db[16];
+        snprintf(db, sizeof db, "%d", u.db);
+        const char *argv[2] = {"SELECT", db};
+        redisReply *r = cap_redis_cmd(c, "redis SELECT", 2, argv, NULL, err);
+        if (!r) {
+            redisFree(c);
+            return NULL;
+        }
+        freeReplyObject(r);
+    }
+    return c;
+}

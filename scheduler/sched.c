@@ -1,0 +1,480 @@
+/* The scheduler's sweep and its wait on LISTEN/NOTIFY. Every step takes its rows with
+ * FOR UPDATE SKIP LOCKED, so any number of replicas may sweep at once without doubling work. */
+#include "scheduler/sched.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/select.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "common/job.h"
+#include "common/log.h"
+#include "common/metrics.h"
+#include "common/pg.h"
+#include "common/redis.h"
+#include "common/schedule.h"
+#include "common/stream.h"
+
+static const char SQL_UNJUDGED[] =
+    "SELECT id, schedule FROM discovery_sources "
+    "WHERE schedule_judged IS DISTINCT FROM schedule "
+    "ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED";
+
+static const char SQL_JUDGE_OK[] =
+    "UPDATE discovery_sources SET schedule_judged = schedule, last_error = NULL, "
+    "next_run_at = CASE WHEN $2::bigint < 0 THEN NULL ELSE to_timestamp($2::bigint) END "
+    "WHERE id = $1";
+
+static const char SQL_JUDGE_BAD[] =
+    "UPDATE discovery_sources SET schedule_judged = schedule, enabled = false, "
+    "next_run_at = NULL, last_error = $2 WHERE id = $1";
+
+static const char SQL_DUE[] =
+    "SELECT id, schedule, extract(epoch FROM next_run_at)::bigint, "
+    "extract(epoch FROM now())::bigint FROM discovery_sources "
+    "WHERE enabled AND next_run_at <= now() AND schedule_judged = schedule "
+    "ORDER BY next_run_at LIMIT $1 FOR UPDATE SKIP LOCKED";
+
+static const char SQL_INSERT_RUNS[] =
+    "INSERT INTO discovery_runs (source_id, trigger) "
+    "SELECT unnest($1::bigint[]), 'schedule' "
+    "ON CONFLICT (source_id) WHERE status IN ('queued', 'running') DO NOTHING";
+
+static const char SQL_MOVE_NEXT[] =
+    "UPDATE discovery_sources s SET next_run_at = "
+    "CASE WHEN t.n < 0 THEN NULL ELSE to_timestamp(t.n) END "
+    "FROM unnest($1::bigint[], $2::bigint[]) AS t(id, n) WHERE s.id = t.id";
+
+static const char SQL_RECOVER_STALE[] =
+    "WITH stale AS (SELECT id FROM discovery_runs WHERE status = 'running' "
+    "  AND heartbeat_at < now() - make_interval(secs => $1::double precision) "
+    "  ORDER BY id LIMIT 1000 FOR UPDATE SKIP LOCKED) "
+    "UPDATE discovery_runs r SET "
+    "status = CASE WHEN r.attempts >= $2 THEN 'dead' ELSE 'queued' END, "
+    "finished_at = CASE WHEN r.attempts >= $2 THEN now() END, "
+    "stream_id = NULL, published_at = NULL, "
+    "error = format('worker %s lost: no heartbeat since %s', r.worker, r.heartbeat_at) "
+    "FROM stale WHERE r.id = stale.id RETURNING r.id, r.status";
+
+static const char SQL_TO_PUBLISH[] =
+    "SELECT id, source_id, attempts, stream_id, trigger FROM discovery_runs "
+    "WHERE status = 'queued' AND (stream_id IS NULL "
+    "  OR published_at < now() - make_interval(secs => $2::double precision)) "
+    "ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED";
+
+static const char SQL_PUBLISHED[] =
+    "UPDATE discovery_runs r SET stream_id = t.sid, published_at = now() "
+    "FROM unnest($1::bigint[], $2::text[]) AS t(id, sid) WHERE r.id = t.id";
+
+struct sched {
+    const struct cap_config *cfg;
+    atomic_int *stop;
+    PGconn *pg;
+    redisContext *rd;
+    struct cap_metric *m_enqueued, *m_sweep, *m_published, *m_recovered, *m_disabled;
+    struct cap_metric *m_stream_len, *m_stream_pending;
+};
+
+static double mono_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static int begin(PGconn *c, struct cap_err *err)
+{
+    return cap_pg_cmd(c, "begin", "BEGIN", 0, NULL, err);
+}
+
+static int commit(PGconn *c, struct cap_err *err)
+{
+    return cap_pg_cmd(c, "commit", "COMMIT", 0, NULL, err);
+}
+
+static void rollback(PGconn *c)
+{
+    PQclear(PQexec(c, "ROLLBACK"));
+}
+
+static char *join_i64(const int64_t *v, size_t n)
+{
+    char *s = malloc(n * 22 + 3);
+    if (!s)
+        return NULL;
+    size_t o = 0;
+    s[o++] = '{';
+    for (size_t i = 0; i < n; i++)
+        o += (size_t)snprintf(s + o, 23, "%s%" PRId64, i ? "," : "", v[i]);
+    s[o++] = '}';
+    s[o] = '\0';
+    return s;
+}
+
+/* Parses each source whose schedule text changed since it was last judged: computes its next
+ * due time, or disables it with the parser's message in last_error. */
+static int judge(struct sched *s, struct cap_err *err)
+{
+    if (begin(s->pg, err) < 0)
+        return -1;
+    char lim[24];
+    const char *p[] = {cap_pg_i64(lim, s->cfg->scheduler_batch)};
+    PGresult *r = cap_pg_exec(s->pg, "select unjudged sources", SQL_UNJUDGED, 1, p, err);
+    if (!r) {
+        rollback(s->pg);
+        return -1;
+    }
+    int64_t now = (int64_t)time(NULL);
+    for (int i = 0; i < PQntuples(r); i++) {
+        int64_t id = cap_pg_get_i64(r, i, 0);
+        const char *text = PQgetvalue(r, i, 1);
+        struct cap_schedule sch;
+        struct cap_err perr = {0};
+        char ib[24], nb[24];
+        if (cap_schedule_parse(text, &sch, &perr) == 0) {
+            int64_t next = cap_schedule_next(&sch, now, (uint64_t)id);
+            const char *q[] = {cap_pg_i64(ib, id), cap_pg_i64(nb, next)};
+            if (cap_pg_cmd(s->pg, "set next run", SQL_JUDGE_OK, 2, q, err) < 0)
+                goto fail;
+        } else {
+            const char *q[] = {cap_pg_i64(ib, id), perr.msg};
+            if (cap_pg_cmd(s->pg, "disable source", SQL_JUDGE_BAD, 2, q, err) < 0)
+                goto fail;
+            cap_metric_add(s->m_disabled, NULL, 1);
+            cap_log(CAP_LOG_WARN, "source_disabled", CAP_LI("source_id", id),
+                    CAP_LS("err", perr.msg));
+        }
+    }
+    PQclear(r);
+    return commit(s->pg, err);
+fail:
+    PQclear(r);
+    rollback(s->pg);
+    return -1;
+}
+
+/* Turns due sources into queued runs and moves their next_run_at, in one transaction. */
+static int enqueue_due(struct sched *s, int *more, struct cap_err *err)
+{
+    *more = 0;
+    if (begin(s->pg, err) < 0)
+        return -1;
+    char lim[24];
+    const char *p[] = {cap_pg_i64(lim, s->cfg->scheduler_batch)};
+    PGresult *r = cap_pg_exec(s->pg, "select due sources", SQL_DUE, 1, p, err);
+    if (!r) {
+        rollback(s->pg);
+        return -1;
+    }
+    int n = PQntuples(r);
+    if (n == 0) {
+        PQclear(r);
+        return commit(s->pg, err);
+    }
+    int64_t *ids = calloc((size_t)n, sizeof *ids), *next = calloc((size_t)n, sizeof *next);
+    if (!ids || !next) {
+        free(ids);
+        free(next);
+        PQclear(r);
+        rollback(s->pg);
+        cap_err_set(err, CAP_E_NOMEM, "enqueue due sources: out of memory");
+        return -1;
+    }
+    for (int i = 0; i < n; i++) {
+        ids[i] = cap_pg_get_i64(r, i, 0);
+        int64_t due = cap_pg_get_i64(r, i, 2), now = cap_pg_get_i64(r, i, 3);
+        struct cap_schedule sch;
+        struct cap_err perr = {0};
+        /* Judged already, so this parses; -1 (manual) clears next_run_at. */
+        next[i] = cap_schedule_parse(PQgetvalue(r, i, 1), &sch, &perr) == 0
+                      ? cap_schedule_next_after_run(&sch, due, now, (uint64_t)ids[i])
+                      : -1;
+    }
+    PQclear(r);
+    char *ia = join_i64(ids, (size_t)n), *na = join_i64(next, (size_t)n);
+    const char *q1[] = {ia};
+    const char *q2[] = {ia, na};
+    int rc = -1;
+    PGresult *ins = NULL;
+    if (ia && na && (ins = cap_pg_exec(s->pg, "insert scheduled runs", SQL_INSERT_RUNS, 1, q1, err)) &&
+        cap_pg_cmd(s->pg, "move next run", SQL_MOVE_NEXT, 2, q2, err) == 0 &&
+        commit(s->pg, err) == 0) {
+        long inserted = strtol(PQcmdTuples(ins), NULL, 10);
+        cap_metric_add(s->m_enqueued, "schedule", (double)inserted);
+        cap_log(CAP_LOG_INFO, "runs_enqueued", CAP_LI("due", n), CAP_LI("queued", inserted));
+        *more = n >= s->cfg->scheduler_batch;
+        rc = 0;
+    } else {
+        rollback(s->pg);
+    }
+    if (ins)
+        PQclear(ins);
+    free(ia);
+    free(na);
+    free(ids);
+    free(next);
+    return rc;
+}
+
+/* Runs left `running` without a heartbeat for twice worker.reclaim_idle go back to `queued`
+ * (or `dead` once out of attempts): their owner died where the stream cannot tell. */
+static int recover_stale(struct sched *s, struct cap_err *err)
+{
+    char idle[32], maxb[24];
+    snprintf(idle, sizeof idle, "%.3f", 2.0 * (double)s->cfg->worker_reclaim_idle_ms / 1000.0);
+    const char *p[] = {idle, cap_pg_i64(maxb, s->cfg->worker_max_attempts)};
+    PGresult *r = cap_pg_exec(s->pg, "recover stale runs", SQL_RECOVER_STALE, 2, p, err);
+    if (!r)
+        return -1;
+    for (int i = 0; i < PQntuples(r); i++) {
+        cap_metric_add(s->m_recovered, NULL, 1);
+        cap_log(CAP_LOG_WARN, "run_recovered", CAP_LI("run_id", cap_pg_get_i64(r, i, 0)),
+                CAP_LS("status", PQgetvalue(r, i, 1)));
+    }
+    PQclear(r);
+    return 0;
+}
+
+/* True when the entry is still in the stream (undelivered or pending): republishing it would
+ * only make a duplicate. */
+static int entry_exists(struct sched *s, const char *id)
+{
+    const char *argv[] = {"XRANGE", s->cfg->redis_stream, id, id};
+    redisReply *r = redisCommandArgv(s->rd, 4, argv, NULL);
+    int exists = r && r->type == REDIS_REPLY_ARRAY && r->elements > 0;
+    if (r)
+        freeReplyObject(r);
+    return exists;
+}
+
+/* The outbox: queued runs without a stream entry (new, or lost with Redis's data) are
+ * published; the entry id is stored on the run in the same transaction that locked it. */
+static int publish(struct sched *s, int *more, struct cap_err *err)
+{
+    *more = 0;
+    if (begin(s->pg, err) < 0)
+        return -1;
+    char lim[24], req[32];
+    snprintf(req, sizeof req, "%.3f", (double)s->cfg->scheduler_requeue_after_ms / 1000.0);
+    const char *p[] = {cap_pg_i64(lim, s->cfg->scheduler_batch), req};
+    PGresult *r = cap_pg_exec(s->pg, "select runs to publish", SQL_TO_PUBLISH, 2, p, err);
+    if (!r) {
+        rollback(s->pg);
+        return -1;
+    }
+    int n = PQntuples(r);
+    if (n == 0) {
+        PQclear(r);
+        return commit(s->pg, err);
+    }
+    int64_t *ids = calloc((size_t)n, sizeof *ids);
+    char **sids = calloc((size_t)n, sizeof *sids);
+    int np = 0, rc = -1;
+    int64_t now_ms = (int64_t)time(NULL) * 1000;
+    if (!ids || !sids) {
+        cap_err_set(err, CAP_E_NOMEM, "publishing runs: out of memory");
+        goto out;
+    }
+    for (int i = 0; i < n; i++) {
+        struct cap_job job = {
+            .run_id = cap_pg_get_i64(r, i, 0),
+            .source_id = cap_pg_get_i64(r, i, 1),
+            .attempt = cap_pg_get_i64(r, i, 2),
+            .enqueued_at_ms = now_ms,
+        };
+        char sid[64];
+        if (!PQgetisnull(r, i, 3) && entry_exists(s, PQgetvalue(r, i, 3))) {
+            /* Still waiting in the stream: just note that we looked. */
+            snprintf(sid, sizeof sid, "%s", PQgetvalue(r, i, 3));
+        } else if (cap_stream_publish(s->rd, s->cfg, &job, sid, sizeof sid, err) < 0) {
+            break;
+        } else {
+            cap_metric_add(s->m_published, NULL, 1);
+            if (!PQgetisnull(r, i, 3))
+                cap_log(CAP_LOG_WARN, "run_republished", CAP_LI("run_id", job.run_id),
+                        CAP_LS("lost_entry", PQgetvalue(r, i, 3)), CAP_LS("entry", sid));
+        }
+        ids[np] = job.run_id;
+        sids[np] = strdup(sid);
+        if (!sids[np])
+            break;
+        np++;
+    }
+    if (np > 0) {
+        char *ia = join_i64(ids, (size_t)np);
+        char *sa = cap_pg_text_array((const char *const *)sids, (size_t)np);
+        const char *q[] = {ia, sa};
+        struct cap_err e2 = {0};
+        if (ia && sa && cap_pg_cmd(s->pg, "store stream ids", SQL_PUBLISHED, 2, q, &e2) == 0 &&
+            commit(s->pg, &e2) == 0) {
+            rc = cap_err_isset(err) ? -1 : 0;
+            *more = np == n && n >= s->cfg->scheduler_batch;
+        } else {
+            cap_err_set(err, e2.code, "%s", e2.msg);
+        }
+        free(ia);
+        free(sa);
+    }
+out:
+    if (rc < 0)
+        rollback(s->pg);
+    PQclear(r);
+    for (int i = 0; sids && i < np; i++)
+        free(sids[i]);
+    free(sids);
+    free(ids);
+    return rc;
+}
+
+static int connect_all(struct sched *s, struct cap_err *err)
+{
+    if (s->pg && PQstatus(s->pg) != CONNECTION_OK) {
+        PQfinish(s->pg);
+        s->pg = NULL;
+    }
+    if (!s->pg) {
+        if (!(s->pg = cap_pg_connect(s->cfg->database_url, "cap-scheduler", err)))
+            return -1;
+        if (cap_pg_cmd(s->pg, "listen", "LISTEN cap_scheduler", 0, NULL, err) < 0) {
+            PQfinish(s->pg);
+            s->pg = NULL;
+            return -1;
+        }
+    }
+    if (s->rd && s->rd->err) {
+        redisFree(s->rd);
+        s->rd = NULL;
+    }
+    if (!s->rd) {
+        if (!(s->rd = cap_redis_connect(s->cfg->redis_url, 10000, err)))
+            return -1;
+        if (cap_stream_ensure_group(s->rd, s->cfg, err) < 0) {
+            redisFree(s->rd);
+            s->rd = NULL;
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static int sweep(struct sched *s, struct cap_err *err)
+{
+    double t0 = mono_s();
+    int more = 0;
+    if (judge(s, err) < 0)
+        return -1;
+    do {
+        if (enqueue_due(s, &more, err) < 0)
+            return -1;
+    } while (more && !atomic_load(s->stop));
+    if (recover_stale(s, err) < 0)
+        return -1;
+    do {
+        if (publish(s, &more, err) < 0)
+            return -1;
+    } while (more && !atomic_load(s->stop));
+    struct cap_err terr = {0};
+    long long trimmed = cap_stream_trim(s->rd, s->cfg, &terr);
+    if (trimmed < 0)
+        cap_log(CAP_LOG_WARN, "trim_failed", CAP_LS("err", terr.msg));
+    long long len, pending;
+    if (cap_stream_stats(s->rd, s->cfg, &len, &pending) == 0) {
+        cap_metric_set(s->m_stream_len, NULL, (double)len);
+        cap_metric_set(s->m_stream_pending, NULL, (double)pending);
+    }
+    cap_metric_observe(s->m_sweep, NULL, mono_s() - t0);
+    return 0;
+}
+
+/* Waits for a notification or the tick; returns 1 when notified. */
+static int wait_wakeup(struct sched *s, int64_t timeout_ms)
+{
+    int fd = PQsocket(s->pg);
+    if (fd < 0) {
+        usleep((useconds_t)(timeout_ms > 1000 ? 1000 : timeout_ms) * 1000);
+        return 0;
+    }
+    int notified = 0;
+    int64_t left = timeout_ms;
+    while (left > 0 && !atomic_load(s->stop)) {
+        PQconsumeInput(s->pg);
+        PGnotify *nt;
+        while ((nt = PQnotifies(s->pg))) {
+            notified = 1;
+            PQfreemem(nt);
+        }
+        if (notified)
+            break;
+        /* Wake at least every 500 ms to notice SIGTERM. */
+        int64_t step = left > 500 ? 500 : left;
+        fd_set rf;
+        FD_ZERO(&rf);
+        FD_SET(fd, &rf);
+        struct timeval tv = {step / 1000, (step % 1000) * 1000};
+        int rc = select(fd + 1, &rf, NULL, NULL, &tv);
+        if (rc < 0 && errno != EINTR)
+            break;
+        if (PQstatus(s->pg) != CONNECTION_OK)
+            break;
+        left -= step;
+    }
+    return notified;
+}
+
+int cap_sched_run(const struct cap_config *cfg, atomic_int *stop, struct cap_err *err)
+{
+    struct sched s = {.cfg = cfg, .stop = stop};
+    s.m_enqueued = cap_metrics_counter("cap_runs_enqueued_total",
+                                       "Runs the scheduler queued, by trigger.", "trigger");
+    s.m_sweep = cap_metrics_histogram("cap_scheduler_sweep_duration_seconds",
+                                      "Duration of one scheduler sweep.", NULL, NULL, 0);
+    s.m_published = cap_metrics_counter("cap_runs_published_total",
+                                        "Jobs added to the stream.", NULL);
+    s.m_recovered = cap_metrics_counter("cap_runs_recovered_total",
+                                        "Runs put back to queued after their worker vanished.",
+                                        NULL);
+    s.m_disabled = cap_metrics_counter("cap_sources_disabled_total",
+                                       "Sources disabled for a schedule that does not parse.",
+                                       NULL);
+    s.m_stream_len = cap_metrics_gauge("cap_stream_length", "Entries in the job stream.", NULL);
+    s.m_stream_pending = cap_metrics_gauge(
+        "cap_stream_pending", "Entries delivered to workers and not yet acknowledged.", NULL);
+
+    int retry_ms = 200;
+    while (!atomic_load(stop) && connect_all(&s, err) < 0) {
+        cap_log(CAP_LOG_WARN, "connect_retry", CAP_LS("err", err->msg));
+        cap_err_clear(err);
+        usleep((useconds_t)retry_ms * 1000);
+        retry_ms = retry_ms < 5000 ? retry_ms * 2 : 5000;
+    }
+    cap_log(CAP_LOG_INFO, "scheduler_started", CAP_LI("tick_ms", cfg->scheduler_tick_ms),
+            CAP_LS("stream", cfg->redis_stream));
+    while (!atomic_load(stop)) {
+        struct cap_err e = {0};
+        if (connect_all(&s, &e) < 0) {
+            cap_log(CAP_LOG_WARN, "connect_retry", CAP_LS("err", e.msg));
+            usleep((useconds_t)retry_ms * 1000);
+            retry_ms = retry_ms < 5000 ? retry_ms * 2 : 5000;
+            continue;
+        }
+        retry_ms = 200;
+        if (sweep(&s, &e) < 0) {
+            cap_log(CAP_LOG_WARN, "sweep_failed", CAP_LS("err", e.msg));
+            if (PQstatus(s.pg) == CONNECTION_OK)
+                rollback(s.pg);
+            usleep(500000);
+            continue;
+        }
+        wait_wakeup(&s, cfg->scheduler_tick_ms);
+    }
+    if (s.pg)
+        PQfinish(s.pg);
+    if (s.rd)
+        redisFree(s.rd);
+    cap_log0(CAP_LOG_INFO, "scheduler_stopped");
+    return 0;
+}

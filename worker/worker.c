@@ -1,0 +1,877 @@
+/* The worker's job loop: XREADGROUP/XAUTOCLAIM on the main thread, claims batched in one
+ * PostgreSQL round trip, executors on a pool of job threads (each with its own PostgreSQL and
+ * Redis connection, so finishing and acking a job never waits for the main loop). */
+#include "worker/worker.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "common/job.h"
+#include "common/log.h"
+#include "common/metrics.h"
+#include "common/pg.h"
+#include "common/redis.h"
+#include "common/stream.h"
+#include "worker/executor.h"
+
+#define STREAM_ID_MAX 64
+#define READ_BATCH_MAX 256
+
+static const char SQL_CLAIM[] =
+    "UPDATE discovery_runs r SET status = 'running', attempts = r.attempts + 1, "
+    "started_at = now(), heartbeat_at = now(), worker = $3, error = NULL "
+    "FROM unnest($1::bigint[], $2::bigint[]) AS t(run_id, source_id), discovery_sources s "
+    "WHERE r.id = t.run_id AND r.source_id = t.source_id AND s.id = r.source_id "
+    "AND r.attempts < $4 "
+    "AND (r.status = 'queued' OR (r.status = 'running' "
+    "     AND r.heartbeat_at < now() - make_interval(secs => $5::double precision))) "
+    "RETURNING r.id, r.attempts, s.type";
+
+static const char SQL_BURY[] =
+    "UPDATE discovery_runs SET status = 'dead', finished_at = now(), "
+    "error = format('gave up after %s attempts%s', attempts, "
+    "               coalesce(': last error: ' || error, '')) "
+    "WHERE id = ANY($1::bigint[]) AND attempts >= $2 "
+    "AND (status = 'queued' OR (status = 'running' "
+    "     AND heartbeat_at < now() - make_interval(secs => $3::double precision))) "
+    "RETURNING id";
+
+static const char SQL_FINISH[] =
+    "UPDATE discovery_runs SET status = $3, finished_at = now(), heartbeat_at = now(), "
+    "error = NULLIF($4, '') "
+    "WHERE id = $1 AND attempts = $2 AND status = 'running'";
+
+static const char SQL_RUN_AGAIN[] =
+    "WITH s AS (UPDATE discovery_sources SET next_run_at = now() WHERE id = $1 RETURNING id) "
+    "SELECT pg_notify('cap_scheduler', 'source ' || id) FROM s";
+
+static const char SQL_HEARTBEAT[] =
+    "UPDATE discovery_runs r SET heartbeat_at = now() "
+    "FROM unnest($1::bigint[], $2::int[]) AS t(id, att) "
+    "WHERE r.id = t.id AND r.attempts = t.att AND r.status = 'running'";
+
+static const char SQL_ABANDON[] =
+    "UPDATE discovery_runs SET status = 'queued', heartbeat_at = NULL, "
+    "error = 'abandoned by worker ' || $3 || ' on shutdown; will be retried' "
+    "WHERE id = $1 AND attempts = $2 AND status = 'running'";
+
+struct job {
+    int64_t run_id;
+    int64_t source_id;
+    int64_t attempt;
+    char type[32];
+    char stream_id[STREAM_ID_MAX];
+    int64_t started_ms;
+    struct job *qnext;             /* waiting for a thread */
+    struct job *anext, *aprev;     /* active list, for heartbeats and drain */
+};
+
+struct worker {
+    const struct cap_config *cfg;
+    char name[160];
+    atomic_int *stop;
+    atomic_int stopping; /* executors see this */
+    redisContext *rd;
+    PGconn *pg;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    struct job *qhead, *qtail;
+    struct job *active;
+    int nactive;
+    int shutdown_threads;
+    pthread_t *threads;
+    int nthreads;
+    struct cap_metric *m_started, *m_finished, *m_duration, *m_dead, *m_poison, *m_dup;
+};
+
+static int64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static int64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static const char *status_name(enum cap_run_status s)
+{
+    return s == CAP_RUN_SUCCEEDED ? "succeeded" : s == CAP_RUN_PARTIAL ? "partial" : "failed";
+}
+
+/* ---- job threads ---- */
+
+struct thread_conns {
+    PGconn *pg;
+    redisContext *rd;
+};
+
+static int ensure_conns(struct worker *w, struct thread_conns *tc, struct cap_err *err)
+{
+    if (tc->pg && PQstatus(tc->pg) != CONNECTION_OK) {
+        PQfinish(tc->pg);
+        tc->pg = NULL;
+    }
+    if (!tc->pg && !(tc->pg = cap_pg_connect(w->cfg->database_url, "cap-worker-job", err)))
+        return -1;
+    if (tc->rd && tc->rd->err) {
+        redisFree(tc->rd);
+        tc->rd = NULL;
+    }
+    if (!tc->rd && !(tc->rd = cap_redis_connect(w->cfg->redis_url, 5000, err)))
+        return -1;
+    return 0;
+}
+
+static void ack(struct worker *w, redisContext *rd, const char *id)
+{
+    const char *argv[] = {"XACK", w->cfg->redis_stream, w->cfg->redis_group, id};
+    struct cap_err err = {0};
+    redisReply *r = cap_redis_cmd(rd, "acking job", 4, argv, NULL, &err);
+    if (!r) {
+        /* The message stays pending; XAUTOCLAIM hands it to a worker that finds the run
+         * finished and acks it then. */
+        cap_log(CAP_LOG_WARN, "ack_failed", CAP_LS("entry", id), CAP_LS("err", err.msg));
+        return;
+    }
+    freeReplyObject(r);
+}
+
+/* Writes the final status (fenced). 1 written, 0 fenced out, -1 database failure. */
+static int finish_run(struct worker *w, struct thread_conns *tc, struct job *j,
+                      const char *status, const char *error, bool run_again)
+{
+    for (int tries = 0; tries < 5; tries++) {
+        struct cap_err err = {0};
+        if (tries)
+            usleep(200000 * tries);
+        if (ensure_conns(w, tc, &err) < 0) {
+            cap_log(CAP_LOG_WARN, "finish_retry", CAP_LI("run_id", j->run_id),
+                    CAP_LS("err", err.msg));
+            continue;
+        }
+        char rb[24], ab[24];
+        const char *p[] = {cap_pg_i64(rb, j->run_id), cap_pg_i64(ab, j->attempt), status,
+                           error ? error : ""};
+        PGresult *r = cap_pg_exec(tc->pg, "finish run", SQL_FINISH, 4, p, &err);
+        if (!r) {
+            cap_log(CAP_LOG_WARN, "finish_retry", CAP_LI("run_id", j->run_id),
+                    CAP_LS("err", err.msg));
+            continue;
+        }
+        int n = (int)strtol(PQcmdTuples(r), NULL, 10);
+        PQclear(r);
+        if (n == 1 && run_again) {
+            char sb[24];
+            const char *sp[] = {cap_pg_i64(sb, j->source_id)};
+            cap_err_clear(&err);
+            if (cap_pg_cmd(tc->pg, "ask for the next run", SQL_RUN_AGAIN, 1, sp, &err) < 0)
+                cap_log(CAP_LOG_WARN, "run_again_failed", CAP_LI("run_id", j->run_id),
+                        CAP_LS("err", err.msg));
+        }
+        return n == 1;
+    }
+    return -1;
+}
+
+static void execute_job(struct worker *w, struct thread_conns *tc, struct job *j)
+{
+    struct cap_err err = {0};
+    if (ensure_conns(w, tc, &err) < 0) {
+        /* Leave the message pending and the run running: its heartbeat goes stale and
+         * another worker (or this one, later) reclaims it. */
+        cap_log(CAP_LOG_ERROR, "job_connect_failed", CAP_LI("run_id", j->run_id),
+                CAP_LS("err", err.msg));
+        return;
+    }
+    struct cap_source src = {0};
+    struct cap_run_outcome out = {.status = CAP_RUN_FAILED};
+    const char *status = "failed";
+    char error[600] = "";
+    bool run_again = false;
+    int have_src = cap_source_load(tc->pg, j->source_id, &src, &err) == 0;
+    const struct cap_executor *ex = have_src ? cap_executor_find(w->cfg, src.type) : NULL;
+    if (have_src)
+        snprintf(j->type, sizeof j->type, "%s", src.type);
+    cap_metric_add(w->m_started, j->type, 1);
+    int64_t t0 = mono_ms();
+    cap_log(CAP_LOG_INFO, "run_started", CAP_LI("run_id", j->run_id),
+            CAP_LI("source_id", j->source_id), CAP_LI("attempt", j->attempt),
+            CAP_LS("source_type", j->type));
+    if (!have_src) {
+        snprintf(error, sizeof error, "%s", err.msg);
+    } else if (!ex) {
+        snprintf(error, sizeof error,
+                 "source type \"%s\" is not implemented yet in this worker build", src.type);
+    } else {
+        struct cap_run_ctx ctx = {
+            .cfg = w->cfg,
+            .pg = tc->pg,
+            .run_id = j->run_id,
+            .source_id = j->source_id,
+            .attempt = j->attempt,
+            .src = &src,
+            .worker_name = w->name,
+            .stopping = &w->stopping,
+        };
+        if (ex->execute(&ctx, &out, &err) == 0) {
+            status = status_name(out.status);
+            snprintf(error, sizeof error, "%s", out.error);
+            run_again = out.run_again;
+        } else if (err.code == CAP_E_FENCED) {
+            cap_log(CAP_LOG_WARN, "run_fenced", CAP_LI("run_id", j->run_id),
+                    CAP_LI("attempt", j->attempt), CAP_LS("err", err.msg));
+            cap_source_cleanup(&src);
+            return;
+        } else {
+            snprintf(error, sizeof error, "%s", err.msg);
+        }
+    }
+    cap_source_cleanup(&src);
+    double secs = (double)(mono_ms() - t0) / 1000.0;
+
+    if (atomic_load(&w->stopping) && strcmp(status, "succeeded") != 0) {
+        /* Cut short by the drain: let another worker redo it rather than record a run that
+         * only looks failed because we stopped. */
+        char rb[24], ab[24];
+        const char *p[] = {cap_pg_i64(rb, j->run_id), cap_pg_i64(ab, j->attempt), w->name};
+        struct cap_err e2 = {0};
+        cap_pg_cmd(tc->pg, "requeue interrupted run", SQL_ABANDON, 3, p, &e2);
+        cap_log(CAP_LOG_INFO, "run_requeued", CAP_LI("run_id", j->run_id),
+                CAP_LS("err", e2.msg));
+        return;
+    }
+    int fin = finish_run(w, tc, j, status, error, run_again);
+    if (fin == 1) {
+        char labels[80];
+        snprintf(labels, sizeof labels, "%s,%s", j->type, status);
+        cap_metric_add(w->m_finished, labels, 1);
+        cap_metric_observe(w->m_duration, j->type, secs);
+        cap_log(strcmp(status, "failed") == 0 ? CAP_LOG_WARN : CAP_LOG_INFO, "run_finished",
+                CAP_LI("run_id", j->run_id), CAP_LS("status", status), CAP_LD("seconds", secs),
+                CAP_LS("err", error));
+        ack(w, tc->rd, j->stream_id);
+    } else if (fin == 0) {
+        cap_log(CAP_LOG_WARN, "run_fenced", CAP_LI("run_id", j->run_id),
+                CAP_LI("attempt", j->attempt), CAP_LS("err", "attempt no longer current"));
+    } else {
+        cap_log(CAP_LOG_ERROR, "finish_failed", CAP_LI("run_id", j->run_id),
+                CAP_LS("status", status));
+    }
+}
+
+static void *job_thread(void *arg)
+{
+    struct worker *w = arg;
+    struct thread_conns tc = {0};
+    for (;;) {
+        pthread_mutex_lock(&w->mu);
+        while (!w->qhead && !w->shutdown_threads)
+            pthread_cond_wait(&w->cv, &w->mu);
+        struct job *j = w->qhead;
+        if (!j) {
+            pthread_mutex_unlock(&w->mu);
+            break;
+        }
+        w->qhead = j->qnext;
+        if (!w->qhead)
+            w->qtail = NULL;
+        pthread_mutex_unlock(&w->mu);
+
+        execute_job(w, &tc, j);
+
+        pthread_mutex_lock(&w->mu);
+        if (j->aprev)
+            j->aprev->anext = j->anext;
+        else
+            w->active = j->anext;
+        if (j->anext)
+            j->anext->aprev = j->aprev;
+        w->nactive--;
+        pthread_cond_broadcast(&w->cv);
+        pthread_mutex_unlock(&w->mu);
+        free(j);
+    }
+    if (tc.pg)
+        PQfinish(tc.pg);
+    if (tc.rd)
+        redisFree(tc.rd);
+    return NULL;
+}
+
+/* ---- main thread: reading, claiming, housekeeping ---- */
+
+struct entry {
+    char id[STREAM_ID_MAX];
+    const char *raw; /* job bytes, inside the reply */
+    size_t raw_len;
+    int deleted;     /* the entry was trimmed while pending */
+    struct cap_job job;
+    int valid;
+};
+
+static int main_reconnect(struct worker *w, struct cap_err *err)
+{
+    if (w->pg && PQstatus(w->pg) != CONNECTION_OK) {
+        PQfinish(w->pg);
+        w->pg = NULL;
+    }
+    if (!w->pg && !(w->pg = cap_pg_connect(w->cfg->database_url, "cap-worker", err)))
+        return -1;
+    if (w->rd && w->rd->err) {
+        redisFree(w->rd);
+        w->rd = NULL;
+    }
+    if (!w->rd) {
+        if (!(w->rd = cap_redis_connect(w->cfg->redis_url, 10000, err)))
+            return -1;
+        if (cap_stream_ensure_group(w->rd, w->cfg, err) < 0)
+            return -1;
+    }
+    return 0;
+}
+
+static void dead_letter(struct worker *w, const struct entry *e, const char *reason)
+{
+    struct cap_err err = {0};
+    if (cap_stream_dead_letter(w->rd, w->cfg, e->id, reason, e->raw, e->raw_len, &err) < 0) {
+        /* Keep it pending: a later reclaim retries the dead-lettering. */
+        cap_log(CAP_LOG_ERROR, "dead_letter_failed", CAP_LS("entry", e->id), CAP_LS("err", err.msg));
+        return;
+    }
+    ack(w, w->rd, e->id);
+}
+
+static char *i64_array(const int64_t *v, size_t n)
+{
+    char *s = malloc(n * 22 + 3);
+    if (!s)
+        return NULL;
+    size_t o = 0;
+    s[o++] = '{';
+    for (size_t i = 0; i < n; i++)
+        o += (size_t)snprintf(s + o, 23, "%s%" PRId64, i ? "," : "", v[i]);
+    s[o++] = '}';
+    s[o] = '\0';
+    return s;
+}
+
+/* Claims the runs of valid entries in one statement and hands them to job threads. */
+static void claim_and_dispatch(struct worker *w, struct entry *ents, size_t n)
+{
+    int64_t runs[READ_BATCH_MAX], srcs[READ_BATCH_MAX];
+    size_t nv = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (ents[i].deleted) {
+            cap_metric_add(w->m_poison, NULL, 1);
+            cap_log(CAP_LOG_WARN, "entry_trimmed", CAP_LS("entry", ents[i].id));
+            dead_letter(w, &ents[i],
+                        "entry was removed from the stream while pending; its run is "
+                        "re-published from PostgreSQL");
+            continue;
+        }
+        if (!ents[i].valid)
+            continue;
+        runs[nv] = ents[i].job.run_id;
+        srcs[nv] = ents[i].job.source_id;
+        nv++;
+    }
+    if (nv == 0)
+        return;
+    char *ra = i64_array(runs, nv), *sa = i64_array(srcs, nv);
+    char maxb[24];
+    char idle[32];
+    snprintf(idle, sizeof idle, "%.3f", (double)w->cfg->worker_reclaim_idle_ms / 1000.0);
+    const char *p[] = {ra, sa, w->name, cap_pg_i64(maxb, w->cfg->worker_max_attempts), idle};
+    struct cap_err err = {0};
+    PGresult *r = (ra && sa) ? cap_pg_exec(w->pg, "claim runs", SQL_CLAIM, 5, p, &err) : NULL;
+    if (!r) {
+        /* Messages stay pending and come back through XAUTOCLAIM. */
+        cap_log(CAP_LOG_ERROR, "claim_failed", CAP_LS("err", err.msg[0] ? err.msg : "no memory"));
+        free(ra);
+        free(sa);
+        return;
+    }
+    int rows = PQntuples(r);
+    char *claimed_used = calloc(n, 1);
+    for (int k = 0; k < rows; k++) {
+        int64_t run = cap_pg_get_i64(r, k, 0);
+        for (size_t i = 0; i < n; i++) {
+            if (!ents[i].valid || ents[i].job.run_id != run || (claimed_used && claimed_used[i]))
+                continue;
+            struct job *j = calloc(1, sizeof *j);
+            if (!j)
+                break;
+            j->run_id = run;
+            j->source_id = ents[i].job.source_id;
+            j->attempt = cap_pg_get_i64(r, k, 1);
+            snprintf(j->type, sizeof j->type, "%s", PQgetvalue(r, k, 2));
+            snprintf(j->stream_id, sizeof j->stream_id, "%s", ents[i].id);
+            j->started_ms = now_ms();
+            cap_log(CAP_LOG_INFO, "run_claimed", CAP_LI("run_id", run),
+                    CAP_LI("attempt", j->attempt), CAP_LS("entry", j->stream_id),
+                    CAP_LI("queue_ms", j->started_ms - ents[i].job.enqueued_at_ms));
+            ents[i].valid = 0;
+            if (claimed_used)
+                claimed_used[i] = 1;
+            pthread_mutex_lock(&w->mu);
+            j->anext = w->active;
+            if (w->active)
+                w->active->aprev = j;
+            w->active = j;
+            w->nactive++;
+            if (w->qtail)
+                w->qtail->qnext = j;
+            else
+                w->qhead = j;
+            w->qtail = j;
+            pthread_cond_broadcast(&w->cv);
+            pthread_mutex_unlock(&w->mu);
+            break;
+        }
+    }
+    PQclear(r);
+    free(claimed_used);
+
+    /* What was not claimed: runs out of attempts die; the rest are duplicates of live or
+     * finished runs (or runs deleted with their source) and are acked. */
+    int64_t rest[READ_BATCH_MAX];
+    size_t nr = 0;
+    for (size_t i = 0; i < n; i++)
+        if (ents[i].valid)
+            rest[nr++] = ents[i].job.run_id;
+    if (nr) {
+        char *rra = i64_array(rest, nr);
+        const char *bp[] = {rra, maxb, idle};
+        cap_err_clear(&err);
+        PGresult *b = rra ? cap_pg_exec(w->pg, "bury runs", SQL_BURY, 3, bp, &err) : NULL;
+        for (size_t i = 0; i < n; i++) {
+            if (!ents[i].valid)
+                continue;
+            int buried = 0;
+            for (int k = 0; b && k < PQntuples(b); k++)
+                if (cap_pg_get_i64(b, k, 0) == ents[i].job.run_id)
+                    buried = 1;
+            if (buried) {
+                cap_metric_add(w->m_dead, NULL, 1);
+                cap_log(CAP_LOG_WARN, "run_dead", CAP_LI("run_id", ents[i].job.run_id),
+                        CAP_LS("entry", ents[i].id));
+                dead_letter(w, &ents[i], "run exceeded worker.max_attempts");
+            } else if (b) {
+                cap_metric_add(w->m_dup, NULL, 1);
+                cap_log(CAP_LOG_INFO, "duplicate_delivery", CAP_LI("run_id", ents[i].job.run_id),
+                        CAP_LS("entry", ents[i].id));
+                ack(w, w->rd, ents[i].id);
+            }
+        }
+        if (b)
+            PQclear(b);
+        else
+            cap_log(CAP_LOG_ERROR, "bury_failed", CAP_LS("err", err.msg));
+        free(rra);
+    }
+    free(ra);
+    free(sa);
+}
+
+/* Parses one [id, [field, value, ...] | nil] entry of a stream reply. */
+static void parse_entry(struct worker *w, redisReply *e, struct entry *out)
+{
+    memset(out, 0, sizeof *out);
+    if (e->type != REDIS_REPLY_ARRAY || e->elements < 1 || e->element[0]->type != REDIS_REPLY_STRING)
+        return;
+    snprintf(out->id, sizeof out->id, "%s", e->element[0]->str);
+    if (e->elements < 2 || e->element[1]->type != REDIS_REPLY_ARRAY) {
+        /* nil fields: the entry was deleted (trimmed) while pending. */
+        out->deleted = 1;
+        return;
+    }
+    redisReply *f = e->element[1];
+    for (size_t i = 0; i + 1 < f->elements; i += 2) {
+        if (f->element[i]->type == REDIS_REPLY_STRING && strcmp(f->element[i]->str, "job") == 0 &&
+            f->element[i + 1]->type == REDIS_REPLY_STRING) {
+            out->raw = f->element[i + 1]->str;
+            out->raw_len = f->element[i + 1]->len;
+        }
+    }
+    struct cap_err err = {0};
+    if (!out->raw)
+        cap_err_set(&err, CAP_E_INVALID, "stream entry has no \"job\" field");
+    else if (cap_job_decode((const uint8_t *)out->raw, out->raw_len, &out->job, &err) == 0)
+        out->valid = 1;
+    if (!out->valid) {
+        cap_metric_add(w->m_poison, NULL, 1);
+        cap_log(CAP_LOG_WARN, "poison_message", CAP_LS("entry", out->id), CAP_LS("err", err.msg));
+        dead_letter(w, out, err.msg);
+    }
+}
+
+static void handle_entries(struct worker *w, redisReply *arr)
+{
+    size_t n = arr->elements < READ_BATCH_MAX ? arr->elements : READ_BATCH_MAX;
+    struct entry *ents = calloc(n ? n : 1, sizeof *ents);
+    if (!ents)
+        return;
+    for (size_t i = 0; i < n; i++)
+        parse_entry(w, arr->element[i], &ents[i]);
+    claim_and_dispatch(w, ents, n);
+    free(ents);
+}
+
+/* XREADGROUP for up to `free_slots` new messages, blocking at most block_ms. */
+static int read_new(struct worker *w, int free_slots, int block_ms, struct cap_err *err)
+{
+    char count[16], block[16];
+    snprintf(count, sizeof count, "%d", free_slots);
+    snprintf(block, sizeof block, "%d", block_ms);
+    const char *argv[] = {"XREADGROUP", "GROUP", w->cfg->redis_group, w->name, "COUNT", count,
+                          "BLOCK", block, "STREAMS", w->cfg->redis_stream, ">"};
+    redisReply *r = redisCommandArgv(w->rd, 11, argv, NULL);
+    if (!r) {
+        cap_err_set(err, CAP_E_IO, "reading jobs: redis connection failed: %s", w->rd->errstr);
+        return -1;
+    }
+    if (r->type == REDIS_REPLY_ERROR) {
+        if (strncmp(r->str, "NOGROUP", 7) == 0) {
+            /* Redis lost its data (or the group was removed): recreate and go on. */
+            cap_log(CAP_LOG_WARN, "group_missing", CAP_LS("stream", w->cfg->redis_stream));
+            freeReplyObject(r);
+            return cap_stream_ensure_group(w->rd, w->cfg, err);
+        }
+        cap_err_set(err, CAP_E_IO, "reading jobs: %.160s", r->str);
+        freeReplyObject(r);
+        return -1;
+    }
+    if (r->type == REDIS_REPLY_ARRAY) {
+        for (size_t s = 0; s < r->elements; s++) {
+            redisReply *st = r->element[s];
+            if (st->type == REDIS_REPLY_ARRAY && st->elements == 2 &&
+                st->element[1]->type == REDIS_REPLY_ARRAY)
+                handle_entries(w, st->element[1]);
+        }
+    }
+    freeReplyObject(r);
+    return 0;
+}
+
+/* Takes over messages idle longer than worker.reclaim_idle (their worker died). */
+static void autoclaim(struct worker *w, int free_slots)
+{
+    char idle[24], count[16];
+    snprintf(idle, sizeof idle, "%" PRId64, w->cfg->worker_reclaim_idle_ms);
+    snprintf(count, sizeof count, "%d", free_slots);
+    const char *argv[] = {"XAUTOCLAIM", w->cfg->redis_stream, w->cfg->redis_group, w->name,
+                          idle, "0-0", "COUNT", count};
+    struct cap_err err = {0};
+    redisReply *r = cap_redis_cmd(w->rd, "reclaiming jobs", 8, argv, NULL, &err);
+    if (!r) {
+        if (!strstr(err.msg, "NOGROUP"))
+            cap_log(CAP_LOG_WARN, "autoclaim_failed", CAP_LS("err", err.msg));
+        return;
+    }
+    if (r->type == REDIS_REPLY_ARRAY && r->elements >= 2) {
+        redisReply *ents = r->element[1];
+        if (ents->type == REDIS_REPLY_ARRAY && ents->elements) {
+            cap_log(CAP_LOG_INFO, "jobs_reclaimed", CAP_LI("count", ents->elements));
+            handle_entries(w, ents);
+        }
+        /* Redis 7 lists entries that were deleted while pending; they are already gone from
+         * the pending list. Their runs come back from PostgreSQL (stale heartbeat). */
+        if (r->elements >= 3 && r->element[2]->type == REDIS_REPLY_ARRAY) {
+            redisReply *del = r->element[2];
+            for (size_t i = 0; i < del->elements; i++) {
+                if (del->element[i]->type != REDIS_REPLY_STRING)
+                    continue;
+                struct entry e = {0};
+                snprintf(e.id, sizeof e.id, "%s", del->element[i]->str);
+                e.deleted = 1;
+                cap_metric_add(w->m_poison, NULL, 1);
+                cap_log(CAP_LOG_WARN, "entry_trimmed", CAP_LS("entry", e.id));
+                struct cap_err de = {0};
+                cap_stream_dead_letter(w->rd, w->cfg, e.id,
+                                       "entry was removed from the stream while pending; its "
+                                       "run is re-published from PostgreSQL",
+                                       NULL, 0, &de);
+            }
+        }
+    }
+    freeReplyObject(r);
+}
+
+/* Keeps our own pending messages and our runs' heartbeat_at fresh. */
+static void heartbeat(struct worker *w)
+{
+    pthread_mutex_lock(&w->mu);
+    int n = w->nactive;
+    int64_t *ids = calloc((size_t)n + 1, sizeof *ids);
+    int64_t *atts = calloc((size_t)n + 1, sizeof *atts);
+    const char **argv = calloc((size_t)n + 7, sizeof *argv);
+    char(*sids)[STREAM_ID_MAX] = calloc((size_t)n + 1, STREAM_ID_MAX);
+    int k = 0;
+    for (struct job *j = w->active; j && ids && atts && argv && sids && k < n; j = j->anext) {
+        ids[k] = j->run_id;
+        atts[k] = j->attempt;
+        memcpy(sids[k], j->stream_id, STREAM_ID_MAX);
+        k++;
+    }
+    pthread_mutex_unlock(&w->mu);
+    if (k > 0) {
+        char *ia = i64_array(ids, (size_t)k), *aa = i64_array(atts, (size_t)k);
+        const char *p[] = {ia, aa};
+        struct cap_err err = {0};
+        if (ia && aa && cap_pg_cmd(w->pg, "heartbeat runs", SQL_HEARTBEAT, 2, p, &err) < 0)
+            cap_log(CAP_LOG_WARN, "heartbeat_failed", CAP_LS("err", err.msg));
+        free(ia);
+        free(aa);
+        argv[0] = "XCLAIM";
+        argv[1] = w->cfg->redis_stream;
+        argv[2] = w->cfg->redis_group;
+        argv[3] = w->name;
+        argv[4] = "0";
+        for (int i = 0; i < k; i++)
+            argv[5 + i] = sids[i];
+        argv[5 + k] = "JUSTID";
+        cap_err_clear(&err);
+        redisReply *r = cap_redis_cmd(w->rd, "refreshing pending jobs", 6 + k, argv, NULL, &err);
+        if (r)
+            freeReplyObject(r);
+        else
+            cap_log(CAP_LOG_WARN, "heartbeat_failed", CAP_LS("err", err.msg));
+    }
+    free(ids);
+    free(atts);
+    free(argv);
+    free(sids);
+}
+
+/* Removes consumers that have been idle for long and hold nothing pending. Consumers with
+ * pending entries are left alone: XAUTOCLAIM takes their entries first (deleting a consumer
+ * would drop its pending entries). */
+static void prune_consumers(struct worker *w)
+{
+    const char *argv[] = {"XINFO", "CONSUMERS", w->cfg->redis_stream, w->cfg->redis_group};
+    redisReply *r = redisCommandArgv(w->rd, 4, argv, NULL);
+    if (!r)
+        return;
+    long long max_idle = w->cfg->worker_reclaim_idle_ms * 10;
+    if (max_idle < 600000)
+        max_idle = 600000;
+    if (r->type == REDIS_REPLY_ARRAY) {
+        for (size_t i = 0; i < r->elements; i++) {
+            redisReply *c = r->element[i];
+            if (c->type != REDIS_REPLY_ARRAY)
+                continue;
+            const char *name = NULL;
+            long long pending = -1, idle = -1;
+            for (size_t f = 0; f + 1 < c->elements; f += 2) {
+                if (c->element[f]->type != REDIS_REPLY_STRING)
+                    continue;
+                redisReply *v = c->element[f + 1];
+                if (!strcmp(c->element[f]->str, "name") && v->type == REDIS_REPLY_STRING)
+                    name = v->str;
+                else if (!strcmp(c->element[f]->str, "pending") && v->type == REDIS_REPLY_INTEGER)
+                    pending = v->integer;
+                else if (!strcmp(c->element[f]->str, "idle") && v->type == REDIS_REPLY_INTEGER)
+                    idle = v->integer;
+            }
+            if (name && pending == 0 && idle > max_idle && strcmp(name, w->name) != 0) {
+                const char *dargv[] = {"XGROUP", "DELCONSUMER", w->cfg->redis_stream,
+                                       w->cfg->redis_group, name};
+                redisReply *d = redisCommandArgv(w->rd, 5, dargv, NULL);
+                if (d)
+                    freeReplyObject(d);
+                cap_log(CAP_LOG_INFO, "consumer_pruned", CAP_LS("consumer", name));
+            }
+        }
+    }
+    freeReplyObject(r);
+}
+
+static void requeue_abandoned(struct worker *w)
+{
+    pthread_mutex_lock(&w->mu);
+    for (struct job *j = w->active; j; j = j->anext) {
+        char rb[24], ab[24];
+        const char *p[] = {cap_pg_i64(rb, j->run_id), cap_pg_i64(ab, j->attempt), w->name};
+        struct cap_err err = {0};
+        cap_pg_cmd(w->pg, "requeue abandoned run", SQL_ABANDON, 3, p, &err);
+        cap_log(CAP_LOG_WARN, "run_abandoned", CAP_LI("run_id", j->run_id),
+                CAP_LS("entry", j->stream_id), CAP_LS("err", err.msg));
+    }
+    pthread_mutex_unlock(&w->mu);
+}
+
+int cap_worker_run(const struct cap_config *cfg, atomic_int *stop, struct cap_err *err)
+{
+    struct worker *w = calloc(1, sizeof *w);
+    if (!w) {
+        cap_err_set(err, CAP_E_NOMEM, "starting worker: out of memory");
+        return -1;
+    }
+    w->cfg = cfg;
+    w->stop = stop;
+    char host[64] = "worker";
+    gethostname(host, sizeof host - 1);
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    snprintf(w->name, sizeof w->name, "%s-%d-%04lx", host, (int)getpid(),
+             (unsigned long)(ts.tv_nsec & 0xffff));
+    pthread_mutex_init(&w->mu, NULL);
+    pthread_cond_init(&w->cv, NULL);
+    w->m_started = cap_metrics_counter("cap_jobs_started_total", "Jobs started, by source type.",
+                                       "source_type");
+    w->m_finished = cap_metrics_counter("cap_jobs_finished_total",
+                                        "Jobs finished, by source type and final status.",
+                                        "source_type,status");
+    w->m_duration = cap_metrics_histogram("cap_job_duration_seconds",
+                                          "Time from claim to final status.", "source_type", NULL,
+                                          0);
+    w->m_dead = cap_metrics_counter("cap_jobs_dead_total",
+                                    "Runs given up after worker.max_attempts.", NULL);
+    w->m_poison = cap_metrics_counter("cap_stream_poison_total",
+                                      "Stream entries dead-lettered as unreadable or trimmed.",
+                                      NULL);
+    w->m_dup = cap_metrics_counter("cap_jobs_duplicate_total",
+                                   "Deliveries of runs already live or finished (acked).", NULL);
+
+    int retry_ms = 200;
+    while (main_reconnect(w, err) < 0) {
+        if (atomic_load(stop)) {
+            free(w);
+            return -1;
+        }
+        cap_log(CAP_LOG_WARN, "connect_retry", CAP_LS("err", err->msg));
+        cap_err_clear(err);
+        usleep((useconds_t)retry_ms * 1000);
+        retry_ms = retry_ms < 5000 ? retry_ms * 2 : 5000;
+    }
+    if (cap_executors_init(cfg, err) < 0) {
+        PQfinish(w->pg);
+        redisFree(w->rd);
+        free(w);
+        return -1;
+    }
+    w->nthreads = cfg->worker_max_jobs > 0 ? cfg->worker_max_jobs : 1;
+    w->threads = calloc((size_t)w->nthreads, sizeof *w->threads);
+    for (int i = 0; w->threads && i < w->nthreads; i++)
+        pthread_create(&w->threads[i], NULL, job_thread, w);
+    cap_log(CAP_LOG_INFO, "worker_started", CAP_LS("consumer", w->name),
+            CAP_LI("max_jobs", w->nthreads),
+            CAP_LI("max_concurrent_discovery", cfg->worker_max_concurrent_discovery));
+
+    int64_t hb_every = cfg->worker_heartbeat_ms > 0 ? cfg->worker_heartbeat_ms
+                                                    : cfg->worker_reclaim_idle_ms / 4;
+    if (hb_every < 100)
+        hb_every = 100;
+    int64_t claim_every = cfg->worker_reclaim_idle_ms / 2 > 200 ? cfg->worker_reclaim_idle_ms / 2
+                                                                : 200;
+    int64_t next_hb = mono_ms() + hb_every, next_claim = mono_ms(), next_prune = mono_ms() + 60000;
+    retry_ms = 200;
+    while (!atomic_load(stop)) {
+        struct cap_err e = {0};
+        if (main_reconnect(w, &e) < 0) {
+            cap_log(CAP_LOG_WARN, "connect_retry", CAP_LS("err", e.msg));
+            usleep((useconds_t)retry_ms * 1000);
+            retry_ms = retry_ms < 5000 ? retry_ms * 2 : 5000;
+            continue;
+        }
+        retry_ms = 200;
+        int64_t now = mono_ms();
+        if (now >= next_hb) {
+            heartbeat(w);
+            next_hb = now + hb_every;
+        }
+        pthread_mutex_lock(&w->mu);
+        int free_slots = w->nthreads - w->nactive;
+        pthread_mutex_unlock(&w->mu);
+        if (free_slots > READ_BATCH_MAX)
+            free_slots = READ_BATCH_MAX;
+        if (free_slots > 0 && now >= next_claim) {
+            autoclaim(w, free_slots);
+            next_claim = now + claim_every;
+            pthread_mutex_lock(&w->mu);
+            free_slots = w->nthreads - w->nactive;
+            pthread_mutex_unlock(&w->mu);
+        }
+        if (now >= next_prune) {
+            prune_consumers(w);
+            next_prune = now + 60000;
+        }
+        if (free_slots <= 0) {
+            /* All job threads busy: wait for one to finish (or the next heartbeat). */
+            struct timespec dl;
+            clock_gettime(CLOCK_REALTIME, &dl);
+            dl.tv_nsec += 50 * 1000000L;
+            if (dl.tv_nsec >= 1000000000L) {
+                dl.tv_sec++;
+                dl.tv_nsec -= 1000000000L;
+            }
+            pthread_mutex_lock(&w->mu);
+            if (w->nactive >= w->nthreads)
+                pthread_cond_timedwait(&w->cv, &w->mu, &dl);
+            pthread_mutex_unlock(&w->mu);
+            continue;
+        }
+        int64_t until_hb = next_hb - mono_ms();
+        int block = (int)(until_hb < 1000 ? (until_hb > 10 ? until_hb : 10) : 1000);
+        if (read_new(w, free_slots, block, &e) < 0) {
+            cap_log(CAP_LOG_WARN, "read_failed", CAP_LS("err", e.msg));
+            usleep(200000);
+        }
+    }
+
+    /* Drain: no more reads; in-flight jobs get worker.drain_grace. */
+    atomic_store(&w->stopping, 1);
+    cap_log(CAP_LOG_INFO, "worker_draining", CAP_LI("in_flight", w->nactive));
+    int64_t deadline = mono_ms() + cfg->worker_drain_grace_ms;
+    int64_t next_hb2 = mono_ms() + hb_every;
+    for (;;) {
+        pthread_mutex_lock(&w->mu);
+        int left = w->nactive;
+        pthread_mutex_unlock(&w->mu);
+        if (left == 0 || mono_ms() >= deadline)
+            break;
+        if (mono_ms() >= next_hb2) {
+            struct cap_err e = {0};
+            if (main_reconnect(w, &e) == 0)
+                heartbeat(w);
+            next_hb2 = mono_ms() + hb_every;
+        }
+        usleep(20000);
+    }
+    pthread_mutex_lock(&w->mu);
+    int left = w->nactive;
+    w->shutdown_threads = 1;
+    pthread_cond_broadcast(&w->cv);
+    pthread_mutex_unlock(&w->mu);
+    if (left > 0) {
+        struct cap_err e = {0};
+        if (main_reconnect(w, &e) == 0)
+            requeue_abandoned(w);
+        cap_log(CAP_LOG_WARN, "worker_stopped", CAP_LI("abandoned", left));
+        return 1;
+    }
+    for (int i = 0; w->threads && i < w->nthreads; i++)
+        pthread_join(w->threads[i], NULL);
+    cap_executors_shutdown();
+    free(w->threads);
+    if (w->pg)
+        PQfinish(w->pg);
+    if (w->rd)
+        redisFree(w->rd);
+    pthread_mutex_destroy(&w->mu);
+    pthread_cond_destroy(&w->cv);
+    free(w);
+    cap_log0(CAP_LOG_INFO, "worker_stopped");
+    return 0;
+}
