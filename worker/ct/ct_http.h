@@ -1,0 +1,65 @@
+/* The CT client's HTTP layer: libcurl multi on the job thread, several requests in flight,
+ * every connection checked by the network policy, redirects off, connect and stall timeouts,
+ * a cap on every response body, and Retry-After read from 429/503 answers. */
+#ifndef CAP_CT_HTTP_H
+#define CAP_CT_HTTP_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/err.h"
+#include "common/policy.h"
+
+/* Largest response body accepted (get-entries of 1000 large entries fits easily). */
+#define CAP_CT_BODY_MAX (32u << 20)
+
+struct cap_ct_http;
+
+/* One request. The caller owns it; fields from status on are written when it completes. */
+struct cap_ct_req {
+    char url[1024];
+    uint64_t start, count; /* caller's data: the range asked for */
+    int attempts;          /* caller's retry counter */
+    /* results */
+    bool done;
+    long status;           /* HTTP status, 0 on a transport error */
+    char *body;            /* malloc'd, NUL-terminated; freed by cap_ct_req_reset */
+    size_t len;
+    long retry_after_s;    /* from Retry-After (seconds), -1 when absent */
+    char error[256];       /* transport error ("" when none) */
+    /* private */
+    void *easy;
+    struct cap_policy_guard guard;
+    size_t cap;
+    bool too_big;
+};
+
+/* Creates a client. policy is borrowed and must outlive it. connect_ms bounds the TCP+TLS
+ * connect, stall_s aborts a transfer that moves under 1 byte/s for that long, total_ms bounds a
+ * whole request. NULL with err. Free with cap_ct_http_free. */
+struct cap_ct_http *cap_ct_http_new(const struct cap_policy *policy, long connect_ms,
+                                    long stall_s, long total_ms, struct cap_err *err);
+void cap_ct_http_free(struct cap_ct_http *h);
+
+/* Starts r (url filled by the caller). 0, or -1 with err. */
+int cap_ct_http_start(struct cap_ct_http *h, struct cap_ct_req *r, struct cap_err *err);
+
+/* Runs transfers for up to timeout_ms; returns a completed request (done set, removed from the
+ * client), or NULL when none completed in time. Blocks up to timeout_ms. */
+struct cap_ct_req *cap_ct_http_wait(struct cap_ct_http *h, long timeout_ms);
+
+/* Number of requests in flight. */
+int cap_ct_http_inflight(const struct cap_ct_http *h);
+
+/* Aborts r if it is in flight and frees its results, keeping url/start/count/attempts. */
+void cap_ct_http_cancel(struct cap_ct_http *h, struct cap_ct_req *r);
+
+/* Frees r's results (body) and clears them. */
+void cap_ct_req_reset(struct cap_ct_req *r);
+
+/* Describes a failed request ("HTTP 500", "timeout after ...", "refused by network policy:
+ * ...") into out. Returns out. */
+const char *cap_ct_req_describe(const struct cap_ct_req *r, char *out, size_t n);
+
+#endif
