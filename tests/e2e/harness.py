@@ -604,6 +604,87 @@ class Cluster:
         return redis_mod.Redis.from_url(self.redis_url, decode_responses=False,
                                         socket_timeout=10)
 
+    # ----------------------------------------------------------------- the job spine
+
+    @property
+    def stream(self):
+        return self.config.get("redis.stream", "cap:discovery").encode()
+
+    @property
+    def group(self):
+        return self.config.get("redis.group", "cap-workers").encode()
+
+    @property
+    def dead_stream(self):
+        return self.config.get("redis.dead_letter_stream", "cap:discovery:dead").encode()
+
+    def migrate(self):
+        """capctl migrate, which must succeed."""
+        return self.capctl_ok("migrate")
+
+    def add_source_sql(self, name, type="network_scan", schedule="manual", **cols):
+        """Inserts a source row directly (as the product UI would); returns its id. A
+        network_scan source gets cidrs ['127.0.0.1/32'] and a ct_log source domains
+        ['example.com'] unless given."""
+        if type == "network_scan" and "cidrs" not in cols and "hosts" not in cols:
+            cols["cidrs"] = ["127.0.0.1/32"]
+        if type == "ct_log" and "domains" not in cols:
+            cols["domains"] = ["example.com"]
+        names = ["name", "type", "schedule"] + list(cols)
+        values = [name, type, schedule] + list(cols.values())
+        casts = {"cidrs": "::cidr[]", "ports": "::int[]"}
+        ph = ", ".join("%s" + casts.get(n, "") for n in names)
+        return self.sql("INSERT INTO discovery_sources (%s) VALUES (%s) RETURNING id"
+                        % (", ".join(names), ph), values)[0][0]
+
+    def insert_run_sql(self, source_id, trigger="manual"):
+        """Inserts a queued run directly; returns its id (a scheduler, if running, publishes it)."""
+        return self.sql("INSERT INTO discovery_runs (source_id, trigger) VALUES (%s, %s) "
+                        "RETURNING id", (source_id, trigger))[0][0]
+
+    def job_message(self, run_id, source_id, attempt=0, version=1, type="discovery_execute"):
+        """The msgpack job message for a run, as the scheduler publishes it."""
+        return msgpack_pack({"v": version, "type": type, "run_id": run_id,
+                             "source_id": source_id, "attempt": attempt,
+                             "enqueued_at": int(time.time() * 1000)})
+
+    def xadd_job(self, run_id, source_id, attempt=0, fields=None):
+        """XADDs a job for a run by hand (fields: raw entry fields instead); returns the id."""
+        r = self.redis()
+        if fields is None:
+            fields = {b"job": self.job_message(run_id, source_id, attempt)}
+        return r.xadd(self.stream, fields)
+
+    def pending_count(self):
+        """Messages of the stream's group delivered and not yet acknowledged (0 without group)."""
+        r = self.redis()
+        try:
+            return r.xpending(self.stream, self.group)["pending"]
+        except redis_mod.ResponseError as e:
+            if "NOGROUP" in str(e):
+                return 0
+            raise
+
+    def group_info(self):
+        """XINFO GROUPS of the stream's group as a dict with str keys, or None."""
+        r = self.redis()
+        try:
+            groups = r.xinfo_groups(self.stream)
+        except redis_mod.ResponseError:
+            return None
+        for g in groups:
+            name = g.get("name")
+            if name in (self.group, self.group.decode()):
+                return {(k.decode() if isinstance(k, bytes) else k): v for k, v in g.items()}
+        return None
+
+    def runs(self, source_id=None):
+        """Every run (of one source), as dicts ordered by id."""
+        if source_id is None:
+            return self.sql_dicts("SELECT * FROM discovery_runs ORDER BY id")
+        return self.sql_dicts("SELECT * FROM discovery_runs WHERE source_id = %s ORDER BY id",
+                              (source_id,))
+
     def run_row(self, run_id):
         rows = self.sql_dicts("SELECT * FROM discovery_runs WHERE id = %s", (run_id,))
         return rows[0] if rows else None
@@ -644,6 +725,60 @@ class Cluster:
                 if any(m in _tail(path, 400) for m in SANITIZER_MARKERS):
                     raise AssertionError("%s died with a sanitizer report (exit %s)"
                                          % (label, p.returncode))
+
+
+def msgpack_pack(obj):
+    """Minimal msgpack encoder (nil, bool, int, str, bytes, list, dict) for hand-made jobs."""
+    import struct
+    out = bytearray()
+
+    def enc(o):
+        if o is None:
+            out.append(0xc0)
+        elif o is True:
+            out.append(0xc3)
+        elif o is False:
+            out.append(0xc2)
+        elif isinstance(o, int):
+            if 0 <= o <= 0x7f:
+                out.append(o)
+            elif -32 <= o < 0:
+                out.append(o & 0xff)
+            elif 0 <= o <= 0xff:
+                out.extend(b"\xcc" + struct.pack(">B", o))
+            elif 0 <= o <= 0xffff:
+                out.extend(b"\xcd" + struct.pack(">H", o))
+            elif 0 <= o <= 0xffffffff:
+                out.extend(b"\xce" + struct.pack(">I", o))
+            elif o >= 0:
+                out.extend(b"\xcf" + struct.pack(">Q", o))
+            else:
+                out.extend(b"\xd3" + struct.pack(">q", o))
+        elif isinstance(o, str):
+            b = o.encode()
+            if len(b) < 32:
+                out.append(0xa0 | len(b))
+            elif len(b) < 256:
+                out.extend(b"\xd9" + struct.pack(">B", len(b)))
+            else:
+                out.extend(b"\xda" + struct.pack(">H", len(b)))
+            out.extend(b)
+        elif isinstance(o, bytes):
+            out.extend(b"\xc4" + struct.pack(">B", len(o)) + o)
+        elif isinstance(o, (list, tuple)):
+            out.append(0x90 | len(o))
+            for x in o:
+                enc(x)
+        elif isinstance(o, dict):
+            out.append(0x80 | len(o))
+            for k, v in o.items():
+                enc(k)
+                enc(v)
+        else:
+            raise TypeError("cannot pack %r" % (o,))
+
+    enc(obj)
+    return bytes(out)
 
 
 def _tail(path, n):
