@@ -1,0 +1,53 @@
+/* capctl internals shared by the command modules: the invocation context, exit codes, usage
+ * errors and the database connection. */
+#ifndef CAP_CTL_H
+#define CAP_CTL_H
+
+#include <libpq-fe.h>
+#include <stdbool.h>
+
+#include "common/config.h"
+#include "common/err.h"
+#include "ctl/args.h"
+
+/* Exit codes of capctl. */
+enum { CAP_CTL_OK = 0, CAP_CTL_FAIL = 1, CAP_CTL_USAGE = 2 };
+
+/* One capctl invocation. */
+struct cap_ctl {
+    const char *config_path; /* --config, or NULL for $CERTAUTOPILOT_CONFIG */
+    bool json;               /* --json */
+    struct cap_config cfg;
+    bool cfg_loaded;
+    PGconn *pg; /* NULL until cap_ctl_db */
+};
+
+/* Loads the configuration and connects to database.url (once; later calls return the same
+ * connection). Returns NULL with err on failure. Blocks. */
+PGconn *cap_ctl_db(struct cap_ctl *ctl, struct cap_err *err);
+
+/* Prints "capctl: MESSAGE" and then "usage: capctl SYNOPSIS" to stderr; returns CAP_CTL_USAGE. */
+int cap_ctl_usage(const char *synopsis, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* Prints "capctl: " and err's message to stderr; returns CAP_CTL_FAIL. */
+int cap_ctl_fail(const struct cap_err *err);
+
+/* Parses argv against specs; on failure prints the message and the synopsis and returns
+ * CAP_CTL_USAGE, else 0. */
+int cap_ctl_parse(int argc, char **argv, const struct cap_ctl_opt_spec *specs, size_t max_pos,
+                  const char *synopsis, struct cap_ctl_args *out);
+
+/* Entry point: parses global options and runs the command. Returns the exit code. */
+int cap_ctl_main(int argc, char **argv);
+
+/* Command handlers: argv holds the words after the command name ("source" handlers get the
+ * words after "source"). Each returns an exit code. */
+int cap_ctl_cmd_migrate(struct cap_ctl *ctl, int argc, char **argv);
+int cap_ctl_cmd_source(struct cap_ctl *ctl, int argc, char **argv);
+int cap_ctl_cmd_managed(struct cap_ctl *ctl, int argc, char **argv);
+int cap_ctl_cmd_runs(struct cap_ctl *ctl, int argc, char **argv);
+int cap_ctl_cmd_findings(struct cap_ctl *ctl, int argc, char **argv);
+int cap_ctl_cmd_endpoints(struct cap_ctl *ctl, int argc, char **argv);
+int cap_ctl_cmd_inventory(struct cap_ctl *ctl, int argc, char **argv);
+
+#endif

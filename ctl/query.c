@@ -1,0 +1,373 @@
+/* capctl read commands and managed certificates: runs list|show, findings list, endpoints
+ * history, inventory, managed add|remove|list. Text tables show a compact set of columns; JSON
+ * carries every column under its schema name. */
+#include <stdio.h>
+#include <string.h>
+#include <arpa/inet.h>
+
+#include "common/pg.h"
+#include "ctl/ctl.h"
+#include "ctl/out.h"
+#include "ctl/validate.h"
+
+static const char SYN_RUNS[] = "capctl runs list [--source NAME] [--limit N] | runs show ID";
+static const char SYN_FINDINGS[] =
+    "capctl findings list [--source NAME] [--kind K] [--open] [--limit N]";
+static const char SYN_ENDPOINTS[] = "capctl endpoints history HOST:PORT [--limit N]";
+static const char SYN_INVENTORY[] = "capctl inventory [--expiring DAYS] [--limit N]";
+static const char SYN_MANAGED[] = "capctl managed add|remove FINGERPRINT | managed list";
+
+/* --- SQL ------------------------------------------------------------------------------- */
+
+static const char SQL_SOURCE_EXISTS[] = "SELECT 1 FROM discovery_sources WHERE name = $1";
+
+static const char SQL_RUNS_TABLE[] =
+    "SELECT r.id, s.name AS source, r.trigger, r.status,"
+    " date_trunc('second', r.queued_at) AS queued_at,"
+    " date_trunc('second', r.started_at) AS started_at,"
+    " date_trunc('second', r.finished_at) AS finished_at, r.attempts,"
+    " r.targets_done || '/' || r.targets_total AS targets, r.error"
+    " FROM discovery_runs r JOIN discovery_sources s ON s.id = r.source_id"
+    " WHERE ($1::text IS NULL OR s.name = $1)"
+    " ORDER BY r.id DESC LIMIT $2::bigint";
+static const char SQL_RUNS_JSON[] =
+    "SELECT r.*, s.name AS source_name"
+    " FROM discovery_runs r JOIN discovery_sources s ON s.id = r.source_id"
+    " WHERE ($1::text IS NULL OR s.name = $1)"
+    " ORDER BY r.id DESC LIMIT $2::bigint";
+static const char SQL_RUN_SHOW[] =
+    "SELECT r.*, s.name AS source_name"
+    " FROM discovery_runs r JOIN discovery_sources s ON s.id = r.source_id WHERE r.id = $1::bigint";
+
+static const char SQL_FINDINGS_TABLE[] =
+    "SELECT f.id, f.kind, f.severity, f.status, s.name AS source, f.subject_key,"
+    " date_trunc('second', f.last_seen_at) AS last_seen_at, f.details::text AS details"
+    " FROM findings f LEFT JOIN discovery_sources s ON s.id = f.source_id"
+    " WHERE ($1::text IS NULL OR s.name = $1) AND ($2::text IS NULL OR f.kind = $2)"
+    " AND (NOT $3::boolean OR f.status = 'open')"
+    " ORDER BY f.last_seen_at DESC, f.id DESC LIMIT $4::bigint";
+static const char SQL_FINDINGS_JSON[] =
+    "SELECT f.*, s.name AS source_name"
+    " FROM findings f LEFT JOIN discovery_sources s ON s.id = f.source_id"
+    " WHERE ($1::text IS NULL OR s.name = $1) AND ($2::text IS NULL OR f.kind = $2)"
+    " AND (NOT $3::boolean OR f.status = 'open')"
+    " ORDER BY f.last_seen_at DESC, f.id DESC LIMIT $4::bigint";
+
+/* Observations of an endpoint, newest first, each with the drift event its run recorded
+ * (drift_events is unique per endpoint and run). $1 host name, $2 port, $3 address or NULL. */
+#define ENDPOINT_FROM                                                                              \
+    " FROM endpoints e JOIN endpoint_observations o ON o.endpoint_id = e.id"                       \
+    " LEFT JOIN drift_events d ON d.endpoint_id = o.endpoint_id AND d.run_id = o.run_id"          \
+    " WHERE e.port = $2::int AND (lower(e.host) = $1 OR e.sni = $1"                                \
+    "  OR ($3::inet IS NOT NULL AND e.address = $3::inet))"                                        \
+    " ORDER BY o.observed_at DESC, o.id DESC LIMIT $4::bigint"
+static const char SQL_ENDPOINT_TABLE[] =
+    "SELECT date_trunc('second', o.observed_at) AS observed_at, host(e.address) AS address,"
+    " e.sni, o.run_id, o.outcome, left(o.fingerprint_sha256, 16) AS fingerprint,"
+    " o.tls_version, o.kex_group, o.kex_pqc, array_to_string(d.changed, ',') AS drift,"
+    " o.error" ENDPOINT_FROM;
+static const char SQL_ENDPOINT_JSON[] =
+    "SELECT o.id, o.endpoint_id, e.host, e.address, e.port, e.sni, e.status, o.run_id,"
+    " o.observed_at, o.outcome, o.fingerprint_sha256, o.chain, o.tls_version, o.cipher_suite,"
+    " o.kex_group, o.kex_group_id, o.kex_pqc, o.error, d.id AS drift_event_id,"
+    " d.old_fingerprint_sha256, d.new_fingerprint_sha256, d.changed, d.detected_at"
+    ENDPOINT_FROM;
+
+static const char SQL_INVENTORY_TABLE[] =
+    "SELECT left(c.fingerprint_sha256, 16) AS fingerprint, c.subject,"
+    " date_trunc('second', c.not_after) AS not_after,"
+    " c.key_algorithm || coalesce(' ' || c.key_bits, '') AS key, c.pqc_class,"
+    " c.is_precert AS precert, m.fingerprint_sha256 IS NOT NULL AS managed, c.issuer"
+    " FROM discovered_certificates c"
+    " LEFT JOIN managed_certificates m ON m.fingerprint_sha256 = c.fingerprint_sha256"
+    " WHERE $1::int IS NULL OR c.not_after < now() + make_interval(days => $1::int)"
+    " ORDER BY c.not_after NULLS LAST, c.fingerprint_sha256 LIMIT $2::bigint";
+static const char SQL_INVENTORY_JSON[] =
+    "SELECT c.fingerprint_sha256, c.subject, c.issuer, c.sans, c.san_ips, c.san_emails,"
+    " c.san_uris, c.serial, c.not_before, c.not_after, c.key_algorithm, c.key_bits, c.key_curve,"
+    " c.key_oid, c.signature_algorithm, c.signature_oid, c.pqc_class, c.is_precert, c.is_ca,"
+    " c.self_signed, c.spki_sha256, c.tbs_sha256, c.revocation, c.first_seen_at,"
+    " c.last_seen_at, m.fingerprint_sha256 IS NOT NULL AS managed"
+    " FROM discovered_certificates c"
+    " LEFT JOIN managed_certificates m ON m.fingerprint_sha256 = c.fingerprint_sha256"
+    " WHERE $1::int IS NULL OR c.not_after < now() + make_interval(days => $1::int)"
+    " ORDER BY c.not_after NULLS LAST, c.fingerprint_sha256 LIMIT $2::bigint";
+
+static const char SQL_MANAGED_ADD[] =
+    "INSERT INTO managed_certificates (fingerprint_sha256) VALUES ($1)"
+    " ON CONFLICT (fingerprint_sha256) DO NOTHING RETURNING 1";
+static const char SQL_MANAGED_REMOVE[] =
+    "DELETE FROM managed_certificates WHERE fingerprint_sha256 = $1 RETURNING 1";
+static const char SQL_MANAGED_LIST[] =
+    "SELECT fingerprint_sha256, managed_since FROM managed_certificates"
+    " ORDER BY managed_since DESC, fingerprint_sha256";
+
+/* --- helpers --------------------------------------------------------------------------- */
+
+enum { OPT_SOURCE = 1, OPT_LIMIT, OPT_KIND, OPT_OPEN, OPT_EXPIRING };
+
+/* Checks that source `name` exists (when given), so a typo is an error, not an empty list. */
+static int check_source(PGconn *c, const char *name, struct cap_err *err)
+{
+    if (!name)
+        return 0;
+    const char *p[] = {name};
+    PGresult *r = cap_pg_exec(c, "look up source", SQL_SOURCE_EXISTS, 1, p, err);
+    if (!r)
+        return -1;
+    int found = PQntuples(r);
+    PQclear(r);
+    if (!found) {
+        char q[CAP_ERR_VALUE_MAX * 4 + 8];
+        cap_err_set(err, CAP_E_INVALID, "source \"%s\" does not exist",
+                    cap_err_quote(q, sizeof q, name, strlen(name)));
+        return -1;
+    }
+    return 0;
+}
+
+/* Reads --limit into buf (default def); 0 or -1 with err. */
+static int read_limit(const struct cap_ctl_args *a, int64_t def, char *buf, int64_t *out,
+                      struct cap_err *err)
+{
+    int64_t v = def;
+    const char *t = cap_ctl_args_get(a, OPT_LIMIT);
+    if (t && cap_ctl_validate_int("--limit", t, 1, 1000000000, &v, err) < 0)
+        return -1;
+    cap_pg_i64(buf, v);
+    *out = v;
+    return 0;
+}
+
+/* Says on stderr when a listing stopped at its limit. */
+static void note_limit(long rows, int64_t limit)
+{
+    if (rows >= 0 && rows == limit)
+        fprintf(stderr, "capctl: showing the first %ld rows; --limit N shows more\n", rows);
+}
+
+/* --- runs ------------------------------------------------------------------------------ */
+
+int cap_ctl_cmd_runs(struct cap_ctl *ctl, int argc, char **argv)
+{
+    static const struct cap_ctl_opt_spec specs[] = {{"source", CAP_CTL_VALUE, OPT_SOURCE},
+                                                    {"limit", CAP_CTL_VALUE, OPT_LIMIT},
+                                                    {NULL, 0, 0}};
+    struct cap_ctl_args a;
+    int rc = cap_ctl_parse(argc, argv, specs, 2, SYN_RUNS, &a);
+    if (rc)
+        return rc;
+    if (a.npos == 0)
+        return cap_ctl_usage(SYN_RUNS, "runs: missing subcommand (list or show)");
+    const char *sub = a.pos[0];
+    struct cap_err err = {0};
+    if (strcmp(sub, "list") == 0) {
+        if (a.npos > 1)
+            return cap_ctl_usage(SYN_RUNS, "unexpected argument \"%s\"", a.pos[1]);
+        char lim[24];
+        int64_t limit = 0;
+        if (read_limit(&a, 20, lim, &limit, &err) < 0)
+            return cap_ctl_fail(&err);
+        PGconn *c = cap_ctl_db(ctl, &err);
+        const char *source = cap_ctl_args_get(&a, OPT_SOURCE);
+        if (!c || check_source(c, source, &err) < 0)
+            return cap_ctl_fail(&err);
+        const char *p[] = {source, lim};
+        long rows = cap_ctl_out_query(c, ctl->json, false, "list runs",
+                                      ctl->json ? SQL_RUNS_JSON : SQL_RUNS_TABLE, 2, p, "no runs",
+                                      &err);
+        if (rows < 0)
+            return cap_ctl_fail(&err);
+        note_limit(rows, limit);
+        return CAP_CTL_OK;
+    }
+    if (strcmp(sub, "show") == 0) {
+        if (a.npos != 2)
+            return cap_ctl_usage(SYN_RUNS, "runs show: give one run ID");
+        if (cap_ctl_args_has(&a, OPT_SOURCE) || cap_ctl_args_has(&a, OPT_LIMIT))
+            return cap_ctl_usage(SYN_RUNS, "runs show takes no options");
+        int64_t id = 0;
+        if (cap_ctl_validate_int("run ID", a.pos[1], 1, INT64_MAX, &id, &err) < 0)
+            return cap_ctl_fail(&err);
+        PGconn *c = cap_ctl_db(ctl, &err);
+        if (!c)
+            return cap_ctl_fail(&err);
+        char idb[24];
+        const char *p[] = {cap_pg_i64(idb, id)};
+        long rows = cap_ctl_out_query(c, ctl->json, true, "show run", SQL_RUN_SHOW, 1, p, NULL,
+                                      &err);
+        if (rows < 0)
+            return cap_ctl_fail(&err);
+        if (rows == 0) {
+            cap_err_set(&err, CAP_E_INVALID, "run %s does not exist", idb);
+            return cap_ctl_fail(&err);
+        }
+        return CAP_CTL_OK;
+    }
+    return cap_ctl_usage(SYN_RUNS, "runs: unknown subcommand \"%s\"", sub);
+}
+
+/* --- findings -------------------------------------------------------------------------- */
+
+int cap_ctl_cmd_findings(struct cap_ctl *ctl, int argc, char **argv)
+{
+    static const struct cap_ctl_opt_spec specs[] = {
+        {"source", CAP_CTL_VALUE, OPT_SOURCE}, {"kind", CAP_CTL_VALUE, OPT_KIND},
+        {"open", CAP_CTL_FLAG, OPT_OPEN},      {"limit", CAP_CTL_VALUE, OPT_LIMIT},
+        {NULL, 0, 0}};
+    struct cap_ctl_args a;
+    int rc = cap_ctl_parse(argc, argv, specs, 1, SYN_FINDINGS, &a);
+    if (rc)
+        return rc;
+    if (a.npos != 1 || strcmp(a.pos[0], "list") != 0)
+        return cap_ctl_usage(SYN_FINDINGS, a.npos ? "findings: unknown subcommand \"%s\""
+                                                  : "findings: missing subcommand (list)%s",
+                             a.npos ? a.pos[0] : "");
+    struct cap_err err = {0};
+    char lim[24];
+    int64_t limit = 0;
+    if (read_limit(&a, 200, lim, &limit, &err) < 0)
+        return cap_ctl_fail(&err);
+    PGconn *c = cap_ctl_db(ctl, &err);
+    const char *source = cap_ctl_args_get(&a, OPT_SOURCE);
+    if (!c || check_source(c, source, &err) < 0)
+        return cap_ctl_fail(&err);
+    const char *p[] = {source, cap_ctl_args_get(&a, OPT_KIND),
+                       cap_ctl_args_has(&a, OPT_OPEN) ? "true" : "false", lim};
+    long rows = cap_ctl_out_query(c, ctl->json, false, "list findings",
+                                  ctl->json ? SQL_FINDINGS_JSON : SQL_FINDINGS_TABLE, 4, p,
+                                  "no findings", &err);
+    if (rows < 0)
+        return cap_ctl_fail(&err);
+    note_limit(rows, limit);
+    return CAP_CTL_OK;
+}
+
+/* --- endpoints ------------------------------------------------------------------------- */
+
+int cap_ctl_cmd_endpoints(struct cap_ctl *ctl, int argc, char **argv)
+{
+    static const struct cap_ctl_opt_spec specs[] = {{"limit", CAP_CTL_VALUE, OPT_LIMIT},
+                                                    {NULL, 0, 0}};
+    struct cap_ctl_args a;
+    int rc = cap_ctl_parse(argc, argv, specs, 2, SYN_ENDPOINTS, &a);
+    if (rc)
+        return rc;
+    if (a.npos == 0 || strcmp(a.pos[0], "history") != 0)
+        return cap_ctl_usage(SYN_ENDPOINTS, a.npos ? "endpoints: unknown subcommand \"%s\""
+                                                   : "endpoints: missing subcommand (history)%s",
+                             a.npos ? a.pos[0] : "");
+    if (a.npos != 2)
+        return cap_ctl_usage(SYN_ENDPOINTS, "endpoints history: give one HOST:PORT");
+    struct cap_err err = {0};
+    char host[CAP_CTL_HOSTNAME_MAX + 1];
+    int port = 0;
+    char lim[24];
+    int64_t limit = 0;
+    if (cap_ctl_validate_host_port(a.pos[1], host, sizeof host, &port, &err) < 0 ||
+        read_limit(&a, 50, lim, &limit, &err) < 0)
+        return cap_ctl_fail(&err);
+    uint8_t bytes[16];
+    bool is_addr = inet_pton(AF_INET, host, bytes) == 1 || inet_pton(AF_INET6, host, bytes) == 1;
+    PGconn *c = cap_ctl_db(ctl, &err);
+    if (!c)
+        return cap_ctl_fail(&err);
+    char portb[24];
+    const char *p[] = {host, cap_pg_i64(portb, port), is_addr ? host : NULL, lim};
+    long rows = cap_ctl_out_query(c, ctl->json, false, "endpoint history",
+                                  ctl->json ? SQL_ENDPOINT_JSON : SQL_ENDPOINT_TABLE, 4, p,
+                                  "no observations of this endpoint", &err);
+    if (rows < 0)
+        return cap_ctl_fail(&err);
+    note_limit(rows, limit);
+    return CAP_CTL_OK;
+}
+
+/* --- inventory ------------------------------------------------------------------------- */
+
+int cap_ctl_cmd_inventory(struct cap_ctl *ctl, int argc, char **argv)
+{
+    static const struct cap_ctl_opt_spec specs[] = {{"expiring", CAP_CTL_VALUE, OPT_EXPIRING},
+                                                    {"limit", CAP_CTL_VALUE, OPT_LIMIT},
+                                                    {NULL, 0, 0}};
+    struct cap_ctl_args a;
+    int rc = cap_ctl_parse(argc, argv, specs, 0, SYN_INVENTORY, &a);
+    if (rc)
+        return rc;
+    struct cap_err err = {0};
+    char lim[24], days[24];
+    int64_t limit = 0, d = 0;
+    const char *dt = cap_ctl_args_get(&a, OPT_EXPIRING);
+    if (read_limit(&a, 200, lim, &limit, &err) < 0 ||
+        (dt && cap_ctl_validate_int("--expiring", dt, 0, 36500, &d, &err) < 0))
+        return cap_ctl_fail(&err);
+    PGconn *c = cap_ctl_db(ctl, &err);
+    if (!c)
+        return cap_ctl_fail(&err);
+    const char *p[] = {dt ? cap_pg_i64(days, d) : NULL, lim};
+    long rows = cap_ctl_out_query(c, ctl->json, false, "inventory",
+                                  ctl->json ? SQL_INVENTORY_JSON : SQL_INVENTORY_TABLE, 2, p,
+                                  "no certificates", &err);
+    if (rows < 0)
+        return cap_ctl_fail(&err);
+    note_limit(rows, limit);
+    return CAP_CTL_OK;
+}
+
+/* --- managed --------------------------------------------------------------------------- */
+
+int cap_ctl_cmd_managed(struct cap_ctl *ctl, int argc, char **argv)
+{
+    static const struct cap_ctl_opt_spec specs[] = {{NULL, 0, 0}};
+    struct cap_ctl_args a;
+    int rc = cap_ctl_parse(argc, argv, specs, 2, SYN_MANAGED, &a);
+    if (rc)
+        return rc;
+    if (a.npos == 0)
+        return cap_ctl_usage(SYN_MANAGED, "managed: missing subcommand (add, remove or list)");
+    const char *sub = a.pos[0];
+    struct cap_err err = {0};
+    if (strcmp(sub, "list") == 0) {
+        if (a.npos != 1)
+            return cap_ctl_usage(SYN_MANAGED, "unexpected argument \"%s\"", a.pos[1]);
+        PGconn *c = cap_ctl_db(ctl, &err);
+        if (!c || cap_ctl_out_query(c, ctl->json, false, "list managed", SQL_MANAGED_LIST, 0,
+                                    NULL, "no managed certificates", &err) < 0)
+            return cap_ctl_fail(&err);
+        return CAP_CTL_OK;
+    }
+    bool add = strcmp(sub, "add") == 0;
+    if (!add && strcmp(sub, "remove") != 0)
+        return cap_ctl_usage(SYN_MANAGED, "managed: unknown subcommand \"%s\"", sub);
+    if (a.npos != 2)
+        return cap_ctl_usage(SYN_MANAGED, "managed %s: give one FINGERPRINT", sub);
+    char fp[65];
+    if (cap_ctl_validate_fingerprint(a.pos[1], fp, sizeof fp, &err) < 0)
+        return cap_ctl_fail(&err);
+    PGconn *c = cap_ctl_db(ctl, &err);
+    if (!c)
+        return cap_ctl_fail(&err);
+    const char *p[] = {fp};
+    PGresult *r = cap_pg_exec(c, add ? "add managed certificate" : "remove managed certificate",
+                              add ? SQL_MANAGED_ADD : SQL_MANAGED_REMOVE, 1, p, &err);
+    if (!r)
+        return cap_ctl_fail(&err);
+    int changed = PQntuples(r);
+    PQclear(r);
+    if (add) {
+        if (!ctl->json)
+            printf(changed ? "%s is now managed\n" : "%s was already managed\n", fp);
+    } else if (!changed) {
+        cap_err_set(&err, CAP_E_INVALID, "%s is not a managed certificate", fp);
+        return cap_ctl_fail(&err);
+    } else if (!ctl->json) {
+        printf("%s is no longer managed\n", fp);
+    }
+    if (ctl->json) {
+        static const char SQL_ONE[] = "SELECT fingerprint_sha256, managed_since"
+                                      " FROM managed_certificates WHERE fingerprint_sha256 = $1";
+        if (cap_ctl_out_json_query(c, "show managed", SQL_ONE, 1, p, &err) < 0)
+            return cap_ctl_fail(&err);
+    }
+    return CAP_CTL_OK;
+}
