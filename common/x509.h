@@ -35,7 +35,8 @@ struct cap_cert_facts {
     char *subject; /* RFC 4514 one-line form, most specific RDN first ("CN=a,O=b,C=US") */
     char *issuer;  /* same form */
     char *cn;      /* last (most specific) commonName of the subject, "" when none */
-    char *serial;  /* lower hex, no leading zeros ("0" for zero); "-" prefix when negative */
+    char *serial;  /* lower hex, whole bytes without leading zero bytes ("0a1b", "0" for zero),
+                    * "-" prefix when negative */
 
     char **dns_sans;   /* dNSName entries, as written in the certificate (case kept) */
     size_t dns_sans_n;
@@ -60,7 +61,8 @@ struct cap_cert_facts {
      * "unknown" when not even the OID could be read. */
     char *key_algorithm;
     char *key_oid;   /* dotted OID of the SubjectPublicKeyInfo algorithm ("" if unreadable) */
-    int key_bits;    /* RSA/DSA modulus bits, EC field bits, 0 when unknown */
+    int key_bits;    /* RSA/DSA modulus bits, EC field bits, as OpenSSL counts for EdDSA (256,
+                      * 456); 0 when the key does not load (all PQC keys on OpenSSL 3.0) */
     char *key_curve; /* EC: "P-256", "P-384", "P-521", else the OpenSSL short name
                       * ("secp256k1") or the dotted curve OID; "" for non-EC keys */
     bool key_malformed; /* the OID is known to OpenSSL but the key bytes do not load */
