@@ -10,7 +10,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <fcntl.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <json-c/json.h>
 #include <openssl/evp.h>
@@ -990,9 +992,22 @@ static int set_defaults(struct cap_config *c, struct cap_err *err)
 static int read_file(const char *path, size_t max, const char *what, char **out, size_t *out_len,
                      struct cap_err *err)
 {
-    FILE *f = fopen(path, "rb");
-    if (!f) {
+    /* O_NONBLOCK: opening a FIFO named by mistake must not hang start-up. */
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0) {
         cap_err_set(err, CAP_E_IO, "%s: cannot open: %s", what, strerror(errno));
+        return -1;
+    }
+    struct stat st;
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        close(fd);
+        cap_err_set(err, CAP_E_IO, "%s: not a regular file", what);
+        return -1;
+    }
+    FILE *f = fdopen(fd, "rb");
+    if (!f) {
+        close(fd);
+        cap_err_set(err, CAP_E_NOMEM, "out of memory");
         return -1;
     }
     size_t cap = 4096, len = 0;
