@@ -120,15 +120,15 @@ int cap_job_decode(const uint8_t *buf, size_t len, struct cap_job *out, struct c
                     ur == MSGPACK_UNPACK_CONTINUE ? "truncated msgpack" : "malformed msgpack");
         goto done;
     }
-    if (off != len) {
-        cap_err_set(err, CAP_E_INVALID, "job message: %zu trailing bytes after the map",
-                    len - off);
-        goto done;
-    }
     const msgpack_object *root = &up.data;
     if (root->type != MSGPACK_OBJECT_MAP) {
         cap_err_set(err, CAP_E_INVALID, "job message: expected map, got %s",
                     type_name(root->type));
+        goto done;
+    }
+    if (off != len) {
+        cap_err_set(err, CAP_E_INVALID, "job message: %zu trailing bytes after the map",
+                    len - off);
         goto done;
     }
     int64_t v = -1, run_id = 0, source_id = 0, attempt = -1, enq = -1;

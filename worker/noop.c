@@ -6,13 +6,17 @@
 
 static int noop_execute(struct cap_run_ctx *ctx, struct cap_run_outcome *out, struct cap_err *err)
 {
-    (void)err;
     int64_t left = ctx->cfg->worker_noop_sleep_ms;
     while (left > 0 && !atomic_load(ctx->stopping)) {
         int64_t step = left > 50 ? 50 : left;
         struct timespec ts = {step / 1000, (long)(step % 1000) * 1000000L};
         nanosleep(&ts, NULL);
         left -= step;
+    }
+    if (left > 0) {
+        /* Cut short by the drain: say so, so the worker puts the run back to queued. */
+        cap_err_set(err, CAP_E_IO, "no-op job interrupted by shutdown");
+        return -1;
     }
     out->status = CAP_RUN_SUCCEEDED;
     out->error[0] = '\0';
