@@ -1,0 +1,104 @@
+/* The scan engine: one epoll event loop (its own thread) driving non-blocking connects,
+ * STARTTLS dialogues and OpenSSL handshakes in a fixed pool of slots, each probe under one
+ * deadline. Jobs (threads) submit probes through a locked queue + eventfd and collect results;
+ * admission is round-robin across jobs, each held to its own concurrency. See README.md. */
+#ifndef CAP_SCAN_ENGINE_H
+#define CAP_SCAN_ENGINE_H
+
+#include <openssl/ssl.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/err.h"
+#include "common/targets.h"
+#include "worker/scan/starttls.h"
+
+/* Error text kept per probe result. */
+#define CAP_SCAN_ERROR_MAX 200
+
+/* One probe to run: connect to (family, addr, port), STARTTLS if asked, TLS handshake with
+ * sni ("" for none), all within timeout_ms. */
+struct cap_scan_req {
+    int family; /* AF_INET or AF_INET6 */
+    uint8_t addr[16];
+    int port;
+    int timeout_ms;
+    enum cap_starttls_proto starttls;
+    char sni[CAP_HOSTNAME_MAX + 1];
+    char host[CAP_HOSTNAME_MAX + 1]; /* target text (host name or address), for the caller */
+    uint64_t tag;                    /* caller's own value */
+};
+
+/* What a probe found. outcome is one of "ok", "refused", "timeout", "tls_error". chain holds
+ * the certificates the server sent (leaf first; also after a failed handshake when they had
+ * arrived), or NULL; owned by the result. */
+struct cap_scan_result {
+    struct cap_scan_req req;
+    const char *outcome;
+    char error[CAP_SCAN_ERROR_MAX];
+    char version[16];     /* "TLSv1.3", ...; "" when no handshake */
+    char cipher[96];      /* IANA name, "" when none */
+    char group[40];       /* group name, "" when unknown */
+    uint16_t group_id;    /* IANA code point, 0 when unknown */
+    bool hybrid_offered;  /* the final attempt offered a hybrid ML-KEM group */
+    bool classical_retry; /* a hybrid attempt failed and was retried with classical groups */
+    STACK_OF(X509) *chain;
+    int64_t elapsed_ms;
+    struct cap_scan_result *next; /* list link (results come back as a list) */
+};
+
+struct cap_scan_engine;
+struct cap_scan_job;
+
+/* Engine counters, for tests and metrics. */
+struct cap_scan_engine_stats {
+    int slots;
+    int inflight;      /* probes in slots now */
+    int inflight_peak; /* most probes in slots at once */
+    uint64_t started, finished;
+    bool hybrid;       /* ML-KEM hybrid groups offered (OpenSSL >= 3.5 at run time) */
+};
+
+/* Creates the engine with `slots` probe slots and starts its loop thread. Raises the open-file
+ * soft limit as far as needed (slots are cut to fit what the hard limit allows, with a
+ * warning). Returns NULL with err. Free with cap_scan_engine_free. */
+struct cap_scan_engine *cap_scan_engine_new(int slots, struct cap_err *err);
+
+/* Stops the loop thread and frees the engine. Every job must have been freed. NULL is fine. */
+void cap_scan_engine_free(struct cap_scan_engine *e);
+
+void cap_scan_engine_stats(struct cap_scan_engine *e, struct cap_scan_engine_stats *out);
+
+/* Registers a job that runs at most `concurrency` probes at once. Returns NULL with err.
+ * Free with cap_scan_job_free (on the thread that uses it). */
+struct cap_scan_job *cap_scan_job_new(struct cap_scan_engine *e, int concurrency,
+                                      struct cap_err *err);
+
+/* Queues one probe (copied). Never blocks on the network; the caller bounds how many it keeps
+ * outstanding (cap_scan_job_outstanding). 0, or -1 with err (out of memory). */
+int cap_scan_job_submit(struct cap_scan_job *j, const struct cap_scan_req *req,
+                        struct cap_err *err);
+
+/* Waits up to timeout_ms for results and returns every result ready so far as a list (oldest
+ * first; caller frees with cap_scan_result_free), or NULL when none came in time. */
+struct cap_scan_result *cap_scan_job_wait(struct cap_scan_job *j, int timeout_ms);
+
+/* Probes submitted and not yet returned by cap_scan_job_wait. */
+size_t cap_scan_job_outstanding(struct cap_scan_job *j);
+
+/* Most probes of this job in slots at once. */
+int cap_scan_job_peak(struct cap_scan_job *j);
+
+/* Drops the job's queued probes and aborts its probes in flight (no results for them), waits
+ * until the loop lets go of them, frees unread results and the job. NULL is fine. Blocks
+ * briefly (one loop iteration). */
+void cap_scan_job_free(struct cap_scan_job *j);
+
+/* Frees a list of results. NULL is fine. */
+void cap_scan_result_free(struct cap_scan_result *r);
+
+/* The IANA code point of an OpenSSL group NID as SSL_get_negotiated_group returns it, or 0. */
+uint16_t cap_scan_group_codepoint(int nid);
+
+#endif

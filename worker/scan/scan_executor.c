@@ -1,0 +1,483 @@
+/* The network_scan executor: expands a source into targets, resolves host names on the job
+ * thread, applies the network policy to every address, feeds the worker's scan engine within
+ * the source's concurrency and writes each result through the inventory as it comes. */
+#include <arpa/inet.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <openssl/x509.h>
+#include <openssl/x509_vfy.h>
+#include <openssl/x509v3.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+
+#include <json-c/json.h>
+
+#include "common/log.h"
+#include "common/policy.h"
+#include "common/targets.h"
+#include "worker/executor.h"
+#include "worker/inventory.h"
+#include "worker/scan/engine.h"
+
+/* Distinct refusal reasons and failing host names kept for the run's details. */
+#define REFUSED_REASONS_MAX 32
+#define HOSTS_LISTED_MAX 20
+/* Results fetched per wait; the job keeps about two windows of probes queued. */
+#define WAIT_MS 200
+
+static struct cap_scan_engine *g_engine;
+static struct cap_policy g_policy;
+static X509_STORE *g_trust;
+
+struct refused_reason {
+    char reason[CAP_POLICY_REASON_MAX];
+    uint64_t count;
+};
+
+struct scan_run {
+    struct cap_run_ctx *ctx;
+    struct cap_inventory *inv;
+    int peak;
+    struct cap_scan_job *job;
+    uint64_t total; /* endpoints to probe (targets minus refused plus extra addresses) */
+    uint64_t submitted, ok, refused_conn, timeouts, tls_errors;
+    uint64_t policy_refused;
+    struct refused_reason reasons[REFUSED_REASONS_MAX];
+    size_t reasons_n;
+    char refused_hosts[HOSTS_LISTED_MAX][CAP_HOSTNAME_MAX + 1];
+    size_t refused_hosts_n;
+    uint64_t dns_failed;
+    char dns_failed_hosts[HOSTS_LISTED_MAX][CAP_HOSTNAME_MAX + 1];
+    size_t dns_failed_hosts_n;
+    char dns_error[160];
+    int64_t last_progress_ms;
+    uint64_t last_total_sent;
+};
+
+static int64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void note_refused(struct scan_run *r, const char *reason, uint64_t count, const char *host)
+{
+    r->policy_refused += count;
+    size_t i = 0;
+    for (; i < r->reasons_n; i++) {
+        if (strcmp(r->reasons[i].reason, reason) == 0)
+            break;
+    }
+    if (i == r->reasons_n && r->reasons_n < REFUSED_REASONS_MAX) {
+        snprintf(r->reasons[i].reason, sizeof r->reasons[i].reason, "%s", reason);
+        r->reasons_n++;
+    }
+    if (i < r->reasons_n)
+        r->reasons[i].count += count;
+    if (host && r->refused_hosts_n < HOSTS_LISTED_MAX) {
+        for (size_t k = 0; k < r->refused_hosts_n; k++) {
+            if (strcmp(r->refused_hosts[k], host) == 0)
+                return;
+        }
+        snprintf(r->refused_hosts[r->refused_hosts_n++], CAP_HOSTNAME_MAX + 1, "%s", host);
+    }
+}
+
+static void fill_req(struct cap_scan_req *q, const struct cap_run_ctx *ctx, int family,
+                     const uint8_t *addr, int port, const char *host, bool is_name)
+{
+    memset(q, 0, sizeof *q);
+    q->family = family;
+    memcpy(q->addr, addr, family == AF_INET ? 4 : 16);
+    q->port = port;
+    q->timeout_ms = ctx->src->timeout_ms > 0 ? ctx->src->timeout_ms : 5000;
+    q->starttls = cap_starttls_for_port(port);
+    if (is_name) {
+        snprintf(q->sni, sizeof q->sni, "%s", host);
+        snprintf(q->host, sizeof q->host, "%s", host);
+    } else if (host) {
+        snprintf(q->host, sizeof q->host, "%s", host);
+    } else {
+        inet_ntop(family, addr, q->host, sizeof q->host);
+    }
+}
+
+/* Resolves a host name (on this job thread) and submits one probe per distinct address the
+ * policy allows. */
+static int submit_host(struct scan_run *r, const struct cap_target *tg, struct cap_err *err)
+{
+    struct addrinfo hints, *res = NULL;
+    memset(&hints, 0, sizeof hints);
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    int rc = getaddrinfo(tg->host, NULL, &hints, &res);
+    if (rc != 0) {
+        r->dns_failed++;
+        if (r->dns_failed_hosts_n < HOSTS_LISTED_MAX)
+            snprintf(r->dns_failed_hosts[r->dns_failed_hosts_n++], CAP_HOSTNAME_MAX + 1, "%s",
+                     tg->host);
+        if (!r->dns_error[0])
+            snprintf(r->dns_error, sizeof r->dns_error, "host %s: %s", tg->host,
+                     gai_strerror(rc));
+        cap_log(CAP_LOG_INFO, "scan_dns_failed", CAP_LI("run_id", r->ctx->run_id),
+                CAP_LS("target", tg->host), CAP_LS("err", gai_strerror(rc)));
+        r->total = r->total > 0 ? r->total - 1 : 0;
+        return 0;
+    }
+    uint8_t seen[16][17];
+    size_t seen_n = 0, submitted = 0;
+    for (struct addrinfo *ai = res; ai; ai = ai->ai_next) {
+        uint8_t key[17];
+        memset(key, 0, sizeof key);
+        key[0] = (uint8_t)ai->ai_family;
+        const uint8_t *ab;
+        if (ai->ai_family == AF_INET)
+            ab = (const uint8_t *)&((struct sockaddr_in *)(void *)ai->ai_addr)->sin_addr;
+        else if (ai->ai_family == AF_INET6)
+            ab = (const uint8_t *)&((struct sockaddr_in6 *)(void *)ai->ai_addr)->sin6_addr;
+        else
+            continue;
+        memcpy(key + 1, ab, ai->ai_family == AF_INET ? 4 : 16);
+        bool dup = false;
+        for (size_t i = 0; i < seen_n; i++)
+            dup = dup || memcmp(seen[i], key, sizeof key) == 0;
+        if (dup || seen_n == 16)
+            continue;
+        memcpy(seen[seen_n++], key, sizeof key);
+        /* Checked after resolution, every time: no verdict is cached for a name. */
+        char why[CAP_POLICY_REASON_MAX];
+        if (cap_policy_check_addr(&g_policy, ai->ai_addr, why, sizeof why) != CAP_POLICY_ALLOWED) {
+            note_refused(r, why, 1, tg->host);
+            continue;
+        }
+        struct cap_scan_req q;
+        fill_req(&q, r->ctx, ai->ai_family, ab, tg->port, tg->host, true);
+        if (cap_scan_job_submit(r->job, &q, err) != 0) {
+            freeaddrinfo(res);
+            return -1;
+        }
+        submitted++;
+        r->submitted++;
+    }
+    freeaddrinfo(res);
+    /* The name counted as one target; it is as many endpoints as allowed addresses. */
+    r->total = r->total - 1 + submitted;
+    return 0;
+}
+
+/* Verifies the chain as sent against the system trust store (after the handshake, off the
+ * loop). Returns 0 when it verifies, else the X509_V_ERR code; -1 when it could not run. */
+static int verify_chain(STACK_OF(X509) *chain, const char **text)
+{
+    *text = NULL;
+    if (!g_trust || !chain || sk_X509_num(chain) == 0)
+        return -1;
+    X509_STORE_CTX *vc = X509_STORE_CTX_new();
+    if (!vc)
+        return -1;
+    int res = -1;
+    if (X509_STORE_CTX_init(vc, g_trust, sk_X509_value(chain, 0), chain) == 1) {
+        X509_STORE_CTX_set_purpose(vc, X509_PURPOSE_SSL_SERVER);
+        if (X509_verify_cert(vc) == 1) {
+            res = 0;
+        } else {
+            res = X509_STORE_CTX_get_error(vc);
+            if (res <= 0)
+                res = X509_V_ERR_UNSPECIFIED;
+            *text = X509_verify_cert_error_string(res);
+        }
+    }
+    X509_STORE_CTX_free(vc);
+    return res;
+}
+
+static int handle_result(struct scan_run *r, struct cap_scan_result *res, struct cap_err *err)
+{
+    const struct cap_scan_req *q = &res->req;
+    char addr[INET6_ADDRSTRLEN];
+    inet_ntop(q->family, q->addr, addr, sizeof addr);
+    int n = res->chain ? sk_X509_num(res->chain) : 0;
+    struct cap_der ders[16];
+    uint8_t *bufs[16];
+    size_t nd = 0;
+    for (int i = 0; i < n && nd < 16; i++) {
+        uint8_t *b = NULL;
+        int len = i2d_X509(sk_X509_value(res->chain, i), &b);
+        if (len <= 0)
+            continue;
+        bufs[nd] = b;
+        ders[nd].der = b;
+        ders[nd].len = (size_t)len;
+        nd++;
+    }
+    struct cap_observation o;
+    memset(&o, 0, sizeof o);
+    o.host = q->host[0] ? q->host : addr;
+    o.address = addr;
+    o.port = q->port;
+    o.sni = q->sni;
+    o.host_is_name = q->sni[0] != '\0';
+    o.outcome = res->outcome;
+    o.error = res->error[0] ? res->error : NULL;
+    o.tls_version = res->version[0] ? res->version : NULL;
+    o.cipher_suite = res->cipher[0] ? res->cipher : NULL;
+    o.kex_group_id = res->group_id;
+    o.kex_group = res->group[0] ? res->group : NULL;
+    o.chain = nd ? ders : NULL;
+    o.chain_n = nd;
+    o.verify_result = -1;
+    if (strcmp(res->outcome, "ok") == 0 && nd > 0)
+        o.verify_result = verify_chain(res->chain, &o.verify_error);
+    int rc = cap_inventory_add_observation(r->inv, &o, err);
+    for (size_t i = 0; i < nd; i++)
+        OPENSSL_free(bufs[i]);
+    if (strcmp(res->outcome, "ok") == 0)
+        r->ok++;
+    else if (strcmp(res->outcome, "refused") == 0)
+        r->refused_conn++;
+    else if (strcmp(res->outcome, "timeout") == 0)
+        r->timeouts++;
+    else
+        r->tls_errors++;
+    cap_log(CAP_LOG_DEBUG, "scan_result", CAP_LI("run_id", r->ctx->run_id),
+            CAP_LS("target", o.host), CAP_LS("address", addr), CAP_LI("port", q->port),
+            CAP_LS("outcome", res->outcome), CAP_LS("err", res->error),
+            CAP_LI("ms", res->elapsed_ms));
+    return rc;
+}
+
+static int progress(struct scan_run *r, bool force, struct cap_err *err)
+{
+    int64_t t = mono_ms();
+    if (!force && (r->total == r->last_total_sent || t - r->last_progress_ms < 1000))
+        return 0;
+    r->last_progress_ms = t;
+    r->last_total_sent = r->total;
+    return cap_run_progress(r->ctx, (int64_t)r->total, -1, -1, -1, -1, -1, err);
+}
+
+/* Writes the run's policy_block finding: refused ranges and counts, host names. */
+static int raise_policy_block(struct scan_run *r, struct cap_err *err)
+{
+    json_object *d = json_object_new_object();
+    json_object_object_add(d, "refused_addresses",
+                           json_object_new_int64((int64_t)r->policy_refused));
+    json_object *ranges = json_object_new_array();
+    for (size_t i = 0; i < r->reasons_n; i++) {
+        json_object *x = json_object_new_object();
+        json_object_object_add(x, "reason", json_object_new_string(r->reasons[i].reason));
+        json_object_object_add(x, "count", json_object_new_int64((int64_t)r->reasons[i].count));
+        json_object_array_add(ranges, x);
+    }
+    json_object_object_add(d, "ranges", ranges);
+    json_object *hosts = json_object_new_array();
+    for (size_t i = 0; i < r->refused_hosts_n; i++)
+        json_object_array_add(hosts, json_object_new_string(r->refused_hosts[i]));
+    json_object_object_add(d, "hosts", hosts);
+    char reason[300];
+    snprintf(reason, sizeof reason, "%llu address%s refused by the network policy",
+             (unsigned long long)r->policy_refused, r->policy_refused == 1 ? "" : "es");
+    json_object_object_add(d, "reason", json_object_new_string(reason));
+    char subject[48];
+    snprintf(subject, sizeof subject, "run:%lld", (long long)r->ctx->run_id);
+    int rc = cap_findings_raise(r->inv, "policy_block", "medium", subject, 0, 0, NULL,
+                                json_object_to_json_string_ext(d, JSON_C_TO_STRING_PLAIN), err);
+    json_object_put(d);
+    return rc;
+}
+
+static int scan_init(const struct cap_config *cfg, struct cap_err *err)
+{
+    if (cap_policy_init(&g_policy, cfg, err) != 0)
+        return -1;
+    g_trust = X509_STORE_new();
+    if (g_trust && X509_STORE_set_default_paths(g_trust) != 1) {
+        cap_log(CAP_LOG_WARN, "scan_trust_store_missing",
+                CAP_LS("err", "cannot load the system trust store; untrusted is not checked"));
+        X509_STORE_free(g_trust);
+        g_trust = NULL;
+    }
+    g_engine = cap_scan_engine_new(cfg->worker_max_concurrent_discovery, err);
+    if (!g_engine) {
+        X509_STORE_free(g_trust);
+        g_trust = NULL;
+        cap_policy_cleanup(&g_policy);
+        return -1;
+    }
+    return 0;
+}
+
+static void scan_shutdown(void)
+{
+    cap_scan_engine_free(g_engine);
+    g_engine = NULL;
+    X509_STORE_free(g_trust);
+    g_trust = NULL;
+    cap_policy_cleanup(&g_policy);
+}
+
+static int scan_execute(struct cap_run_ctx *ctx, struct cap_run_outcome *out, struct cap_err *err)
+{
+    const struct cap_source *src = ctx->src;
+    if (!g_engine) {
+        cap_err_set(err, CAP_E_IO, "network scan engine is not running in this worker");
+        return -1;
+    }
+    struct cap_targets t;
+    if (cap_targets_init(&t, (const char *const *)src->cidrs, src->cidrs_n,
+                         (const char *const *)src->hosts, src->hosts_n, src->ports, src->ports_n,
+                         err) != 0) {
+        cap_err_prefix(err, "source \"%s\": ", src->name);
+        return -1;
+    }
+    if (cap_targets_check_limit(&t, ctx->cfg->scan_max_targets, err) != 0) {
+        cap_err_prefix(err, "source \"%s\": ", src->name);
+        cap_targets_cleanup(&t);
+        return -1;
+    }
+    struct scan_run *r = calloc(1, sizeof *r);
+    if (!r) {
+        cap_targets_cleanup(&t);
+        cap_err_set(err, CAP_E_NOMEM, "network scan: out of memory");
+        return -1;
+    }
+    r->ctx = ctx;
+    r->total = cap_targets_count(&t);
+    int concurrency = src->concurrency > 0 ? src->concurrency : 8;
+    int rc = -1;
+    r->inv = cap_inventory_new(ctx, CAP_INVENTORY_PROGRESS_OBSERVATIONS, err);
+    if (!r->inv)
+        goto done;
+    r->job = cap_scan_job_new(g_engine, concurrency, err);
+    if (!r->job)
+        goto done;
+    if (progress(r, true, err) != 0)
+        goto done;
+    cap_log(CAP_LOG_INFO, "scan_started", CAP_LI("run_id", ctx->run_id),
+            CAP_LI("targets", (long long)r->total), CAP_LI("concurrency", concurrency),
+            CAP_LI("timeout_ms", src->timeout_ms));
+
+    size_t window = (size_t)concurrency * 2 + 8;
+    bool more = true, interrupted = false;
+    size_t last_item = SIZE_MAX;
+    for (;;) {
+        if (atomic_load(ctx->stopping)) {
+            interrupted = true;
+            break;
+        }
+        while (more && cap_scan_job_outstanding(r->job) < window) {
+            struct cap_target tg;
+            if (!cap_targets_next(&t, &tg)) {
+                more = false;
+                break;
+            }
+            char why[CAP_POLICY_REASON_MAX];
+            if (tg.kind == CAP_TARGET_ADDR && !tg.host && tg.item != last_item) {
+                /* A listed range the policy refuses whole is skipped in one step. */
+                last_item = tg.item;
+                const struct cap_cidr *c = &t.cidrs[tg.item];
+                if (cap_policy_cidr_refused_by(&g_policy, c, NULL, 0) == 1) {
+                    (void)cap_policy_check_bytes(&g_policy, c->family, c->addr, why, sizeof why);
+                    uint64_t sz = cap_targets_cidr_size(c) * t.ports_n;
+                    note_refused(r, why, sz, NULL);
+                    r->total -= sz;
+                    cap_targets_skip_cidr(&t);
+                    continue;
+                }
+            }
+            if (tg.kind == CAP_TARGET_HOST) {
+                if (submit_host(r, &tg, err) != 0)
+                    goto done;
+                continue;
+            }
+            if (cap_policy_check_bytes(&g_policy, tg.family, tg.addr, why, sizeof why) !=
+                CAP_POLICY_ALLOWED) {
+                note_refused(r, why, 1, tg.host);
+                r->total--;
+                continue;
+            }
+            struct cap_scan_req q;
+            fill_req(&q, ctx, tg.family, tg.addr, tg.port, tg.host, false);
+            if (cap_scan_job_submit(r->job, &q, err) != 0)
+                goto done;
+            r->submitted++;
+        }
+        if (!more && cap_scan_job_outstanding(r->job) == 0)
+            break;
+        struct cap_scan_result *list = cap_scan_job_wait(r->job, WAIT_MS);
+        for (struct cap_scan_result *x = list; x; x = x->next) {
+            if (handle_result(r, x, err) != 0) {
+                cap_scan_result_free(list);
+                goto done;
+            }
+        }
+        cap_scan_result_free(list);
+        if (cap_inventory_flush_if_due(r->inv, err) != 0 || progress(r, false, err) != 0)
+            goto done;
+    }
+    /* In-flight probes are abandoned on a drain; what was found is kept. */
+    r->peak = cap_scan_job_peak(r->job);
+    cap_scan_job_free(r->job);
+    r->job = NULL;
+    if (r->policy_refused > 0 && raise_policy_block(r, err) != 0)
+        goto done;
+    if (progress(r, true, err) != 0 || cap_inventory_flush(r->inv, err) != 0)
+        goto done;
+    if (interrupted) {
+        cap_err_set(err, CAP_E_IO, "scan interrupted by the worker shutting down after %llu of "
+                    "%llu endpoints", (unsigned long long)(r->ok + r->refused_conn + r->timeouts +
+                                                          r->tls_errors),
+                    (unsigned long long)r->total);
+        goto done;
+    }
+    int64_t resolved = 0;
+    if (cap_findings_resolve_missing(r->inv, NULL, 0, &resolved, err) != 0)
+        goto done;
+
+    uint64_t bad = r->refused_conn + r->timeouts + r->tls_errors + r->dns_failed;
+    out->status = bad > 0 ? CAP_RUN_PARTIAL : CAP_RUN_SUCCEEDED;
+    out->run_again = false;
+    int off = 0;
+    out->error[0] = '\0';
+    if (bad > 0)
+        off = snprintf(out->error, sizeof out->error,
+                       "%llu of %llu endpoints not scanned: %llu refused, %llu timed out, %llu "
+                       "tls errors",
+                       (unsigned long long)(bad - r->dns_failed),
+                       (unsigned long long)r->submitted, (unsigned long long)r->refused_conn,
+                       (unsigned long long)r->timeouts, (unsigned long long)r->tls_errors);
+    if (r->dns_failed > 0 && off >= 0 && (size_t)off < sizeof out->error)
+        off += snprintf(out->error + off, sizeof out->error - (size_t)off,
+                        "%s%llu host name%s did not resolve (%s)", off ? "; " : "",
+                        (unsigned long long)r->dns_failed, r->dns_failed == 1 ? "" : "s",
+                        r->dns_error);
+    if (r->policy_refused > 0 && off >= 0 && (size_t)off < sizeof out->error)
+        snprintf(out->error + off, sizeof out->error - (size_t)off,
+                 "%s%llu addresses refused by the network policy", off ? "; " : "",
+                 (unsigned long long)r->policy_refused);
+    cap_log(CAP_LOG_INFO, "scan_finished", CAP_LI("run_id", ctx->run_id),
+            CAP_LI("ok", (long long)r->ok), CAP_LI("refused", (long long)r->refused_conn),
+            CAP_LI("timeout", (long long)r->timeouts), CAP_LI("tls_error", (long long)r->tls_errors),
+            CAP_LI("policy_refused", (long long)r->policy_refused),
+            CAP_LI("peak_inflight", r->peak),
+            CAP_LI("findings_resolved", resolved));
+    rc = 0;
+done:
+    cap_scan_job_free(r->job);
+    cap_inventory_free(r->inv);
+    cap_targets_cleanup(&t);
+    free(r);
+    return rc;
+}
+
+const struct cap_executor cap_scan_executor = {
+    .type = "network_scan",
+    .init = scan_init,
+    .shutdown = scan_shutdown,
+    .execute = scan_execute,
+};
