@@ -5,6 +5,7 @@
 
 #include <libpq-fe.h>
 #include <stdbool.h>
+#include <stdint.h>
 
 #include "common/config.h"
 #include "common/err.h"
@@ -36,6 +37,10 @@ int cap_ctl_fail(const struct cap_err *err);
  * CAP_CTL_USAGE, else 0. */
 int cap_ctl_parse(int argc, char **argv, const struct cap_ctl_opt_spec *specs, size_t max_pos,
                   const char *synopsis, struct cap_ctl_args *out);
+
+/* Prints run id (every column, and source_name) as a key/value block, or as a JSON array of
+ * one object. Returns 0, or -1 with err (`run 42 does not exist`). Blocks. */
+int cap_ctl_show_run(struct cap_ctl *ctl, PGconn *c, int64_t id, struct cap_err *err);
 
 /* Entry point: parses global options and runs the command. Returns the exit code. */
 int cap_ctl_main(int argc, char **argv);

@@ -146,6 +146,20 @@ static void note_limit(long rows, int64_t limit)
         fprintf(stderr, "capctl: showing the first %ld rows; --limit N shows more\n", rows);
 }
 
+int cap_ctl_show_run(struct cap_ctl *ctl, PGconn *c, int64_t id, struct cap_err *err)
+{
+    char idb[24];
+    const char *p[] = {cap_pg_i64(idb, id)};
+    long rows = cap_ctl_out_query(c, ctl->json, true, "show run", SQL_RUN_SHOW, 1, p, NULL, err);
+    if (rows < 0)
+        return -1;
+    if (rows == 0) {
+        cap_err_set(err, CAP_E_INVALID, "run %s does not exist", idb);
+        return -1;
+    }
+    return 0;
+}
+
 /* --- runs ------------------------------------------------------------------------------ */
 
 int cap_ctl_cmd_runs(struct cap_ctl *ctl, int argc, char **argv)
@@ -192,16 +206,8 @@ int cap_ctl_cmd_runs(struct cap_ctl *ctl, int argc, char **argv)
         PGconn *c = cap_ctl_db(ctl, &err);
         if (!c)
             return cap_ctl_fail(&err);
-        char idb[24];
-        const char *p[] = {cap_pg_i64(idb, id)};
-        long rows = cap_ctl_out_query(c, ctl->json, true, "show run", SQL_RUN_SHOW, 1, p, NULL,
-                                      &err);
-        if (rows < 0)
+        if (cap_ctl_show_run(ctl, c, id, &err) < 0)
             return cap_ctl_fail(&err);
-        if (rows == 0) {
-            cap_err_set(&err, CAP_E_INVALID, "run %s does not exist", idb);
-            return cap_ctl_fail(&err);
-        }
         return CAP_CTL_OK;
     }
     return cap_ctl_usage(SYN_RUNS, "runs: unknown subcommand \"%s\"", sub);
