@@ -169,6 +169,11 @@ static char *clean_utf8(const unsigned char *data, size_t len, bool esc_backslas
     return out;
 }
 
+char *cap_x509_clean_text(const void *data, size_t len)
+{
+    return clean_utf8(data ? data : "", data ? len : 0, true);
+}
+
 static char *asn1_string_clean(const ASN1_STRING *s)
 {
     const unsigned char *d = ASN1_STRING_get0_data(s);

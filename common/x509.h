@@ -124,6 +124,12 @@ bool cap_x509_weak_signature(const struct cap_cert_facts *f);
  * finding. */
 bool cap_x509_weak_key(const struct cap_cert_facts *f);
 
+/* Copies len bytes of outside text into a new NUL-terminated string that is valid UTF-8
+ * without control characters (those and invalid bytes become \xNN, a backslash becomes \\),
+ * so it can go into a PostgreSQL text column or a log line. NULL on allocation failure only;
+ * caller frees. */
+char *cap_x509_clean_text(const void *data, size_t len);
+
 /* Writes the lower-case hex of len bytes into out (at least 2 * len + 1 bytes). */
 void cap_x509_hex(const uint8_t *bytes, size_t len, char *out);
 

@@ -60,7 +60,7 @@ struct cap_observation {
 };
 
 /* One finding a pure rule decided on (see cap_inventory_*_finding_specs). */
-#define CAP_FINDING_REASON_MAX 256
+#define CAP_FINDING_REASON_MAX 512
 struct cap_finding_spec {
     const char *kind;     /* static: "expired", "weak_cipher", ... */
     const char *severity; /* static: "critical" | "high" | "medium" | "low" | "info" */

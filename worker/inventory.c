@@ -1,0 +1,1378 @@
+/* The inventory writer: queues certificates, observations, CT sightings and findings, and
+ * writes them in fenced batches of multi-row statements (unnest over text arrays), so each
+ * batch costs a handful of round trips whatever its size. Every statement is an upsert keyed
+ * by what it describes, so a batch written twice changes nothing the second time. */
+#include "worker/inventory.h"
+
+#include <arpa/inet.h>
+#include <json-c/json.h>
+#include <stdarg.h>
+#include <openssl/sha.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include "common/log.h"
+#include "common/pg.h"
+#include "common/pqc.h"
+
+/* ---- statements ---- */
+
+static const char SQL_BEGIN[] = "BEGIN";
+static const char SQL_COMMIT[] = "COMMIT";
+static const char SQL_ROLLBACK[] = "ROLLBACK";
+
+/* $1..$23: one array per column; $24: the run. Duplicates in a batch collapse to one row. */
+static const char SQL_UPSERT_CERTS[] =
+    "INSERT INTO discovered_certificates AS d (fingerprint_sha256, subject, issuer, sans, "
+    "san_ips, san_emails, san_uris, serial, not_before, not_after, key_algorithm, key_bits, "
+    "key_curve, key_oid, signature_algorithm, signature_oid, pqc_class, is_precert, is_ca, "
+    "self_signed, spki_sha256, tbs_sha256, der, first_seen_run_id) "
+    "SELECT DISTINCT ON (t.fp) t.fp, t.subject, t.issuer, t.sans::text[], t.ips::text[], "
+    "t.emails::text[], t.uris::text[], t.serial, to_timestamp(t.nb), to_timestamp(t.na), "
+    "t.kalg, t.kbits, t.kcurve, t.koid, t.salg, t.soid, t.pqc, t.pre, t.ca, t.ss, t.spki, "
+    "t.tbs, decode(t.der, 'hex'), $24::bigint "
+    "FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], "
+    "$7::text[], $8::text[], $9::bigint[], $10::bigint[], $11::text[], $12::int[], $13::text[], "
+    "$14::text[], $15::text[], $16::text[], $17::text[], $18::bool[], $19::bool[], $20::bool[], "
+    "$21::text[], $22::text[], $23::text[]) "
+    "AS t(fp, subject, issuer, sans, ips, emails, uris, serial, nb, na, kalg, kbits, kcurve, "
+    "koid, salg, soid, pqc, pre, ca, ss, spki, tbs, der) "
+    "ORDER BY t.fp "
+    "ON CONFLICT (fingerprint_sha256) DO UPDATE SET last_seen_at = now()";
+
+/* The observation arrays shared by the three endpoint statements:
+ * $1 host, $2 address, $3 port, $4 sni, $5 outcome, $6 leaf fingerprint, $7 ord. */
+#define SQL_OBS_INPUT                                                                              \
+    "unnest($1::text[], $2::text[], $3::int[], $4::text[], $5::text[], $6::text[], $7::int[]) "  \
+    "AS t(host, addr, port, sni, outcome, fp, ord)"
+
+/* $8 source. The last observation of an endpoint in the batch wins. */
+static const char SQL_UPSERT_ENDPOINTS[] =
+    "INSERT INTO endpoints AS e (host, address, port, sni, source_id, status, "
+    "fingerprint_sha256, last_outcome) "
+    "SELECT DISTINCT ON (t.addr::inet, t.port, t.sni) t.host, t.addr::inet, t.port, t.sni, "
+    "$8::bigint, CASE WHEN t.outcome = 'ok' THEN 'online' "
+    "WHEN t.outcome IN ('refused', 'timeout') THEN 'offline' ELSE 'unknown' END, "
+    "CASE WHEN t.outcome = 'ok' THEN t.fp END, t.outcome "
+    "FROM " SQL_OBS_INPUT " "
+    "ORDER BY t.addr::inet, t.port, t.sni, t.ord DESC "
+    "ON CONFLICT (address, port, sni) DO UPDATE SET host = EXCLUDED.host, "
+    "source_id = EXCLUDED.source_id, "
+    "status = CASE WHEN EXCLUDED.last_outcome = 'ok' THEN 'online' "
+    "WHEN EXCLUDED.last_outcome IN ('refused', 'timeout') THEN 'offline' ELSE e.status END, "
+    "fingerprint_sha256 = coalesce(EXCLUDED.fingerprint_sha256, e.fingerprint_sha256), "
+    "last_outcome = EXCLUDED.last_outcome, last_seen_at = now()";
+
+/* $8 run, $9 source. An ok observation whose leaf differs from the endpoint's last ok
+ * observation of an EARLIER run is a drift (so a re-run of the same run finds the same
+ * comparison and the ON CONFLICT keeps one event); the drift finding is raised with it. */
+static const char SQL_DRIFT[] =
+    "WITH cur AS ("
+    " SELECT DISTINCT ON (e.id) e.id AS endpoint_id, t.fp AS new_fp, p.fp AS old_fp "
+    " FROM " SQL_OBS_INPUT " "
+    " JOIN endpoints e ON e.address = t.addr::inet AND e.port = t.port AND e.sni = t.sni "
+    " CROSS JOIN LATERAL (SELECT o.fingerprint_sha256 AS fp FROM endpoint_observations o "
+    "  WHERE o.endpoint_id = e.id AND o.outcome = 'ok' AND o.run_id < $8::bigint "
+    "  AND o.fingerprint_sha256 IS NOT NULL ORDER BY o.run_id DESC LIMIT 1) p "
+    " WHERE t.outcome = 'ok' AND t.fp IS NOT NULL "
+    " ORDER BY e.id, t.ord DESC), "
+    "d AS ("
+    " INSERT INTO drift_events (endpoint_id, run_id, old_fingerprint_sha256, "
+    " new_fingerprint_sha256, changed) "
+    " SELECT c.endpoint_id, $8::bigint, c.old_fp, c.new_fp, "
+    " ARRAY['fingerprint']::text[] "
+    " || CASE WHEN oc.issuer IS DISTINCT FROM nc.issuer THEN ARRAY['issuer']::text[] "
+    "    ELSE ARRAY[]::text[] END "
+    " || CASE WHEN oc.spki_sha256 IS DISTINCT FROM nc.spki_sha256 "
+    "    THEN ARRAY['public_key']::text[] ELSE ARRAY[]::text[] END "
+    " || CASE WHEN (SELECT array_agg(DISTINCT lower(x) ORDER BY lower(x)) "
+    "              FROM unnest(oc.sans || oc.san_ips) AS x) "
+    "    IS DISTINCT FROM (SELECT array_agg(DISTINCT lower(x) ORDER BY lower(x)) "
+    "              FROM unnest(nc.sans || nc.san_ips) AS x) "
+    "    THEN ARRAY['sans']::text[] ELSE ARRAY[]::text[] END "
+    " FROM cur c "
+    " JOIN discovered_certificates oc ON oc.fingerprint_sha256 = c.old_fp "
+    " JOIN discovered_certificates nc ON nc.fingerprint_sha256 = c.new_fp "
+    " WHERE c.old_fp <> c.new_fp "
+    " ON CONFLICT (endpoint_id, run_id) DO NOTHING "
+    " RETURNING endpoint_id, old_fingerprint_sha256, new_fingerprint_sha256, changed), "
+    "f AS ("
+    " INSERT INTO findings AS f (kind, severity, subject_key, source_id, run_id, endpoint_id, "
+    " fingerprint_sha256, details) "
+    " SELECT 'drift', 'medium', 'endpoint:' || d.endpoint_id, $9::bigint, $8::bigint, "
+    " d.endpoint_id, d.new_fingerprint_sha256, "
+    " jsonb_build_object('old_fingerprint', d.old_fingerprint_sha256, "
+    "  'new_fingerprint', d.new_fingerprint_sha256, 'changed', to_jsonb(d.changed), "
+    "  'host', e.host, 'address', host(e.address), 'port', e.port, 'sni', e.sni) "
+    " FROM d JOIN endpoints e ON e.id = d.endpoint_id "
+    " ON CONFLICT (kind, subject_key) WHERE status = 'open' DO UPDATE SET "
+    " severity = EXCLUDED.severity, source_id = EXCLUDED.source_id, run_id = EXCLUDED.run_id, "
+    " endpoint_id = EXCLUDED.endpoint_id, fingerprint_sha256 = EXCLUDED.fingerprint_sha256, "
+    " details = EXCLUDED.details, last_seen_at = now() "
+    " RETURNING 1) "
+    "SELECT count(*) FROM d";
+
+/* $1..$7 as SQL_OBS_INPUT, $8 chain, $9 tls_version, $10 cipher, $11 group, $12 group id,
+ * $13 kex class, $14 error, $15 run. One row per (endpoint, run): a repeat replaces it. */
+static const char SQL_UPSERT_OBSERVATIONS[] =
+    "INSERT INTO endpoint_observations AS o (endpoint_id, run_id, observed_at, outcome, "
+    "fingerprint_sha256, chain, tls_version, cipher_suite, kex_group, kex_group_id, kex_pqc, "
+    "error) "
+    "SELECT DISTINCT ON (e.id) e.id, $15::bigint, now(), t.outcome, t.fp, t.chain::text[], "
+    "t.ver, t.cipher, t.grp, t.grp_id, t.kex, t.error "
+    "FROM unnest($1::text[], $2::text[], $3::int[], $4::text[], $5::text[], $6::text[], "
+    "$7::int[], $8::text[], $9::text[], $10::text[], $11::text[], $12::int[], $13::text[], "
+    "$14::text[]) "
+    "AS t(host, addr, port, sni, outcome, fp, ord, chain, ver, cipher, grp, grp_id, kex, error) "
+    "JOIN endpoints e ON e.address = t.addr::inet AND e.port = t.port AND e.sni = t.sni "
+    "ORDER BY e.id, t.ord DESC "
+    "ON CONFLICT (endpoint_id, run_id) DO UPDATE SET observed_at = EXCLUDED.observed_at, "
+    "outcome = EXCLUDED.outcome, fingerprint_sha256 = EXCLUDED.fingerprint_sha256, "
+    "chain = EXCLUDED.chain, tls_version = EXCLUDED.tls_version, "
+    "cipher_suite = EXCLUDED.cipher_suite, kex_group = EXCLUDED.kex_group, "
+    "kex_group_id = EXCLUDED.kex_group_id, kex_pqc = EXCLUDED.kex_pqc, error = EXCLUDED.error";
+
+/* $1 source, $2 fingerprints, $3 log URLs, $4 indexes, $5 entry timestamps (ms, 0: unknown). */
+static const char SQL_UPSERT_SIGHTINGS[] =
+    "INSERT INTO ct_sightings (fingerprint_sha256, source_id, log_url, log_index, "
+    "entry_timestamp) "
+    "SELECT DISTINCT ON (t.url, t.idx) t.fp, $1::bigint, t.url, t.idx, "
+    "CASE WHEN t.ts > 0 THEN to_timestamp(t.ts / 1000.0) END "
+    "FROM unnest($2::text[], $3::text[], $4::bigint[], $5::bigint[]) AS t(fp, url, idx, ts) "
+    "ORDER BY t.url, t.idx "
+    "ON CONFLICT (source_id, log_url, log_index) DO UPDATE SET "
+    "fingerprint_sha256 = EXCLUDED.fingerprint_sha256, "
+    "entry_timestamp = EXCLUDED.entry_timestamp";
+
+/* Endpoints listed in a certificate finding: those serving it as leaf (mode 1), or whose
+ * observation in this run carried it in the chain (mode 2). */
+#define SQL_CERT_ENDPOINTS(cond)                                                                   \
+    "(SELECT jsonb_build_object('endpoints', coalesce(jsonb_agg(s.ep), '[]'::jsonb), "         \
+    "'endpoint_count', (SELECT count(*) FROM endpoints ee " cond ")) "                         \
+    "FROM (SELECT jsonb_build_object('id', ee.id, 'host', ee.host, 'address', "                \
+    "host(ee.address), 'port', ee.port, 'sni', ee.sni) AS ep FROM endpoints ee " cond " "      \
+    "ORDER BY ee.id LIMIT 100) s)"
+
+/* $1 run, $2 kinds, $3 severities, $4 subject keys (NULL: the endpoint's), $5 sources,
+ * $6 endpoint ids, $7 fingerprints, $8 details, $9-$11 endpoint address/port/sni (NULL: no
+ * endpoint), $12 unmanaged_only, $13 endpoint list mode, $14 ord. */
+static const char SQL_UPSERT_FINDINGS[] =
+    "INSERT INTO findings AS f (kind, severity, subject_key, source_id, run_id, endpoint_id, "
+    "fingerprint_sha256, details) "
+    "SELECT DISTINCT ON (x.kind, x.subject_key) x.kind, x.severity, x.subject_key, x.src, "
+    "$1::bigint, x.eid, x.fp, x.details "
+    "FROM (SELECT t.kind, t.severity, coalesce(t.subject, 'endpoint:' || e.id) AS subject_key, "
+    " t.src, coalesce(t.eid, e.id) AS eid, t.fp, t.ord, "
+    " t.details::jsonb || CASE t.mode "
+    "  WHEN 1 THEN " SQL_CERT_ENDPOINTS("WHERE ee.fingerprint_sha256 = t.fp") " "
+    "  WHEN 2 THEN " SQL_CERT_ENDPOINTS(
+        "WHERE ee.id IN (SELECT o.endpoint_id FROM endpoint_observations o "
+        "WHERE o.run_id = $1::bigint AND t.fp = ANY(o.chain))") " "
+    "  ELSE '{}'::jsonb END AS details "
+    " FROM unnest($2::text[], $3::text[], $4::text[], $5::bigint[], $6::bigint[], $7::text[], "
+    " $8::text[], $9::text[], $10::int[], $11::text[], $12::bool[], $13::int[], $14::int[]) "
+    " AS t(kind, severity, subject, src, eid, fp, details, ep_addr, ep_port, ep_sni, unmanaged, "
+    " mode, ord) "
+    " LEFT JOIN endpoints e ON t.ep_addr IS NOT NULL AND e.address = t.ep_addr::inet "
+    "  AND e.port = t.ep_port AND e.sni = t.ep_sni "
+    " WHERE (t.ep_addr IS NULL OR e.id IS NOT NULL) "
+    " AND NOT (t.unmanaged AND EXISTS (SELECT 1 FROM managed_certificates m "
+    "  WHERE m.fingerprint_sha256 = t.fp))) x "
+    "ORDER BY x.kind, x.subject_key, x.ord DESC "
+    "ON CONFLICT (kind, subject_key) WHERE status = 'open' DO UPDATE SET "
+    "severity = EXCLUDED.severity, source_id = EXCLUDED.source_id, run_id = EXCLUDED.run_id, "
+    "endpoint_id = EXCLUDED.endpoint_id, fingerprint_sha256 = EXCLUDED.fingerprint_sha256, "
+    "details = EXCLUDED.details, last_seen_at = now()";
+
+/* $1 run: what this run has written so far. */
+static const char SQL_RUN_COUNTS[] =
+    "SELECT (SELECT count(*) FROM discovered_certificates WHERE first_seen_run_id = $1::bigint), "
+    "(SELECT count(*) FROM drift_events WHERE run_id = $1::bigint), "
+    "count(*), count(*) FILTER (WHERE outcome = 'ok'), "
+    "count(*) FILTER (WHERE outcome IN ('refused', 'timeout')) "
+    "FROM endpoint_observations WHERE run_id = $1::bigint";
+
+/* $1 source, $2 run, $3 kinds. See cap_findings_resolve_missing. */
+static const char SQL_RESOLVE_MISSING[] =
+    "UPDATE findings f SET status = 'resolved', resolved_at = now() "
+    "WHERE f.status = 'open' AND f.source_id = $1::bigint AND f.kind = ANY($3::text[]) "
+    "AND f.run_id IS DISTINCT FROM $2::bigint AND ("
+    " (f.subject_key LIKE 'endpoint:%' AND f.endpoint_id IN "
+    "  (SELECT o.endpoint_id FROM endpoint_observations o WHERE o.run_id = $2::bigint)) "
+    " OR (f.subject_key LIKE 'cert:%' AND ("
+    "  EXISTS (SELECT 1 FROM endpoint_observations o WHERE o.run_id = $2::bigint "
+    "   AND f.fingerprint_sha256 = ANY(o.chain)) "
+    "  OR NOT EXISTS (SELECT 1 FROM endpoints e "
+    "   WHERE e.fingerprint_sha256 = f.fingerprint_sha256))) "
+    " OR f.subject_key LIKE 'run:%' OR f.subject_key LIKE 'source:%')";
+
+/* ---- queued rows: a table of owned strings (NULL cells are SQL NULL) ---- */
+
+enum { CERT_COLS = 23, OBS_COLS = 14, SIGHT_COLS = 4, FIND_COLS = 13 };
+
+struct rows {
+    size_t ncols;
+    size_t n;
+    size_t cap;
+    char **cells; /* n * ncols */
+};
+
+struct cap_inventory {
+    struct cap_run_ctx *ctx;
+    unsigned flags;
+    struct rows certs, obs, sights, finds;
+    int ord;                 /* order of observations and findings, so the last one wins */
+    int64_t first_queued_ms; /* monotonic time of the oldest queued item, 0 when empty */
+    cap_inventory_commit_cb commit_cb;
+    void *commit_arg;
+    struct cap_inventory_stats stats;
+};
+
+static int64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void rows_clear(struct rows *r)
+{
+    for (size_t i = 0; i < r->n * r->ncols; i++) {
+        free(r->cells[i]);
+    }
+    r->n = 0;
+}
+
+static void rows_free(struct rows *r)
+{
+    rows_clear(r);
+    free(r->cells);
+    r->cells = NULL;
+    r->cap = 0;
+}
+
+/* Appends a row of ncols cells taken over from vals (each malloc'd or NULL). When alloc_failed
+ * is set (a strdup of the caller failed), or growing fails, everything is freed and -1. */
+static int rows_add(struct rows *r, char **vals, bool alloc_failed)
+{
+    if (!alloc_failed && r->n == r->cap) {
+        size_t ncap = r->cap ? r->cap * 2 : 64;
+        char **nc = realloc(r->cells, ncap * r->ncols * sizeof(*nc));
+        if (!nc) {
+            alloc_failed = true;
+        } else {
+            r->cells = nc;
+            r->cap = ncap;
+        }
+    }
+    if (alloc_failed) {
+        for (size_t i = 0; i < r->ncols; i++) {
+            free(vals[i]);
+        }
+        return -1;
+    }
+    memcpy(r->cells + r->n * r->ncols, vals, r->ncols * sizeof(*vals));
+    r->n++;
+    return 0;
+}
+
+/* A PostgreSQL array literal of column col (NULL cells as NULL), malloc'd. */
+static char *rows_array(const struct rows *r, size_t col)
+{
+    size_t cap = 3;
+    for (size_t i = 0; i < r->n; i++) {
+        const char *v = r->cells[i * r->ncols + col];
+        cap += (v ? 2 * strlen(v) + 2 : 4) + 1;
+    }
+    char *out = malloc(cap);
+    if (!out) {
+        return NULL;
+    }
+    size_t o = 0;
+    out[o++] = '{';
+    for (size_t i = 0; i < r->n; i++) {
+        const char *v = r->cells[i * r->ncols + col];
+        if (i) {
+            out[o++] = ',';
+        }
+        if (!v) {
+            memcpy(out + o, "NULL", 4);
+            o += 4;
+            continue;
+        }
+        out[o++] = '"';
+        for (const char *p = v; *p; p++) {
+            if (*p == '"' || *p == '\\') {
+                out[o++] = '\\';
+            }
+            out[o++] = *p;
+        }
+        out[o++] = '"';
+    }
+    out[o++] = '}';
+    out[o] = '\0';
+    return out;
+}
+
+/* An array literal of n strings (for text[] cells such as SAN lists). */
+static char *strv_literal(char *const *v, size_t n)
+{
+    struct rows r = {.ncols = 1, .n = n, .cap = n, .cells = (char **)v};
+    return rows_array(&r, 0);
+}
+
+static char *dup_or_null(const char *s)
+{
+    return s ? strdup(s) : NULL;
+}
+
+static char *i64_text(int64_t v)
+{
+    char buf[24];
+    snprintf(buf, sizeof(buf), "%lld", (long long)v);
+    return strdup(buf);
+}
+
+/* Outside text (peer names, error strings) made safe for a text column; NULL stays NULL. */
+static char *clean_or_null(const char *s)
+{
+    return s ? cap_x509_clean_text(s, strlen(s)) : NULL;
+}
+
+static size_t queued(const struct cap_inventory *inv)
+{
+    return inv->certs.n + inv->obs.n + inv->sights.n + inv->finds.n;
+}
+
+static void mark_queued(struct cap_inventory *inv)
+{
+    if (inv->first_queued_ms == 0) {
+        inv->first_queued_ms = mono_ms();
+    }
+}
+
+static int maybe_flush(struct cap_inventory *inv, struct cap_err *err)
+{
+    if (queued(inv) >= CAP_INVENTORY_BATCH) {
+        return cap_inventory_flush(inv, err);
+    }
+    return 0;
+}
+
+struct cap_inventory *cap_inventory_new(struct cap_run_ctx *ctx, unsigned flags,
+                                        struct cap_err *err)
+{
+    struct cap_inventory *inv = calloc(1, sizeof(*inv));
+    if (!inv) {
+        cap_err_set(err, CAP_E_NOMEM, "creating the inventory writer: out of memory");
+        return NULL;
+    }
+    inv->ctx = ctx;
+    inv->flags = flags;
+    inv->certs.ncols = CERT_COLS;
+    inv->obs.ncols = OBS_COLS;
+    inv->sights.ncols = SIGHT_COLS;
+    inv->finds.ncols = FIND_COLS;
+    return inv;
+}
+
+void cap_inventory_free(struct cap_inventory *inv)
+{
+    if (!inv) {
+        return;
+    }
+    rows_free(&inv->certs);
+    rows_free(&inv->obs);
+    rows_free(&inv->sights);
+    rows_free(&inv->finds);
+    free(inv);
+}
+
+void cap_inventory_on_commit(struct cap_inventory *inv, cap_inventory_commit_cb cb, void *arg)
+{
+    inv->commit_cb = cb;
+    inv->commit_arg = arg;
+}
+
+void cap_inventory_stats(const struct cap_inventory *inv, struct cap_inventory_stats *out)
+{
+    *out = inv->stats;
+}
+
+/* ---- certificates ---- */
+
+/* Queues the upsert row of f with the certificate DER der. */
+static int queue_cert(struct cap_inventory *inv, const struct cap_cert_facts *f,
+                      const uint8_t *der, size_t len, bool precert, struct cap_err *err)
+{
+    char *hex = malloc(2 * len + 1);
+    if (hex) {
+        cap_x509_hex(der, len, hex);
+    }
+    char *v[CERT_COLS] = {
+        strdup(f->fingerprint_sha256),
+        strdup(f->subject),
+        strdup(f->issuer),
+        strv_literal(f->dns_sans, f->dns_sans_n),
+        strv_literal(f->ip_sans, f->ip_sans_n),
+        strv_literal(f->email_sans, f->email_sans_n),
+        strv_literal(f->uri_sans, f->uri_sans_n),
+        strdup(f->serial),
+        f->has_validity ? i64_text(f->not_before) : NULL,
+        f->has_validity ? i64_text(f->not_after) : NULL,
+        strdup(f->key_algorithm),
+        f->key_bits > 0 ? i64_text(f->key_bits) : NULL,
+        *f->key_curve ? strdup(f->key_curve) : NULL,
+        *f->key_oid ? strdup(f->key_oid) : NULL,
+        strdup(f->signature_algorithm),
+        *f->signature_oid ? strdup(f->signature_oid) : NULL,
+        strdup(cap_pqc_class_cert(f)),
+        strdup(precert || f->is_precert ? "t" : "f"),
+        strdup(f->is_ca ? "t" : "f"),
+        strdup(f->self_signed ? "t" : "f"),
+        *f->spki_sha256 ? strdup(f->spki_sha256) : NULL,
+        *f->tbs_sha256 ? strdup(f->tbs_sha256) : NULL,
+        hex,
+    };
+    /* Cells that may legitimately be NULL: validity, bits, curve, OIDs, spki, tbs. */
+    static const bool nullable[CERT_COLS] = {[8] = true,  [9] = true,  [11] = true,
+                                             [12] = true, [13] = true, [15] = true,
+                                             [20] = true, [21] = true};
+    bool failed = false;
+    for (size_t i = 0; i < CERT_COLS; i++) {
+        if (!v[i] && !nullable[i]) {
+            failed = true;
+        }
+    }
+    if (rows_add(&inv->certs, v, failed) != 0) {
+        cap_err_set(err, CAP_E_NOMEM, "queueing certificate %s: out of memory",
+                    f->fingerprint_sha256);
+        return -1;
+    }
+    mark_queued(inv);
+    return 0;
+}
+
+int cap_inventory_add_cert(struct cap_inventory *inv, const uint8_t *der, size_t len,
+                           struct cap_cert_facts *facts_out, struct cap_err *err)
+{
+    struct cap_cert_facts f;
+    if (cap_x509_facts_from_der(der, len, &f, err) != 0) {
+        return -1;
+    }
+    if (queue_cert(inv, &f, der, len, false, err) != 0) {
+        cap_cert_facts_cleanup(&f);
+        return -1;
+    }
+    if (facts_out) {
+        *facts_out = f;
+    } else {
+        cap_cert_facts_cleanup(&f);
+    }
+    return maybe_flush(inv, err);
+}
+
+int cap_inventory_add_precert(struct cap_inventory *inv, const uint8_t *precert,
+                              size_t precert_len, const uint8_t *tbs, size_t tbs_len,
+                              struct cap_cert_facts *facts_out, struct cap_err *err)
+{
+    if (!precert || precert_len == 0) {
+        cap_err_set(err, CAP_E_INVALID, "precertificate entry without its precertificate");
+        return -1;
+    }
+    if (precert_len > CAP_X509_DER_MAX) {
+        cap_err_set(err, CAP_E_LIMIT, "precertificate: %zu bytes, more than the limit of %d",
+                    precert_len, CAP_X509_DER_MAX);
+        return -1;
+    }
+    struct cap_cert_facts f;
+    if (cap_x509_facts_from_tbs(tbs, tbs_len, &f, err) != 0) {
+        return -1;
+    }
+    uint8_t md[SHA256_DIGEST_LENGTH];
+    SHA256(precert, precert_len, md);
+    cap_x509_hex(md, sizeof(md), f.fingerprint_sha256);
+    f.is_precert = true;
+    if (queue_cert(inv, &f, precert, precert_len, true, err) != 0) {
+        cap_cert_facts_cleanup(&f);
+        return -1;
+    }
+    if (facts_out) {
+        *facts_out = f;
+    } else {
+        cap_cert_facts_cleanup(&f);
+    }
+    return maybe_flush(inv, err);
+}
+
+/* ---- findings ---- */
+
+static const char *const severities[] = {"critical", "high", "medium", "low", "info"};
+
+static bool severity_ok(const char *s)
+{
+    for (size_t i = 0; i < sizeof(severities) / sizeof(severities[0]); i++) {
+        if (s && strcmp(s, severities[i]) == 0) {
+            return true;
+        }
+    }
+    return false;
+}
+
+static bool kind_ok(const char *k)
+{
+    if (!k || !*k || strlen(k) > 64) {
+        return false;
+    }
+    for (const char *p = k; *p; p++) {
+        if (!((*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') || *p == '_')) {
+            return false;
+        }
+    }
+    return true;
+}
+
+/* Queues one finding; details is taken over (a JSON object text). ep_addr non-NULL: an
+ * endpoint finding resolved by (address, port, sni). */
+static int queue_finding(struct cap_inventory *inv, const char *kind, const char *severity,
+                         const char *subject, int64_t source_id, int64_t endpoint_id,
+                         const char *fp, char *details, const char *ep_addr, int ep_port,
+                         const char *ep_sni, bool unmanaged_only, int mode, struct cap_err *err)
+{
+    char *v[FIND_COLS] = {
+        strdup(kind),
+        strdup(severity),
+        dup_or_null(subject),
+        i64_text(source_id > 0 ? source_id : inv->ctx->source_id),
+        endpoint_id > 0 ? i64_text(endpoint_id) : NULL,
+        dup_or_null(fp),
+        details,
+        dup_or_null(ep_addr),
+        ep_addr ? i64_text(ep_port) : NULL,
+        ep_addr ? strdup(ep_sni ? ep_sni : "") : NULL,
+        strdup(unmanaged_only ? "t" : "f"),
+        i64_text(mode),
+        i64_text(++inv->ord),
+    };
+    bool failed = !v[0] || !v[1] || (subject && !v[2]) || !v[3] || !v[6] || (fp && !v[5]) ||
+                  (ep_addr && (!v[7] || !v[8] || !v[9])) || !v[10] || !v[11] || !v[12];
+    if (rows_add(&inv->finds, v, failed) != 0) {
+        cap_err_set(err, CAP_E_NOMEM, "queueing finding %s: out of memory", kind);
+        return -1;
+    }
+    mark_queued(inv);
+    return 0;
+}
+
+/* JSON text of obj (consumed); NULL on allocation failure. */
+static char *json_take(struct json_object *obj)
+{
+    if (!obj) {
+        return NULL;
+    }
+    const char *s = json_object_to_json_string_ext(obj, JSON_C_TO_STRING_PLAIN);
+    char *out = s ? strdup(s) : NULL;
+    json_object_put(obj);
+    return out;
+}
+
+static void json_add_str(struct json_object *o, const char *key, const char *val)
+{
+    if (val) {
+        json_object_object_add(o, key, json_object_new_string(val));
+    }
+}
+
+static void iso_time(int64_t t, char out[32])
+{
+    time_t tt = (time_t)t;
+    struct tm tm;
+    if (!gmtime_r(&tt, &tm) || strftime(out, 32, "%Y-%m-%dT%H:%M:%SZ", &tm) == 0) {
+        snprintf(out, 32, "%lld", (long long)t);
+    }
+}
+
+/* Details of a certificate finding: the reason and the certificate's identifying facts. */
+static char *cert_details(const struct cap_finding_spec *s, const struct cap_cert_facts *f)
+{
+    struct json_object *o = json_object_new_object();
+    if (!o) {
+        return NULL;
+    }
+    json_add_str(o, "reason", s->reason);
+    json_add_str(o, "subject", f->subject);
+    json_add_str(o, "issuer", f->issuer);
+    json_add_str(o, "serial", f->serial);
+    if (f->has_validity) {
+        char nb[32], na[32];
+        iso_time(f->not_before, nb);
+        iso_time(f->not_after, na);
+        json_add_str(o, "not_before", nb);
+        json_add_str(o, "not_after", na);
+    }
+    json_add_str(o, "key_algorithm", f->key_algorithm);
+    if (f->key_bits > 0) {
+        json_object_object_add(o, "key_bits", json_object_new_int(f->key_bits));
+    }
+    if (f->key_curve && *f->key_curve) {
+        json_add_str(o, "key_curve", f->key_curve);
+    }
+    json_add_str(o, "signature_algorithm", f->signature_algorithm);
+    json_add_str(o, "pqc_class", cap_pqc_class_cert(f));
+    if (strcmp(s->kind, "san_case_duplicate") == 0) {
+        const char *dups[64];
+        size_t n = cap_x509_san_case_duplicates(f, dups, 64);
+        struct json_object *arr = json_object_new_array();
+        for (size_t i = 0; arr && i < n && i < 64; i++) {
+            json_object_array_add(arr, json_object_new_string(dups[i]));
+        }
+        json_object_object_add(o, "sans", arr);
+    }
+    return json_take(o);
+}
+
+static int queue_cert_findings(struct cap_inventory *inv, const struct cap_cert_facts *f,
+                               bool leaf, struct cap_err *err)
+{
+    if (!f->fingerprint_sha256[0]) {
+        cap_err_set(err, CAP_E_INVALID, "certificate findings: certificate without fingerprint");
+        return -1;
+    }
+    struct cap_finding_spec specs[16];
+    int days = inv->ctx->cfg ? inv->ctx->cfg->scan_expiring_days : 14;
+    size_t n = cap_inventory_cert_finding_specs(f, leaf, (int64_t)time(NULL), days, specs, 16);
+    char subject[5 + CAP_X509_HEX256_LEN];
+    snprintf(subject, sizeof(subject), "cert:%s", f->fingerprint_sha256);
+    for (size_t i = 0; i < n && i < 16; i++) {
+        char *details = cert_details(&specs[i], f);
+        if (!details) {
+            cap_err_set(err, CAP_E_NOMEM, "queueing finding %s: out of memory", specs[i].kind);
+            return -1;
+        }
+        if (queue_finding(inv, specs[i].kind, specs[i].severity, subject, 0, 0,
+                          f->fingerprint_sha256, details, NULL, 0, NULL, specs[i].unmanaged_only,
+                          leaf ? 1 : 2, err) != 0) {
+            return -1;
+        }
+    }
+    return 0;
+}
+
+int cap_inventory_cert_findings(struct cap_inventory *inv, const struct cap_cert_facts *f,
+                                bool leaf, struct cap_err *err)
+{
+    if (queue_cert_findings(inv, f, leaf, err) != 0) {
+        return -1;
+    }
+    return maybe_flush(inv, err);
+}
+
+/* Checks a caller's details text: a JSON object, returned re-serialised (malloc'd). */
+static char *details_checked(const char *details_json, const char *kind, struct cap_err *err)
+{
+    if (!details_json) {
+        return strdup("{}");
+    }
+    struct json_object *o = json_tokener_parse(details_json);
+    if (!o || !json_object_is_type(o, json_type_object)) {
+        char q[CAP_ERR_VALUE_MAX * 4 + 8];
+        cap_err_set(err, CAP_E_INVALID, "finding %s: details are not a JSON object: \"%s\"", kind,
+                    cap_err_quote(q, sizeof(q), details_json, strlen(details_json)));
+        json_object_put(o);
+        return NULL;
+    }
+    return json_take(o);
+}
+
+int cap_findings_raise(struct cap_inventory *inv, const char *kind, const char *severity,
+                       const char *subject_key, int64_t source_id, int64_t endpoint_id,
+                       const char *fingerprint, const char *details_json, struct cap_err *err)
+{
+    if (!kind_ok(kind)) {
+        cap_err_set(err, CAP_E_INVALID, "finding: bad kind \"%s\"", kind ? kind : "");
+        return -1;
+    }
+    if (!severity_ok(severity)) {
+        cap_err_set(err, CAP_E_INVALID, "finding %s: bad severity \"%s\"", kind,
+                    severity ? severity : "");
+        return -1;
+    }
+    if (!subject_key || !*subject_key) {
+        cap_err_set(err, CAP_E_INVALID, "finding %s: empty subject", kind);
+        return -1;
+    }
+    char *details = details_checked(details_json, kind, err);
+    if (!details) {
+        cap_err_set(err, CAP_E_NOMEM, "finding %s: out of memory", kind);
+        return -1;
+    }
+    char *subject = clean_or_null(subject_key);
+    if (!subject) {
+        free(details);
+        cap_err_set(err, CAP_E_NOMEM, "finding %s: out of memory", kind);
+        return -1;
+    }
+    int rc = queue_finding(inv, kind, severity, subject, source_id, endpoint_id, fingerprint,
+                           details, NULL, 0, NULL, false, 0, err);
+    free(subject);
+    return rc == 0 ? maybe_flush(inv, err) : -1;
+}
+
+static bool is_ip(const char *s)
+{
+    uint8_t buf[16];
+    return s && (inet_pton(AF_INET, s, buf) == 1 || inet_pton(AF_INET6, s, buf) == 1);
+}
+
+int cap_findings_raise_endpoint(struct cap_inventory *inv, const char *kind, const char *severity,
+                                const char *address, int port, const char *sni,
+                                const char *details_json, struct cap_err *err)
+{
+    if (!kind_ok(kind) || !severity_ok(severity)) {
+        cap_err_set(err, CAP_E_INVALID, "finding: bad kind \"%s\" or severity \"%s\"",
+                    kind ? kind : "", severity ? severity : "");
+        return -1;
+    }
+    if (!is_ip(address) || port < 1 || port > 65535) {
+        cap_err_set(err, CAP_E_INVALID, "finding %s: bad endpoint address \"%s\" port %d", kind,
+                    address ? address : "", port);
+        return -1;
+    }
+    char *details = details_checked(details_json, kind, err);
+    if (!details) {
+        cap_err_set(err, CAP_E_NOMEM, "finding %s: out of memory", kind);
+        return -1;
+    }
+    char *csni = cap_x509_clean_text(sni ? sni : "", sni ? strlen(sni) : 0);
+    if (!csni) {
+        free(details);
+        cap_err_set(err, CAP_E_NOMEM, "finding %s: out of memory", kind);
+        return -1;
+    }
+    int rc = queue_finding(inv, kind, severity, NULL, 0, 0, NULL, details, address, port, csni,
+                           false, 0, err);
+    free(csni);
+    return rc == 0 ? maybe_flush(inv, err) : -1;
+}
+
+/* ---- pure finding rules ---- */
+
+static size_t add_spec(struct cap_finding_spec *out, size_t max, size_t n, const char *kind,
+                       const char *severity, bool unmanaged_only, const char *fmt, ...)
+    __attribute__((format(printf, 7, 8)));
+
+static size_t add_spec(struct cap_finding_spec *out, size_t max, size_t n, const char *kind,
+                       const char *severity, bool unmanaged_only, const char *fmt, ...)
+{
+    if (out && n < max) {
+        out[n].kind = kind;
+        out[n].severity = severity;
+        out[n].unmanaged_only = unmanaged_only;
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(out[n].reason, sizeof(out[n].reason), fmt, ap);
+        va_end(ap);
+    }
+    return n + 1;
+}
+
+size_t cap_inventory_cert_finding_specs(const struct cap_cert_facts *f, bool leaf, int64_t now,
+                                        int expiring_days, struct cap_finding_spec *out,
+                                        size_t max)
+{
+    size_t n = 0;
+    char when[32];
+    if (f->has_validity && f->not_after < now) {
+        iso_time(f->not_after, when);
+        n = add_spec(out, max, n, "expired", "critical", false, "expired at %s", when);
+    }
+    if (!leaf) {
+        return n;
+    }
+    if (f->self_signed) {
+        n = add_spec(out, max, n, "self_signed", "high", false,
+                     "issuer equals subject and the certificate's own key verifies it");
+    }
+    if (cap_x509_weak_signature(f)) {
+        n = add_spec(out, max, n, "weak_signature", "high", false, "signed with %s",
+                     f->signature_algorithm);
+    }
+    if (cap_x509_weak_key(f)) {
+        n = add_spec(out, max, n, "weak_key", "high", false, "%s key of %d bits",
+                     f->key_algorithm, f->key_bits);
+    }
+    if (f->has_validity && f->not_after >= now &&
+        f->not_after < now + (int64_t)expiring_days * 86400) {
+        iso_time(f->not_after, when);
+        n = add_spec(out, max, n, "expiring", "medium", true,
+                     "expires at %s, within %d days", when, expiring_days);
+    }
+    if (cap_x509_san_case_duplicates(f, NULL, 0) > 0) {
+        n = add_spec(out, max, n, "san_case_duplicate", "low", false,
+                     "DNS names that differ only in case");
+    }
+    const char *bucket = cap_pqc_class_cert(f);
+    if (strcmp(bucket, CAP_PQC_VULNERABLE) == 0 || strcmp(bucket, CAP_PQC_TRANSITION) == 0) {
+        char key[96];
+        if (f->key_curve && *f->key_curve) {
+            snprintf(key, sizeof(key), "%s %s", f->key_algorithm, f->key_curve);
+        } else if (f->key_bits > 0) {
+            snprintf(key, sizeof(key), "%s %d", f->key_algorithm, f->key_bits);
+        } else {
+            snprintf(key, sizeof(key), "%s", f->key_algorithm);
+        }
+        n = add_spec(out, max, n, "pqc_vulnerable", "info", false,
+                     "classical %s key: PQC class %s", key, bucket);
+    }
+    return n;
+}
+
+/* The reason a cipher suite name (IANA or OpenSSL spelling) is weak, or NULL. */
+static const char *weak_cipher_reason(const char *c)
+{
+    static const struct {
+        const char *needle;
+        const char *why;
+    } rules[] = {
+        {"NULL", "NULL encryption"}, {"RC4", "RC4"},          {"3DES", "3DES"},
+        {"DES-CBC3", "3DES"},        {"DES_CBC", "DES"},      {"DES-CBC", "DES"},
+        {"DES40", "DES"},            {"EXPORT", "EXPORT"},    {"EXP-", "EXPORT"},
+        {"EXP1024", "EXPORT"},       {"_anon_", "anonymous"}, {"ADH-", "anonymous"},
+        {"AECDH-", "anonymous"},     {"RC2", "RC2"},
+    };
+    for (size_t i = 0; i < sizeof(rules) / sizeof(rules[0]); i++) {
+        if (strcasestr(c, rules[i].needle)) {
+            return rules[i].why;
+        }
+    }
+    return NULL;
+}
+
+size_t cap_inventory_endpoint_finding_specs(const struct cap_observation *o,
+                                            const struct cap_cert_facts *leaf,
+                                            struct cap_finding_spec *out, size_t max)
+{
+    size_t n = 0;
+    const char *outcome = o->outcome ? o->outcome : "";
+    if (strcmp(outcome, "refused") == 0 || strcmp(outcome, "timeout") == 0) {
+        return add_spec(out, max, n, "unreachable", "low", false, "%s",
+                        strcmp(outcome, "refused") == 0 ? "connection refused"
+                                                        : "timed out");
+    }
+    if (strcmp(outcome, "tls_error") == 0) {
+        return add_spec(out, max, n, "tls_error", "low", false, "TLS handshake failed");
+    }
+    if (strcmp(outcome, "ok") != 0) {
+        return 0;
+    }
+    if (o->tls_version) {
+        static const char *const old[] = {"SSLv2", "SSLv3", "TLSv1", "TLSv1.0", "TLSv1.1"};
+        for (size_t i = 0; i < sizeof(old) / sizeof(old[0]); i++) {
+            if (strcmp(o->tls_version, old[i]) == 0) {
+                n = add_spec(out, max, n, "deprecated_tls", "high", false, "negotiated %s",
+                             old[i]);
+                break;
+            }
+        }
+    }
+    const char *why = o->cipher_suite ? weak_cipher_reason(o->cipher_suite) : NULL;
+    if (why) {
+        n = add_spec(out, max, n, "weak_cipher", "high", false, "negotiated %.200s (%s)",
+                     o->cipher_suite, why);
+    }
+    if (o->host_is_name && leaf && o->host && !cap_x509_host_matches(leaf, o->host)) {
+        n = add_spec(out, max, n, "name_mismatch", "medium", false,
+                     "host %.260s is not among the certificate's names", o->host);
+    }
+    if (o->verify_result > 0) {
+        n = add_spec(out, max, n, "untrusted", "medium", false,
+                     "chain does not verify against the trust store: %.200s",
+                     o->verify_error ? o->verify_error : "verification failed");
+    }
+    return n;
+}
+
+/* ---- observations ---- */
+
+/* Chain certificates read per observation; a longer chain keeps its first ones and says so. */
+#define CHAIN_MAX 32
+
+static bool outcome_ok(const char *o)
+{
+    static const char *const outcomes[] = {"ok", "refused", "timeout", "tls_error",
+                                           "policy_block"};
+    for (size_t i = 0; i < sizeof(outcomes) / sizeof(outcomes[0]); i++) {
+        if (o && strcmp(o, outcomes[i]) == 0) {
+            return true;
+        }
+    }
+    return false;
+}
+
+/* Details of an endpoint finding. */
+static char *endpoint_details(const struct cap_finding_spec *s, const struct cap_observation *o,
+                              const char *error, const char *leaf_fp)
+{
+    struct json_object *d = json_object_new_object();
+    if (!d) {
+        return NULL;
+    }
+    json_add_str(d, "reason", s->reason);
+    json_add_str(d, "host", o->host);
+    json_add_str(d, "address", o->address);
+    json_object_object_add(d, "port", json_object_new_int(o->port));
+    json_add_str(d, "sni", o->sni ? o->sni : "");
+    json_add_str(d, "outcome", o->outcome);
+    json_add_str(d, "error", error);
+    json_add_str(d, "tls_version", o->tls_version);
+    json_add_str(d, "cipher_suite", o->cipher_suite);
+    json_add_str(d, "fingerprint", leaf_fp);
+    if (strcmp(s->kind, "untrusted") == 0) {
+        json_object_object_add(d, "verify_result", json_object_new_int(o->verify_result));
+    }
+    return json_take(d);
+}
+
+int cap_inventory_add_observation(struct cap_inventory *inv, const struct cap_observation *o,
+                                  struct cap_err *err)
+{
+    char q[CAP_ERR_VALUE_MAX * 4 + 8];
+    if (!is_ip(o->address)) {
+        const char *a = o->address ? o->address : "";
+        cap_err_set(err, CAP_E_INVALID, "observation: address \"%s\" is not an IP address",
+                    cap_err_quote(q, sizeof(q), a, strlen(a)));
+        return -1;
+    }
+    if (o->port < 1 || o->port > 65535) {
+        cap_err_set(err, CAP_E_INVALID, "observation of %s: port %d out of range", o->address,
+                    o->port);
+        return -1;
+    }
+    if (!outcome_ok(o->outcome)) {
+        const char *a = o->outcome ? o->outcome : "";
+        cap_err_set(err, CAP_E_INVALID, "observation of %s: unknown outcome \"%s\"", o->address,
+                    cap_err_quote(q, sizeof(q), a, strlen(a)));
+        return -1;
+    }
+    if (o->chain_n > 0 && !o->chain) {
+        cap_err_set(err, CAP_E_INVALID, "observation of %s: chain_n without chain", o->address);
+        return -1;
+    }
+
+    /* Certificates first, so the observation can point at its leaf. */
+    size_t n = o->chain_n < CHAIN_MAX ? o->chain_n : CHAIN_MAX;
+    struct cap_cert_facts facts[CHAIN_MAX];
+    bool parsed[CHAIN_MAX] = {false};
+    char fps[CHAIN_MAX][CAP_X509_HEX256_LEN];
+    char note[512] = "";
+    size_t note_len = 0;
+    int rc = 0;
+    for (size_t i = 0; i < n; i++) {
+        uint8_t md[SHA256_DIGEST_LENGTH];
+        SHA256(o->chain[i].der ? o->chain[i].der : (const uint8_t *)"", o->chain[i].len, md);
+        cap_x509_hex(md, sizeof(md), fps[i]);
+        struct cap_err perr = {0};
+        if (cap_x509_facts_from_der(o->chain[i].der, o->chain[i].len, &facts[i], &perr) != 0) {
+            if (perr.code == CAP_E_NOMEM) {
+                cap_err_set(err, CAP_E_NOMEM, "%s", perr.msg);
+                rc = -1;
+                break;
+            }
+            int w = snprintf(note + note_len, sizeof(note) - note_len, "%schain[%zu]: %s",
+                             note_len ? "; " : "", i, perr.msg);
+            if (w > 0) {
+                note_len = strlen(note);
+            }
+            continue;
+        }
+        parsed[i] = true;
+        if (queue_cert(inv, &facts[i], o->chain[i].der, o->chain[i].len, false, err) != 0) {
+            rc = -1;
+            break;
+        }
+    }
+    if (rc == 0 && o->chain_n > CHAIN_MAX) {
+        snprintf(note + note_len, sizeof(note) - note_len,
+                 "%schain of %zu certificates: only the first %d stored", note_len ? "; " : "",
+                 o->chain_n, CHAIN_MAX);
+        note_len = strlen(note);
+    }
+
+    char *error = NULL;
+    if (rc == 0) {
+        char *cerr = clean_or_null(o->error);
+        if (o->error && !cerr) {
+            rc = -1;
+        } else if (note_len) {
+            size_t len = (cerr ? strlen(cerr) + 2 : 0) + note_len + 1;
+            error = malloc(len);
+            if (error) {
+                snprintf(error, len, "%s%s%s", cerr ? cerr : "", cerr ? "; " : "", note);
+            }
+            free(cerr);
+            rc = error ? 0 : -1;
+        } else {
+            error = cerr;
+        }
+        if (rc != 0) {
+            cap_err_set(err, CAP_E_NOMEM, "queueing observation of %s: out of memory",
+                        o->address);
+        }
+    }
+
+    const char *leaf_fp = n > 0 && parsed[0] ? fps[0] : NULL;
+    if (rc == 0) {
+        char *chain_fps[CHAIN_MAX + 1];
+        for (size_t i = 0; i < n; i++) {
+            chain_fps[i] = fps[i];
+        }
+        chain_fps[n] = NULL;
+        char gbuf[8];
+        const char *group = o->kex_group;
+        if (!group && o->kex_group_id) {
+            group = cap_pqc_group_name(o->kex_group_id);
+            if (!group) {
+                snprintf(gbuf, sizeof(gbuf), "0x%04x", o->kex_group_id);
+                group = gbuf;
+            }
+        }
+        const char *kex = cap_pqc_kex_class(o->kex_group_id);
+        const char *host = o->host && *o->host ? o->host : o->address;
+        char *v[OBS_COLS] = {
+            clean_or_null(host),
+            strdup(o->address),
+            i64_text(o->port),
+            clean_or_null(o->sni ? o->sni : ""),
+            strdup(o->outcome),
+            dup_or_null(leaf_fp),
+            i64_text(++inv->ord),
+            strv_literal(chain_fps, n),
+            clean_or_null(o->tls_version),
+            clean_or_null(o->cipher_suite),
+            clean_or_null(group),
+            o->kex_group_id ? i64_text(o->kex_group_id) : NULL,
+            dup_or_null(kex),
+            error,
+        };
+        bool failed = !v[0] || !v[1] || !v[2] || !v[3] || !v[4] || (leaf_fp && !v[5]) ||
+                      !v[6] || !v[7] || (o->tls_version && !v[8]) ||
+                      (o->cipher_suite && !v[9]) || (group && !v[10]) ||
+                      (o->kex_group_id && !v[11]) || (kex && !v[12]);
+        error = NULL; /* owned by the row now */
+        if (rows_add(&inv->obs, v, failed) != 0) {
+            cap_err_set(err, CAP_E_NOMEM, "queueing observation of %s: out of memory",
+                        o->address);
+            rc = -1;
+        } else {
+            mark_queued(inv);
+        }
+    }
+    free(error);
+
+    /* Endpoint findings, then certificate findings of the chain (leaf: all kinds). */
+    if (rc == 0) {
+        struct cap_finding_spec specs[8];
+        size_t ns = cap_inventory_endpoint_finding_specs(o, leaf_fp ? &facts[0] : NULL, specs, 8);
+        const char *row_error = inv->obs.cells[(inv->obs.n - 1) * OBS_COLS + 13];
+        for (size_t i = 0; i < ns && i < 8 && rc == 0; i++) {
+            char *details = endpoint_details(&specs[i], o, row_error, leaf_fp);
+            char *sni = clean_or_null(o->sni ? o->sni : "");
+            if (!details || !sni) {
+                free(details);
+                free(sni);
+                cap_err_set(err, CAP_E_NOMEM, "queueing finding %s: out of memory",
+                            specs[i].kind);
+                rc = -1;
+                break;
+            }
+            rc = queue_finding(inv, specs[i].kind, specs[i].severity, NULL, 0, 0, NULL, details,
+                               o->address, o->port, sni, false, 0, err);
+            free(sni);
+        }
+    }
+    for (size_t i = 0; i < n && rc == 0; i++) {
+        if (parsed[i]) {
+            rc = queue_cert_findings(inv, &facts[i], i == 0, err);
+        }
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (parsed[i]) {
+            cap_cert_facts_cleanup(&facts[i]);
+        }
+    }
+    return rc == 0 ? maybe_flush(inv, err) : -1;
+}
+
+int cap_inventory_add_sighting(struct cap_inventory *inv, const char *fingerprint_sha256,
+                               const char *log_url, int64_t log_index, int64_t entry_ts_ms,
+                               struct cap_err *err)
+{
+    if (!fingerprint_sha256 || strlen(fingerprint_sha256) != 64 || !log_url || !*log_url ||
+        log_index < 0) {
+        cap_err_set(err, CAP_E_INVALID, "sighting: bad fingerprint, log URL or index %lld",
+                    (long long)log_index);
+        return -1;
+    }
+    char *v[SIGHT_COLS] = {strdup(fingerprint_sha256), clean_or_null(log_url),
+                           i64_text(log_index), i64_text(entry_ts_ms > 0 ? entry_ts_ms : 0)};
+    if (rows_add(&inv->sights, v, !v[0] || !v[1] || !v[2] || !v[3]) != 0) {
+        cap_err_set(err, CAP_E_NOMEM, "queueing sighting: out of memory");
+        return -1;
+    }
+    mark_queued(inv);
+    return maybe_flush(inv, err);
+}
+
+/* ---- writing ---- */
+
+/* Runs sql with the first ncols columns of r as array parameters followed by extra. */
+static PGresult *exec_rows(PGconn *c, const char *name, const char *sql, const struct rows *r,
+                           size_t ncols, const char *const *extra, size_t nextra,
+                           struct cap_err *err)
+{
+    const char *params[32];
+    char *arrays[32] = {0};
+    PGresult *res = NULL;
+    if (ncols + nextra > 32) {
+        cap_err_set(err, CAP_E_INVALID, "%s: too many parameters", name);
+        return NULL;
+    }
+    for (size_t i = 0; i < ncols; i++) {
+        arrays[i] = rows_array(r, i);
+        if (!arrays[i]) {
+            cap_err_set(err, CAP_E_NOMEM, "%s: out of memory", name);
+            goto out;
+        }
+        params[i] = arrays[i];
+    }
+    for (size_t i = 0; i < nextra; i++) {
+        params[ncols + i] = extra[i];
+    }
+    res = cap_pg_exec(c, name, sql, (int)(ncols + nextra), params, err);
+out:
+    for (size_t i = 0; i < ncols; i++) {
+        free(arrays[i]);
+    }
+    return res;
+}
+
+static int cmd_rows(PGconn *c, const char *name, const char *sql, const struct rows *r,
+                    size_t ncols, const char *const *extra, size_t nextra, struct cap_err *err)
+{
+    PGresult *res = exec_rows(c, name, sql, r, ncols, extra, nextra, err);
+    if (!res) {
+        return -1;
+    }
+    PQclear(res);
+    return 0;
+}
+
+/* The batch's statements, inside the open transaction. */
+static int write_batch(struct cap_inventory *inv, struct cap_err *err)
+{
+    struct cap_run_ctx *ctx = inv->ctx;
+    PGconn *c = ctx->pg;
+    char run[24], src[24];
+    cap_pg_i64(run, ctx->run_id);
+    cap_pg_i64(src, ctx->source_id);
+
+    if (cap_run_fence(ctx, err) != 0) {
+        return -1;
+    }
+    if (inv->certs.n > 0) {
+        const char *extra[] = {run};
+        if (cmd_rows(c, "upsert certificates", SQL_UPSERT_CERTS, &inv->certs, CERT_COLS, extra,
+                     1, err)) {
+            return -1;
+        }
+    }
+    if (inv->obs.n > 0) {
+        const char *ep_extra[] = {src};
+        if (cmd_rows(c, "upsert endpoints", SQL_UPSERT_ENDPOINTS, &inv->obs, 7, ep_extra, 1,
+                     err)) {
+            return -1;
+        }
+        const char *drift_extra[] = {run, src};
+        if (cmd_rows(c, "record drift", SQL_DRIFT, &inv->obs, 7, drift_extra, 2, err)) {
+            return -1;
+        }
+        const char *obs_extra[] = {run};
+        if (cmd_rows(c, "upsert observations", SQL_UPSERT_OBSERVATIONS, &inv->obs, OBS_COLS,
+                     obs_extra, 1, err)) {
+            return -1;
+        }
+    }
+    if (inv->sights.n > 0) {
+        /* The source goes first here: shift by building the parameter list by hand. */
+        char *arrays[SIGHT_COLS] = {0};
+        const char *params[1 + SIGHT_COLS] = {src};
+        int rc = 0;
+        for (size_t i = 0; i < SIGHT_COLS; i++) {
+            arrays[i] = rows_array(&inv->sights, i);
+            if (!arrays[i]) {
+                cap_err_set(err, CAP_E_NOMEM, "upsert sightings: out of memory");
+                rc = -1;
+            }
+            params[1 + i] = arrays[i];
+        }
+        if (rc == 0) {
+            rc = cap_pg_cmd(c, "upsert sightings", SQL_UPSERT_SIGHTINGS, 1 + SIGHT_COLS, params,
+                            err);
+        }
+        for (size_t i = 0; i < SIGHT_COLS; i++) {
+            free(arrays[i]);
+        }
+        if (rc != 0) {
+            return -1;
+        }
+    }
+    if (inv->finds.n > 0) {
+        char *arrays[FIND_COLS] = {0};
+        const char *params[1 + FIND_COLS] = {run};
+        int rc = 0;
+        for (size_t i = 0; i < FIND_COLS; i++) {
+            arrays[i] = rows_array(&inv->finds, i);
+            if (!arrays[i]) {
+                cap_err_set(err, CAP_E_NOMEM, "upsert findings: out of memory");
+                rc = -1;
+            }
+            params[1 + i] = arrays[i];
+        }
+        if (rc == 0) {
+            rc = cap_pg_cmd(c, "upsert findings", SQL_UPSERT_FINDINGS, 1 + FIND_COLS, params,
+                            err);
+        }
+        for (size_t i = 0; i < FIND_COLS; i++) {
+            free(arrays[i]);
+        }
+        if (rc != 0) {
+            return -1;
+        }
+    }
+    if (inv->commit_cb && inv->commit_cb(ctx, inv->commit_arg, err) != 0) {
+        if (!cap_err_isset(err)) {
+            cap_err_set(err, CAP_E_IO, "inventory commit hook failed");
+        }
+        return -1;
+    }
+
+    const char *cp[] = {run};
+    PGresult *r = cap_pg_exec(c, "count run results", SQL_RUN_COUNTS, 1, cp, err);
+    if (!r) {
+        return -1;
+    }
+    struct cap_inventory_stats st = inv->stats;
+    st.certs_new = cap_pg_get_i64(r, 0, 0);
+    st.drifts = cap_pg_get_i64(r, 0, 1);
+    st.observations = cap_pg_get_i64(r, 0, 2);
+    st.ok = cap_pg_get_i64(r, 0, 3);
+    st.unreachable = cap_pg_get_i64(r, 0, 4);
+    PQclear(r);
+    bool obs = inv->flags & CAP_INVENTORY_PROGRESS_OBSERVATIONS;
+    if (cap_run_progress(ctx, -1, obs ? st.observations : -1, obs ? st.ok : -1,
+                         obs ? st.unreachable : -1, st.certs_new, st.drifts, err) != 0) {
+        return -1;
+    }
+    st.batches++;
+    inv->stats = st;
+    return 0;
+}
+
+int cap_inventory_flush(struct cap_inventory *inv, struct cap_err *err)
+{
+    if (queued(inv) == 0) {
+        return 0;
+    }
+    PGconn *c = inv->ctx->pg;
+    struct cap_inventory_stats before = inv->stats;
+    if (cap_pg_cmd(c, "begin inventory batch", SQL_BEGIN, 0, NULL, err) != 0) {
+        return -1;
+    }
+    if (write_batch(inv, err) != 0 ||
+        cap_pg_cmd(c, "commit inventory batch", SQL_COMMIT, 0, NULL, err) != 0) {
+        PGresult *r = PQexec(c, SQL_ROLLBACK);
+        PQclear(r);
+        inv->stats = before;
+        cap_log(CAP_LOG_WARN, "inventory_batch_failed", CAP_LI("run_id", inv->ctx->run_id),
+                CAP_LI("items", queued(inv)), CAP_LS("err", err ? err->msg : ""));
+        return -1;
+    }
+    cap_log(CAP_LOG_DEBUG, "inventory_batch", CAP_LI("run_id", inv->ctx->run_id),
+            CAP_LI("certs", inv->certs.n), CAP_LI("observations", inv->obs.n),
+            CAP_LI("sightings", inv->sights.n), CAP_LI("findings", inv->finds.n));
+    rows_clear(&inv->certs);
+    rows_clear(&inv->obs);
+    rows_clear(&inv->sights);
+    rows_clear(&inv->finds);
+    inv->first_queued_ms = 0;
+    return 0;
+}
+
+int cap_inventory_flush_if_due(struct cap_inventory *inv, struct cap_err *err)
+{
+    if (queued(inv) > 0 && inv->first_queued_ms &&
+        mono_ms() - inv->first_queued_ms >= CAP_INVENTORY_FLUSH_MS) {
+        return cap_inventory_flush(inv, err);
+    }
+    return 0;
+}
+
+/* Kinds the network scan raises and re-examines on every run. drift is left to people;
+ * revoked to the revocation checker. */
+static const char *const scan_kinds[] = {
+    "expired",     "self_signed", "weak_signature", "weak_key",    "expiring",
+    "san_case_duplicate", "pqc_vulnerable", "deprecated_tls", "weak_cipher", "name_mismatch",
+    "untrusted",   "unreachable", "tls_error",      "policy_block",
+};
+
+int cap_findings_resolve_missing(struct cap_inventory *inv, const char *const *kinds,
+                                 size_t kinds_n, int64_t *resolved, struct cap_err *err)
+{
+    if (cap_inventory_flush(inv, err) != 0) {
+        return -1;
+    }
+    if (!kinds || kinds_n == 0) {
+        kinds = scan_kinds;
+        kinds_n = sizeof(scan_kinds) / sizeof(scan_kinds[0]);
+    }
+    for (size_t i = 0; i < kinds_n; i++) {
+        if (!kind_ok(kinds[i])) {
+            cap_err_set(err, CAP_E_INVALID, "resolving findings: bad kind \"%s\"",
+                        kinds[i] ? kinds[i] : "");
+            return -1;
+        }
+    }
+    char *kind_arr = strv_literal((char *const *)kinds, kinds_n);
+    if (!kind_arr) {
+        cap_err_set(err, CAP_E_NOMEM, "resolving findings: out of memory");
+        return -1;
+    }
+    struct cap_run_ctx *ctx = inv->ctx;
+    char run[24], src[24];
+    const char *p[] = {cap_pg_i64(src, ctx->source_id), cap_pg_i64(run, ctx->run_id), kind_arr};
+    int64_t n = 0;
+    int rc = cap_pg_cmd(ctx->pg, "begin resolve findings", SQL_BEGIN, 0, NULL, err);
+    if (rc == 0) {
+        PGresult *r = NULL;
+        if (cap_run_fence(ctx, err) == 0) {
+            r = cap_pg_exec(ctx->pg, "resolve findings", SQL_RESOLVE_MISSING, 3, p, err);
+        }
+        if (r) {
+            n = strtoll(PQcmdTuples(r), NULL, 10);
+            PQclear(r);
+        }
+        if (!r || cap_pg_cmd(ctx->pg, "commit resolve findings", SQL_COMMIT, 0, NULL, err)) {
+            PGresult *rb = PQexec(ctx->pg, SQL_ROLLBACK);
+            PQclear(rb);
+            rc = -1;
+        }
+    }
+    free(kind_arr);
+    if (rc == 0 && resolved) {
+        *resolved = n;
+    }
+    return rc;
+}
