@@ -464,11 +464,12 @@ static int note_key_id(EVP_PKEY *key, const char *name, size_t name_len, uint8_t
             return -1;
         mat = raw;
     } else {
+        /* RFC 6962 note verifiers hash the log ID (SHA-256 of the SPKI), not the SPKI. */
         type = 0x05;
-        int n = i2d_PUBKEY(key, &mat);
-        if (n <= 0)
+        if (cap_ct_key_id(key, raw) < 0)
             return -1;
-        ml = (size_t)n;
+        mat = raw;
+        ml = 32;
     }
     SHA256_CTX c;
     uint8_t h[32];
@@ -479,8 +480,6 @@ static int note_key_id(EVP_PKEY *key, const char *name, size_t name_len, uint8_t
     SHA256_Update(&c, &type, 1);
     SHA256_Update(&c, mat, ml);
     SHA256_Final(h, &c);
-    if (mat != raw)
-        OPENSSL_free(mat);
     memcpy(out, h, 4);
     return 0;
 }

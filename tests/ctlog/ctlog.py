@@ -1,0 +1,545 @@
+#!/usr/bin/python3
+"""The project's own Certificate Transparency log, for tests and benchmarks.
+
+Serves RFC 6962 (/ct/v1/get-sth, get-entries, get-sth-consistency) at / and the C2SP
+static-ct-api (checkpoint, hash tiles, data tiles, partial tiles) at /tiled/, over generated
+certificates and precertificates, with real Merkle tree hashes and real ECDSA P-256 signatures.
+Caps get-entries batches, grows on demand (or at a steady rate), and injects faults on demand
+through /ctl/*. The generator decides which entries match the watched suffixes, so tests can
+assert exact matches against /ctl/truth.
+
+    ctlog.py --port-file F [--entries N] [--batch-max 100] [--seed 1] [--grow-rate 0]
+
+Control (GET):
+    /ctl/truth                        JSON list of every entry: index, fingerprint, match, ...
+    /ctl/grow?n=N                     appends N entries and publishes the new tree head
+    /ctl/fault?kind=K&count=N[&arg=X] next N entry requests fail with K:
+        429 (Retry-After X s), 500, 503, truncated, badb64, badleaf, slow (X s), fork,
+        badsig, shrink (the last three apply to tree heads)
+    /ctl/stats                        request counters
+"""
+import argparse
+import base64
+import datetime
+import hashlib
+import json
+import os
+import pickle
+import random
+import struct
+import sys
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, urlparse
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+ORIGIN = "ctlog.test/tiled"
+
+# Names whose certificates must match the suffixes example.com and bücher.example.
+MATCH_NAMES = [
+    "example.com", "www.example.com", "a.b.example.com", "*.x.example.com",
+    "WWW.Example.COM", "mail.example.com.", "shop.xn--bcher-kva.example",
+    "XN--BCHER-KVA.EXAMPLE", "deep.er.sub.example.com",
+]
+# Names that must never match them.
+NOMATCH_NAMES = [
+    "notexample.com", "example.com.evil.net", "example.co", "www.example.org",
+    "xn--bcher-kva.example.org", "bucher.example", "examplecom", "com", "evil-example.com",
+    "sub.notexample.com", "example.community",
+]
+
+
+def sha256(b):
+    return hashlib.sha256(b).digest()
+
+
+def leaf_hash(b):
+    return sha256(b"\x00" + b)
+
+
+def node_hash(l, r):
+    return sha256(b"\x01" + l + r)
+
+
+def u24(n):
+    return struct.pack(">I", n)[1:]
+
+
+class Tree:
+    """RFC 6962 Merkle tree over leaf hashes with cached perfect subtrees."""
+
+    def __init__(self):
+        self.leaves = []
+        self.cache = {}
+
+    def perfect(self, level, index):
+        if level == 0:
+            return self.leaves[index]
+        k = (level, index)
+        h = self.cache.get(k)
+        if h is None:
+            h = node_hash(self.perfect(level - 1, 2 * index), self.perfect(level - 1, 2 * index + 1))
+            self.cache[k] = h
+        return h
+
+    def mth(self, lo, hi):
+        n = hi - lo
+        if n == 0:
+            return sha256(b"")
+        if n & (n - 1) == 0 and lo % n == 0:
+            return self.perfect(n.bit_length() - 1, lo // n)
+        k = 1
+        while k * 2 < n:
+            k *= 2
+        return node_hash(self.mth(lo, lo + k), self.mth(lo + k, hi))
+
+    def subproof(self, m, lo, hi, b):
+        n = hi - lo
+        if m == n:
+            return [] if b else [self.mth(lo, hi)]
+        k = 1
+        while k * 2 < n:
+            k *= 2
+        if m <= k:
+            return self.subproof(m, lo, lo + k, b) + [self.mth(lo + k, hi)]
+        return self.subproof(m - k, lo + k, hi, False) + [self.mth(lo, lo + k)]
+
+    def consistency(self, m, n):
+        if m == 0 or m == n:
+            return []
+        return self.subproof(m, 0, n, True)
+
+
+class Log:
+    def __init__(self, args):
+        self.args = args
+        self.rng = random.Random(args.seed)
+        self.lock = threading.RLock()
+        self.key = ec.generate_private_key(ec.SECP256R1())
+        self.leaf_key = ec.generate_private_key(ec.SECP256R1())
+        self.cas = [self.make_ca("CtLog Test Good CA"), self.make_ca("CtLog Test Other CA")]
+        self.entries = []  # (leaf_input bytes, extra_data bytes, tile_leaf bytes)
+        self.b64 = []      # (leaf_input b64, extra_data b64)
+        self.truth = []
+        self.tree = Tree()
+        self.size = 0      # published tree size
+        self.sth_cache = None
+        self.faults = []   # [kind, count, arg]
+        self.stats = {"get-entries": 0, "get-sth": 0, "tiles": 0, "consistency": 0, "faults": 0,
+                      "last_entries_at": [], "entries_served": 0}
+        self.serve_seconds = 0.0
+        self.fork_tree = None
+
+    def make_ca(self, cn):
+        k = ec.generate_private_key(ec.SECP256R1())
+        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn),
+                          x509.NameAttribute(NameOID.ORGANIZATION_NAME, "CtLog Test")])
+        now = datetime.datetime(2026, 1, 1)
+        cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
+                .public_key(k.public_key()).serial_number(1)
+                .not_valid_before(now).not_valid_after(now + datetime.timedelta(days=3650))
+                .add_extension(x509.BasicConstraints(ca=True, path_length=None), True)
+                .sign(k, hashes.SHA256()))
+        der = cert.public_bytes(serialization.Encoding.DER)
+        spki = k.public_key().public_bytes(serialization.Encoding.DER,
+                                           serialization.PublicFormat.SubjectPublicKeyInfo)
+        return {"key": k, "cert": cert, "der": der, "name": name, "spki_hash": sha256(spki),
+                "cn": cn}
+
+    def pubkey_pem(self):
+        return self.key.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo).decode()
+
+    def pubkey_der(self):
+        return self.key.public_key().public_bytes(
+            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+
+    # ---------------------------------------------------------------- generation
+    def pick_names(self, i):
+        """Returns (sans or None, cn, match) decided here: the ground truth."""
+        r = self.rng.random()
+        rate = self.args.match_rate
+        if r < rate * 0.8:
+            sans = [self.rng.choice(MATCH_NAMES)]
+            if self.rng.random() < 0.5:
+                sans.append(self.rng.choice(NOMATCH_NAMES))
+            self.rng.shuffle(sans)
+            return sans, "n%d.unrelated.test" % i, True
+        if r < rate:
+            # CN only, no SAN extension: the CN counts.
+            return None, self.rng.choice(["cn-only.example.com", "CN.Example.Com"]), True
+        if r < rate * 1.3:
+            # SANs that do not match and a CN that would: the CN must be ignored.
+            return [self.rng.choice(NOMATCH_NAMES)], "www.example.com", False
+        if r < rate * 2.5:
+            return [self.rng.choice(NOMATCH_NAMES), "h%d.other.test" % i], "x", False
+        return ["h%d.unrelated.test" % i, "w%d.unrelated.test" % i], "h%d.unrelated.test" % i, False
+
+    def build(self, i, ca, sans, cn, poison):
+        now = datetime.datetime(2026, 6, 1)
+        b = (x509.CertificateBuilder()
+             .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)]))
+             .issuer_name(ca["name"]).public_key(self.leaf_key.public_key())
+             .serial_number(100000 + i).not_valid_before(now)
+             .not_valid_after(now + datetime.timedelta(days=90)))
+        if sans is not None:
+            b = b.add_extension(x509.SubjectAlternativeName([x509.DNSName(s) for s in sans]),
+                                False)
+        if poison:
+            b = b.add_extension(x509.PrecertPoison(), True)
+        return b.sign(ca["key"], hashes.SHA256())
+
+    def gen_entry(self, i):
+        sans, cn, match = self.pick_names(i)
+        ca = self.cas[0] if self.rng.random() < 0.85 else self.cas[1]
+        precert = self.rng.random() < self.args.precert_rate
+        ts = 1780000000000 + i * 1000
+        chain = u24(len(ca["der"])) + ca["der"]
+        if precert:
+            pc = self.build(i, ca, sans, cn, True)
+            pc_der = pc.public_bytes(serialization.Encoding.DER)
+            tbs = self.build(i, ca, sans, cn, False).tbs_certificate_bytes
+            signed = ca["spki_hash"] + u24(len(tbs)) + tbs
+            te = struct.pack(">QH", ts, 1) + signed + b"\x00\x00"
+            extra = u24(len(pc_der)) + pc_der + u24(len(chain)) + chain
+            tile = te + u24(len(pc_der)) + pc_der + struct.pack(">H", 32) + sha256(ca["der"])
+            fp = sha256(pc_der).hex()
+        else:
+            c = self.build(i, ca, sans, cn, False)
+            der = c.public_bytes(serialization.Encoding.DER)
+            te = struct.pack(">QH", ts, 0) + u24(len(der)) + der + b"\x00\x00"
+            extra = u24(len(chain)) + chain
+            tile = te + struct.pack(">H", 32) + sha256(ca["der"])
+            fp = sha256(der).hex()
+        leaf = b"\x00\x00" + te
+        return (leaf, extra, tile), {"index": i, "fingerprint": fp, "match": match,
+                                     "precert": precert, "issuer": ca["cn"],
+                                     "names": sans if sans is not None else [cn],
+                                     "cn_only": sans is None}
+
+    def grow(self, n):
+        with self.lock:
+            for _ in range(n):
+                i = len(self.entries)
+                e, t = self.gen_entry(i)
+                self.add(e, t)
+            self.publish()
+
+    def add(self, e, t):
+        self.entries.append(e)
+        self.b64.append((base64.b64encode(e[0]).decode(), base64.b64encode(e[1]).decode()))
+        self.truth.append(t)
+        self.tree.leaves.append(leaf_hash(e[0]))
+
+    def publish(self):
+        with self.lock:
+            self.size = len(self.entries)
+            self.sth_cache = None
+
+    # ---------------------------------------------------------------- heads
+    def tree_head_sig(self, ts, size, root):
+        msg = struct.pack(">BBQQ", 0, 1, ts, size) + root
+        sig = self.key.sign(msg, ec.ECDSA(hashes.SHA256()))
+        return struct.pack(">BBH", 4, 3, len(sig)) + sig
+
+    def sth(self, size=None, root=None, badsig=False):
+        with self.lock:
+            if size is None and self.sth_cache and not badsig:
+                return self.sth_cache
+            sz = self.size if size is None else size
+            rt = self.tree.mth(0, sz) if root is None else root
+            ts = int(time.time() * 1000)
+            sig = self.tree_head_sig(ts, sz, rt)
+            if badsig:
+                sig = sig[:-1] + bytes([sig[-1] ^ 1])
+            h = {"tree_size": sz, "timestamp": ts, "root": rt, "sig": sig}
+            if size is None and not badsig:
+                self.sth_cache = h
+            return h
+
+    def checkpoint(self, h):
+        body = "%s\n%d\n%s\n" % (ORIGIN, h["tree_size"], base64.b64encode(h["root"]).decode())
+        key_id = sha256(ORIGIN.encode() + b"\n\x05" + sha256(self.pubkey_der()))[:4]
+        sig = key_id + struct.pack(">Q", h["timestamp"]) + h["sig"]
+        return (body + "\n\u2014 %s %s\n" % (ORIGIN, base64.b64encode(sig).decode())).encode()
+
+    def forked_root(self, size):
+        """Root of a tree that differs from ours in its last entry."""
+        t = Tree()
+        t.leaves = list(self.tree.leaves[:size])
+        if size:
+            t.leaves[size - 1] = leaf_hash(b"forked" + t.leaves[size - 1])
+        return t.mth(0, size)
+
+    # ---------------------------------------------------------------- faults
+    def take_fault(self, kinds):
+        with self.lock:
+            for f in self.faults:
+                if f[0] in kinds and f[1] > 0:
+                    f[1] -= 1
+                    self.stats["faults"] += 1
+                    return f[0], f[2]
+        return None, None
+
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    log_obj = None
+
+    def log_message(self, fmt, *a):
+        if self.log_obj.args.verbose:
+            sys.stderr.write("ctlog: " + (fmt % a) + "\n")
+
+    def send(self, code, body, ctype="application/json", headers=None):
+        if isinstance(body, str):
+            body = body.encode()
+        self.send_response(code)
+        self.send_header("Content-Type", ctype)
+        self.send_header("Content-Length", str(len(body)))
+        for k, v in (headers or {}).items():
+            self.send_header(k, v)
+        self.end_headers()
+        self.wfile.write(body)
+
+    def do_GET(self):
+        t0 = time.process_time()
+        try:
+            self.route()
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        finally:
+            self.log_obj.serve_seconds += time.process_time() - t0
+
+    def entry_fault(self):
+        """Applies a fault to an entries request; True when the response was sent."""
+        lg = self.log_obj
+        kind, arg = lg.take_fault({"429", "500", "503", "slow"})
+        if kind == "429" or kind == "503":
+            self.send(int(kind), '{"error":"slow down"}', headers={"Retry-After": str(arg or 1)})
+            return True
+        if kind == "500":
+            self.send(500, '{"error":"internal"}')
+            return True
+        if kind == "slow":
+            time.sleep(float(arg or 5))
+        return False
+
+    def route(self):
+        lg = self.log_obj
+        u = urlparse(self.path)
+        q = {k: v[0] for k, v in parse_qs(u.query).items()}
+        p = u.path
+        if p.startswith("/ctl/"):
+            return self.control(p, q)
+        if p.startswith("/tiled/"):
+            return self.tiled(p[len("/tiled/"):])
+        if p == "/ct/v1/get-sth":
+            lg.stats["get-sth"] += 1
+            kind, arg = lg.take_fault({"fork", "badsig", "shrink"})
+            if kind == "fork":
+                h = lg.sth(size=lg.size, root=lg.forked_root(lg.size))
+            elif kind == "badsig":
+                h = lg.sth(badsig=True)
+            elif kind == "shrink":
+                sz = max(0, lg.size - int(arg or 1))
+                h = lg.sth(size=sz)
+            else:
+                h = lg.sth()
+            return self.send(200, json.dumps({
+                "tree_size": h["tree_size"], "timestamp": h["timestamp"],
+                "sha256_root_hash": base64.b64encode(h["root"]).decode(),
+                "tree_head_signature": base64.b64encode(h["sig"]).decode()}))
+        if p == "/ct/v1/get-sth-consistency":
+            lg.stats["consistency"] += 1
+            try:
+                a, b = int(q["first"]), int(q["second"])
+            except (KeyError, ValueError):
+                return self.send(400, '{"error":"bad params"}')
+            if not (0 <= a <= b <= len(lg.entries)):
+                return self.send(400, '{"error":"bad range"}')
+            with lg.lock:
+                proof = lg.tree.consistency(a, b)
+            return self.send(200, json.dumps(
+                {"consistency": [base64.b64encode(x).decode() for x in proof]}))
+        if p == "/ct/v1/get-entries":
+            lg.stats["get-entries"] += 1
+            lg.stats["last_entries_at"] = (lg.stats["last_entries_at"] + [time.time()])[-50:]
+            try:
+                s, e = int(q["start"]), int(q["end"])
+            except (KeyError, ValueError):
+                return self.send(400, '{"error":"bad params"}')
+            if s < 0 or e < s or s >= lg.size:
+                return self.send(400, '{"error":"bad range"}')
+            if self.entry_fault():
+                return
+            e = min(e, s + lg.args.batch_max - 1, lg.size - 1)
+            kind, arg = lg.take_fault({"truncated", "badb64", "badleaf"})
+            items = []
+            for i in range(s, e + 1):
+                li, xd = lg.b64[i]
+                if kind == "badb64" and i == s:
+                    li = li[:10] + "!" + li[11:]
+                if kind == "badleaf" and i == s:
+                    raw = bytearray(lg.entries[i][0])
+                    off = 12 if raw[10:12] == b"\x00\x00" else 44
+                    raw[off:off + 3] = u24(len(raw))  # certificate length past the end
+                    li = base64.b64encode(bytes(raw)).decode()
+                items.append('{"leaf_input":"%s","extra_data":"%s"}' % (li, xd))
+            body = '{"entries":[' + ",".join(items) + "]}"
+            if kind == "truncated":
+                body = body[: len(body) // 2]
+            lg.stats["entries_served"] += e - s + 1
+            return self.send(200, body)
+        return self.send(404, '{"error":"not found"}')
+
+    def tiled(self, p):
+        lg = self.log_obj
+        if p == "checkpoint":
+            lg.stats["get-sth"] += 1
+            kind, arg = lg.take_fault({"fork", "badsig", "shrink"})
+            if kind == "fork":
+                h = lg.sth(size=lg.size, root=lg.forked_root(lg.size))
+            elif kind == "badsig":
+                h = lg.sth(badsig=True)
+            elif kind == "shrink":
+                h = lg.sth(size=max(0, lg.size - int(arg or 1)))
+            else:
+                h = lg.sth()
+            return self.send(200, lg.checkpoint(h), ctype="text/plain; charset=utf-8")
+        if not p.startswith("tile/"):
+            return self.send(404, "not found", ctype="text/plain")
+        parts = p[len("tile/"):].split("/")
+        width = 256
+        if len(parts) >= 2 and parts[-2].endswith(".p"):
+            try:
+                width = int(parts[-1])
+            except ValueError:
+                return self.send(400, "bad width", ctype="text/plain")
+            parts = parts[:-2] + [parts[-2][:-2]]
+        level_s, idx_parts = parts[0], parts[1:]
+        try:
+            idx = 0
+            for k, x in enumerate(idx_parts):
+                if k < len(idx_parts) - 1:
+                    assert x.startswith("x")
+                    x = x[1:]
+                assert len(x) == 3
+                idx = idx * 1000 + int(x)
+        except (AssertionError, ValueError):
+            return self.send(400, "bad index", ctype="text/plain")
+        lg.stats["tiles"] += 1
+        size = lg.size
+        if level_s == "data":
+            if self.entry_fault():
+                return
+            first = idx * 256
+            if width < 1 or width > 256 or first + width > size:
+                return self.send(404, "no such tile", ctype="text/plain")
+            kind, arg = lg.take_fault({"truncated", "badleaf"})
+            data = b"".join(lg.entries[i][2] for i in range(first, first + width))
+            if kind == "truncated":
+                data = data[: len(data) // 2]
+            if kind == "badleaf":
+                raw = bytearray(data)
+                off = 10 if raw[8:10] == b"\x00\x00" else 42
+                raw[off:off + 3] = u24(len(raw) + 5)
+                data = bytes(raw)
+            lg.stats["entries_served"] += width
+            return self.send(200, data, ctype="application/octet-stream")
+        try:
+            level = int(level_s)
+        except ValueError:
+            return self.send(400, "bad level", ctype="text/plain")
+        n_at = size >> (8 * level)
+        first = idx * 256
+        if width < 1 or width > 256 or first + width > n_at:
+            return self.send(404, "no such tile", ctype="text/plain")
+        with lg.lock:
+            data = b"".join(lg.tree.perfect(8 * level, first + i) for i in range(width))
+        return self.send(200, data, ctype="application/octet-stream")
+
+    def control(self, p, q):
+        lg = self.log_obj
+        if p == "/ctl/truth":
+            with lg.lock:
+                return self.send(200, json.dumps(lg.truth[: lg.size]))
+        if p == "/ctl/grow":
+            lg.grow(int(q.get("n", "1")))
+            return self.send(200, json.dumps({"tree_size": lg.size}))
+        if p == "/ctl/fault":
+            with lg.lock:
+                lg.faults.append([q["kind"], int(q.get("count", "1")), q.get("arg")])
+            return self.send(200, '{"ok":true}')
+        if p == "/ctl/clear":
+            with lg.lock:
+                lg.faults = []
+            return self.send(200, '{"ok":true}')
+        if p == "/ctl/stats":
+            s = dict(lg.stats)
+            s["tree_size"] = lg.size
+            s["serve_cpu_seconds"] = lg.serve_seconds
+            return self.send(200, json.dumps(s))
+        if p == "/ctl/key":
+            return self.send(200, lg.pubkey_pem(), ctype="text/plain")
+        return self.send(404, '{"error":"no such control"}')
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--port", type=int, default=0)
+    ap.add_argument("--port-file")
+    ap.add_argument("--key-file", help="write the log's public key (PEM) here")
+    ap.add_argument("--entries", type=int, default=1000)
+    ap.add_argument("--batch-max", type=int, default=100)
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--match-rate", type=float, default=0.1)
+    ap.add_argument("--precert-rate", type=float, default=0.5)
+    ap.add_argument("--grow-rate", type=float, default=0.0, help="entries per second")
+    ap.add_argument("--cache", help="pickle of generated entries, reused when present")
+    ap.add_argument("--verbose", action="store_true")
+    args = ap.parse_args()
+    lg = Log(args)
+    if args.cache and os.path.exists(args.cache):
+        with open(args.cache, "rb") as f:
+            saved = pickle.load(f)
+        lg.key = serialization.load_der_private_key(saved["key"], None)
+        for e, t in zip(saved["entries"], saved["truth"]):
+            lg.add(e, t)
+        lg.publish()
+    else:
+        lg.grow(args.entries)
+        if args.cache:
+            with open(args.cache, "wb") as f:
+                pickle.dump({"key": lg.key.private_bytes(
+                    serialization.Encoding.DER, serialization.PrivateFormat.PKCS8,
+                    serialization.NoEncryption()), "entries": lg.entries, "truth": lg.truth}, f)
+    Handler.log_obj = lg
+    srv = ThreadingHTTPServer(("127.0.0.1", args.port), Handler)
+    srv.daemon_threads = True
+    if args.key_file:
+        with open(args.key_file + ".tmp", "w") as f:
+            f.write(lg.pubkey_pem())
+        os.replace(args.key_file + ".tmp", args.key_file)
+    if args.port_file:
+        with open(args.port_file + ".tmp", "w") as f:
+            f.write(str(srv.server_address[1]))
+        os.replace(args.port_file + ".tmp", args.port_file)
+    if args.grow_rate > 0:
+        def grower():
+            while True:
+                time.sleep(1.0)
+                lg.grow(max(1, int(args.grow_rate)))
+        threading.Thread(target=grower, daemon=True).start()
+    try:
+        srv.serve_forever()
+    except KeyboardInterrupt:
+        pass
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1213 @@
+/* The ct_log executor: for each log of a source, reads the signed tree head (RFC 6962) or
+ * checkpoint (static-ct), checks its signature and its consistency with the stored checkpoint,
+ * reads the entries since the checkpoint with several requests in flight, hashes them into the
+ * Merkle frontier, matches their names against the source's suffixes, stores matching
+ * certificates with their sightings and findings, and moves the checkpoint in the same
+ * transaction, only over a contiguous, fully stored prefix. */
+#define OPENSSL_SUPPRESS_DEPRECATED
+#include <ctype.h>
+#include <json-c/json.h>
+#include <openssl/evp.h>
+#include <openssl/sha.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include "common/ct_logs_default.h"
+#include "common/log.h"
+#include "common/pg.h"
+#include "common/policy.h"
+#include "worker/ct/ct_http.h"
+#include "worker/ct/ct_match.h"
+#include "worker/ct/ct_merkle.h"
+#include "worker/ct/ct_parse.h"
+#include "worker/executor.h"
+#include "worker/inventory.h"
+
+/* Requests in flight per log. */
+#define CT_INFLIGHT 4
+/* First get-entries batch asked for; a log answering with fewer sets the batch. */
+#define CT_BATCH_START 1024
+/* Attempts per request for retryable failures (429, 5xx, transport errors). */
+#define CT_MAX_ATTEMPTS 6
+#define CT_BACKOFF_BASE_MS 250
+#define CT_BACKOFF_CAP_MS 8000
+#define CT_RETRY_AFTER_CAP_S 60
+/* Checkpoint commit cadence: entries, queued inventory items, or time. */
+#define CT_COMMIT_ENTRIES 65536
+#define CT_COMMIT_ITEMS 240
+#define CT_COMMIT_MS 2000
+
+static struct cap_policy g_policy;
+static bool g_policy_ready;
+
+static const char SQL_CP_GET[] =
+    "SELECT next_index, tree_size, encode(root_hash, 'hex'), encode(frontier, 'hex') "
+    "FROM ct_checkpoints WHERE source_id = $1 AND log_url = $2";
+
+static const char SQL_CP_PUT[] =
+    "INSERT INTO ct_checkpoints (source_id, log_url, next_index, tree_size, root_hash, "
+    "sth_timestamp, frontier, backlog, verified, updated_at) "
+    "VALUES ($1, $2, $3, $4, decode($5, 'hex'), $6, decode($7, 'hex'), $8, $9, now()) "
+    "ON CONFLICT (source_id, log_url) DO UPDATE SET next_index = EXCLUDED.next_index, "
+    "tree_size = EXCLUDED.tree_size, root_hash = EXCLUDED.root_hash, "
+    "sth_timestamp = EXCLUDED.sth_timestamp, frontier = EXCLUDED.frontier, "
+    "backlog = EXCLUDED.backlog, verified = EXCLUDED.verified, updated_at = now()";
+
+static const char SQL_MANAGED[] =
+    "SELECT EXISTS (SELECT 1 FROM managed_certificates m WHERE m.fingerprint_sha256 = $1 "
+    "OR ($2 <> '' AND m.fingerprint_sha256 IN "
+    "(SELECT d.fingerprint_sha256 FROM discovered_certificates d WHERE d.tbs_sha256 = $2)))";
+
+/* One log to read, resolved from the source or the configuration. */
+struct ct_log {
+    char url[512];       /* as stored in ct_checkpoints.log_url */
+    char base[512];      /* url with a trailing slash */
+    char protocol[16];   /* rfc6962 | static-ct | auto */
+    char origin[512];    /* static-ct origin when known, "" otherwise */
+    EVP_PKEY *key;       /* NULL: unverified */
+};
+
+/* The stored position of one log. */
+struct ct_pos {
+    uint64_t next_index;
+    uint64_t tree_size;
+    uint8_t root[32];
+    bool has_root;
+    bool has_frontier;
+    struct cap_ct_frontier fr;
+};
+
+/* One request of the pipelined read (get-entries range or data tile). */
+struct ct_slot {
+    struct cap_ct_req req;
+    bool used;      /* issued or completed, not yet consumed */
+    bool ready;     /* completed successfully, body parsed */
+    int64_t not_before_ms; /* retry wait */
+    bool waiting;   /* waiting to be re-issued */
+    struct cap_ct_entries ents; /* rfc6962 */
+};
+
+struct ct_reader {
+    struct cap_run_ctx *ctx;
+    struct ct_log *log;
+    struct cap_inventory *inv;
+    const struct cap_ct_suffixes *sfx;
+    struct cap_ct_http *http;
+    bool static_ct;
+    struct cap_ct_sth sth;
+    bool verified;
+    struct ct_pos pos;   /* live: advanced as entries are processed */
+    struct ct_pos start; /* as at the start of the run */
+    /* what the commit callback writes */
+    struct ct_pos commit;
+    bool commit_pending, commit_written;
+    /* counters */
+    int64_t entries, matches, items_queued, since_commit;
+    int64_t last_commit_ms;
+    int64_t *run_entries, *run_matches, run_total;
+    uint64_t batch;
+    bool db_failed; /* a database or fencing failure: ends the whole run */
+    bool misbehaving; /* err is a failed verification (ct_log_misbehaving raised) */
+    char err[400];
+};
+
+static int64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void sleep_ms(int64_t ms)
+{
+    if (ms <= 0)
+        return;
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
+static bool stopping(const struct ct_reader *r)
+{
+    return r->ctx->stopping && atomic_load(r->ctx->stopping);
+}
+
+static void hexs(const uint8_t *p, size_t n, char *out)
+{
+    cap_ct_hex(p, n, out);
+}
+
+static int unhex(const char *s, uint8_t *out, size_t cap, size_t *n)
+{
+    size_t l = strlen(s);
+    if (l % 2 || l / 2 > cap)
+        return -1;
+    for (size_t i = 0; i < l / 2; i++) {
+        int v = 0;
+        for (int k = 0; k < 2; k++) {
+            char c = s[2 * i + (size_t)k];
+            int d = (c >= '0' && c <= '9') ? c - '0' : (c >= 'a' && c <= 'f') ? c - 'a' + 10 : -1;
+            if (d < 0)
+                return -1;
+            v = v * 16 + d;
+        }
+        out[i] = (uint8_t)v;
+    }
+    *n = l / 2;
+    return 0;
+}
+
+/* ------------------------------------------------------------------ checkpoints */
+
+static int cp_load(struct ct_reader *r, bool *found, struct cap_err *err)
+{
+    char sb[24];
+    const char *p[] = {cap_pg_i64(sb, r->ctx->source_id), r->log->url};
+    PGresult *res = cap_pg_exec(r->ctx->pg, "load ct checkpoint", SQL_CP_GET, 2, p, err);
+    if (!res)
+        return -1;
+    *found = PQntuples(res) == 1;
+    if (*found) {
+        struct ct_pos *c = &r->pos;
+        memset(c, 0, sizeof *c);
+        c->next_index = (uint64_t)cap_pg_get_i64(res, 0, 0);
+        c->tree_size = (uint64_t)cap_pg_get_i64(res, 0, 1);
+        size_t n = 0;
+        if (!PQgetisnull(res, 0, 2) && unhex(PQgetvalue(res, 0, 2), c->root, 32, &n) == 0 &&
+            n == 32)
+            c->has_root = true;
+        if (!PQgetisnull(res, 0, 3)) {
+            size_t cap = 8 + CAP_CT_MAX_LEVELS * 32;
+            uint8_t *b = malloc(cap);
+            if (b && unhex(PQgetvalue(res, 0, 3), b, cap, &n) == 0 &&
+                cap_ct_frontier_decode(b, n, &c->fr, NULL) == 0 && c->fr.size == c->next_index)
+                c->has_frontier = true;
+            free(b);
+        }
+    }
+    PQclear(res);
+    return 0;
+}
+
+/* Writes r->commit (inside the caller's fenced transaction). */
+static int cp_write(struct ct_reader *r, struct cap_err *err)
+{
+    const struct ct_pos *c = &r->commit;
+    char sb[24], nb[24], tb[24], tsb[24], bb[24];
+    char root[65] = "";
+    char *fr = NULL;
+    if (c->has_root)
+        hexs(c->root, 32, root);
+    if (c->has_frontier) {
+        uint8_t enc[8 + CAP_CT_MAX_LEVELS * 32];
+        long el = cap_ct_frontier_encode(&c->fr, enc, sizeof enc);
+        fr = malloc(2 * (size_t)(el > 0 ? el : 0) + 1);
+        if (!fr) {
+            cap_err_set(err, CAP_E_NOMEM, "out of memory writing the checkpoint");
+            return -1;
+        }
+        hexs(enc, (size_t)el, fr);
+    }
+    int64_t backlog = (int64_t)(c->tree_size > c->next_index ? c->tree_size - c->next_index : 0);
+    const char *p[] = {cap_pg_i64(sb, r->ctx->source_id),
+                       r->log->url,
+                       cap_pg_i64(nb, (int64_t)c->next_index),
+                       cap_pg_i64(tb, (int64_t)c->tree_size),
+                       c->has_root ? root : NULL,
+                       r->sth.timestamp ? cap_pg_i64(tsb, (int64_t)r->sth.timestamp) : NULL,
+                       fr,
+                       cap_pg_i64(bb, backlog),
+                       r->verified ? "true" : "false"};
+    int rc = cap_pg_cmd(r->ctx->pg, "write ct checkpoint", SQL_CP_PUT, 9, p, err);
+    free(fr);
+    return rc;
+}
+
+static int on_commit_cb(struct cap_run_ctx *ctx, void *arg, struct cap_err *err)
+{
+    (void)ctx;
+    struct ct_reader *r = arg;
+    if (!r || !r->commit_pending)
+        return 0;
+    if (cp_write(r, err) < 0)
+        return -1;
+    r->commit_written = true;
+    return 0;
+}
+
+/* Stores everything queued and moves the checkpoint to c in one transaction. */
+static int commit_pos(struct ct_reader *r, const struct ct_pos *c, struct cap_err *err)
+{
+    r->commit = *c;
+    r->commit_pending = true;
+    r->commit_written = false;
+    int rc = cap_inventory_flush(r->inv, err);
+    if (rc == 0 && !r->commit_written) {
+        /* Nothing was queued, so no batch ran the callback: write it on our own. */
+        PGconn *pg = r->ctx->pg;
+        if (cap_pg_cmd(pg, "begin checkpoint", "BEGIN", 0, NULL, err) < 0) {
+            rc = -1;
+        } else if (cap_run_fence(r->ctx, err) < 0 || cp_write(r, err) < 0 ||
+                   cap_pg_cmd(pg, "commit checkpoint", "COMMIT", 0, NULL, err) < 0) {
+            struct cap_err e2 = {0};
+            cap_pg_cmd(pg, "rollback checkpoint", "ROLLBACK", 0, NULL, &e2);
+            rc = -1;
+        }
+    }
+    r->commit_pending = false;
+    if (rc < 0)
+        r->db_failed = true;
+    if (rc == 0) {
+        r->items_queued = 0;
+        r->since_commit = 0;
+        r->last_commit_ms = now_ms();
+        struct cap_err e2 = {0};
+        cap_run_progress(r->ctx, r->run_total, *r->run_entries, *r->run_matches, -1, -1, -1,
+                         &e2);
+    }
+    return rc;
+}
+
+/* ------------------------------------------------------------------ findings */
+
+static int raise_misbehaving(struct ct_reader *r, const char *reason, struct cap_err *err)
+{
+    char subject[64];
+    snprintf(subject, sizeof subject, "source:%lld", (long long)r->ctx->source_id);
+    json_object *d = json_object_new_object();
+    json_object_object_add(d, "log_url", json_object_new_string(r->log->url));
+    json_object_object_add(d, "reason", json_object_new_string(reason));
+    json_object_object_add(d, "tree_size", json_object_new_int64((int64_t)r->sth.tree_size));
+    int rc = cap_findings_raise(r->inv, "ct_log_misbehaving", "high", subject, 0, 0, NULL,
+                                json_object_to_json_string_ext(d, JSON_C_TO_STRING_PLAIN), err);
+    json_object_put(d);
+    return rc;
+}
+
+static bool issuer_expected(const struct cap_source *src, const char *issuer)
+{
+    for (size_t i = 0; i < src->expected_issuers_n; i++)
+        if (src->expected_issuers[i][0] && strcasestr(issuer, src->expected_issuers[i]))
+            return true;
+    return false;
+}
+
+static int managed(struct ct_reader *r, const struct cap_cert_facts *f, const char *fp,
+                   bool *out, struct cap_err *err)
+{
+    const char *p[] = {fp, f->tbs_sha256};
+    PGresult *res = cap_pg_exec(r->ctx->pg, "check managed certificate", SQL_MANAGED, 2, p, err);
+    if (!res)
+        return -1;
+    *out = PQntuples(res) == 1 && strcmp(PQgetvalue(res, 0, 0), "t") == 0;
+    PQclear(res);
+    return 0;
+}
+
+/* Stores one matching entry: certificate (or precertificate), sighting, findings. */
+static int store_match(struct ct_reader *r, uint64_t index, const struct cap_ct_leaf *leaf,
+                       const uint8_t *precert, size_t precert_len, struct cap_err *err)
+{
+    struct cap_cert_facts f;
+    memset(&f, 0, sizeof f);
+    char fp[65];
+    int rc;
+    if (leaf->entry_type == CAP_CT_ENTRY_PRECERT) {
+        rc = cap_inventory_add_precert(r->inv, precert, precert_len, leaf->cert, leaf->cert_len,
+                                       &f, err);
+        uint8_t h[32];
+        SHA256(precert, precert_len, h);
+        hexs(h, 32, fp);
+    } else {
+        rc = cap_inventory_add_cert(r->inv, leaf->cert, leaf->cert_len, &f, err);
+        uint8_t h[32];
+        SHA256(leaf->cert, leaf->cert_len, h);
+        hexs(h, 32, fp);
+    }
+    if (rc < 0) {
+        cap_err_prefix(err, "entry %llu: ", (unsigned long long)index);
+        return -1;
+    }
+    r->items_queued++;
+    if (cap_inventory_add_sighting(r->inv, fp, r->log->url, (int64_t)index,
+                                   (int64_t)leaf->timestamp, err) < 0)
+        goto fail;
+    r->items_queued++;
+    bool is_managed = false;
+    if (managed(r, &f, fp, &is_managed, err) < 0)
+        goto fail;
+    char subject[80];
+    snprintf(subject, sizeof subject, "cert:%s", fp);
+    json_object *d = json_object_new_object();
+    json_object_object_add(d, "issuer", json_object_new_string(f.issuer ? f.issuer : ""));
+    json_object_object_add(d, "subject", json_object_new_string(f.subject ? f.subject : ""));
+    json_object_object_add(d, "log_url", json_object_new_string(r->log->url));
+    json_object_object_add(d, "log_index", json_object_new_int64((int64_t)index));
+    json_object_object_add(d, "precert",
+                           json_object_new_boolean(leaf->entry_type == CAP_CT_ENTRY_PRECERT));
+    json_object *names = json_object_new_array();
+    for (size_t i = 0; i < f.dns_sans_n && i < 50; i++)
+        json_object_array_add(names, json_object_new_string(f.dns_sans[i]));
+    json_object_object_add(d, "dns_names", names);
+    const char *dj = json_object_to_json_string_ext(d, JSON_C_TO_STRING_PLAIN);
+    rc = 0;
+    if (!is_managed) {
+        rc = cap_findings_raise(r->inv, "ct_new_certificate", "info", subject, 0, 0, fp, dj, err);
+        r->items_queued++;
+    }
+    if (rc == 0 && r->ctx->src->expected_issuers_n > 0 && !issuer_expected(r->ctx->src, f.issuer)) {
+        rc = cap_findings_raise(r->inv, "ct_unexpected_issuer", "high", subject, 0, 0, fp, dj,
+                                err);
+        r->items_queued++;
+    }
+    json_object_put(d);
+    cap_cert_facts_cleanup(&f);
+    return rc;
+fail:
+    cap_cert_facts_cleanup(&f);
+    return -1;
+}
+
+/* ------------------------------------------------------------------ entries */
+
+static int maybe_commit(struct ct_reader *r, struct cap_err *err)
+{
+    if (r->items_queued >= CT_COMMIT_ITEMS || r->since_commit >= CT_COMMIT_ENTRIES ||
+        (r->since_commit > 0 && now_ms() - r->last_commit_ms >= CT_COMMIT_MS))
+        return commit_pos(r, &r->pos, err);
+    return 0;
+}
+
+/* Hashes, matches and (when it matches) stores one entry at r->pos.next_index. */
+static int process_entry(struct ct_reader *r, const uint8_t leaf_hash[32],
+                         const struct cap_ct_leaf *leaf, const uint8_t *extra, size_t extra_len,
+                         const uint8_t *precert, size_t precert_len, struct cap_err *err)
+{
+    uint64_t index = r->pos.next_index;
+    struct cap_err me = {0};
+    int m = cap_ct_match_cert(r->sfx, leaf->cert, leaf->cert_len,
+                              leaf->entry_type == CAP_CT_ENTRY_PRECERT, &me);
+    /* A certificate our quick walk cannot read is not a log fault: it is stored as unmatched
+     * (the log accepted it; the leaf hash still goes into the tree). */
+    if (m == 1) {
+        if (leaf->entry_type == CAP_CT_ENTRY_PRECERT && !precert) {
+            if (cap_ct_extra_precert(extra, extra_len, &precert, &precert_len, err) < 0) {
+                cap_err_prefix(err, "entry %llu: ", (unsigned long long)index);
+                return -1;
+            }
+        }
+        if (store_match(r, index, leaf, precert, precert_len, err) < 0) {
+            if (err->code != CAP_E_INVALID) {
+                r->db_failed = true;
+                return -1;
+            }
+            /* A certificate the inventory cannot parse: logged, not stored, not fatal. */
+            cap_log(CAP_LOG_WARN, "ct_entry_unparsable", CAP_LI("run_id", r->ctx->run_id),
+                    CAP_LS("log", r->log->url), CAP_LI("index", (long long)index),
+                    CAP_LS("err", err->msg));
+            cap_err_clear(err);
+        } else {
+            r->matches++;
+            (*r->run_matches)++;
+        }
+    }
+    if (r->pos.has_frontier && cap_ct_frontier_append(&r->pos.fr, leaf_hash) < 0) {
+        cap_err_set(err, CAP_E_INVALID, "tree too large");
+        return -1;
+    }
+    r->pos.next_index++;
+    r->entries++;
+    r->since_commit++;
+    (*r->run_entries)++;
+    return 0;
+}
+
+/* Processes a decoded get-entries response starting at r->pos.next_index. */
+static int process_rfc_entries(struct ct_reader *r, const struct cap_ct_entries *e,
+                               struct cap_err *err)
+{
+    for (size_t i = 0; i < e->n; i++) {
+        struct cap_ct_leaf leaf;
+        uint64_t index = r->pos.next_index;
+        if (cap_ct_leaf_parse(e->v[i].leaf, e->v[i].leaf_len, &leaf, err) < 0 ||
+            (leaf.entry_type == CAP_CT_ENTRY_X509 &&
+             cap_ct_extra_x509(e->v[i].extra, e->v[i].extra_len, err) < 0)) {
+            cap_err_prefix(err, "entry %llu: ", (unsigned long long)index);
+            return -1;
+        }
+        uint8_t lh[32];
+        cap_ct_leaf_hash(e->v[i].leaf, e->v[i].leaf_len, lh);
+        if (process_entry(r, lh, &leaf, e->v[i].extra, e->v[i].extra_len, NULL, 0, err) < 0)
+            return -1;
+    }
+    return maybe_commit(r, err);
+}
+
+/* Processes a data tile holding entries [tile*256, tile*256 + width), from r->pos.next_index
+ * up to end. */
+static int process_tile(struct ct_reader *r, uint64_t tile, unsigned width, const uint8_t *p,
+                        size_t n, uint64_t end, struct cap_err *err)
+{
+    struct cap_ct_cur c;
+    cap_ct_cur_init(&c, p, n);
+    uint64_t first = tile * 256;
+    for (unsigned i = 0; i < width; i++) {
+        struct cap_ct_tile_leaf t;
+        if (cap_ct_tile_leaf_next(&c, &t, err) < 0) {
+            cap_err_prefix(err, "entry %llu: ", (unsigned long long)(first + i));
+            return -1;
+        }
+        uint64_t index = first + i;
+        if (index < r->pos.next_index)
+            continue;
+        if (index >= end)
+            break;
+        uint8_t lh[32];
+        cap_ct_tile_leaf_hash(&t, lh);
+        if (process_entry(r, lh, &t.leaf, NULL, 0, t.precert, t.precert_len, err) < 0)
+            return -1;
+    }
+    if (first + width <= end && c.left != 0) {
+        cap_err_set(err, CAP_E_INVALID, "data tile %llu: %zu trailing bytes",
+                    (unsigned long long)tile, c.left);
+        return -1;
+    }
+    return maybe_commit(r, err);
+}
+
+/* ------------------------------------------------------------------ HTTP with retries */
+
+static bool retryable(const struct cap_ct_req *q)
+{
+    if (q->status == 429 || q->status == 500 || q->status == 502 || q->status == 503 ||
+        q->status == 504)
+        return true;
+    return q->status == 0 && strncmp(q->error, "refused by network policy", 25) != 0 &&
+           strncmp(q->error, "response larger", 15) != 0;
+}
+
+static int64_t backoff_ms(const struct cap_ct_req *q)
+{
+    if ((q->status == 429 || q->status == 503) && q->retry_after_s >= 0)
+        return (q->retry_after_s > CT_RETRY_AFTER_CAP_S ? CT_RETRY_AFTER_CAP_S : q->retry_after_s) *
+               1000;
+    int64_t d = CT_BACKOFF_BASE_MS << (q->attempts > 6 ? 6 : q->attempts);
+    return d > CT_BACKOFF_CAP_MS ? CT_BACKOFF_CAP_MS : d;
+}
+
+/* Fetches url to completion with retries; on success q->status is 200 and q->body is set. */
+static int fetch(struct ct_reader *r, struct cap_ct_req *q, const char *what, struct cap_err *err)
+{
+    q->attempts = 0;
+    for (;;) {
+        if (cap_ct_http_start(r->http, q, err) < 0)
+            return -1;
+        struct cap_ct_req *d = NULL;
+        while (!(d = cap_ct_http_wait(r->http, 200))) {
+            if (stopping(r)) {
+                cap_ct_http_cancel(r->http, q);
+                cap_err_set(err, CAP_E_IO, "%s: worker is stopping", what);
+                return -1;
+            }
+        }
+        if (q->status == 200)
+            return 0;
+        q->attempts++;
+        char desc[300];
+        cap_ct_req_describe(q, desc, sizeof desc);
+        if (!retryable(q) || q->attempts >= CT_MAX_ATTEMPTS) {
+            cap_err_set(err, q->status == 0 ? CAP_E_IO : CAP_E_INVALID, "%s: %s%s", what, desc,
+                        retryable(q) ? " (gave up after retries)" : "");
+            return -1;
+        }
+        int64_t wait = backoff_ms(q);
+        cap_log(CAP_LOG_INFO, "ct_retry", CAP_LI("run_id", r->ctx->run_id),
+                CAP_LS("log", r->log->url), CAP_LS("what", what), CAP_LS("err", desc),
+                CAP_LI("wait_ms", wait));
+        sleep_ms(wait);
+    }
+}
+
+/* ------------------------------------------------------------------ tree heads */
+
+static int get_tree_head(struct ct_reader *r, struct cap_err *err)
+{
+    struct cap_ct_req q;
+    memset(&q, 0, sizeof q);
+    int rc = -1;
+    if (r->static_ct) {
+        snprintf(q.url, sizeof q.url, "%scheckpoint", r->log->base);
+        if (fetch(r, &q, "checkpoint", err) == 0)
+            rc = cap_ct_checkpoint_parse(q.body, q.len, r->log->key,
+                                         r->log->origin[0] ? r->log->origin : NULL, &r->sth,
+                                         &r->verified, err);
+    } else {
+        snprintf(q.url, sizeof q.url, "%sct/v1/get-sth", r->log->base);
+        if (fetch(r, &q, "get-sth", err) == 0 &&
+            cap_ct_sth_parse(q.body, q.len, &r->sth, err) == 0) {
+            rc = 0;
+            r->verified = false;
+            if (r->log->key) {
+                rc = cap_ct_sth_verify(r->log->key, &r->sth, err);
+                r->verified = rc == 0;
+            }
+        }
+    }
+    cap_ct_req_reset(&q);
+    return rc;
+}
+
+/* Static-ct: hash of the perfect subtree (level, index) read from the hash tiles of a tree of
+ * size tree. */
+static int tile_node(struct ct_reader *r, int level, uint64_t index, uint64_t tree,
+                     uint8_t out[32], struct cap_err *err)
+{
+    int tl = level / 8, rem = level % 8;
+    uint64_t pos = index << rem;            /* first hash at tile level tl */
+    uint64_t k = pos >> 8;                  /* tile index */
+    uint64_t at_level = tree >> (8 * tl);   /* complete hashes at that level */
+    uint64_t width = at_level - k * 256 > 256 ? 256 : at_level - k * 256;
+    struct cap_ct_req q;
+    memset(&q, 0, sizeof q);
+    char path[256];
+    if (cap_ct_tile_path(tl, k, (unsigned)width, path, sizeof path) < 0)
+        return -1;
+    snprintf(q.url, sizeof q.url, "%s%s", r->log->base, path);
+    if (fetch(r, &q, "hash tile", err) < 0)
+        return -1;
+    uint64_t off = pos - k * 256, cnt = UINT64_C(1) << rem;
+    if (q.len != width * 32 || off + cnt > width) {
+        cap_err_set(err, CAP_E_INVALID, "hash tile %s: %zu bytes, expected %llu", path, q.len,
+                    (unsigned long long)(width * 32));
+        cap_ct_req_reset(&q);
+        return -1;
+    }
+    uint8_t h[256][32];
+    memcpy(h, q.body + off * 32, cnt * 32);
+    cap_ct_req_reset(&q);
+    for (uint64_t n = cnt; n > 1; n /= 2)
+        for (uint64_t i = 0; i < n / 2; i++)
+            cap_ct_node_hash(h[2 * i], h[2 * i + 1], h[i]);
+    memcpy(out, h[0], 32);
+    return 0;
+}
+
+/* Static-ct: the frontier of [0, size) from the hash tiles of the current tree. */
+static int tile_frontier(struct ct_reader *r, uint64_t size, struct cap_ct_frontier *f,
+                         struct cap_err *err)
+{
+    f->size = size;
+    for (int level = 0; level < CAP_CT_MAX_LEVELS; level++)
+        if ((size >> level) & 1)
+            if (tile_node(r, level, (size >> level) - 1, r->sth.tree_size, f->hash[level], err) <
+                0)
+                return -1;
+    return 0;
+}
+
+/* Checks the new tree head against the stored one. Returns 0, 1 when the log misbehaved
+ * (reason in r->err), or -1 with err. */
+static int check_consistency(struct ct_reader *r, struct cap_err *err)
+{
+    struct ct_pos *c = &r->pos;
+    if (!c->has_root)
+        return 0;
+    if (r->sth.tree_size < c->tree_size) {
+        snprintf(r->err, sizeof r->err, "tree shrank from %llu to %llu entries",
+                 (unsigned long long)c->tree_size, (unsigned long long)r->sth.tree_size);
+        return 1;
+    }
+    if (r->sth.tree_size == c->tree_size) {
+        if (memcmp(r->sth.root, c->root, 32) != 0) {
+            snprintf(r->err, sizeof r->err,
+                     "two tree heads of size %llu have different roots (forked log)",
+                     (unsigned long long)c->tree_size);
+            return 1;
+        }
+        return 0;
+    }
+    if (c->tree_size == 0)
+        return 0;
+    struct cap_ct_frontier old;
+    struct cap_err ce = {0};
+    if (r->static_ct) {
+        if (tile_frontier(r, c->tree_size, &old, err) < 0)
+            return -1;
+        uint8_t root[32];
+        cap_ct_frontier_root(&old, root);
+        if (memcmp(root, c->root, 32) != 0) {
+            snprintf(r->err, sizeof r->err,
+                     "tiles of tree size %llu do not contain the tree of size %llu seen before",
+                     (unsigned long long)r->sth.tree_size, (unsigned long long)c->tree_size);
+            return 1;
+        }
+    } else {
+        struct cap_ct_req q;
+        memset(&q, 0, sizeof q);
+        snprintf(q.url, sizeof q.url, "%sct/v1/get-sth-consistency?first=%llu&second=%llu",
+                 r->log->base, (unsigned long long)c->tree_size,
+                 (unsigned long long)r->sth.tree_size);
+        if (fetch(r, &q, "get-sth-consistency", err) < 0)
+            return -1;
+        uint8_t(*proof)[32] = NULL;
+        size_t pn = 0;
+        int prc = cap_ct_consistency_parse(q.body, q.len, &proof, &pn, err);
+        cap_ct_req_reset(&q);
+        if (prc < 0)
+            return -1;
+        int v = cap_ct_consistency_verify(c->tree_size, r->sth.tree_size, c->root, r->sth.root,
+                                          (const uint8_t(*)[32])proof, pn, &old, &ce);
+        free(proof);
+        if (v < 0) {
+            snprintf(r->err, sizeof r->err, "%s", ce.msg);
+            return 1;
+        }
+    }
+    if (!c->has_frontier && c->next_index == c->tree_size) {
+        c->fr = old;
+        c->has_frontier = true;
+    }
+    return 0;
+}
+
+/* ------------------------------------------------------------------ the read */
+
+static void slot_free(struct ct_reader *r, struct ct_slot *s)
+{
+    cap_ct_http_cancel(r->http, &s->req);
+    cap_ct_entries_free(&s->ents);
+    memset(s, 0, sizeof *s);
+}
+
+static int issue(struct ct_reader *r, struct ct_slot *s, struct cap_err *err)
+{
+    if (r->static_ct) {
+        char path[256];
+        if (cap_ct_tile_path(-1, s->req.start, (unsigned)s->req.count, path, sizeof path) < 0)
+            return -1;
+        snprintf(s->req.url, sizeof s->req.url, "%s%s", r->log->base, path);
+    } else {
+        snprintf(s->req.url, sizeof s->req.url, "%sct/v1/get-entries?start=%llu&end=%llu",
+                 r->log->base, (unsigned long long)s->req.start,
+                 (unsigned long long)(s->req.start + s->req.count - 1));
+    }
+    s->used = true;
+    s->waiting = false;
+    s->ready = false;
+    return cap_ct_http_start(r->http, &s->req, err);
+}
+
+/* Reads entries [r->pos.next_index, end). Returns 0 when all were processed, -1 with err. */
+static int read_range(struct ct_reader *r, uint64_t end, struct cap_err *err)
+{
+    struct ct_slot slots[CT_INFLIGHT];
+    memset(slots, 0, sizeof slots);
+    uint64_t next_req = r->pos.next_index; /* rfc6962: next index; static: next tile */
+    if (r->static_ct)
+        next_req = r->pos.next_index / 256;
+    uint64_t last_tile = end ? (end - 1) / 256 : 0;
+    int rc = 0;
+    while (r->pos.next_index < end) {
+        if (stopping(r))
+            break;
+        /* Fill free slots. */
+        for (int i = 0; i < CT_INFLIGHT; i++) {
+            struct ct_slot *s = &slots[i];
+            if (s->used)
+                continue;
+            if (r->static_ct) {
+                if (next_req > last_tile)
+                    continue;
+                s->req.start = next_req;
+                uint64_t w = r->sth.tree_size - next_req * 256;
+                s->req.count = w > 256 ? 256 : w;
+                next_req++;
+            } else {
+                if (next_req >= end)
+                    continue;
+                s->req.start = next_req;
+                s->req.count = end - next_req < r->batch ? end - next_req : r->batch;
+                next_req += s->req.count;
+            }
+            s->req.attempts = 0;
+            if (issue(r, s, err) < 0) {
+                rc = -1;
+                goto out;
+            }
+        }
+        /* Re-issue slots whose retry wait is over. */
+        int64_t t = now_ms();
+        for (int i = 0; i < CT_INFLIGHT; i++)
+            if (slots[i].waiting && t >= slots[i].not_before_ms && issue(r, &slots[i], err) < 0) {
+                rc = -1;
+                goto out;
+            }
+        struct cap_ct_req *d = cap_ct_http_wait(r->http, 100);
+        if (d) {
+            struct ct_slot *s = NULL;
+            for (int i = 0; i < CT_INFLIGHT; i++)
+                if (&slots[i].req == d)
+                    s = &slots[i];
+            char what[128];
+            snprintf(what, sizeof what, r->static_ct ? "data tile %llu" : "get-entries %llu",
+                     (unsigned long long)d->start);
+            if (d->status != 200) {
+                d->attempts++;
+                char desc[300];
+                cap_ct_req_describe(d, desc, sizeof desc);
+                if (!retryable(d) || d->attempts >= CT_MAX_ATTEMPTS) {
+                    cap_err_set(err, d->status == 0 ? CAP_E_IO : CAP_E_INVALID, "%s: %s%s", what,
+                                desc, retryable(d) ? " (gave up after retries)" : "");
+                    rc = -1;
+                    goto out;
+                }
+                s->waiting = true;
+                s->not_before_ms = now_ms() + backoff_ms(d);
+                cap_log(CAP_LOG_INFO, "ct_retry", CAP_LI("run_id", r->ctx->run_id),
+                        CAP_LS("log", r->log->url), CAP_LS("what", what), CAP_LS("err", desc),
+                        CAP_LI("wait_ms", s->not_before_ms - now_ms()));
+                continue;
+            }
+            if (!r->static_ct) {
+                if (cap_ct_entries_parse(d->body, d->len, d->count, &s->ents, err) < 0) {
+                    cap_err_prefix(err, "%s: ", what);
+                    rc = -1;
+                    goto out;
+                }
+                free(d->body);
+                d->body = NULL;
+                if (s->ents.n < d->count) {
+                    /* The log caps its batches: ask for that much from now on, and ask again
+                     * for the rest of this range in a slot of its own. */
+                    uint64_t rest_start = d->start + s->ents.n, rest_n = d->count - s->ents.n;
+                    r->batch = s->ents.n;
+                    d->count = s->ents.n;
+                    struct ct_slot *fs = NULL;
+                    for (int i = 0; i < CT_INFLIGHT && !fs; i++)
+                        if (!slots[i].used)
+                            fs = &slots[i];
+                    if (fs) {
+                        fs->req.start = rest_start;
+                        fs->req.count = rest_n;
+                        fs->req.attempts = 0;
+                        if (issue(r, fs, err) < 0) {
+                            rc = -1;
+                            goto out;
+                        }
+                    } else {
+                        /* No free slot: the rest is asked for again after the slots drain. */
+                        next_req = rest_start;
+                        for (int i = 0; i < CT_INFLIGHT; i++)
+                            if (slots[i].used && slots[i].req.start > rest_start)
+                                slot_free(r, &slots[i]);
+                    }
+                }
+            }
+            s->ready = true;
+        }
+        /* Consume ready slots in order. */
+        for (bool progress = true; progress;) {
+            progress = false;
+            for (int i = 0; i < CT_INFLIGHT; i++) {
+                struct ct_slot *s = &slots[i];
+                if (!s->ready)
+                    continue;
+                bool in_order = r->static_ct ? s->req.start == r->pos.next_index / 256
+                                             : s->req.start == r->pos.next_index;
+                if (!in_order)
+                    continue;
+                int prc = r->static_ct ? process_tile(r, s->req.start, (unsigned)s->req.count,
+                                                      (const uint8_t *)s->req.body, s->req.len,
+                                                      end, err)
+                                       : process_rfc_entries(r, &s->ents, err);
+                slot_free(r, s);
+                if (prc < 0) {
+                    rc = -1;
+                    goto out;
+                }
+                progress = true;
+            }
+        }
+    }
+out:
+    for (int i = 0; i < CT_INFLIGHT; i++)
+        slot_free(r, &slots[i]);
+    return rc;
+}
+
+/* ------------------------------------------------------------------ one log */
+
+static int probe_protocol(struct ct_reader *r, struct cap_err *err)
+{
+    struct cap_ct_req q;
+    memset(&q, 0, sizeof q);
+    snprintf(q.url, sizeof q.url, "%sct/v1/get-sth", r->log->base);
+    struct cap_err pe = {0};
+    if (fetch(r, &q, "probe get-sth", &pe) == 0) {
+        struct cap_ct_sth s;
+        if (cap_ct_sth_parse(q.body, q.len, &s, &pe) == 0) {
+            cap_ct_req_reset(&q);
+            r->static_ct = false;
+            return 0;
+        }
+    }
+    cap_ct_req_reset(&q);
+    snprintf(q.url, sizeof q.url, "%scheckpoint", r->log->base);
+    struct cap_err pe2 = {0};
+    if (fetch(r, &q, "probe checkpoint", &pe2) == 0) {
+        cap_ct_req_reset(&q);
+        r->static_ct = true;
+        return 0;
+    }
+    cap_ct_req_reset(&q);
+    cap_err_set(err, CAP_E_IO, "cannot tell the log's protocol: %s; %s", pe.msg, pe2.msg);
+    return -1;
+}
+
+/* Reads one log. Returns 0 (r->err empty: fine; else the log failed and r->err says why, a
+ * misbehaving log included), or -1 with err for failures that end the whole run (fenced,
+ * database). budget_left is decreased by the entries read. */
+static int run_log(struct ct_reader *r, int64_t budget, bool *backlog_left, struct cap_err *err)
+{
+    struct cap_err le = {0};
+    const struct cap_source *src = r->ctx->src;
+    r->batch = CT_BATCH_START;
+    if (strcmp(r->log->protocol, "auto") == 0) {
+        if (probe_protocol(r, &le) < 0)
+            goto log_failed;
+    } else {
+        r->static_ct = strcmp(r->log->protocol, "static-ct") == 0;
+    }
+    if (get_tree_head(r, &le) < 0) {
+        if (le.code == CAP_E_INVALID && strstr(le.msg, "signature")) {
+            snprintf(r->err, sizeof r->err, "%s", le.msg);
+            goto misbehaving;
+        }
+        goto log_failed;
+    }
+    bool found = false;
+    if (cp_load(r, &found, err) < 0)
+        return -1;
+    if (!found) {
+        memset(&r->pos, 0, sizeof r->pos);
+        uint64_t startix = r->sth.tree_size;
+        if (src->backfill_from >= 0 && (uint64_t)src->backfill_from < startix)
+            startix = (uint64_t)src->backfill_from;
+        r->pos.next_index = startix;
+        r->pos.tree_size = r->sth.tree_size;
+        memcpy(r->pos.root, r->sth.root, 32);
+        r->pos.has_root = true;
+        if (startix == 0) {
+            cap_ct_frontier_init(&r->pos.fr);
+            r->pos.has_frontier = true;
+        } else if (r->static_ct) {
+            if (tile_frontier(r, startix, &r->pos.fr, &le) < 0)
+                goto log_failed;
+            r->pos.has_frontier = true;
+        }
+        r->start = r->pos;
+    } else {
+        r->start = r->pos;
+        int c = check_consistency(r, &le);
+        if (c < 0)
+            goto log_failed;
+        if (c == 1)
+            goto misbehaving;
+        r->pos.tree_size = r->sth.tree_size;
+        memcpy(r->pos.root, r->sth.root, 32);
+        r->pos.has_root = true;
+    }
+    if (r->pos.next_index > r->sth.tree_size) {
+        snprintf(r->err, sizeof r->err, "checkpoint at %llu is past the tree size %llu",
+                 (unsigned long long)r->pos.next_index, (unsigned long long)r->sth.tree_size);
+        goto misbehaving;
+    }
+    uint64_t end = r->sth.tree_size;
+    if (budget >= 0 && end - r->pos.next_index > (uint64_t)budget)
+        end = r->pos.next_index + (uint64_t)budget;
+    r->run_total += (int64_t)(end - r->pos.next_index);
+    r->last_commit_ms = now_ms();
+    cap_log(CAP_LOG_INFO, "ct_log_read", CAP_LI("run_id", r->ctx->run_id),
+            CAP_LS("log", r->log->url), CAP_LS("protocol", r->static_ct ? "static-ct" : "rfc6962"),
+            CAP_LI("from", (long long)r->pos.next_index), CAP_LI("to", (long long)end),
+            CAP_LI("tree_size", (long long)r->sth.tree_size),
+            CAP_LS("verified", r->verified ? "yes" : "no"));
+    int rrc = read_range(r, end, &le);
+    if (rrc < 0 && (le.code == CAP_E_FENCED || r->db_failed)) {
+        *err = le;
+        return -1;
+    }
+    /* Store what was read, up to the first entry that failed. */
+    if (r->pos.next_index == r->sth.tree_size && r->pos.has_frontier && rrc == 0) {
+        uint8_t root[32];
+        cap_ct_frontier_root(&r->pos.fr, root);
+        if (memcmp(root, r->sth.root, 32) != 0) {
+            snprintf(r->err, sizeof r->err,
+                     "entries 0..%llu hash to a root other than the signed one",
+                     (unsigned long long)r->sth.tree_size);
+            /* Keep the certificates, but leave the checkpoint where the run found it. */
+            r->pos = r->start;
+            goto misbehaving;
+        }
+    }
+    if (commit_pos(r, &r->pos, err) < 0)
+        return -1;
+    *backlog_left = r->pos.next_index < r->sth.tree_size;
+    if (rrc < 0) {
+        snprintf(r->err, sizeof r->err, "%s", le.msg);
+        return 0;
+    }
+    return 0;
+
+misbehaving:
+    cap_log(CAP_LOG_WARN, "ct_log_misbehaving", CAP_LI("run_id", r->ctx->run_id),
+            CAP_LS("log", r->log->url), CAP_LS("err", r->err));
+    if (raise_misbehaving(r, r->err, err) < 0)
+        return -1;
+    {
+        /* The finding is written; the checkpoint stays where the run found it. */
+        bool had = r->start.has_root || r->start.next_index;
+        if (had) {
+            if (commit_pos(r, &r->start, err) < 0)
+                return -1;
+        } else if (cap_inventory_flush(r->inv, err) < 0) {
+            return -1;
+        }
+    }
+    r->misbehaving = true;
+    return 0;
+
+log_failed:
+    if (le.code == CAP_E_FENCED) {
+        *err = le;
+        return -1;
+    }
+    snprintf(r->err, sizeof r->err, "%s", le.msg);
+    return 0;
+}
+
+/* ------------------------------------------------------------------ logs of a source */
+
+static int url_ok(const struct cap_config *cfg, const char *url, struct cap_err *err)
+{
+    char q[96];
+    if (strncmp(url, "https://", 8) == 0)
+        return 0;
+    if (strncmp(url, "http://", 7) == 0) {
+        if (cfg->network_allow_loopback)
+            return 0;
+        cap_err_set(err, CAP_E_INVALID,
+                    "log url \"%s\": plain http is only allowed with network.allow_loopback",
+                    cap_err_quote(q, sizeof q, url, strlen(url)));
+        return -1;
+    }
+    cap_err_set(err, CAP_E_INVALID, "log url \"%s\": not an https:// URL",
+                cap_err_quote(q, sizeof q, url, strlen(url)));
+    return -1;
+}
+
+static int log_fill(struct ct_log *l, const char *url, const char *protocol, const char *key,
+                    const char *origin, struct cap_err *err)
+{
+    memset(l, 0, sizeof *l);
+    size_t n = strlen(url);
+    if (n == 0 || n + 2 > sizeof l->url) {
+        cap_err_set(err, CAP_E_INVALID, "log url of %zu bytes", n);
+        return -1;
+    }
+    snprintf(l->url, sizeof l->url, "%s", url);
+    snprintf(l->base, sizeof l->base, "%s%s", url, url[n - 1] == '/' ? "" : "/");
+    snprintf(l->protocol, sizeof l->protocol, "%s", protocol ? protocol : "auto");
+    if (origin)
+        snprintf(l->origin, sizeof l->origin, "%s", origin);
+    if (key && key[0]) {
+        l->key = cap_ct_key_load(key, err);
+        if (!l->key) {
+            cap_err_prefix(err, "log %s: ", url);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static void logs_free(struct ct_log *v, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        EVP_PKEY_free(v[i].key);
+    free(v);
+}
+
+static struct ct_log *logs_resolve(const struct cap_run_ctx *ctx, size_t *n_out,
+                                   struct cap_err *err)
+{
+    const struct cap_source *src = ctx->src;
+    const struct cap_config *cfg = ctx->cfg;
+    size_t n;
+    struct ct_log *v = NULL;
+    if (src->log_urls_n > 0) {
+        n = src->log_urls_n;
+        v = calloc(n, sizeof *v);
+        if (!v)
+            goto nomem;
+        for (size_t i = 0; i < n; i++)
+            if (url_ok(cfg, src->log_urls[i], err) < 0 ||
+                log_fill(&v[i], src->log_urls[i], src->log_protocol, src->log_key, NULL, err) <
+                    0)
+                goto fail;
+    } else if (cfg->ct_logs_n > 0) {
+        n = cfg->ct_logs_n;
+        v = calloc(n, sizeof *v);
+        if (!v)
+            goto nomem;
+        for (size_t i = 0; i < n; i++)
+            if (url_ok(cfg, cfg->ct_logs[i].url, err) < 0 ||
+                log_fill(&v[i], cfg->ct_logs[i].url, cfg->ct_logs[i].protocol,
+                         cfg->ct_logs[i].key_b64, NULL, err) < 0)
+                goto fail;
+    } else {
+        const struct cap_ct_default_log *d = cap_ct_logs_default(&n);
+        v = calloc(n, sizeof *v);
+        if (!v)
+            goto nomem;
+        for (size_t i = 0; i < n; i++)
+            if (log_fill(&v[i], d[i].url, d[i].protocol, d[i].key_b64, d[i].origin, err) < 0)
+                goto fail;
+    }
+    *n_out = n;
+    return v;
+nomem:
+    cap_err_set(err, CAP_E_NOMEM, "out of memory");
+fail:
+    logs_free(v, v ? n : 0);
+    return NULL;
+}
+
+static int ct_init(const struct cap_config *cfg, struct cap_err *err)
+{
+    if (cap_policy_init(&g_policy, cfg, err) < 0)
+        return -1;
+    g_policy_ready = true;
+    return 0;
+}
+
+static void ct_shutdown(void)
+{
+    if (g_policy_ready)
+        cap_policy_cleanup(&g_policy);
+    g_policy_ready = false;
+}
+
+static int ct_execute(struct cap_run_ctx *ctx, struct cap_run_outcome *out, struct cap_err *err)
+{
+    const struct cap_source *src = ctx->src;
+    struct cap_policy local;
+    const struct cap_policy *pol = &g_policy;
+    bool local_policy = false;
+    if (!g_policy_ready) {
+        if (cap_policy_init(&local, ctx->cfg, err) < 0)
+            return -1;
+        pol = &local;
+        local_policy = true;
+    }
+    int rc = -1;
+    size_t nlogs = 0;
+    struct ct_log *logs = NULL;
+    struct cap_ct_suffixes *sfx = NULL;
+    struct cap_inventory *inv = NULL;
+    struct cap_ct_http *http = NULL;
+    sfx = cap_ct_suffixes_new((const char *const *)src->domains, src->domains_n, err);
+    if (!sfx)
+        goto done;
+    logs = logs_resolve(ctx, &nlogs, err);
+    if (!logs)
+        goto done;
+    inv = cap_inventory_new(ctx, 0, err);
+    if (!inv)
+        goto done;
+    http = cap_ct_http_new(pol, 10000, 20, 120000, err);
+    if (!http)
+        goto done;
+    int64_t run_entries = 0, run_matches = 0;
+    size_t failed = 0, misbehaving = 0;
+    bool backlog = false;
+    char summary[512] = "";
+    size_t so = 0;
+    int64_t total = 0;
+    for (size_t i = 0; i < nlogs; i++) {
+        if (ctx->stopping && atomic_load(ctx->stopping))
+            break;
+        struct ct_reader *r = calloc(1, sizeof *r);
+        if (!r) {
+            cap_err_set(err, CAP_E_NOMEM, "out of memory");
+            goto done;
+        }
+        r->ctx = ctx;
+        r->log = &logs[i];
+        r->inv = inv;
+        r->sfx = sfx;
+        r->http = http;
+        r->run_entries = &run_entries;
+        r->run_matches = &run_matches;
+        r->run_total = total;
+        cap_inventory_on_commit(inv, on_commit_cb, r);
+        bool left = false;
+        int lrc = run_log(r, ctx->cfg->ct_run_budget, &left, err);
+        cap_inventory_on_commit(inv, NULL, NULL);
+        total = r->run_total;
+        if (lrc < 0) {
+            free(r);
+            goto done;
+        }
+        backlog = backlog || left;
+        if (r->err[0]) {
+            failed++;
+            if (r->misbehaving)
+                misbehaving++;
+            cap_log(CAP_LOG_WARN, "ct_log_failed", CAP_LI("run_id", ctx->run_id),
+                    CAP_LS("log", r->log->url), CAP_LS("err", r->err));
+            if (so < sizeof summary - 1) {
+                int w = snprintf(summary + so, sizeof summary - so, "%s%s: %s%s", so ? "; " : "",
+                                 r->log->url, r->misbehaving ? "log misbehaving: " : "",
+                                 r->err);
+                so = w < 0 ? so : so + (size_t)w;
+                if (so > sizeof summary - 1)
+                    so = sizeof summary - 1;
+            }
+        }
+        free(r);
+    }
+    if (cap_inventory_flush(inv, err) < 0)
+        goto done;
+    struct cap_err pe = {0};
+    cap_run_progress(ctx, total, run_entries, run_matches, -1, -1, -1, &pe);
+    out->run_again = backlog && failed < nlogs;
+    snprintf(out->error, sizeof out->error, "%s", summary);
+    if (failed == 0)
+        out->status = CAP_RUN_SUCCEEDED;
+    else if (failed < nlogs)
+        out->status = CAP_RUN_PARTIAL;
+    else
+        out->status = CAP_RUN_FAILED;
+    (void)misbehaving;
+    cap_log(CAP_LOG_INFO, "ct_run_done", CAP_LI("run_id", ctx->run_id),
+            CAP_LI("entries", run_entries), CAP_LI("matches", run_matches),
+            CAP_LI("logs_failed", (long long)failed), CAP_LS("backlog", backlog ? "yes" : "no"));
+    rc = 0;
+done:
+    cap_ct_http_free(http);
+    cap_inventory_free(inv);
+    logs_free(logs, nlogs);
+    cap_ct_suffixes_free(sfx);
+    if (local_policy)
+        cap_policy_cleanup(&local);
+    return rc;
+}
+
+const struct cap_executor cap_ct_executor = {
+    .type = "ct_log",
+    .init = ct_init,
+    .shutdown = ct_shutdown,
+    .execute = ct_execute,
+};
