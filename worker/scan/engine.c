@@ -10,6 +10,7 @@
 #include <openssl/err.h>
 #include <openssl/x509.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stddef.h>
@@ -823,6 +824,8 @@ static int fit_fd_limit(int slots)
 struct cap_scan_engine *cap_scan_engine_new(int slots, struct cap_err *err)
 {
     pthread_once(&ex_once, ex_index_init);
+    /* OpenSSL writes to sockets the peer may have reset: a write must fail, not kill us. */
+    signal(SIGPIPE, SIG_IGN);
     if (slots < 1)
         slots = 1;
     slots = fit_fd_limit(slots);

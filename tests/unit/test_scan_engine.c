@@ -1,0 +1,299 @@
+/* Tests of the scan engine against servers in this process on 127.0.0.1: a TLS server with a
+ * generated certificate, a closed port (refused), a listener that never answers (timeout),
+ * one that sends garbage (tls_error), per-job concurrency and two jobs sharing the slots. */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <openssl/evp.h>
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "worker/scan/engine.h"
+
+static int failures;
+#define CHECK(cond)                                                                                \
+    do {                                                                                           \
+        if (!(cond)) {                                                                             \
+            fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond);               \
+            failures++;                                                                            \
+        }                                                                                          \
+    } while (0)
+
+static atomic_bool stop_servers;
+static atomic_int tls_inflight, tls_inflight_max;
+static SSL_CTX *server_ctx;
+static X509 *server_cert;
+
+static int64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static int listen_on(int *port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET};
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (fd < 0 || bind(fd, (struct sockaddr *)&a, sizeof a) != 0 || listen(fd, 64) != 0)
+        abort();
+    socklen_t l = sizeof a;
+    getsockname(fd, (struct sockaddr *)&a, &l);
+    *port = ntohs(a.sin_port);
+    return fd;
+}
+
+static void make_server_ctx(void)
+{
+    EVP_PKEY *k = EVP_EC_gen("P-256");
+    X509 *x = X509_new();
+    X509_set_version(x, 2);
+    ASN1_INTEGER_set(X509_get_serialNumber(x), 7);
+    X509_gmtime_adj(X509_getm_notBefore(x), -3600);
+    X509_gmtime_adj(X509_getm_notAfter(x), 86400);
+    X509_set_pubkey(x, k);
+    X509_NAME *n = X509_get_subject_name(x);
+    X509_NAME_add_entry_by_txt(n, "CN", MBSTRING_ASC, (const unsigned char *)"engine.test", -1,
+                               -1, 0);
+    X509_set_issuer_name(x, n);
+    X509_sign(x, k, EVP_sha256());
+    server_ctx = SSL_CTX_new(TLS_server_method());
+    SSL_CTX_use_certificate(server_ctx, x);
+    SSL_CTX_use_PrivateKey(server_ctx, k);
+    server_cert = x;
+    EVP_PKEY_free(k);
+}
+
+struct conn_arg {
+    int fd;
+    int mode; /* 0 tls, 1 tarpit, 2 garbage */
+};
+
+static void *conn_main(void *arg)
+{
+    struct conn_arg *c = arg;
+    if (c->mode == 0) {
+        int now = atomic_fetch_add(&tls_inflight, 1) + 1;
+        int m = atomic_load(&tls_inflight_max);
+        while (now > m && !atomic_compare_exchange_weak(&tls_inflight_max, &m, now))
+            ;
+        usleep(50000); /* hold the slot a little so concurrency shows */
+        SSL *s = SSL_new(server_ctx);
+        SSL_set_fd(s, c->fd);
+        (void)SSL_accept(s);
+        atomic_fetch_sub(&tls_inflight, 1);
+        char b[16];
+        (void)SSL_read(s, b, sizeof b);
+        SSL_free(s);
+    } else if (c->mode == 2) {
+        char b[2048];
+        (void)recv(c->fd, b, sizeof b, 0);
+        memset(b, 'x', sizeof b);
+        (void)send(c->fd, b, sizeof b, MSG_NOSIGNAL);
+        (void)recv(c->fd, b, sizeof b, 0);
+    } else {
+        char b[256];
+        struct pollfd p = {.fd = c->fd, .events = POLLIN};
+        while (!atomic_load(&stop_servers)) {
+            if (poll(&p, 1, 100) > 0 && recv(c->fd, b, sizeof b, 0) <= 0)
+                break;
+        }
+    }
+    close(c->fd);
+    free(c);
+    return NULL;
+}
+
+struct server {
+    int fd;
+    int mode;
+    pthread_t th;
+};
+
+static void *server_main(void *arg)
+{
+    struct server *s = arg;
+    while (!atomic_load(&stop_servers)) {
+        struct pollfd p = {.fd = s->fd, .events = POLLIN};
+        if (poll(&p, 1, 100) <= 0)
+            continue;
+        int fd = accept(s->fd, NULL, NULL);
+        if (fd < 0)
+            continue;
+        struct conn_arg *c = malloc(sizeof *c);
+        c->fd = fd;
+        c->mode = s->mode;
+        pthread_t t;
+        pthread_create(&t, NULL, conn_main, c);
+        pthread_detach(t);
+    }
+    return NULL;
+}
+
+static void req_for(struct cap_scan_req *q, int port, int timeout_ms, uint64_t tag)
+{
+    memset(q, 0, sizeof *q);
+    q->family = AF_INET;
+    uint32_t lo = htonl(INADDR_LOOPBACK);
+    memcpy(q->addr, &lo, 4);
+    q->port = port;
+    q->timeout_ms = timeout_ms;
+    q->tag = tag;
+    snprintf(q->host, sizeof q->host, "127.0.0.1");
+}
+
+static size_t collect(struct cap_scan_job *j, size_t want, struct cap_scan_result **all,
+                      int64_t limit_ms)
+{
+    size_t n = 0;
+    int64_t end = now_ms() + limit_ms;
+    while (n < want && now_ms() < end) {
+        struct cap_scan_result *r = cap_scan_job_wait(j, 200);
+        while (r) {
+            struct cap_scan_result *next = r->next;
+            r->next = NULL;
+            all[n++] = r;
+            r = next;
+        }
+    }
+    return n;
+}
+
+int main(void)
+{
+    make_server_ctx();
+    struct server srv[3];
+    int ports[3];
+    for (int i = 0; i < 3; i++) {
+        srv[i].fd = listen_on(&ports[i]);
+        srv[i].mode = i;
+        pthread_create(&srv[i].th, NULL, server_main, &srv[i]);
+    }
+    int closed_port;
+    int cfd = listen_on(&closed_port);
+    close(cfd); /* nothing listens there now */
+
+    struct cap_err err;
+    cap_err_clear(&err);
+    struct cap_scan_engine *e = cap_scan_engine_new(6, &err);
+    CHECK(e != NULL);
+    if (!e) {
+        fprintf(stderr, "%s\n", err.msg);
+        return 1;
+    }
+
+    /* One job, concurrency 3: TLS, refused, tarpit (1 s), garbage. */
+    struct cap_scan_job *j = cap_scan_job_new(e, 3, &err);
+    struct cap_scan_req q;
+    for (int i = 0; i < 8; i++) {
+        req_for(&q, ports[0], 3000, (uint64_t)i);
+        CHECK(cap_scan_job_submit(j, &q, &err) == 0);
+    }
+    req_for(&q, closed_port, 3000, 100);
+    cap_scan_job_submit(j, &q, &err);
+    req_for(&q, ports[1], 1000, 101);
+    cap_scan_job_submit(j, &q, &err);
+    req_for(&q, ports[2], 3000, 102);
+    cap_scan_job_submit(j, &q, &err);
+    struct cap_scan_result *all[32];
+    size_t n = collect(j, 11, all, 15000);
+    CHECK(n == 11);
+    CHECK(cap_scan_job_outstanding(j) == 0);
+    int ok = 0;
+    for (size_t i = 0; i < n; i++) {
+        struct cap_scan_result *r = all[i];
+        if (r->req.tag < 8) {
+            CHECK(strcmp(r->outcome, "ok") == 0);
+            if (strcmp(r->outcome, "ok") != 0)
+                fprintf(stderr, "tls probe: %s %s\n", r->outcome, r->error);
+            ok++;
+            CHECK(strcmp(r->version, "TLSv1.3") == 0);
+            CHECK(strncmp(r->cipher, "TLS_", 4) == 0);
+            CHECK(r->group_id == 29); /* x25519 */
+            CHECK(r->chain && sk_X509_num(r->chain) == 1);
+            if (r->chain)
+                CHECK(X509_cmp(sk_X509_value(r->chain, 0), server_cert) == 0);
+        } else if (r->req.tag == 100) {
+            CHECK(strcmp(r->outcome, "refused") == 0);
+        } else if (r->req.tag == 101) {
+            CHECK(strcmp(r->outcome, "timeout") == 0);
+            CHECK(r->elapsed_ms >= 900 && r->elapsed_ms < 2500);
+            CHECK(strstr(r->error, "handshake") != NULL);
+        } else if (r->req.tag == 102) {
+            CHECK(strcmp(r->outcome, "tls_error") == 0);
+            CHECK(r->error[0] != '\0');
+        }
+        cap_scan_result_free(r);
+    }
+    CHECK(ok == 8);
+    CHECK(cap_scan_job_peak(j) <= 3 && cap_scan_job_peak(j) >= 2);
+    cap_scan_job_free(j);
+
+    /* Two jobs of concurrency 5 share 6 slots: both progress, never more than 6 at once. */
+    atomic_store(&tls_inflight_max, 0);
+    struct cap_scan_job *a = cap_scan_job_new(e, 5, &err);
+    struct cap_scan_job *b = cap_scan_job_new(e, 5, &err);
+    for (int i = 0; i < 12; i++) {
+        req_for(&q, ports[0], 5000, (uint64_t)i);
+        cap_scan_job_submit(a, &q, &err);
+        cap_scan_job_submit(b, &q, &err);
+    }
+    size_t na = 0, nb = 0;
+    int64_t end = now_ms() + 20000;
+    while ((na < 12 || nb < 12) && now_ms() < end) {
+        struct cap_scan_result *r = cap_scan_job_wait(a, 50);
+        for (struct cap_scan_result *x = r; x; x = x->next)
+            na += strcmp(x->outcome, "ok") == 0;
+        cap_scan_result_free(r);
+        r = cap_scan_job_wait(b, 50);
+        for (struct cap_scan_result *x = r; x; x = x->next)
+            nb += strcmp(x->outcome, "ok") == 0;
+        cap_scan_result_free(r);
+    }
+    CHECK(na == 12 && nb == 12);
+    CHECK(cap_scan_job_peak(a) >= 2 && cap_scan_job_peak(b) >= 2);
+    struct cap_scan_engine_stats st;
+    cap_scan_engine_stats(e, &st);
+    CHECK(st.inflight_peak <= 6);
+    cap_scan_job_free(a);
+    cap_scan_job_free(b);
+
+    /* Freeing a job with probes in flight (tarpits) abandons them without results. */
+    struct cap_scan_job *c = cap_scan_job_new(e, 4, &err);
+    for (int i = 0; i < 6; i++) {
+        req_for(&q, ports[1], 60000, (uint64_t)i);
+        cap_scan_job_submit(c, &q, &err);
+    }
+    usleep(200000);
+    int64_t t0 = now_ms();
+    cap_scan_job_free(c);
+    CHECK(now_ms() - t0 < 2000);
+    cap_scan_engine_stats(e, &st);
+    CHECK(st.inflight == 0);
+
+    cap_scan_engine_free(e);
+    atomic_store(&stop_servers, true);
+    for (int i = 0; i < 3; i++) {
+        pthread_join(srv[i].th, NULL);
+        close(srv[i].fd);
+    }
+    usleep(200000);
+    SSL_CTX_free(server_ctx);
+    X509_free(server_cert);
+    if (failures) {
+        fprintf(stderr, "test_scan_engine: %d checks failed\n", failures);
+        return 1;
+    }
+    printf("test_scan_engine: ok\n");
+    return 0;
+}
