@@ -299,6 +299,7 @@ class Cluster:
             f.close()
         if rc != 0:
             raise AssertionError("initdb failed with exit code %d (see %s)" % (rc, initlog))
+        self._logs.remove(initlog)  # its chatter is no help once it worked
         last_err = None
         for _ in range(5):
             port = free_port()
@@ -798,7 +799,8 @@ def _short_row(row):
         return None
     keys = ("id", "source_id", "trigger", "status", "attempts", "stream_id", "worker", "error",
             "queued_at", "published_at", "started_at", "finished_at", "heartbeat_at")
-    return {k: row.get(k) for k in keys if k in row}
+    return {k: (str(row[k]) if row[k] is not None and not isinstance(row[k], (int, str))
+                else row[k]) for k in keys if k in row}
 
 
 def require(cond, what):
