@@ -6,9 +6,10 @@
 #include <stddef.h>
 #include <string.h>
 
-/* Weak so the worker links while a type is still missing; a missing one is NULL. */
-extern const struct cap_executor cap_scan_executor __attribute__((weak));
-extern const struct cap_executor cap_ct_executor __attribute__((weak));
+/* Strong references: a weak undefined symbol does not pull an object out of the static
+ * cap_worker library, so weak ones left both executors out of cap-worker. */
+extern const struct cap_executor cap_scan_executor;
+extern const struct cap_executor cap_ct_executor;
 extern const struct cap_executor cap_noop_executor;
 
 static const struct cap_executor *registered(int i)
