@@ -89,12 +89,12 @@ void cap_ctl_out_record(FILE *f, const PGresult *r, int row)
     }
 }
 
-long cap_ctl_out_json_query(PGconn *c, const char *name, const char *inner, int n,
-                            const char *const *params, struct cap_err *err)
+/* Wraps inner in head ... ") q", runs it and prints column 0; returns column 1 (rows). */
+static long json_agg_query(PGconn *c, const char *name, const char *head, const char *inner,
+                           int n, const char *const *params, struct cap_err *err)
 {
-    static const char head[] = "SELECT coalesce(json_agg(q), '[]'::json), count(*) FROM (";
     static const char tail[] = ") q";
-    size_t len = sizeof head + strlen(inner) + sizeof tail;
+    size_t len = strlen(head) + strlen(inner) + sizeof tail;
     char *sql = malloc(len);
     if (!sql) {
         cap_err_set(err, CAP_E_NOMEM, "%s: out of memory", name);
@@ -109,6 +109,21 @@ long cap_ctl_out_json_query(PGconn *c, const char *name, const char *inner, int 
     fprintf(stdout, "%s\n", PQgetvalue(r, 0, 0));
     PQclear(r);
     return rows;
+}
+
+long cap_ctl_out_json_query(PGconn *c, const char *name, const char *inner, int n,
+                            const char *const *params, struct cap_err *err)
+{
+    return json_agg_query(c, name, "SELECT coalesce(json_agg(q), '[]'::json), count(*) FROM (",
+                          inner, n, params, err);
+}
+
+long cap_ctl_out_json_objects(PGconn *c, const char *name, const char *inner, int n,
+                              const char *const *params, struct cap_err *err)
+{
+    return json_agg_query(c, name,
+                          "SELECT coalesce(json_agg(q.j), '[]'::json), count(*) FROM (", inner,
+                          n, params, err);
 }
 
 long cap_ctl_out_query(PGconn *c, bool json, bool record, const char *name, const char *inner,

@@ -82,12 +82,11 @@ static const char SQL_INVENTORY_TABLE[] =
     " LEFT JOIN managed_certificates m ON m.fingerprint_sha256 = c.fingerprint_sha256"
     " WHERE $1::int IS NULL OR c.not_after < now() + make_interval(days => $1::int)"
     " ORDER BY c.not_after NULLS LAST, c.fingerprint_sha256 LIMIT $2::bigint";
+/* Every column but the DER (large; present in the table), plus whether it is managed. Built as
+ * JSON objects so columns added by later migrations follow without a change here. */
 static const char SQL_INVENTORY_JSON[] =
-    "SELECT c.fingerprint_sha256, c.subject, c.issuer, c.sans, c.san_ips, c.san_emails,"
-    " c.san_uris, c.serial, c.not_before, c.not_after, c.key_algorithm, c.key_bits, c.key_curve,"
-    " c.key_oid, c.signature_algorithm, c.signature_oid, c.pqc_class, c.is_precert, c.is_ca,"
-    " c.self_signed, c.spki_sha256, c.tbs_sha256, c.revocation, c.first_seen_at,"
-    " c.last_seen_at, m.fingerprint_sha256 IS NOT NULL AS managed"
+    "SELECT (to_jsonb(c) - 'der') || jsonb_build_object('managed',"
+    "  m.fingerprint_sha256 IS NOT NULL) AS j"
     " FROM discovered_certificates c"
     " LEFT JOIN managed_certificates m ON m.fingerprint_sha256 = c.fingerprint_sha256"
     " WHERE $1::int IS NULL OR c.not_after < now() + make_interval(days => $1::int)"
@@ -311,9 +310,9 @@ int cap_ctl_cmd_inventory(struct cap_ctl *ctl, int argc, char **argv)
     if (!c)
         return cap_ctl_fail(&err);
     const char *p[] = {dt ? cap_pg_i64(days, d) : NULL, lim};
-    long rows = cap_ctl_out_query(c, ctl->json, false, "inventory",
-                                  ctl->json ? SQL_INVENTORY_JSON : SQL_INVENTORY_TABLE, 2, p,
-                                  "no certificates", &err);
+    long rows = ctl->json ? cap_ctl_out_json_objects(c, "inventory", SQL_INVENTORY_JSON, 2, p, &err)
+                          : cap_ctl_out_query(c, false, false, "inventory", SQL_INVENTORY_TABLE, 2,
+                                              p, "no certificates", &err);
     if (rows < 0)
         return cap_ctl_fail(&err);
     note_limit(rows, limit);
