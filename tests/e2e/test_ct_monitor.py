@@ -1,0 +1,184 @@
+"""CT monitor end to end: a ct_log source reads the project's test CT log (RFC 6962 and tiled),
+stores exactly the matching certificates and precertificates with their sightings and findings,
+splits a long catch-up across runs, resumes across runs with consistency checks, and reports a
+misbehaving log without moving its checkpoint."""
+
+import sys
+
+import harness
+from ctlog_util import (TestLog, checkpoint, expected, latest_run, sightings, source_id,
+                        trigger, wait_idle)
+
+ENTRIES = 1200
+
+
+def check_exact(c, sid, log, upto, what):
+    got = [(i, fp) for i, fp in sightings(c, sid)]
+    want = expected(log.truth(), upto)
+    assert got == want, "%s: sightings differ: %d stored, %d expected; missing %s; extra %s" % (
+        what, len(got), len(want), sorted(set(want) - set(got))[:5], sorted(set(got) - set(want))[:5])
+    return want
+
+
+def main():
+    with harness.Cluster(name="ct", config={"ct.run_budget": 500}) as c, \
+            TestLog(c.tmpdir, entries=ENTRIES, batch_max=100) as log:
+        c.capctl_ok("migrate")
+        c.start_scheduler()
+        c.start_worker()
+
+        # --- RFC 6962, backfill from 0, budget splits the catch-up into runs -----------------
+        c.capctl_ok("source", "add", "shadow", "--type", "ct_log", "--domain", "example.com",
+                    "--domain", "XN--BCHER-KVA.example", "--log", log.url, "--log-key", log.key_file,
+                    "--expected-issuer", "Good CA", "--backfill-from", "0", "--trigger")
+        sid = source_id(c, "shadow")
+        c.wait_for(lambda: c.sql("SELECT 1 FROM discovery_runs WHERE source_id = %s", (sid,)),
+                   timeout=30, what="first run queued")
+        last = wait_idle(c, sid, timeout=180)
+        runs = c.sql_dicts("SELECT id, status, trigger, error FROM discovery_runs "
+                           "WHERE source_id = %s ORDER BY id", (sid,))
+        assert all(r["status"] == "succeeded" for r in runs), runs
+        assert len(runs) >= 3, "a 1200-entry catch-up with budget 500 takes 3 runs: %s" % runs
+        cp = checkpoint(c, sid, log.url)
+        assert cp["next_index"] == ENTRIES and cp["tree_size"] == ENTRIES, cp
+        assert cp["backlog"] == 0 and cp["verified"] and cp["has_frontier"], cp
+        want = check_exact(c, sid, log, ENTRIES, "rfc6962 backfill")
+        assert len(want) > 50, "the generator should give enough matches (%d)" % len(want)
+
+        # Tricky names never matched; matches include CN-only and IDN names.
+        truth = log.truth()
+        stored = {fp for _, fp in sightings(c, sid)}
+        for t in truth:
+            if any(n in ("notexample.com", "example.com.evil.net") for n in t["names"]) and \
+                    not t["match"]:
+                assert t["fingerprint"] not in stored, t
+        assert any(t["cn_only"] and t["match"] for t in truth)
+        assert any(t["fingerprint"] in stored and t["cn_only"] for t in truth)
+        assert any(t["fingerprint"] in stored and
+                   any("xn--bcher-kva" in n.lower() for n in t["names"]) for t in truth)
+
+        # Inventory rows: precerts flagged, fingerprints are of the precertificate.
+        pre = c.sql("SELECT count(*) FROM discovered_certificates WHERE is_precert")[0][0]
+        want_pre = sum(1 for t in truth if t["match"] and t["precert"])
+        assert pre == want_pre, (pre, want_pre)
+
+        # Findings: one ct_new_certificate per match; unexpected issuer for the other CA.
+        newf = c.sql("SELECT fingerprint_sha256, details->>'issuer' FROM findings "
+                     "WHERE kind = 'ct_new_certificate' AND source_id = %s", (sid,))
+        assert sorted(f for f, _ in newf) == sorted(fp for _, fp in want), "ct_new_certificate"
+        assert all("CtLog Test" in (iss or "") for _, iss in newf), newf[:3]
+        unexp = sorted(r[0] for r in c.sql(
+            "SELECT fingerprint_sha256 FROM findings WHERE kind = 'ct_unexpected_issuer' "
+            "AND severity = 'high' AND source_id = %s", (sid,)))
+        want_unexp = sorted(t["fingerprint"] for t in truth if t["match"] and "Other" in t["issuer"])
+        assert unexp == want_unexp, (len(unexp), len(want_unexp))
+        print("rfc6962 backfill: %d runs, %d matches" % (len(runs), len(want)))
+
+        # --- growth: resume from the checkpoint, consistency proof, new matches ------------
+        size = log.grow(150)
+        run, _ = trigger(c, "shadow")
+        assert run["status"] == "succeeded", run
+        assert checkpoint(c, sid, log.url)["next_index"] == size
+        check_exact(c, sid, log, size, "after growth")
+        assert log.stats()["consistency"] >= 1
+
+        # --- 429 with Retry-After is honoured; the run still succeeds -----------------------
+        size = log.grow(100)
+        log.fault("429", count=2, arg=1)
+        run, _ = trigger(c, "shadow")
+        assert run["status"] == "succeeded", run
+        check_exact(c, sid, log, size, "after 429")
+
+        # --- each fault is a clear error; the checkpoint stays on stored entries ------------
+        faults = [("500", 20, None, "HTTP 500"), ("truncated", 1, None, "malformed JSON"),
+                  ("badb64", 1, None, "base64"), ("badleaf", 1, None, "leaf")]
+        for kind, count, arg, msg in faults:
+            size = log.grow(100)
+            before = checkpoint(c, sid, log.url)["next_index"]
+            log.clear()
+            log.fault(kind, count=count, arg=arg)
+            run, _ = trigger(c, "shadow")
+            log.clear()
+            assert run["status"] == "failed", (kind, run)
+            assert msg in (run["error"] or ""), (kind, run["error"])
+            cp = checkpoint(c, sid, log.url)
+            assert before <= cp["next_index"] < size, (kind, before, cp)
+            check_exact(c, sid, log, cp["next_index"], "after fault %s" % kind)
+            run, _ = trigger(c, "shadow")
+            assert run["status"] == "succeeded", (kind, run)
+            assert checkpoint(c, sid, log.url)["next_index"] == size
+            check_exact(c, sid, log, size, "recovered from %s" % kind)
+            print("fault %s: %s" % (kind, c.sql("SELECT error FROM discovery_runs WHERE "
+                                                 "source_id = %s AND status = 'failed' ORDER BY "
+                                                 "id DESC LIMIT 1", (sid,))[0][0]))
+
+        # --- misbehaviour: forked tree, bad signature, shrinking tree -----------------------
+        for kind, msg in (("fork", "consistency"), ("badsig", "signature"), ("shrink", "shrank")):
+            size = log.grow(20)
+            cp_before = checkpoint(c, sid, log.url)
+            log.clear()
+            log.fault(kind, count=1, arg=50)
+            run, _ = trigger(c, "shadow")
+            log.clear()
+            assert run["status"] == "failed", (kind, run)
+            assert "misbehaving" in run["error"] and msg in run["error"], (kind, run["error"])
+            f = c.sql("SELECT severity, details->>'reason' FROM findings WHERE "
+                      "kind = 'ct_log_misbehaving' AND subject_key = %s AND status = 'open'",
+                      ("source:%d" % sid,))
+            assert f and f[0][0] == "high" and msg in f[0][1], (kind, f)
+            cp = checkpoint(c, sid, log.url)
+            assert cp["next_index"] == cp_before["next_index"], (kind, cp_before, cp)
+            c.sql("UPDATE findings SET status = 'resolved', resolved_at = now() "
+                  "WHERE kind = 'ct_log_misbehaving'")
+        run, _ = trigger(c, "shadow")
+        assert run["status"] == "succeeded", run
+        check_exact(c, sid, log, log.stats()["tree_size"], "after misbehaviour")
+
+        # --- static-ct (tiled) with protocol probing -----------------------------------------
+        c.capctl_ok("source", "add", "tiled", "--type", "ct_log", "--domain", "example.com",
+                    "--domain", "XN--BCHER-KVA.example", "--log", log.tiled_url, "--log-key",
+                    log.key_file, "--backfill-from", "0", "--trigger")
+        tid = source_id(c, "tiled")
+        c.wait_for(lambda: c.sql("SELECT 1 FROM discovery_runs WHERE source_id = %s", (tid,)),
+                   timeout=30, what="tiled run queued")
+        run = wait_idle(c, tid, timeout=180)
+        assert run["status"] == "succeeded", run
+        size = log.stats()["tree_size"]
+        cp = checkpoint(c, tid, log.tiled_url)
+        assert cp["next_index"] == size and cp["verified"], cp
+        check_exact(c, tid, log, size, "tiled backfill")
+        size = log.grow(300)
+        run, _ = trigger(c, "tiled")
+        assert run["status"] == "succeeded", run
+        check_exact(c, tid, log, size, "tiled after growth")
+        log.fault("fork", count=1)
+        log.grow(10)
+        run, _ = trigger(c, "tiled")
+        log.clear()
+        assert run["status"] == "failed" and "misbehaving" in run["error"], run
+
+        # --- a new source starts at the current size, then reads only what is new ----------
+        c.capctl_ok("source", "add", "fresh", "--type", "ct_log", "--domain", "example.com",
+                    "--log", log.url, "--log-key", log.key_file, "--trigger")
+        fid = source_id(c, "fresh")
+        c.wait_for(lambda: c.sql("SELECT 1 FROM discovery_runs WHERE source_id = %s", (fid,)),
+                   timeout=30, what="fresh run queued")
+        run = wait_idle(c, fid)
+        assert run["status"] == "succeeded", run
+        start = log.stats()["tree_size"]
+        assert checkpoint(c, fid, log.url)["next_index"] == start
+        assert sightings(c, fid) == []
+        end = log.grow(200)
+        run, _ = trigger(c, "fresh")
+        assert run["status"] == "succeeded", run
+        got = sightings(c, fid)
+        want = [x for x in expected(log.truth(), end) if x[0] >= start]
+        assert [tuple(x) for x in got] == want, (len(got), len(want))
+        cp = checkpoint(c, fid, log.url)
+        assert cp["has_frontier"] and cp["next_index"] == end, cp
+        print("ct monitor e2e: ok")
+
+
+if __name__ == "__main__":
+    main()
+    sys.exit(0)
