@@ -13,5 +13,8 @@ CREATE INDEX discovered_certificates_first_run ON discovered_certificates (first
 CREATE INDEX endpoint_observations_endpoint_ok ON endpoint_observations (endpoint_id, run_id DESC)
     WHERE outcome = 'ok';
 
+-- Certificate findings look up the observations whose chain holds a certificate.
+CREATE INDEX endpoint_observations_chain ON endpoint_observations USING gin (chain);
+
 -- Findings are resolved per source and run.
 CREATE INDEX findings_open_source_run ON findings (source_id, run_id) WHERE status = 'open';

@@ -170,7 +170,7 @@ static const char SQL_UPSERT_FINDINGS[] =
     "  WHEN 1 THEN " SQL_CERT_ENDPOINTS("WHERE ee.fingerprint_sha256 = t.fp") " "
     "  WHEN 2 THEN " SQL_CERT_ENDPOINTS(
         "WHERE ee.id IN (SELECT o.endpoint_id FROM endpoint_observations o "
-        "WHERE o.run_id = $1::bigint AND t.fp = ANY(o.chain))") " "
+        "WHERE o.run_id = $1::bigint AND o.chain @> ARRAY[t.fp])") " "
     "  ELSE '{}'::jsonb END AS details "
     " FROM unnest($2::text[], $3::text[], $4::text[], $5::bigint[], $6::bigint[], $7::text[], "
     " $8::text[], $9::text[], $10::int[], $11::text[], $12::bool[], $13::int[], $14::int[]) "
@@ -204,9 +204,11 @@ static const char SQL_RESOLVE_MISSING[] =
     "  (SELECT o.endpoint_id FROM endpoint_observations o WHERE o.run_id = $2::bigint)) "
     " OR (f.subject_key LIKE 'cert:%' AND ("
     "  EXISTS (SELECT 1 FROM endpoint_observations o WHERE o.run_id = $2::bigint "
-    "   AND f.fingerprint_sha256 = ANY(o.chain)) "
-    "  OR NOT EXISTS (SELECT 1 FROM endpoints e "
-    "   WHERE e.fingerprint_sha256 = f.fingerprint_sha256))) "
+    "   AND o.chain @> ARRAY[f.fingerprint_sha256]) "
+    "  OR NOT EXISTS (SELECT 1 FROM endpoint_observations o "
+    "   WHERE o.chain @> ARRAY[f.fingerprint_sha256] AND o.endpoint_id NOT IN "
+    "   (SELECT r.endpoint_id FROM endpoint_observations r WHERE r.run_id = $2::bigint "
+    "    AND cardinality(r.chain) > 0)))) "
     " OR f.subject_key LIKE 'run:%' OR f.subject_key LIKE 'source:%')";
 
 /* ---- queued rows: a table of owned strings (NULL cells are SQL NULL) ---- */

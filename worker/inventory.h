@@ -172,11 +172,15 @@ int cap_findings_raise_endpoint(struct cap_inventory *inv, const char *kind, con
                                 const char *details_json, struct cap_err *err);
 
 /* After a run: flushes, then resolves the open findings of the run's source, of the given
- * kinds (NULL/0: every kind the network scan raises except drift, which people resolve), that
- * this run did not refresh and whose cause this run re-examined: endpoint findings of
- * endpoints this run observed; certificate findings of certificates in a chain this run
- * observed, or that no endpoint serves any more; run/source findings. Returns the number of
- * findings resolved through *resolved (may be NULL), 0, or -1 with err. Blocks. */
+ * kinds (NULL/0: every kind the network scan raises except drift, which people resolve, and
+ * revoked, left to the revocation checker), that this run did not refresh and whose cause this
+ * run re-examined: endpoint findings of endpoints this run observed; certificate findings of
+ * certificates in a chain this run observed (the cause is a property of the certificate), or
+ * seen only at endpoints from which this run received a different chain (none of them serves
+ * it any more); run:/source: findings. An endpoint this run did not reach, or reached without
+ * receiving a certificate (refused, timeout), keeps its certificates' findings. Fenced,
+ * one transaction. Returns the number resolved through *resolved (may be NULL): 0, or -1 with
+ * err. Blocks. */
 int cap_findings_resolve_missing(struct cap_inventory *inv, const char *const *kinds,
                                  size_t kinds_n, int64_t *resolved, struct cap_err *err);
 

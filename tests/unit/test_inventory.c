@@ -1,0 +1,715 @@
+/* Tests of worker/inventory. Without arguments: the pure finding rules (certificate and
+ * endpoint findings). With --pg URL (as tests/e2e/test_inventory.py runs it against a
+ * migrated throwaway PostgreSQL): a three-run scenario through the real writer, checking the
+ * rows, drift, idempotence, fencing and finding resolution. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <libpq-fe.h>
+#include <openssl/evp.h>
+#include <openssl/x509.h>
+#include <openssl/x509v3.h>
+
+#include "common/pg.h"
+#include "common/x509.h"
+#include "worker/inventory.h"
+
+static int failures;
+static int checks;
+
+#define CHECK(cond)                                                                                \
+    do {                                                                                           \
+        checks++;                                                                                  \
+        if (!(cond)) {                                                                             \
+            failures++;                                                                            \
+            fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond);               \
+        }                                                                                          \
+    } while (0)
+
+#define CHECK_INT(want, got)                                                                       \
+    do {                                                                                           \
+        checks++;                                                                                  \
+        long long w_ = (long long)(want), g_ = (long long)(got);                                   \
+        if (w_ != g_) {                                                                            \
+            failures++;                                                                            \
+            fprintf(stderr, "%s:%d: want %lld, got %lld (%s)\n", __FILE__, __LINE__, w_, g_,       \
+                    #got);                                                                         \
+        }                                                                                          \
+    } while (0)
+
+#define CHECK_STR(want, got)                                                                       \
+    do {                                                                                           \
+        checks++;                                                                                  \
+        const char *w_ = (want), *g_ = (got);                                                      \
+        if (!g_ || strcmp(w_, g_) != 0) {                                                          \
+            failures++;                                                                            \
+            fprintf(stderr, "%s:%d: want \"%s\", got \"%s\"\n", __FILE__, __LINE__, w_,            \
+                    g_ ? g_ : "(null)");                                                           \
+        }                                                                                          \
+    } while (0)
+
+/* ---- pure rules ---- */
+
+/* Whether kind is among the n specs (and with which severity). */
+static const char *has_kind(const struct cap_finding_spec *s, size_t n, const char *kind)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (strcmp(s[i].kind, kind) == 0) {
+            return s[i].severity;
+        }
+    }
+    return NULL;
+}
+
+static struct cap_cert_facts fake_facts(const char *alg, int bits, const char *curve,
+                                        const char *oid, const char *hash, char **sans,
+                                        size_t nsans)
+{
+    static char *none[] = {NULL};
+    struct cap_cert_facts f = {0};
+    snprintf(f.fingerprint_sha256, sizeof(f.fingerprint_sha256), "%064d", 7);
+    f.subject = "CN=x";
+    f.issuer = "CN=ca";
+    f.cn = "";
+    f.serial = "01";
+    f.key_algorithm = (char *)alg;
+    f.key_bits = bits;
+    f.key_curve = (char *)curve;
+    f.key_oid = (char *)oid;
+    f.signature_algorithm = "sig";
+    f.signature_oid = "1.2";
+    f.signature_hash = (char *)hash;
+    f.dns_sans = sans ? sans : none;
+    f.dns_sans_n = nsans;
+    f.ip_sans = none;
+    f.email_sans = none;
+    f.uri_sans = none;
+    f.has_validity = true;
+    return f;
+}
+
+static void test_cert_specs(void)
+{
+    const int64_t now = 1800000000;
+    struct cap_finding_spec s[16];
+    char *sans[] = {"www.example.test", "WWW.example.test", NULL};
+
+    struct cap_cert_facts f =
+        fake_facts("RSA", 1024, "", "1.2.840.113549.1.1.1", "sha1", sans, 2);
+    f.self_signed = true;
+    f.not_before = now - 1000;
+    f.not_after = now - 1;
+    size_t n = cap_inventory_cert_finding_specs(&f, true, now, 14, s, 16);
+    CHECK_INT(6, n);
+    CHECK_STR("critical", has_kind(s, n, "expired"));
+    CHECK_STR("high", has_kind(s, n, "self_signed"));
+    CHECK_STR("high", has_kind(s, n, "weak_signature"));
+    CHECK_STR("high", has_kind(s, n, "weak_key"));
+    CHECK_STR("low", has_kind(s, n, "san_case_duplicate"));
+    CHECK_STR("info", has_kind(s, n, "pqc_vulnerable"));
+    CHECK(has_kind(s, n, "expiring") == NULL);
+    CHECK(strstr(s[0].reason, "expired at 2027-01-15T07:59:59Z") != NULL);
+
+    /* A chain certificate only ever gets expired. */
+    n = cap_inventory_cert_finding_specs(&f, false, now, 14, s, 16);
+    CHECK_INT(1, n);
+    CHECK_STR("expired", s[0].kind);
+
+    /* Expiring in 3 days: medium, only when not managed; a good EC key is transition. */
+    struct cap_cert_facts g =
+        fake_facts("EC", 256, "P-256", "1.2.840.10045.2.1", "sha256", NULL, 0);
+    g.not_before = now - 1000;
+    g.not_after = now + 3 * 86400;
+    n = cap_inventory_cert_finding_specs(&g, true, now, 14, s, 16);
+    CHECK_INT(2, n);
+    CHECK_STR("medium", has_kind(s, n, "expiring"));
+    CHECK(s[0].unmanaged_only);
+    CHECK_STR("info", has_kind(s, n, "pqc_vulnerable"));
+    CHECK(strstr(s[1].reason, "EC P-256") != NULL);
+    /* ... but not with a 2-day window, nor exactly at the window's end. */
+    CHECK_INT(1, cap_inventory_cert_finding_specs(&g, true, now, 2, s, 16));
+    g.not_after = now + 14 * 86400;
+    CHECK_INT(1, cap_inventory_cert_finding_specs(&g, true, now, 14, s, 16));
+
+    /* ML-DSA: nothing at all; EC on 192 bits: weak key, unknown bucket (no pqc finding). */
+    struct cap_cert_facts m =
+        fake_facts("ML-DSA-65", 0, "", "2.16.840.1.101.3.4.3.18", "", NULL, 0);
+    m.not_after = now + 400 * 86400;
+    CHECK_INT(0, cap_inventory_cert_finding_specs(&m, true, now, 14, s, 16));
+    struct cap_cert_facts w = fake_facts("EC", 192, "P-192", "1.2.840.10045.2.1", "sha256",
+                                         NULL, 0);
+    w.not_after = now + 400 * 86400;
+    n = cap_inventory_cert_finding_specs(&w, true, now, 14, s, 16);
+    CHECK_INT(1, n);
+    CHECK_STR("weak_key", s[0].kind);
+
+    /* The count is returned even when out is too small. */
+    CHECK_INT(6, cap_inventory_cert_finding_specs(&f, true, now, 14, s, 2));
+    CHECK_INT(6, cap_inventory_cert_finding_specs(&f, true, now, 14, NULL, 0));
+}
+
+static void test_endpoint_specs(void)
+{
+    struct cap_finding_spec s[8];
+    struct cap_observation o = {.host = "127.0.0.1", .address = "127.0.0.1", .port = 443,
+                                .outcome = "refused", .verify_result = -1};
+    size_t n = cap_inventory_endpoint_finding_specs(&o, NULL, s, 8);
+    CHECK_INT(1, n);
+    CHECK_STR("unreachable", s[0].kind);
+    CHECK_STR("low", s[0].severity);
+    o.outcome = "timeout";
+    CHECK_INT(1, cap_inventory_endpoint_finding_specs(&o, NULL, s, 8));
+    CHECK_STR("unreachable", s[0].kind);
+    CHECK(strstr(s[0].reason, "timed out") != NULL);
+    o.outcome = "tls_error";
+    CHECK_INT(1, cap_inventory_endpoint_finding_specs(&o, NULL, s, 8));
+    CHECK_STR("tls_error", s[0].kind);
+    o.outcome = "policy_block";
+    CHECK_INT(0, cap_inventory_endpoint_finding_specs(&o, NULL, s, 8));
+
+    static const struct {
+        const char *version;
+        const char *cipher;
+        bool deprecated;
+        bool weak;
+    } cases[] = {
+        {"TLSv1.3", "TLS_AES_128_GCM_SHA256", false, false},
+        {"TLSv1.2", "TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384", false, false},
+        {"TLSv1.2", "TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256", false, false},
+        {"TLSv1.2", "TLS_RSA_WITH_3DES_EDE_CBC_SHA", false, true},
+        {"TLSv1.2", "DES-CBC3-SHA", false, true},
+        {"TLSv1.2", "TLS_RSA_WITH_NULL_SHA256", false, true},
+        {"TLSv1.2", "TLS_DH_anon_WITH_AES_128_CBC_SHA", false, true},
+        {"TLSv1.2", "AECDH-AES128-SHA", false, true},
+        {"TLSv1.1", "TLS_RSA_WITH_RC4_128_SHA", true, true},
+        {"TLSv1", "TLS_RSA_EXPORT_WITH_RC4_40_MD5", true, true},
+        {"SSLv3", "TLS_RSA_WITH_AES_128_CBC_SHA", true, false},
+        {"TLSv1.1", "TLS_RSA_WITH_DES_CBC_SHA", true, true},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        struct cap_observation ok = {.host = "127.0.0.1", .address = "127.0.0.1", .port = 443,
+                                     .outcome = "ok", .tls_version = cases[i].version,
+                                     .cipher_suite = cases[i].cipher, .verify_result = 0};
+        n = cap_inventory_endpoint_finding_specs(&ok, NULL, s, 8);
+        CHECK_INT(cases[i].deprecated ? 1 : 0, has_kind(s, n, "deprecated_tls") != NULL);
+        CHECK_INT(cases[i].weak ? 1 : 0, has_kind(s, n, "weak_cipher") != NULL);
+        CHECK_INT((int)cases[i].deprecated + (int)cases[i].weak, n);
+    }
+
+    char *sans[] = {"*.example.test", "example.test", NULL};
+    struct cap_cert_facts leaf = fake_facts("EC", 256, "P-256", "1.2.840.10045.2.1", "sha256",
+                                            sans, 2);
+    struct cap_observation named = {.host = "www.example.test", .address = "127.0.0.1",
+                                    .port = 443, .sni = "www.example.test",
+                                    .host_is_name = true, .outcome = "ok",
+                                    .tls_version = "TLSv1.3",
+                                    .cipher_suite = "TLS_AES_256_GCM_SHA384",
+                                    .verify_result = 0};
+    CHECK_INT(0, cap_inventory_endpoint_finding_specs(&named, &leaf, s, 8));
+    named.host = "a.b.example.test";
+    n = cap_inventory_endpoint_finding_specs(&named, &leaf, s, 8);
+    CHECK_INT(1, n);
+    CHECK_STR("medium", has_kind(s, n, "name_mismatch"));
+    /* An IP target is never a name mismatch. */
+    named.host_is_name = false;
+    CHECK_INT(0, cap_inventory_endpoint_finding_specs(&named, &leaf, s, 8));
+    named.verify_result = 18;
+    named.verify_error = "self-signed certificate";
+    n = cap_inventory_endpoint_finding_specs(&named, &leaf, s, 8);
+    CHECK_INT(1, n);
+    CHECK_STR("medium", has_kind(s, n, "untrusted"));
+    CHECK(strstr(s[0].reason, "self-signed certificate") != NULL);
+    /* Failed handshakes get no handshake findings even with a certificate. */
+    named.outcome = "tls_error";
+    n = cap_inventory_endpoint_finding_specs(&named, &leaf, s, 8);
+    CHECK_INT(1, n);
+    CHECK_STR("tls_error", s[0].kind);
+}
+
+/* ---- the PostgreSQL scenario ---- */
+
+static PGconn *pg;
+
+static long long q_int(const char *sql, const char *p1)
+{
+    const char *params[] = {p1};
+    PGresult *r = PQexecParams(pg, sql, p1 ? 1 : 0, NULL, params, NULL, NULL, 0);
+    long long v = -1;
+    if (PQresultStatus(r) != PGRES_TUPLES_OK || PQntuples(r) < 1) {
+        fprintf(stderr, "query failed: %s: %s\n", sql, PQerrorMessage(pg));
+    } else {
+        v = PQgetisnull(r, 0, 0) ? -1 : strtoll(PQgetvalue(r, 0, 0), NULL, 10);
+    }
+    PQclear(r);
+    return v;
+}
+
+static char *q_text(const char *sql, const char *p1)
+{
+    const char *params[] = {p1};
+    PGresult *r = PQexecParams(pg, sql, p1 ? 1 : 0, NULL, params, NULL, NULL, 0);
+    char *v = NULL;
+    if (PQresultStatus(r) != PGRES_TUPLES_OK || PQntuples(r) < 1) {
+        fprintf(stderr, "query failed: %s: %s\n", sql, PQerrorMessage(pg));
+    } else if (!PQgetisnull(r, 0, 0)) {
+        v = strdup(PQgetvalue(r, 0, 0));
+    }
+    PQclear(r);
+    return v;
+}
+
+static void q_cmd(const char *sql, const char *p1)
+{
+    const char *params[] = {p1};
+    PGresult *r = PQexecParams(pg, sql, p1 ? 1 : 0, NULL, params, NULL, NULL, 0);
+    if (PQresultStatus(r) != PGRES_COMMAND_OK && PQresultStatus(r) != PGRES_TUPLES_OK) {
+        fprintf(stderr, "command failed: %s: %s\n", sql, PQerrorMessage(pg));
+        exit(2);
+    }
+    PQclear(r);
+}
+
+struct der {
+    uint8_t *p;
+    size_t n;
+};
+
+static struct der make_cert(EVP_PKEY *key, EVP_PKEY *signer, const char *cn,
+                            const char *issuer_cn, const char *san, const EVP_MD *md,
+                            time_t nb, time_t na, long serial)
+{
+    X509 *x = X509_new();
+    X509_set_version(x, 2);
+    ASN1_INTEGER_set(X509_get_serialNumber(x), serial);
+    ASN1_TIME_set(X509_getm_notBefore(x), nb);
+    ASN1_TIME_set(X509_getm_notAfter(x), na);
+    X509_NAME_add_entry_by_txt(X509_get_subject_name(x), "CN", MBSTRING_UTF8,
+                               (const unsigned char *)cn, -1, -1, 0);
+    X509_NAME_add_entry_by_txt(X509_get_issuer_name(x), "CN", MBSTRING_UTF8,
+                               (const unsigned char *)issuer_cn, -1, -1, 0);
+    X509_set_pubkey(x, key);
+    if (san) {
+        X509V3_CTX ctx;
+        X509V3_set_ctx(&ctx, x, x, NULL, NULL, 0);
+        X509_EXTENSION *e = X509V3_EXT_conf_nid(NULL, &ctx, NID_subject_alt_name, san);
+        X509_add_ext(x, e, -1);
+        X509_EXTENSION_free(e);
+    }
+    X509_sign(x, signer, md);
+    struct der d = {0};
+    unsigned char *buf = NULL;
+    int n = i2d_X509(x, &buf);
+    if (n <= 0) {
+        fprintf(stderr, "cannot encode test certificate\n");
+        exit(2);
+    }
+    d.p = buf;
+    d.n = (size_t)n;
+    X509_free(x);
+    return d;
+}
+
+static char *fp_of(struct der d)
+{
+    struct cap_cert_facts f;
+    if (cap_x509_facts_from_der(d.p, d.n, &f, NULL) != 0) {
+        exit(2);
+    }
+    char *fp = strdup(f.fingerprint_sha256);
+    cap_cert_facts_cleanup(&f);
+    return fp;
+}
+
+static int64_t new_run(int64_t source_id)
+{
+    char s[24];
+    snprintf(s, sizeof(s), "%lld", (long long)source_id);
+    return q_int("INSERT INTO discovery_runs (source_id, trigger, status, attempts, started_at) "
+                 "VALUES ($1, 'manual', 'running', 1, now()) RETURNING id",
+                 s);
+}
+
+static void end_run(int64_t run_id)
+{
+    char s[24];
+    snprintf(s, sizeof(s), "%lld", (long long)run_id);
+    q_cmd("UPDATE discovery_runs SET status = 'succeeded', finished_at = now() WHERE id = $1", s);
+}
+
+static long long count_findings(const char *kind, const char *subject_like, const char *status)
+{
+    char sql[512];
+    snprintf(sql, sizeof(sql),
+             "SELECT count(*) FROM findings WHERE kind = '%s' AND subject_key LIKE '%s' "
+             "AND status = '%s'",
+             kind, subject_like, status);
+    return q_int(sql, NULL);
+}
+
+static long long endpoint_id(const char *addr_port)
+{
+    /* addr_port: "127.0.0.1|443" */
+    char sql[256];
+    char addr[64];
+    int port = 0;
+    if (sscanf(addr_port, "%63[^|]|%d", addr, &port) != 2) {
+        exit(2);
+    }
+    snprintf(sql, sizeof(sql), "SELECT id FROM endpoints WHERE address = '%s' AND port = %d",
+             addr, port);
+    return q_int(sql, NULL);
+}
+
+static int add_obs(struct cap_inventory *inv, const char *addr, int port, const char *sni,
+                   bool named, const char *outcome, const struct der *chain, size_t chain_n,
+                   const char *version, const char *cipher, uint16_t group, int verify)
+{
+    struct cap_der c[4];
+    for (size_t i = 0; i < chain_n; i++) {
+        c[i].der = chain[i].p;
+        c[i].len = chain[i].n;
+    }
+    struct cap_observation o = {.host = named ? sni : addr, .address = addr, .port = port,
+                                .sni = sni, .host_is_name = named, .outcome = outcome,
+                                .error = strcmp(outcome, "ok") ? "handshake failure \xff" : NULL,
+                                .tls_version = version, .cipher_suite = cipher,
+                                .kex_group_id = group, .chain = c, .chain_n = chain_n,
+                                .verify_result = verify,
+                                .verify_error = verify > 0 ? "unable to get local issuer" : NULL};
+    struct cap_err err = {0};
+    int rc = cap_inventory_add_observation(inv, &o, &err);
+    if (rc != 0) {
+        fprintf(stderr, "add observation %s:%d: %s\n", addr, port, err.msg);
+    }
+    return rc;
+}
+
+static int flush(struct cap_inventory *inv)
+{
+    struct cap_err err = {0};
+    int rc = cap_inventory_flush(inv, &err);
+    if (rc != 0) {
+        fprintf(stderr, "flush: %s\n", err.msg);
+    }
+    return rc;
+}
+
+static int run_pg(const char *url)
+{
+    struct cap_err err = {0};
+    pg = cap_pg_connect(url, "test_inventory", &err);
+    if (!pg) {
+        fprintf(stderr, "connect: %s\n", err.msg);
+        return 2;
+    }
+    int64_t src = q_int("INSERT INTO discovery_sources (name, type, cidrs) "
+                        "VALUES ('inv', 'network_scan', '{127.0.0.0/29}') RETURNING id",
+                        NULL);
+    struct cap_config cfg = {0};
+    cfg.scan_expiring_days = 14;
+    time_t now = time(NULL);
+
+    EVP_PKEY *ca_key = EVP_RSA_gen(2048);
+    EVP_PKEY *ka = EVP_EC_gen("P-256"), *kb = EVP_EC_gen("P-256");
+    EVP_PKEY *kc = EVP_RSA_gen(1024), *kd = EVP_EC_gen("P-384");
+    struct der ca = make_cert(ca_key, ca_key, "Inv CA", "Inv CA", NULL, EVP_sha256(),
+                              now - 86400, now + 3650 * 86400, 1);
+    struct der a = make_cert(ka, ca_key, "a.test", "Inv CA", "DNS:a.test", EVP_sha256(),
+                             now - 86400, now + 365 * 86400, 2);
+    struct der b = make_cert(kb, ca_key, "a.test", "Inv CA", "DNS:a.test,DNS:b.test",
+                             EVP_sha256(), now - 86400, now + 365 * 86400, 3);
+    struct der c = make_cert(kc, kc, "old.test", "old.test", "DNS:X.test,DNS:x.test",
+                             EVP_sha1(), now - 400 * 86400, now - 86400, 4);
+    struct der d = make_cert(kd, ca_key, "soon.test", "Inv CA", "DNS:soon.test", EVP_sha256(),
+                             now - 86400, now + 3 * 86400, 5);
+    char *fa = fp_of(a), *fb = fp_of(b), *fc = fp_of(c), *fd = fp_of(d), *fca = fp_of(ca);
+
+    /* Run 1. */
+    int64_t run1 = new_run(src);
+    struct cap_run_ctx ctx = {.cfg = &cfg, .pg = pg, .run_id = run1, .source_id = src,
+                              .attempt = 1};
+    struct cap_inventory *inv = cap_inventory_new(&ctx, CAP_INVENTORY_PROGRESS_OBSERVATIONS,
+                                                  &err);
+    struct der chain_a[] = {a, ca}, chain_b[] = {b, ca}, chain_c[] = {c}, chain_d[] = {d};
+    CHECK_INT(0, add_obs(inv, "127.0.0.1", 443, "a.test", true, "ok", chain_a, 2, "TLSv1.3",
+                         "TLS_AES_128_GCM_SHA256", 0x001d, 0));
+    CHECK_INT(0, add_obs(inv, "127.0.0.2", 443, "", false, "ok", chain_c, 1, "TLSv1",
+                         "TLS_RSA_WITH_3DES_EDE_CBC_SHA", 0x0017, 20));
+    CHECK_INT(0, add_obs(inv, "127.0.0.3", 443, "", false, "refused", NULL, 0, NULL, NULL, 0,
+                         -1));
+    CHECK_INT(0, add_obs(inv, "127.0.0.4", 8443, "", false, "tls_error", chain_d, 1, NULL, NULL,
+                         0, -1));
+    /* Bad arguments queue nothing. */
+    struct cap_observation bad = {.address = "not-an-ip", .port = 443, .outcome = "ok"};
+    cap_err_clear(&err);
+    CHECK_INT(-1, cap_inventory_add_observation(inv, &bad, &err));
+    CHECK(strstr(err.msg, "not-an-ip") != NULL);
+    bad.address = "127.0.0.9";
+    bad.outcome = "maybe";
+    CHECK_INT(-1, cap_inventory_add_observation(inv, &bad, NULL));
+    CHECK_INT(0, flush(inv));
+    CHECK_INT(0, flush(inv)); /* nothing queued: no-op */
+
+    CHECK_INT(4, q_int("SELECT count(*) FROM discovered_certificates", NULL));
+    CHECK_INT(4, q_int("SELECT count(*) FROM endpoints", NULL));
+    CHECK_INT(4, q_int("SELECT count(*) FROM endpoint_observations", NULL));
+    CHECK_INT(0, q_int("SELECT count(*) FROM drift_events", NULL));
+    char r1[24];
+    snprintf(r1, sizeof(r1), "%lld", (long long)run1);
+    CHECK_INT(4, q_int("SELECT new_certificates FROM discovery_runs WHERE id = $1", r1));
+    CHECK_INT(4, q_int("SELECT targets_done FROM discovery_runs WHERE id = $1", r1));
+    CHECK_INT(2, q_int("SELECT ok_count FROM discovery_runs WHERE id = $1", r1));
+    CHECK_INT(1, q_int("SELECT unreachable_count FROM discovery_runs WHERE id = $1", r1));
+    struct cap_inventory_stats st;
+    cap_inventory_stats(inv, &st);
+    CHECK_INT(4, st.certs_new);
+    CHECK_INT(1, st.batches);
+
+    /* Certificate rows. */
+    char *v = q_text("SELECT pqc_class || ' ' || key_algorithm || ' ' || key_bits || ' ' || "
+                     "self_signed || ' ' || array_to_string(sans, ',') || ' ' || "
+                     "signature_algorithm FROM discovered_certificates "
+                     "WHERE fingerprint_sha256 = $1",
+                     fc);
+    CHECK_STR("vulnerable RSA 1024 true X.test,x.test sha1WithRSAEncryption", v);
+    free(v);
+    v = q_text("SELECT key_curve || ' ' || pqc_class || ' ' || (first_seen_run_id IS NOT NULL) "
+               "|| ' ' || (der = decode(fingerprint_sha256, 'hex'))::text "
+               "FROM discovered_certificates WHERE fingerprint_sha256 = $1",
+               fa);
+    CHECK_STR("P-256 transition true false", v);
+    free(v);
+    CHECK_INT(1, q_int("SELECT count(*) FROM discovered_certificates WHERE "
+                       "encode(sha256(der), 'hex') = fingerprint_sha256 AND "
+                       "fingerprint_sha256 = $1",
+                       fa));
+    /* Endpoints and observations. */
+    v = q_text("SELECT e.status || ' ' || e.host || ' ' || e.sni || ' ' || o.tls_version || ' ' "
+               "|| o.kex_group || ' ' || o.kex_group_id || ' ' || o.kex_pqc || ' ' || "
+               "cardinality(o.chain) FROM endpoints e JOIN endpoint_observations o "
+               "ON o.endpoint_id = e.id WHERE e.fingerprint_sha256 = $1",
+               fa);
+    CHECK_STR("online a.test a.test TLSv1.3 x25519 29 classical 2", v);
+    free(v);
+    v = q_text("SELECT e.status || ' ' || coalesce(e.fingerprint_sha256, '-') || ' ' || "
+               "o.outcome || ' ' || o.error FROM endpoints e JOIN endpoint_observations o "
+               "ON o.endpoint_id = e.id WHERE e.address = '127.0.0.3'",
+               NULL);
+    CHECK_STR("offline - refused handshake failure \\xff", v);
+    free(v);
+    v = q_text("SELECT e.status || ' ' || coalesce(e.fingerprint_sha256, '-') || ' ' || "
+               "o.fingerprint_sha256 FROM endpoints e JOIN endpoint_observations o "
+               "ON o.endpoint_id = e.id WHERE e.address = '127.0.0.4'",
+               NULL);
+    char want[200];
+    snprintf(want, sizeof(want), "unknown - %s", fd);
+    CHECK_STR(want, v);
+    free(v);
+
+    /* Findings of run 1. */
+    CHECK_INT(1, count_findings("deprecated_tls", "endpoint:%", "open"));
+    CHECK_INT(1, count_findings("weak_cipher", "endpoint:%", "open"));
+    CHECK_INT(1, count_findings("untrusted", "endpoint:%", "open"));
+    CHECK_INT(1, count_findings("unreachable", "endpoint:%", "open"));
+    CHECK_INT(1, count_findings("tls_error", "endpoint:%", "open"));
+    CHECK_INT(0, count_findings("name_mismatch", "%", "open"));
+    CHECK_INT(1, count_findings("expired", "cert:%", "open"));
+    CHECK_INT(1, count_findings("self_signed", "cert:%", "open"));
+    CHECK_INT(1, count_findings("weak_signature", "cert:%", "open"));
+    CHECK_INT(1, count_findings("weak_key", "cert:%", "open"));
+    CHECK_INT(1, count_findings("san_case_duplicate", "cert:%", "open"));
+    CHECK_INT(1, count_findings("expiring", "cert:%", "open"));
+    /* a, c, d (leaves); the CA is a chain certificate. */
+    CHECK_INT(3, count_findings("pqc_vulnerable", "cert:%", "open"));
+    long long e2 = endpoint_id("127.0.0.2|443");
+    char e2s[24];
+    snprintf(e2s, sizeof(e2s), "%lld", e2);
+    CHECK_INT(e2, q_int("SELECT (details->'endpoints'->0->>'id')::bigint FROM findings "
+                        "WHERE kind = 'expired'",
+                        NULL));
+    CHECK_INT(1, q_int("SELECT (details->>'endpoint_count')::int FROM findings "
+                       "WHERE kind = 'expired'",
+                       NULL));
+    CHECK_INT(e2, q_int("SELECT endpoint_id FROM findings WHERE kind = 'untrusted'", NULL));
+    v = q_text("SELECT details->>'reason' FROM findings WHERE kind = 'weak_cipher'", NULL);
+    CHECK_STR("negotiated TLS_RSA_WITH_3DES_EDE_CBC_SHA (3DES)", v);
+    free(v);
+    long long total_open = q_int("SELECT count(*) FROM findings WHERE status = 'open'", NULL);
+    CHECK_INT(14, total_open);
+
+    /* The same observations again in the same run (a redelivered job): nothing new. */
+    CHECK_INT(0, add_obs(inv, "127.0.0.1", 443, "a.test", true, "ok", chain_a, 2, "TLSv1.3",
+                         "TLS_AES_128_GCM_SHA256", 0x001d, 0));
+    CHECK_INT(0, add_obs(inv, "127.0.0.2", 443, "", false, "ok", chain_c, 1, "TLSv1",
+                         "TLS_RSA_WITH_3DES_EDE_CBC_SHA", 0x0017, 20));
+    CHECK_INT(0, flush(inv));
+    CHECK_INT(4, q_int("SELECT count(*) FROM endpoint_observations", NULL));
+    CHECK_INT(total_open, q_int("SELECT count(*) FROM findings", NULL));
+    int64_t resolved = -1;
+    CHECK_INT(0, cap_findings_resolve_missing(inv, NULL, 0, &resolved, &err));
+    CHECK_INT(0, resolved);
+    cap_inventory_free(inv);
+    end_run(run1);
+
+    /* Run 2: 127.0.0.1 now serves b (drift), 127.0.0.2 got fixed, 127.0.0.3 times out,
+     * 127.0.0.4 is not reached at all. */
+    int64_t run2 = new_run(src);
+    ctx.run_id = run2;
+    inv = cap_inventory_new(&ctx, CAP_INVENTORY_PROGRESS_OBSERVATIONS, &err);
+    CHECK_INT(0, add_obs(inv, "127.0.0.1", 443, "a.test", true, "ok", chain_b, 2, "TLSv1.3",
+                         "TLS_AES_128_GCM_SHA256", 0x11ec, 0));
+    CHECK_INT(0, add_obs(inv, "127.0.0.2", 443, "", false, "ok", chain_c, 1, "TLSv1.2",
+                         "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256", 0x0017, 0));
+    CHECK_INT(0, add_obs(inv, "127.0.0.3", 443, "", false, "timeout", NULL, 0, NULL, NULL, 0,
+                         -1));
+    CHECK_INT(0, flush(inv));
+    char r2[24];
+    snprintf(r2, sizeof(r2), "%lld", (long long)run2);
+    CHECK_INT(1, q_int("SELECT count(*) FROM drift_events WHERE run_id = $1", r2));
+    v = q_text("SELECT array_to_string(changed, ',') || ' ' || old_fingerprint_sha256 "
+               "FROM drift_events WHERE run_id = $1",
+               r2);
+    snprintf(want, sizeof(want), "fingerprint,public_key,sans %s", fa);
+    CHECK_STR(want, v);
+    free(v);
+    CHECK_INT(1, q_int("SELECT drift_count FROM discovery_runs WHERE id = $1", r2));
+    CHECK_INT(1, q_int("SELECT new_certificates FROM discovery_runs WHERE id = $1", r2));
+    CHECK_INT(1, count_findings("drift", "endpoint:%", "open"));
+    v = q_text("SELECT kex_pqc || ' ' || kex_group FROM endpoint_observations o "
+               "JOIN endpoints e ON e.id = o.endpoint_id "
+               "WHERE o.run_id = $1 AND e.address = '127.0.0.1'",
+               r2);
+    CHECK_STR("hybrid X25519MLKEM768", v);
+    free(v);
+    /* A re-run of run 2 (a second inventory, as after a reclaim) adds no second drift. */
+    cap_inventory_free(inv);
+    inv = cap_inventory_new(&ctx, CAP_INVENTORY_PROGRESS_OBSERVATIONS, &err);
+    CHECK_INT(0, add_obs(inv, "127.0.0.1", 443, "a.test", true, "ok", chain_b, 2, "TLSv1.3",
+                         "TLS_AES_128_GCM_SHA256", 0x11ec, 0));
+    CHECK_INT(0, flush(inv));
+    CHECK_INT(1, q_int("SELECT count(*) FROM drift_events", NULL));
+    CHECK_INT(1, q_int("SELECT drift_count FROM discovery_runs WHERE id = $1", r2));
+
+    resolved = -1;
+    CHECK_INT(0, cap_findings_resolve_missing(inv, NULL, 0, &resolved, &err));
+    /* 127.0.0.2's deprecated_tls, weak_cipher, untrusted; a's pqc_vulnerable (only
+     * 127.0.0.1 served it, and it now serves b). d (seen at the unreached 127.0.0.4) keeps
+     * its findings, and so does 127.0.0.4. */
+    CHECK_INT(4, resolved);
+    CHECK_INT(0, count_findings("deprecated_tls", "%", "open"));
+    CHECK_INT(0, count_findings("untrusted", "%", "open"));
+    CHECK_INT(1, count_findings("unreachable", "%", "open"));
+    CHECK_INT(1, count_findings("tls_error", "%", "open"));
+    CHECK_INT(1, count_findings("expiring", "%", "open"));
+    CHECK_INT(1, count_findings("expired", "%", "open"));
+    snprintf(want, sizeof(want), "cert:%s", fa);
+    CHECK_INT(1, q_int("SELECT count(*) FROM findings WHERE status = 'resolved' AND "
+                       "subject_key = $1",
+                       want));
+    cap_inventory_free(inv);
+    end_run(run2);
+
+    /* Run 3: d becomes managed and 127.0.0.4 answers with it; 127.0.0.1 goes offline (no
+     * drift); 127.0.0.3 answers for the first time (no drift: no earlier ok). */
+    q_cmd("INSERT INTO managed_certificates (fingerprint_sha256) VALUES ($1)", fd);
+    int64_t run3 = new_run(src);
+    ctx.run_id = run3;
+    inv = cap_inventory_new(&ctx, CAP_INVENTORY_PROGRESS_OBSERVATIONS, &err);
+    CHECK_INT(0, add_obs(inv, "127.0.0.4", 8443, "", false, "ok", chain_d, 1, "TLSv1.3",
+                         "TLS_AES_128_GCM_SHA256", 0x001d, 0));
+    CHECK_INT(0, add_obs(inv, "127.0.0.1", 443, "a.test", true, "refused", NULL, 0, NULL, NULL,
+                         0, -1));
+    CHECK_INT(0, add_obs(inv, "127.0.0.3", 443, "", false, "ok", chain_a, 2, "TLSv1.2",
+                         "TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256", 0x0017, 0));
+    CHECK_INT(0, flush(inv));
+    CHECK_INT(1, q_int("SELECT count(*) FROM drift_events", NULL));
+    v = q_text("SELECT status || ' ' || fingerprint_sha256 FROM endpoints "
+               "WHERE address = '127.0.0.1'",
+               NULL);
+    snprintf(want, sizeof(want), "offline %s", fb);
+    CHECK_STR(want, v);
+    free(v);
+    resolved = -1;
+    CHECK_INT(0, cap_findings_resolve_missing(inv, NULL, 0, &resolved, &err));
+    /* d's expiring (managed now), 127.0.0.4's tls_error, 127.0.0.3's unreachable. */
+    CHECK_INT(3, resolved);
+    CHECK_INT(0, count_findings("expiring", "%", "open"));
+    CHECK_INT(1, count_findings("unreachable", "%", "open")); /* 127.0.0.1 now */
+    CHECK_INT(1, count_findings("drift", "%", "open"));        /* left to people */
+    /* a is served again (by 127.0.0.3): its pqc_vulnerable is a new open finding. */
+    snprintf(want, sizeof(want), "cert:%s", fa);
+    CHECK_INT(1, q_int("SELECT count(*) FROM findings WHERE status = 'open' AND "
+                       "subject_key = $1",
+                       want));
+
+    /* Sightings, explicit findings and the commit hook. */
+    CHECK_INT(0, cap_inventory_add_sighting(inv, fa, "https://log.example/", 42, 1700000000123,
+                                            &err));
+    CHECK_INT(-1, cap_findings_raise(inv, "policy_block", "medium", "run:1", 0, 0, NULL,
+                                     "[1,2]", &err));
+    cap_err_clear(&err);
+    CHECK_INT(0, cap_findings_raise(inv, "policy_block", "medium", "source:x", 0, 0, NULL,
+                                    "{\"refused\":{\"169.254.0.0/16\":4}}", &err));
+    CHECK_INT(0, flush(inv));
+    v = q_text("SELECT log_index || ' ' || extract(epoch FROM entry_timestamp)::numeric(16,3) "
+               "FROM ct_sightings",
+               NULL);
+    CHECK_STR("42 1700000000.123", v);
+    free(v);
+    CHECK_INT(4, q_int("SELECT (details->'refused'->>'169.254.0.0/16')::int FROM findings "
+                       "WHERE kind = 'policy_block'",
+                       NULL));
+
+    /* Fencing: another attempt took the run; the batch is refused and nothing is written. */
+    char r3[24];
+    snprintf(r3, sizeof(r3), "%lld", (long long)run3);
+    q_cmd("UPDATE discovery_runs SET attempts = 2 WHERE id = $1", r3);
+    CHECK_INT(0, add_obs(inv, "127.0.0.5", 443, "", false, "refused", NULL, 0, NULL, NULL, 0,
+                         -1));
+    cap_err_clear(&err);
+    CHECK_INT(-1, cap_inventory_flush(inv, &err));
+    CHECK_INT(CAP_E_FENCED, err.code);
+    CHECK_INT(0, q_int("SELECT count(*) FROM endpoints WHERE address = '127.0.0.5'", NULL));
+    /* Back to our attempt: the batch was kept and goes through. */
+    q_cmd("UPDATE discovery_runs SET attempts = 1 WHERE id = $1", r3);
+    CHECK_INT(0, flush(inv));
+    CHECK_INT(1, q_int("SELECT count(*) FROM endpoints WHERE address = '127.0.0.5'", NULL));
+    cap_inventory_free(inv);
+    end_run(run3);
+
+    EVP_PKEY_free(ca_key);
+    EVP_PKEY_free(ka);
+    EVP_PKEY_free(kb);
+    EVP_PKEY_free(kc);
+    EVP_PKEY_free(kd);
+    OPENSSL_free(ca.p);
+    OPENSSL_free(a.p);
+    OPENSSL_free(b.p);
+    OPENSSL_free(c.p);
+    OPENSSL_free(d.p);
+    free(fa);
+    free(fb);
+    free(fc);
+    free(fd);
+    free(fca);
+    PQfinish(pg);
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    test_cert_specs();
+    test_endpoint_specs();
+    if (argc == 3 && strcmp(argv[1], "--pg") == 0) {
+        if (run_pg(argv[2]) != 0) {
+            return 2;
+        }
+    } else if (argc != 1) {
+        fprintf(stderr, "usage: test_inventory [--pg URL]\n");
+        return 2;
+    }
+    printf("test_inventory: %d checks, %d failures\n", checks, failures);
+    return failures ? 1 : 0;
+}
