@@ -13,8 +13,9 @@
 #define SECS_WEEK (7 * SECS_DAY)
 /* 1970-01-04 00:00:00 UTC was a Sunday: weeks are counted from there. */
 #define WEEK_ANCHOR (3 * SECS_DAY)
-/* Cron search bound in years: long enough for Feb 29 across a skipped century leap year. */
-#define CRON_SEARCH_YEARS 8
+/* Cron search bound in years. A possible expression is due within 40 years: the rarest is
+ * Feb 29 on a given weekday (day-of-week field "*" slash 7, Vixie AND rule), 2088 then 2128. */
+#define CRON_SEARCH_YEARS 41
 
 static const char EXPECTED_FORMS[] =
     "expected manual, once, every DURATION, hourly, daily [HH:MM UTC], weekly [DAY HH:MM UTC] "
@@ -324,6 +325,8 @@ static int parse_weekly(struct pctx *c, struct cap_schedule *s)
 
 /* ---- cron ------------------------------------------------------------------------------ */
 
+static int next_bit(uint64_t mask, int from, int max);
+
 struct cron_field {
     const char *name;  /* in "step 0 in minute field" */
     const char *value; /* in "minute 60 out of range 0-59" */
@@ -448,6 +451,25 @@ static int cron_field_parse(struct pctx *c, size_t t, const struct cron_field *f
     return 0;
 }
 
+/* Longest each month can be (February in a leap year). */
+static const int MONTH_DAYS_MAX[13] = {0, 31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+
+/* A cron expression whose days of month occur in none of its months is never due (Feb 30).
+ * That happens only when the day-of-week field does not widen the choice: with both fields
+ * restricted any listed weekday matches, and a day-of-month field starting with '*' holds 1. */
+static int cron_check_possible(struct pctx *c, const uint64_t *bits, const bool *star)
+{
+    if (star[2] || !star[4])
+        return 0;
+    int first_day = next_bit(bits[2], 1, 31);
+    for (int m = 1; m <= 12; m++)
+        if (((bits[3] >> m) & 1u) && MONTH_DAYS_MAX[m] >= first_day)
+            return 0;
+    char q[CAP_ERR_VALUE_MAX * 4 + 8];
+    return fail(c, "never due: no month in \"%s\" has day %d", quote_tok(q, sizeof q, c, 3),
+                first_day);
+}
+
 static int parse_cron_tokens(struct pctx *c, struct cap_schedule *s)
 {
     if (c->ntok == 6 && !tok_is(c, 5, "utc") && looks_like_tz(tok_low(c, 5), c->tok[5].len))
@@ -460,6 +482,8 @@ static int parse_cron_tokens(struct pctx *c, struct cap_schedule *s)
     for (size_t k = 0; k < 5; k++)
         if (cron_field_parse(c, k, &CRON_FIELDS[k], &bits[k], &star[k]) < 0)
             return -1;
+    if (cron_check_possible(c, bits, star) < 0)
+        return -1;
     s->kind = CAP_SCHED_CRON;
     s->cron_min = bits[0];
     s->cron_hour = (uint32_t)bits[1];

@@ -48,7 +48,9 @@ struct cap_schedule {
  * hourly [[at] :MM] | daily [[at] HH:MM] | weekly [DAY [at] HH:MM] | @hourly @daily @midnight
  * @weekly @monthly @yearly @annually | "M H DOM MON DOW". Time forms and cron take an
  * optional trailing "UTC"; any other time zone is an error. In cron, "a/n" means "a-max/n",
- * and "fri-sun" / "5-0" in the day-of-week field mean Friday to Sunday. Pure, thread-safe. */
+ * and "fri-sun" / "5-0" in the day-of-week field mean Friday to Sunday. A cron expression that
+ * can never be due ("0 0 30 2 *") is an error here: `never due: no month in "2" has day 30`.
+ * Pure, thread-safe. */
 int cap_schedule_parse(const char *text, struct cap_schedule *out, struct cap_err *err);
 
 /* Returns the first due time strictly after `after` (Unix seconds, UTC), or -1 for manual.
@@ -58,8 +60,9 @@ int cap_schedule_parse(const char *text, struct cap_schedule *out, struct cap_er
  * seed (e.g. the source id) picks the stable offset inside the window for spread schedules, so
  * the same seed always gives the same second and different seeds spread evenly.
  * Cron follows Vixie semantics: when both day-of-month and day-of-week are restricted (neither
- * field starts with '*'), a day matching either is due. Impossible cron expressions (Feb 30)
- * return -1 after a bounded search (about 8 years). Never blocks; no local time zone. */
+ * field starts with '*'), a day matching either is due. A struct holding an impossible cron
+ * expression (Feb 30; the parser refuses those) gives -1 after a bounded search of 41 years,
+ * enough for the rarest possible one (Feb 29 on a Sunday). Never blocks; no local time. */
 int64_t cap_schedule_next(const struct cap_schedule *s, int64_t after, uint64_t seed);
 
 /* Catch-up rule for the scheduler: given the run that was due at `due` and the time `now`

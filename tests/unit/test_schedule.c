@@ -295,11 +295,24 @@ static void test_next_cron(void)
     ASSERT_EQ(ts(2000, 2, 29, 12, 0, 0), next_of("0 12 29 2 *", ts(1999, 3, 1, 0, 0, 0)));
     ASSERT_EQ(ts(2027, 3, 1, 0, 0, 0), next_of("0 0 1 3 *", ts(2026, 3, 1, 0, 0, 0)));
 
-    /* Impossible expressions end, with -1. */
+    /* The rarest possible day: Feb 29 on a Sunday (Vixie AND, as the weekday field starts with
+     * '*'), 40 years apart across 2100. */
+    ASSERT_EQ(ts(2032, 2, 29, 0, 0, 0), next_of("0 0 29 2 */7", ts(2025, 1, 1, 0, 0, 0)));
+    ASSERT_EQ(ts(2128, 2, 29, 0, 0, 0), next_of("0 0 29 2 */7", ts(2088, 2, 29, 0, 0, 0)));
+    /* Both fields restricted: Feb 29 or any Sunday in February. */
+    ASSERT_EQ(ts(2026, 2, 1, 0, 0, 0), next_of("0 0 29 2 0", ts(2025, 3, 1, 0, 0, 0)));
+
+    /* Impossible expressions are refused by the parser; a struct holding one anyway gives -1
+     * after a bounded search, quickly. */
+    struct cap_schedule imp = PARSE("0 0 28 2 *");
+    imp.cron_dom = 1u << 30;
     clock_t c0 = clock();
-    ASSERT_EQ(-1, next_of("0 0 30 2 *", ts(2025, 1, 1, 0, 0, 0)));
-    ASSERT_EQ(-1, next_of("0 0 31 4,6,9,11 *", ts(2025, 1, 1, 0, 0, 0)));
-    ASSERT_EQ(-1, next_of("*/5 * 31 2 *", ts(2025, 1, 1, 0, 0, 0)));
+    ASSERT_EQ(-1, cap_schedule_next(&imp, ts(2025, 1, 1, 0, 0, 0), 1));
+    imp = PARSE("*/5 * 30 4,6,9,11 *");
+    imp.cron_dom = 1u << 31;
+    ASSERT_EQ(-1, cap_schedule_next(&imp, ts(2025, 1, 1, 0, 0, 0), 1));
+    imp.cron_dom = (1u << 31) | (1u << 30); /* day 30 is fine again */
+    ASSERT_EQ(ts(2025, 4, 30, 0, 0, 0), cap_schedule_next(&imp, ts(2025, 1, 1, 0, 0, 0), 1));
     ASSERT((double)(clock() - c0) / CLOCKS_PER_SEC < 2.0);
 
     /* Vixie day rule: both restricted gives OR. Nov 2026 Fridays: 6, 13, 20, 27. */
@@ -543,6 +556,10 @@ static void test_invalid(void)
                      "day-of-week), got 4");
     FAILS("0 0 0 * * *", "schedule \"0 0 0 * * *\": expected 5 fields (minute hour day-of-month "
                          "month day-of-week), got 6");
+    FAILS("0 0 30 2 *", "schedule \"0 0 30 2 *\": never due: no month in \"2\" has day 30");
+    FAILS("0 0 31 4,6 *", "schedule \"0 0 31 4,6 *\": never due: no month in \"4,6\" has day 31");
+    FAILS("0 0 30-31 Feb */2",
+          "schedule \"0 0 30-31 Feb */2\": never due: no month in \"Feb\" has day 30");
     FAILS("0 3 * * * CET", "schedule \"0 3 * * * CET\": only UTC is supported");
     FAILS("fortnightly", "schedule \"fortnightly\": "
                          "unknown schedule (expected manual, once, "
