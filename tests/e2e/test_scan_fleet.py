@@ -1,0 +1,249 @@
+"""network_scan against a fleet of real TLS servers on loopback: certificate facts, findings,
+partial runs, the per-host timeout, the concurrency cap, SNI, STARTTLS, drift on re-scan, the
+network policy and scan.max_targets."""
+
+import os
+import ssl
+import sys
+import time
+
+import harness
+import tlsfleet
+
+WORKER_CAP = 4
+SOURCE_CONCURRENCY = 6
+
+
+def run_source(c, sid, timeout=120):
+    run_id = c.insert_run_sql(sid)
+    return c.wait_run(run_id, timeout=timeout)
+
+
+def observations(c, run_id):
+    rows = c.sql_dicts(
+        "SELECT host(e.address) AS address, e.port, e.sni, e.host, e.status, o.outcome, "
+        "o.fingerprint_sha256, o.tls_version, o.cipher_suite, o.kex_group, o.kex_group_id, "
+        "o.kex_pqc, o.chain, o.error, e.id AS endpoint_id "
+        "FROM endpoint_observations o JOIN endpoints e ON e.id = o.endpoint_id "
+        "WHERE o.run_id = %s", (run_id,))
+    return {(r["address"], r["port"], r["sni"]): r for r in rows}
+
+
+def cert_row(c, fp):
+    rows = c.sql_dicts("SELECT * FROM discovered_certificates WHERE fingerprint_sha256 = %s", (fp,))
+    assert rows, "certificate %s not in the inventory" % fp
+    return rows[0]
+
+
+def open_finding(c, kind, fp=None, endpoint_id=None):
+    if fp:
+        q, p = "fingerprint_sha256 = %s", fp
+    else:
+        q, p = "endpoint_id = %s", endpoint_id
+    return c.sql("SELECT count(*) FROM findings WHERE kind = %s AND status = 'open' AND " + q,
+                 (kind, p))[0][0]
+
+
+def main():
+    as_root = os.geteuid() == 0
+    with harness.Cluster(name="scanfleet", config={
+            "worker.max_concurrent_discovery": WORKER_CAP,
+            "network.deny": ["169.255.0.0/16"],
+            "scan.max_targets": 200000,
+            "logging.level": "info"}) as c:
+        c.migrate()
+        fleet = tlsfleet.Fleet(c.tmpdir)
+        f = fleet
+        s = {}
+        s["rsa2048"] = f.tls("rsa2048", f.cert("rsa2048.fleet.test", key=f.rsa(2048)))
+        s["rsa4096"] = f.tls("rsa4096", f.cert("rsa4096.fleet.test", key=f.rsa(4096)))
+        s["p256"] = f.tls("p256", f.cert("p256.fleet.test", key=f.ecdsa("P-256")))
+        s["p384"] = f.tls("p384", f.cert("p384.fleet.test", key=f.ecdsa("P-384")))
+        s["ed25519"] = f.tls("ed25519", f.cert("ed25519.fleet.test", key=f.ed25519()))
+        s["expired"] = f.tls("expired", f.cert("expired.fleet.test", expired=True))
+        s["selfsigned"] = f.tls("selfsigned", f.cert("self.fleet.test", key=f.rsa(2048),
+                                                     self_signed=True))
+        s["wildcard"] = f.tls("wildcard", f.cert("*.fleet.test", sans=["*.fleet.test"]))
+        sans100 = ["h%03d.fleet.test" % i for i in range(100)]
+        s["san100"] = f.tls("san100", f.cert("h000.fleet.test", sans=sans100))
+        s["chain"] = f.tls("chain", f.cert("chain.fleet.test", via_intermediate=True))
+        s["tls12"] = f.tls("tls12", f.cert("tls12.fleet.test"), max_version=ssl.TLSVersion.TLSv1_2)
+        s["tls13"] = f.tls("tls13", f.cert("tls13.fleet.test"), min_version=ssl.TLSVersion.TLSv1_3)
+        s["tarpit1"] = f.add("tarpit1", "tarpit")
+        s["tarpit2"] = f.add("tarpit2", "tarpit")
+        s["nothing"] = f.add("nothing", "refused")
+        if as_root:
+            s["smtp"] = f.add("smtp", "starttls_smtp", cert=f.cert("mail.fleet.test"), port=587)
+            s["smtp"].ctx = s["smtp"].cert.context()
+        else:
+            print("NOTE: not root, so no SMTP server on port 587: STARTTLS is left to the unit tests")
+        default_cert = f.cert("default.sni.test")
+        sni_cert = f.cert("localhost", sans=["localhost"])
+        s["sni"] = f.tls("sni", default_cert, sni={"localhost": sni_cert}, addr="127.0.0.1")
+        fleet.start()
+        try:
+            c.start_scheduler()
+            w = c.start_worker()
+            ports = [fleet.port] + ([587] if as_root else [])
+            sid = c.add_source_sql("fleet", cidrs=[fleet.cidr()], ports=ports, timeout_ms=1000,
+                                   concurrency=SOURCE_CONCURRENCY)
+
+            # ---- first scan
+            t0 = time.time()
+            run = run_source(c, sid)
+            print("fleet scan 1: %s in %.1fs, max handshakes in flight %d"
+                  % (run["status"], time.time() - t0, fleet.max_inflight))
+            assert run["status"] == "partial", harness._short_row(run)
+            obs = observations(c, run["id"])
+            assert len(obs) == 64 * len(ports), "observations: %d" % len(obs)
+            assert run["targets_total"] == 64 * len(ports), run["targets_total"]
+            assert run["targets_done"] == 64 * len(ports), run["targets_done"]
+            tls_names = ["rsa2048", "rsa4096", "p256", "p384", "ed25519", "expired", "selfsigned",
+                         "wildcard", "san100", "chain", "tls12", "tls13"]
+            assert run["ok_count"] == len(tls_names) + (1 if as_root else 0), run["ok_count"]
+            for name in tls_names:
+                srv = s[name]
+                o = obs[(srv.addr, fleet.port, "")]
+                assert o["outcome"] == "ok", (name, o)
+                assert o["fingerprint_sha256"] == srv.cert.fingerprint, (name, o)
+                assert o["cipher_suite"] and o["cipher_suite"].startswith("TLS_"), (name, o)
+                assert o["kex_pqc"] == "classical", (name, o)
+                assert o["kex_group_id"] in (29, 23, 24, 25, 30), (name, o)
+                assert len(o["chain"]) == len(srv.cert.chain), (name, o["chain"])
+                assert o["chain"][0] == srv.cert.fingerprint
+                assert o["status"] == "online"
+                # every fleet certificate chains to a root the system does not trust
+                assert open_finding(c, "untrusted", endpoint_id=o["endpoint_id"]) == 1, name
+            assert obs[(s["tls12"].addr, fleet.port, "")]["tls_version"] == "TLSv1.2"
+            assert obs[(s["tls13"].addr, fleet.port, "")]["tls_version"] == "TLSv1.3"
+            assert obs[(s["rsa2048"].addr, fleet.port, "")]["kex_group"] in ("x25519", "X25519")
+            chain_obs = obs[(s["chain"].addr, fleet.port, "")]
+            assert chain_obs["chain"][1] == tlsfleet.fingerprint_der(
+                s["chain"].cert.chain[1].public_bytes(tlsfleet.serialization.Encoding.DER))
+
+            expect = {"rsa2048": ("RSA", 2048, ""), "rsa4096": ("RSA", 4096, ""),
+                      "p256": ("EC", 256, "P-256"), "p384": ("EC", 384, "P-384"),
+                      "ed25519": ("Ed25519", None, "")}
+            for name, (alg, bits, curve) in expect.items():
+                row = cert_row(c, s[name].cert.fingerprint)
+                assert row["key_algorithm"] == alg, (name, row["key_algorithm"])
+                if bits:
+                    assert row["key_bits"] == bits, (name, row["key_bits"])
+                assert (row["key_curve"] or "") == curve, (name, row["key_curve"])
+                assert row["pqc_class"] == "transition", (name, row["pqc_class"])
+                assert open_finding(c, "pqc_vulnerable", fp=s[name].cert.fingerprint) == 1, name
+            assert len(cert_row(c, s["san100"].cert.fingerprint)["sans"]) == 100
+            assert sorted(cert_row(c, s["wildcard"].cert.fingerprint)["sans"]) == ["*.fleet.test"]
+            assert cert_row(c, s["selfsigned"].cert.fingerprint)["self_signed"] is True
+            assert open_finding(c, "self_signed", fp=s["selfsigned"].cert.fingerprint) == 1
+            assert open_finding(c, "expired", fp=s["expired"].cert.fingerprint) == 1
+            assert open_finding(c, "expired", fp=s["rsa2048"].cert.fingerprint) == 0
+            assert open_finding(c, "self_signed", fp=s["rsa2048"].cert.fingerprint) == 0
+            # the intermediate is in the inventory too
+            cert_row(c, chain_obs["chain"][1])
+
+            for name in ("tarpit1", "tarpit2"):
+                o = obs[(s[name].addr, fleet.port, "")]
+                assert o["outcome"] == "timeout", (name, o)
+                assert o["status"] == "offline"
+                assert open_finding(c, "unreachable", endpoint_id=o["endpoint_id"]) == 1
+            o = obs[(s["nothing"].addr, fleet.port, "")]
+            assert o["outcome"] == "refused", o
+            assert open_finding(c, "unreachable", endpoint_id=o["endpoint_id"]) == 1
+            if as_root:
+                o = obs[(s["smtp"].addr, 587, "")]
+                assert o["outcome"] == "ok", o
+                assert o["fingerprint_sha256"] == s["smtp"].cert.fingerprint, o
+
+            # concurrency: never more handshakes in flight than min(source, worker cap)
+            bound = min(SOURCE_CONCURRENCY, WORKER_CAP)
+            assert 1 <= fleet.max_inflight <= bound, (fleet.max_inflight, bound)
+
+            # ---- the timeout is honoured: two tarpits with a 1 s timeout end in under 3 s
+            tid = c.add_source_sql("tarpits", cidrs=["%s/32" % s["tarpit1"].addr,
+                                                     "%s/32" % s["tarpit2"].addr],
+                                   ports=[fleet.port], timeout_ms=1000)
+            trun = run_source(c, tid)
+            took = (trun["finished_at"] - trun["started_at"]).total_seconds()
+            print("tarpit run: %s in %.2fs" % (trun["status"], took))
+            assert trun["status"] == "partial", harness._short_row(trun)
+            assert took < 3.0, "tarpit run took %.2fs with a 1 s timeout" % took
+            tobs = observations(c, trun["id"])
+            assert sorted(o["outcome"] for o in tobs.values()) == ["timeout", "timeout"], tobs
+
+            # ---- SNI: the bare address gets the default certificate, the name its own
+            sni_sid = c.add_source_sql("sni", cidrs=["127.0.0.1/32"], hosts=["localhost"],
+                                       ports=[fleet.port], timeout_ms=2000)
+            srun = run_source(c, sni_sid)
+            sobs = observations(c, srun["id"])
+            bare = sobs[("127.0.0.1", fleet.port, "")]
+            named = sobs[("127.0.0.1", fleet.port, "localhost")]
+            assert bare["fingerprint_sha256"] == default_cert.fingerprint, bare
+            assert named["fingerprint_sha256"] == sni_cert.fingerprint, named
+            assert named["host"] == "localhost", named
+            assert open_finding(c, "name_mismatch", endpoint_id=named["endpoint_id"]) == 0
+
+            # ---- drift: swap three certificates, re-scan, exactly three drifts
+            swapped = ["rsa2048", "p256", "wildcard"]
+            for name in swapped:
+                fleet.swap(s[name], f.cert(s[name].cert.cert.subject.get_attributes_for_oid(
+                    tlsfleet.NameOID.COMMON_NAME)[0].value, sans=[n.value for n in
+                    s[name].cert.cert.extensions.get_extension_for_class(
+                        tlsfleet.x509.SubjectAlternativeName).value]))
+            fleet.reset_counters()
+            run2 = run_source(c, sid)
+            assert run2["status"] == "partial", harness._short_row(run2)
+            drifts = c.sql_dicts(
+                "SELECT host(e.address) AS address, d.old_fingerprint_sha256, "
+                "d.new_fingerprint_sha256, d.changed FROM drift_events d "
+                "JOIN endpoints e ON e.id = d.endpoint_id WHERE d.run_id = %s", (run2["id"],))
+            got = sorted(d["address"] for d in drifts)
+            want = sorted(s[n].addr for n in swapped)
+            assert got == want, "drifts at %s, expected %s" % (got, want)
+            for d in drifts:
+                assert "fingerprint" in d["changed"] and "public_key" in d["changed"], d
+                assert "sans" not in d["changed"], d
+            assert c.sql("SELECT count(*) FROM drift_events")[0][0] == 3
+            assert run2["drift_count"] == 3, run2["drift_count"]
+            assert fleet.max_inflight <= min(SOURCE_CONCURRENCY, WORKER_CAP), fleet.max_inflight
+
+            # ---- network policy: a listed block inside an always-refused one is rejected
+            try:
+                c.add_source_sql("linklocal", cidrs=["169.254.0.0/16"])
+                raise AssertionError("a source listing 169.254.0.0/16 was saved")
+            except harness.psycopg2.Error as e:
+                assert "169.254.0.0/16" in str(e), e
+            # 169.254.0.0/15: half link-local, half in network.deny; nothing may be sent there
+            pid = c.add_source_sql("policy", cidrs=["169.254.0.0/15", "%s/32" % s["p384"].addr],
+                                   ports=[fleet.port], timeout_ms=2000)
+            prun = run_source(c, pid)
+            assert prun["status"] == "succeeded", harness._short_row(prun)
+            assert c.sql("SELECT count(*) FROM endpoints WHERE address <<= '169.254.0.0/15'")[0][0] == 0
+            pobs = observations(c, prun["id"])
+            assert list(pobs) == [(s["p384"].addr, fleet.port, "")], pobs
+            pf = c.sql_dicts("SELECT * FROM findings WHERE kind = 'policy_block' AND run_id = %s",
+                             (prun["id"],))
+            assert len(pf) == 1, pf
+            det = pf[0]["details"]
+            assert det["refused_addresses"] == 131072, det
+            reasons = {r["reason"]: r["count"] for r in det["ranges"]}
+            assert reasons == {"link-local (169.254.0.0/16)": 65536,
+                               "network.deny 169.255.0.0/16": 65536}, reasons
+            assert pf[0]["severity"] == "medium"
+
+            # ---- scan.max_targets: refused before any probe, both numbers in the message
+            big = c.add_source_sql("toobig", cidrs=["10.0.0.0/14"], ports=[443])
+            brun = run_source(c, big)
+            assert brun["status"] == "failed", harness._short_row(brun)
+            assert "262144" in brun["error"] and "200000" in brun["error"], brun["error"]
+            assert c.sql("SELECT count(*) FROM endpoints WHERE address <<= '10.0.0.0/8'")[0][0] == 0
+
+            c.assert_running(w)
+        finally:
+            fleet.stop()
+    print("test_scan_fleet: ok")
+
+
+if __name__ == "__main__":
+    main()
+    sys.exit(0)
