@@ -16,14 +16,21 @@ CAP_SCRIPT=test.sh
 BUILD_DIR=${CAP_TEST_BUILD_DIR:-build-test}
 JOBS=${CAP_JOBS:-2}
 
-# 1. Packages.
+# 1. Packages. apt-get update + install of whatever is missing (nothing to do, and no network
+# needed, when everything is there). A machine whose nodejs comes from NodeSource already has
+# npm, and Debian's npm package conflicts with that nodejs: an npm on PATH counts as installed.
 if [ "${CAP_SKIP_INSTALL:-0}" != 1 ]; then
-    # shellcheck disable=SC2046
-    cap_apt_install $(cap_packages scripts/packages-build.txt scripts/packages-test.txt)
+    pkgs=$(cap_packages scripts/packages-build.txt scripts/packages-test.txt)
+    if command -v npm >/dev/null 2>&1; then
+        pkgs=$(printf '%s\n' "$pkgs" | grep -vx npm || true)
+    fi
+    # shellcheck disable=SC2086
+    cap_apt_install_missing $pkgs
     if [ -f scripts/packages-npm.txt ] && [ -n "$(cap_packages scripts/packages-npm.txt)" ]; then
         command -v npm >/dev/null 2>&1 || cap_apt_install npm
+        # --no-save: the versions are pinned by the list; the checkout stays unchanged.
         # shellcheck disable=SC2046
-        cap_as_invoker npm install --no-audit --no-fund --prefix tests/deploy \
+        cap_as_invoker npm install --no-save --no-audit --no-fund --prefix tests/deploy \
             $(cap_packages scripts/packages-npm.txt)
     fi
 fi
