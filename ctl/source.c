@@ -9,6 +9,7 @@
 
 #include "common/config.h"
 #include "common/pg.h"
+#include "common/policy.h"
 #include "common/schedule.h"
 #include "ctl/ctl.h"
 #include "ctl/out.h"
@@ -896,11 +897,32 @@ static int64_t max_run(PGconn *c, int64_t id, struct cap_err *err)
     return v;
 }
 
+/* Warns (stderr) about ranges this configuration's policy refuses whole: network.deny, or
+ * loopback while network.allow_loopback is false. They are saved (workers may be configured
+ * otherwise), but runs under this configuration will skip them. */
+static void warn_policy(const struct cap_ctl *ctl, const struct source_row *row)
+{
+    struct cap_policy pol;
+    struct cap_err e = {0};
+    if (!ctl->cfg_loaded || cap_policy_init(&pol, &ctl->cfg, &e) < 0)
+        return;
+    for (size_t i = 0; i < row->l[L_CIDRS].n; i++) {
+        struct cap_cidr c;
+        char why[CAP_POLICY_REASON_MAX + CAP_CIDR_TEXT_MAX + 64];
+        if (cap_policy_parse_cidr(row->l[L_CIDRS].v[i], &c, NULL) == 0 &&
+            cap_policy_cidr_refused_by(&pol, &c, why, sizeof why) == 1)
+            fprintf(stderr, "capctl: warning: %s; runs under this configuration will skip it\n",
+                    why);
+    }
+    cap_policy_cleanup(&pol);
+}
+
 /* Output after add/edit, then --trigger. */
 static int after_save(struct cap_ctl *ctl, PGconn *c, const struct source_row *row, bool added,
                       int64_t save_run_id, bool trigger)
 {
     struct cap_err err = {0};
+    warn_policy(ctl, row);
     if (ctl->json) {
         const char *p[] = {row->name};
         if (cap_ctl_out_json_query(c, "show source", SQL_SHOW, 1, p, &err) < 0)

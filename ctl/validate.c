@@ -1,6 +1,6 @@
 /* Validation of capctl input before anything is written. Pure: messages name the option and
- * the offending value. The always-refused blocks are the same as the database's
- * cap_refused_blocks() in migrations/001_core.sql, with the same reasons. */
+ * the offending value. The always-refused blocks and their reasons come from the network policy
+ * (common/policy.c), which keeps them in step with the database's cap_refused_blocks(). */
 #include "ctl/validate.h"
 
 #include <arpa/inet.h>
@@ -16,6 +16,7 @@
 #include <openssl/pem.h>
 
 #include "common/config.h"
+#include "common/policy.h"
 #include "common/schedule.h"
 
 /* Room for a quoted value: CAP_ERR_VALUE_MAX bytes, each at most 4 when escaped, and "...". */
@@ -23,57 +24,21 @@
 
 #define Q(buf, s) cap_err_quote((buf), sizeof(buf), (s), strlen(s))
 
-struct refused_block {
-    int family;
-    uint8_t addr[16];
-    unsigned prefix;
-    const char *reason;
-};
-
-/* Keep in step with cap_refused_blocks() in migrations/001_core.sql (same order, so the same
- * reason wins for a range inside two blocks). */
-static const struct refused_block REFUSED[] = {
-    {AF_INET, {169, 254}, 16, "link-local (169.254.0.0/16)"},
-    {AF_INET6, {0xfe, 0x80}, 10, "IPv6 link-local (fe80::/10)"},
-    {AF_INET, {0}, 8, "\"this network\" (0.0.0.0/8)"},
-    {AF_INET, {224}, 4, "multicast (224.0.0.0/4)"},
-    {AF_INET6, {0xff}, 8, "IPv6 multicast (ff00::/8)"},
-    {AF_INET, {255, 255, 255, 255}, 32, "broadcast (255.255.255.255)"},
-    {AF_INET, {100, 100, 100, 200}, 32, "cloud metadata (Alibaba 100.100.100.200)"},
-    {AF_INET6, {0xfd, 0x00, 0x0e, 0xc2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x02, 0x54}, 128,
-     "cloud metadata (AWS fd00:ec2::254)"},
-    {AF_INET, {192, 0, 0, 192}, 32, "cloud metadata (Oracle 192.0.0.192)"},
-    {AF_INET6, {0}, 128, "unspecified address (::)"},
-};
-
-/* True when the first bits of a and b are equal. */
-static bool prefix_equal(const uint8_t *a, const uint8_t *b, unsigned bits)
+/* Why a normalised range lies wholly inside a block the network policy always refuses: writes
+ * the policy's "lies wholly inside link-local (169.254.0.0/16), which the network policy always
+ * refuses" into out and returns 1; 0 when it does not (it may still overlap one); -1 with the
+ * policy's parse error in out. */
+static int wholly_refused(const char *norm, char *out, size_t n)
 {
-    unsigned full = bits / 8, rest = bits % 8;
-    if (memcmp(a, b, full) != 0)
-        return false;
-    if (rest == 0)
-        return true;
-    uint8_t mask = (uint8_t)(0xff << (8 - rest));
-    return (a[full] & mask) == (b[full] & mask);
-}
-
-static const uint8_t V4_MAPPED[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
-
-const char *cap_ctl_refused_block(int family, const uint8_t *addr, unsigned prefix)
-{
-    /* ::ffff:a.b.c.d/n (n >= 96) reaches the same hosts as a.b.c.d/(n-96). */
-    if (family == AF_INET6 && prefix >= 96 && memcmp(addr, V4_MAPPED, 12) == 0) {
-        family = AF_INET;
-        addr += 12;
-        prefix -= 96;
-    }
-    for (size_t i = 0; i < sizeof REFUSED / sizeof REFUSED[0]; i++) {
-        const struct refused_block *b = &REFUSED[i];
-        if (b->family == family && prefix >= b->prefix && prefix_equal(addr, b->addr, b->prefix))
-            return b->reason;
-    }
-    return NULL;
+    char msg[CAP_POLICY_REASON_MAX + CAP_CIDR_TEXT_MAX + 64];
+    int rc = cap_policy_cidr_wholly_refused(norm, msg, sizeof msg);
+    if (rc == 0)
+        return 0;
+    /* The policy says "cidr 169.254.0.0/16 lies wholly inside ..."; the option and value are
+     * already in front of our message, so keep what follows the range. */
+    const char *tail = rc == 1 ? strstr(msg, " lies wholly inside ") : NULL;
+    snprintf(out, n, "%s", tail ? tail + 1 : msg);
+    return rc;
 }
 
 int cap_ctl_validate_name(const char *name, struct cap_err *err)
@@ -149,11 +114,9 @@ int cap_ctl_validate_cidr(const char *opt, const char *text, char *out, size_t n
                     Q(q, text), norm);
         return -1;
     }
-    const char *reason = cap_ctl_refused_block(family, net, prefix);
-    if (reason) {
-        cap_err_set(err, CAP_E_INVALID,
-                    "%s \"%s\": lies wholly inside %s, which the network policy always refuses",
-                    opt, Q(q, text), reason);
+    char why[CAP_POLICY_REASON_MAX + CAP_CIDR_TEXT_MAX + 64];
+    if (wholly_refused(norm, why, sizeof why) != 0) {
+        cap_err_set(err, CAP_E_INVALID, "%s \"%s\": %s", opt, Q(q, text), why);
         return -1;
     }
     if (strlen(norm) + 1 > n) {
@@ -442,8 +405,10 @@ int cap_ctl_validate_log_url(const char *opt, const char *text, struct cap_err *
         fam = inet_pton(AF_INET, h, a) == 1 ? AF_INET : inet_pton(AF_INET6, h, a) == 1 ? AF_INET6 : 0;
     }
     if (fam) {
-        const char *reason = cap_ctl_refused_block(fam, a, fam == AF_INET ? 32 : 128);
-        if (reason) {
+        /* Only the always-refused blocks: loopback and network.deny depend on the config. */
+        struct cap_policy always = {.deny = NULL, .deny_n = 0, .allow_loopback = true};
+        char reason[CAP_POLICY_REASON_MAX];
+        if (cap_policy_check_bytes(&always, fam, a, reason, sizeof reason) != CAP_POLICY_ALLOWED) {
             cap_err_set(err, CAP_E_INVALID,
                         "%s \"%s\": the host lies inside %s, which the network policy always "
                         "refuses",

@@ -36,11 +36,6 @@ int cap_ctl_validate_name(const char *name, struct cap_err *err);
 int cap_ctl_validate_cidr(const char *opt, const char *text, char *out, size_t n,
                           struct cap_err *err);
 
-/* The reason a normalised range lies wholly inside an always-refused block ("link-local
- * (169.254.0.0/16)"), or NULL when it does not (it may still overlap one). family is AF_INET
- * or AF_INET6, addr its 4 or 16 bytes. IPv4-mapped IPv6 ranges are judged as IPv4. */
-const char *cap_ctl_refused_block(int family, const uint8_t *addr, unsigned prefix);
-
 /* Parses a TCP port 1-65535. */
 int cap_ctl_validate_port(const char *opt, const char *text, int *out, struct cap_err *err);
 

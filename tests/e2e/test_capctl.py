@@ -314,6 +314,17 @@ def test_validation(c):
 
     # Only overlapping a refused block is fine: saved.
     c.capctl_ok("source", "add", "overlap", "--type", "network_scan", "--cidr", "169.0.0.0/8")
+    # A range this configuration's network.deny (or loopback switch) refuses whole is saved with
+    # a warning: the workers' configuration decides.
+    cfg = c.config_with({"network.deny": ["10.9.0.0/16"], "network.allow_loopback": False})
+    r = c.capctl("source", "add", "denied", "--type", "network_scan",
+                 "--cidr", "10.9.1.0/24,127.0.0.0/30,10.8.0.0/16", config_path=cfg)
+    check(r.returncode == 0, "saved despite network.deny", r)
+    warnings = [ln for ln in r.stderr.splitlines() if ln.startswith("capctl: warning:")]
+    check(len(warnings) == 2 and "cidr 10.9.1.0/24 lies wholly inside" in warnings[0]
+          and "127.0.0.0/30" in warnings[1] and "allow_loopback" in warnings[1],
+          "one warning per refused range", r)
+    c.capctl_ok("source", "delete", "denied")
     # An unreachable database is a clear failure.
     cfg = c.config_with({"database.url": "postgresql://postgres@127.0.0.1:%d/x"
                          % harness.free_port()})
@@ -336,6 +347,23 @@ def test_database_checks(c):
             check(e.pgcode == "23514", "check_violation for %s: %s" % (cidr, e.pgcode))
             check("lies wholly inside %s" % reason in str(e), "database reason: %s" % e)
     c.add_source_sql("ui-overlap", cidrs=["169.0.0.0/8"])
+    # capctl and the database judge every range alike.
+    probes = ["169.254.0.0/16", "169.254.169.254/32", "169.254.0.0/15", "169.0.0.0/8",
+              "fe80::/10", "fe80::/64", "fe80::/9", "0.0.0.0/8", "0.0.0.0/0", "1.0.0.0/8",
+              "224.0.0.0/4", "239.255.0.0/16", "240.0.0.0/4", "255.255.255.255/32",
+              "255.255.255.254/31", "ff00::/8", "ff02::1/128", "fe00::/8",
+              "100.100.100.200/32", "100.100.100.0/24", "fd00:ec2::254/128", "fd00:ec2::/64",
+              "192.0.0.192/32", "192.0.0.0/24", "::/128", "::/0", "::1/128", "10.0.0.0/8"]
+    for i, cidr in enumerate(probes):
+        db = c.sql("SELECT cap_cidrs_refused_reason(ARRAY[%s::cidr])", (cidr,))[0][0]
+        r = c.capctl("source", "add", "probe%d" % i, "--type", "network_scan", "--cidr", cidr)
+        check((r.returncode == 1) == (db is not None),
+              "capctl and the database disagree on %s (database: %r)" % (cidr, db), r)
+        if db is not None:
+            # Same reason: the database says "cidr X lies wholly inside R, ...".
+            check(db.split(" ", 2)[2] in r.stderr, "same reason for %s: %r" % (cidr, db), r)
+        else:
+            c.capctl_ok("source", "delete", "probe%d" % i)
     for bad in ({"ports": [70000]}, {"concurrency": 0}, {"timeout_ms": 50}):
         try:
             c.add_source_sql("ui-bad2", **bad)

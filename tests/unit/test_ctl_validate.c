@@ -1,6 +1,5 @@
 /* Unit tests of capctl's input validation: every accepted form, every refusal with its exact
  * message (the option, the value, and why). */
-#include <arpa/inet.h>
 #include <stdlib.h>
 
 #include "ctl/validate.h"
@@ -109,18 +108,6 @@ static void test_cidr(void)
     /* Values are quoted with escapes and cut. */
     CHECK_ERR("--cidr \"a\\\"b\": not an IPv4 or IPv6 address or range",
               cap_ctl_validate_cidr("--cidr", "a\"b", out, sizeof out, err));
-}
-
-static void test_refused_block(void)
-{
-    uint8_t a[16];
-    inet_pton(AF_INET, "169.254.169.254", a);
-    CHECK_STR("link-local (169.254.0.0/16)", cap_ctl_refused_block(AF_INET, a, 32));
-    inet_pton(AF_INET, "169.0.0.0", a);
-    CHECK(cap_ctl_refused_block(AF_INET, a, 8) == NULL);
-    inet_pton(AF_INET6, "::", a);
-    CHECK_STR("unspecified address (::)", cap_ctl_refused_block(AF_INET6, a, 128));
-    CHECK(cap_ctl_refused_block(AF_INET6, a, 0) == NULL);
 }
 
 static void test_port_and_numbers(void)
@@ -386,7 +373,6 @@ static void test_log_key(void)
 int main(void)
 {
     test_cidr();
-    test_refused_block();
     test_port_and_numbers();
     test_schedule();
     test_hostname();
