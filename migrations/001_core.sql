@@ -108,6 +108,8 @@ COMMENT ON COLUMN discovery_sources.backfill_from IS
 COMMENT ON COLUMN discovery_sources.created_at IS 'When the source was created.';
 COMMENT ON COLUMN discovery_sources.updated_at IS 'When the source was last changed.';
 
+CREATE INDEX discovery_sources_due ON discovery_sources (next_run_at) WHERE enabled;
+
 -- Readable rejection for ranges inside refused blocks (the CHECK above enforces the same).
 CREATE FUNCTION cap_sources_check() RETURNS trigger LANGUAGE plpgsql AS $$
 DECLARE
@@ -181,7 +183,9 @@ COMMENT ON COLUMN discovery_runs.stats IS 'Further per-run counters, by executor
 -- One active run per source: a trigger while a run is queued or running joins that run.
 CREATE UNIQUE INDEX discovery_runs_one_active ON discovery_runs (source_id)
     WHERE status IN ('queued', 'running');
-CREATE INDEX discovery_runs_queued ON discovery_runs (queued_at) WHERE status = 'queued';
+CREATE INDEX discovery_runs_unpublished ON discovery_runs (id)
+    WHERE status = 'queued' AND stream_id IS NULL;
+CREATE INDEX discovery_runs_queued ON discovery_runs (published_at) WHERE status = 'queued';
 CREATE INDEX discovery_runs_running ON discovery_runs (heartbeat_at) WHERE status = 'running';
 CREATE INDEX discovery_runs_source ON discovery_runs (source_id, id DESC);
 

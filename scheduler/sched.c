@@ -25,9 +25,10 @@ static const char SQL_UNJUDGED[] =
     "ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED";
 
 static const char SQL_JUDGE_OK[] =
-    "UPDATE discovery_sources SET schedule_judged = schedule, last_error = NULL, "
-    "next_run_at = CASE WHEN $2::bigint < 0 THEN NULL ELSE to_timestamp($2::bigint) END "
-    "WHERE id = $1";
+    "UPDATE discovery_sources s SET schedule_judged = t.sched, last_error = NULL, "
+    "next_run_at = CASE WHEN t.n < 0 THEN NULL ELSE to_timestamp(t.n) END "
+    "FROM unnest($1::bigint[], $2::bigint[], $3::text[]) AS t(id, n, sched) "
+    "WHERE s.id = t.id AND s.schedule = t.sched";
 
 static const char SQL_JUDGE_BAD[] =
     "UPDATE discovery_sources SET schedule_judged = schedule, enabled = false, "
@@ -60,10 +61,17 @@ static const char SQL_RECOVER_STALE[] =
     "error = format('worker %s lost: no heartbeat since %s', r.worker, r.heartbeat_at) "
     "FROM stale WHERE r.id = stale.id RETURNING r.id, r.status";
 
+/* Unpublished runs first (new ones), then runs published so long ago that their entry may be
+ * lost; each arm walks its own partial index. */
 static const char SQL_TO_PUBLISH[] =
     "SELECT id, source_id, attempts, stream_id, trigger FROM discovery_runs "
-    "WHERE status = 'queued' AND (stream_id IS NULL "
-    "  OR published_at < now() - make_interval(secs => $2::double precision)) "
+    "WHERE status = 'queued' AND id IN ("
+    " (SELECT id FROM discovery_runs WHERE status = 'queued' AND stream_id IS NULL "
+    "  ORDER BY id LIMIT $1) "
+    " UNION ALL "
+    " (SELECT id FROM discovery_runs WHERE status = 'queued' AND stream_id IS NOT NULL "
+    "  AND published_at < now() - make_interval(secs => $2::double precision) "
+    "  ORDER BY published_at LIMIT $1)) "
     "ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED";
 
 static const char SQL_PUBLISHED[] =
@@ -117,8 +125,9 @@ static char *join_i64(const int64_t *v, size_t n)
 
 /* Parses each source whose schedule text changed since it was last judged: computes its next
  * due time, or disables it with the parser's message in last_error. */
-static int judge(struct sched *s, struct cap_err *err)
+static int judge(struct sched *s, int *more, struct cap_err *err)
 {
+    *more = 0;
     if (begin(s->pg, err) < 0)
         return -1;
     char lim[24];
@@ -129,18 +138,26 @@ static int judge(struct sched *s, struct cap_err *err)
         return -1;
     }
     int64_t now = (int64_t)time(NULL);
-    for (int i = 0; i < PQntuples(r); i++) {
+    int n = PQntuples(r);
+    int64_t *ids = calloc((size_t)n + 1, sizeof *ids), *next = calloc((size_t)n + 1, sizeof *next);
+    const char **texts = calloc((size_t)n + 1, sizeof *texts);
+    int nok = 0;
+    if (!ids || !next || !texts) {
+        cap_err_set(err, CAP_E_NOMEM, "judging schedules: out of memory");
+        goto fail;
+    }
+    for (int i = 0; i < n; i++) {
         int64_t id = cap_pg_get_i64(r, i, 0);
         const char *text = PQgetvalue(r, i, 1);
         struct cap_schedule sch;
         struct cap_err perr = {0};
-        char ib[24], nb[24];
         if (cap_schedule_parse(text, &sch, &perr) == 0) {
-            int64_t next = cap_schedule_next(&sch, now, (uint64_t)id);
-            const char *q[] = {cap_pg_i64(ib, id), cap_pg_i64(nb, next)};
-            if (cap_pg_cmd(s->pg, "set next run", SQL_JUDGE_OK, 2, q, err) < 0)
-                goto fail;
+            ids[nok] = id;
+            next[nok] = cap_schedule_next(&sch, now, (uint64_t)id);
+            texts[nok] = text;
+            nok++;
         } else {
+            char ib[24];
             const char *q[] = {cap_pg_i64(ib, id), perr.msg};
             if (cap_pg_cmd(s->pg, "disable source", SQL_JUDGE_BAD, 2, q, err) < 0)
                 goto fail;
@@ -149,9 +166,30 @@ static int judge(struct sched *s, struct cap_err *err)
                     CAP_LS("err", perr.msg));
         }
     }
+    if (nok > 0) {
+        /* All valid schedules in one statement: a thousand new sources cost one round trip. */
+        char *ia = join_i64(ids, (size_t)nok), *na = join_i64(next, (size_t)nok);
+        char *ta = cap_pg_text_array(texts, (size_t)nok);
+        const char *q[] = {ia, na, ta};
+        int rc = ia && na && ta ? cap_pg_cmd(s->pg, "set next runs", SQL_JUDGE_OK, 3, q, err) : -1;
+        if (!ia || !na || !ta)
+            cap_err_set(err, CAP_E_NOMEM, "judging schedules: out of memory");
+        free(ia);
+        free(na);
+        free(ta);
+        if (rc < 0)
+            goto fail;
+    }
+    *more = n >= s->cfg->scheduler_batch;
+    free(ids);
+    free(next);
+    free(texts);
     PQclear(r);
     return commit(s->pg, err);
 fail:
+    free(ids);
+    free(next);
+    free(texts);
     PQclear(r);
     rollback(s->pg);
     return -1;
@@ -365,8 +403,13 @@ static int sweep(struct sched *s, struct cap_err *err)
 {
     double t0 = mono_s();
     int more = 0;
-    if (judge(s, err) < 0)
+    /* Publish first: a manual trigger should not wait behind schedule bookkeeping. */
+    if (publish(s, &more, err) < 0)
         return -1;
+    do {
+        if (judge(s, &more, err) < 0)
+            return -1;
+    } while (more && !atomic_load(s->stop));
     do {
         if (enqueue_due(s, &more, err) < 0)
             return -1;
@@ -399,6 +442,7 @@ static int wait_wakeup(struct sched *s, int64_t timeout_ms)
         return 0;
     }
     int notified = 0;
+    double deadline = mono_s() + (double)timeout_ms / 1000.0;
     int64_t left = timeout_ms;
     while (left > 0 && !atomic_load(s->stop)) {
         PQconsumeInput(s->pg);
@@ -420,7 +464,7 @@ static int wait_wakeup(struct sched *s, int64_t timeout_ms)
             break;
         if (PQstatus(s->pg) != CONNECTION_OK)
             break;
-        left -= step;
+        left = (int64_t)((deadline - mono_s()) * 1000.0);
     }
     return notified;
 }
@@ -453,6 +497,8 @@ int cap_sched_run(const struct cap_config *cfg, atomic_int *stop, struct cap_err
     }
     cap_log(CAP_LOG_INFO, "scheduler_started", CAP_LI("tick_ms", cfg->scheduler_tick_ms),
             CAP_LS("stream", cfg->redis_stream));
+    double last_full = 0;
+    int fast = 0;
     while (!atomic_load(stop)) {
         struct cap_err e = {0};
         if (connect_all(&s, &e) < 0) {
@@ -462,14 +508,30 @@ int cap_sched_run(const struct cap_config *cfg, atomic_int *stop, struct cap_err
             continue;
         }
         retry_ms = 200;
-        if (sweep(&s, &e) < 0) {
+        int rc;
+        if (fast) {
+            /* Woken by a NOTIFY between ticks: only the outbox, so a trigger is published
+             * within milliseconds; schedules and recovery wait for the tick. */
+            int more = 0;
+            do {
+                rc = publish(&s, &more, &e);
+            } while (rc == 0 && more && !atomic_load(stop));
+        } else {
+            rc = sweep(&s, &e);
+            last_full = mono_s();
+        }
+        if (rc < 0) {
             cap_log(CAP_LOG_WARN, "sweep_failed", CAP_LS("err", e.msg));
             if (PQstatus(s.pg) == CONNECTION_OK)
                 rollback(s.pg);
             usleep(500000);
+            fast = 0;
             continue;
         }
-        wait_wakeup(&s, cfg->scheduler_tick_ms);
+        double tick_s = (double)cfg->scheduler_tick_ms / 1000.0;
+        double left = last_full + tick_s - mono_s();
+        int notified = left > 0 ? wait_wakeup(&s, (int64_t)(left * 1000.0)) : 0;
+        fast = notified && mono_s() < last_full + tick_s;
     }
     if (s.pg)
         PQfinish(s.pg);

@@ -32,6 +32,17 @@ struct cap_source {
     int64_t backfill_from;          /* -1 when NULL */
 };
 
+/* The columns cap_source_from_row reads, in order, for a query over discovery_sources AS s. */
+#define CAP_SOURCE_COLUMNS_SQL                                                                     \
+    "s.id, s.name, s.type, s.schedule, s.cidrs::text[], s.hosts, s.ports, s.timeout_ms, "         \
+    "s.concurrency, s.domains, s.log_urls, s.log_protocol, s.log_key, s.expected_issuers, "       \
+    "s.backfill_from"
+#define CAP_SOURCE_COLUMNS_N 15
+
+/* Fills out from row `row` of r, whose columns col0.. are CAP_SOURCE_COLUMNS_SQL. */
+int cap_source_from_row(const PGresult *r, int row, int col0, struct cap_source *out,
+                        struct cap_err *err);
+
 /* Loads source id with c. Returns 0, or -1 with err (missing source is CAP_E_INVALID). */
 int cap_source_load(PGconn *c, int64_t id, struct cap_source *out, struct cap_err *err);
 void cap_source_cleanup(struct cap_source *s);

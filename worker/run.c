@@ -8,9 +8,7 @@
 #include "common/pg.h"
 
 static const char SQL_LOAD_SOURCE[] =
-    "SELECT id, name, type, schedule, cidrs::text[], hosts, ports, timeout_ms, concurrency, "
-    "domains, log_urls, log_protocol, log_key, expected_issuers, backfill_from "
-    "FROM discovery_sources WHERE id = $1";
+    "SELECT " CAP_SOURCE_COLUMNS_SQL " FROM discovery_sources s WHERE s.id = $1";
 
 static const char SQL_FENCE[] =
     "SELECT 1 FROM discovery_runs WHERE id = $1 AND attempts = $2 AND status = 'running' "
@@ -27,18 +25,18 @@ static const char SQL_PROGRESS[] =
     "heartbeat_at = now() "
     "WHERE id = $1 AND attempts = $2 AND status = 'running'";
 
-static char **text_array(const PGresult *r, int col, size_t *n, struct cap_err *err)
+static char **text_array(const PGresult *r, int row, int col, size_t *n, struct cap_err *err)
 {
-    if (PQgetisnull(r, 0, col)) {
+    if (PQgetisnull(r, row, col)) {
         *n = 0;
         return calloc(1, sizeof(char *));
     }
-    return cap_pg_parse_text_array(PQgetvalue(r, 0, col), n, err);
+    return cap_pg_parse_text_array(PQgetvalue(r, row, col), n, err);
 }
 
-static char *dup_or_null(const PGresult *r, int col)
+static char *dup_or_null(const PGresult *r, int row, int col)
 {
-    return PQgetisnull(r, 0, col) ? NULL : strdup(PQgetvalue(r, 0, col));
+    return PQgetisnull(r, row, col) ? NULL : strdup(PQgetvalue(r, row, col));
 }
 
 void cap_source_cleanup(struct cap_source *s)
@@ -59,6 +57,43 @@ void cap_source_cleanup(struct cap_source *s)
     memset(s, 0, sizeof *s);
 }
 
+int cap_source_from_row(const PGresult *r, int row, int col0, struct cap_source *out,
+                        struct cap_err *err)
+{
+    struct cap_source s = {0};
+    s.id = cap_pg_get_i64(r, row, col0 + 0);
+    s.name = dup_or_null(r, row, col0 + 1);
+    s.type = dup_or_null(r, row, col0 + 2);
+    s.schedule = dup_or_null(r, row, col0 + 3);
+    s.cidrs = text_array(r, row, col0 + 4, &s.cidrs_n, err);
+    s.hosts = text_array(r, row, col0 + 5, &s.hosts_n, err);
+    size_t np = 0;
+    char **ports = text_array(r, row, col0 + 6, &np, err);
+    s.timeout_ms = (int)cap_pg_get_i64(r, row, col0 + 7);
+    s.concurrency = (int)cap_pg_get_i64(r, row, col0 + 8);
+    s.domains = text_array(r, row, col0 + 9, &s.domains_n, err);
+    s.log_urls = text_array(r, row, col0 + 10, &s.log_urls_n, err);
+    s.log_protocol = dup_or_null(r, row, col0 + 11);
+    s.log_key = dup_or_null(r, row, col0 + 12);
+    s.expected_issuers = text_array(r, row, col0 + 13, &s.expected_issuers_n, err);
+    s.backfill_from = PQgetisnull(r, row, col0 + 14) ? -1 : cap_pg_get_i64(r, row, col0 + 14);
+    if (ports) {
+        s.ports = calloc(np ? np : 1, sizeof(int));
+        for (size_t i = 0; s.ports && i < np; i++)
+            s.ports[i] = (int)strtol(ports[i], NULL, 10);
+        s.ports_n = np;
+        cap_pg_free_strv(ports);
+    }
+    if (cap_err_isset(err) || !s.name || !s.type || !s.ports || !s.cidrs || !s.hosts ||
+        !s.domains || !s.log_urls || !s.expected_issuers) {
+        cap_err_set(err, CAP_E_NOMEM, "loading source %lld: out of memory", (long long)s.id);
+        cap_source_cleanup(&s);
+        return -1;
+    }
+    *out = s;
+    return 0;
+}
+
 int cap_source_load(PGconn *c, int64_t id, struct cap_source *out, struct cap_err *err)
 {
     char ib[24];
@@ -71,39 +106,9 @@ int cap_source_load(PGconn *c, int64_t id, struct cap_source *out, struct cap_er
         cap_err_set(err, CAP_E_INVALID, "source %lld no longer exists", (long long)id);
         return -1;
     }
-    struct cap_source s = {0};
-    s.id = cap_pg_get_i64(r, 0, 0);
-    s.name = dup_or_null(r, 1);
-    s.type = dup_or_null(r, 2);
-    s.schedule = dup_or_null(r, 3);
-    s.cidrs = text_array(r, 4, &s.cidrs_n, err);
-    s.hosts = text_array(r, 5, &s.hosts_n, err);
-    size_t np = 0;
-    char **ports = text_array(r, 6, &np, err);
-    s.timeout_ms = (int)cap_pg_get_i64(r, 0, 7);
-    s.concurrency = (int)cap_pg_get_i64(r, 0, 8);
-    s.domains = text_array(r, 9, &s.domains_n, err);
-    s.log_urls = text_array(r, 10, &s.log_urls_n, err);
-    s.log_protocol = dup_or_null(r, 11);
-    s.log_key = dup_or_null(r, 12);
-    s.expected_issuers = text_array(r, 13, &s.expected_issuers_n, err);
-    s.backfill_from = PQgetisnull(r, 0, 14) ? -1 : cap_pg_get_i64(r, 0, 14);
+    int rc = cap_source_from_row(r, 0, 0, out, err);
     PQclear(r);
-    if (ports) {
-        s.ports = calloc(np ? np : 1, sizeof(int));
-        for (size_t i = 0; s.ports && i < np; i++)
-            s.ports[i] = (int)strtol(ports[i], NULL, 10);
-        s.ports_n = np;
-        cap_pg_free_strv(ports);
-    }
-    if (cap_err_isset(err) || !s.name || !s.type || !s.ports || !s.cidrs || !s.hosts ||
-        !s.domains || !s.log_urls || !s.expected_issuers) {
-        cap_err_set(err, CAP_E_NOMEM, "loading source %lld: out of memory", (long long)id);
-        cap_source_cleanup(&s);
-        return -1;
-    }
-    *out = s;
-    return 0;
+    return rc;
 }
 
 int cap_run_fence(struct cap_run_ctx *ctx, struct cap_err *err)

@@ -31,7 +31,7 @@ static const char SQL_CLAIM[] =
     "AND r.attempts < $4 "
     "AND (r.status = 'queued' OR (r.status = 'running' "
     "     AND r.heartbeat_at < now() - make_interval(secs => $5::double precision))) "
-    "RETURNING r.id, r.attempts, s.type";
+    "RETURNING r.id, r.attempts, " CAP_SOURCE_COLUMNS_SQL;
 
 static const char SQL_BURY[] =
     "UPDATE discovery_runs SET status = 'dead', finished_at = now(), "
@@ -42,13 +42,16 @@ static const char SQL_BURY[] =
     "     AND heartbeat_at < now() - make_interval(secs => $3::double precision))) "
     "RETURNING id";
 
+/* Final statuses of many runs in one round trip; only runs still held by our attempt move. */
 static const char SQL_FINISH[] =
-    "UPDATE discovery_runs SET status = $3, finished_at = now(), heartbeat_at = now(), "
-    "error = NULLIF($4, '') "
-    "WHERE id = $1 AND attempts = $2 AND status = 'running'";
+    "UPDATE discovery_runs r SET status = t.st, finished_at = now(), heartbeat_at = now(), "
+    "error = NULLIF(t.err, '') "
+    "FROM unnest($1::bigint[], $2::int[], $3::text[], $4::text[]) AS t(id, att, st, err) "
+    "WHERE r.id = t.id AND r.attempts = t.att AND r.status = 'running' RETURNING r.id";
 
 static const char SQL_RUN_AGAIN[] =
-    "WITH s AS (UPDATE discovery_sources SET next_run_at = now() WHERE id = $1 RETURNING id) "
+    "WITH s AS (UPDATE discovery_sources SET next_run_at = now() "
+    "  WHERE id = ANY($1::bigint[]) RETURNING id) "
     "SELECT pg_notify('cap_scheduler', 'source ' || id) FROM s";
 
 static const char SQL_HEARTBEAT[] =
@@ -68,7 +71,15 @@ struct job {
     char type[32];
     char stream_id[STREAM_ID_MAX];
     int64_t started_ms;
-    struct job *qnext;             /* waiting for a thread */
+    struct cap_source src;         /* read with the claim */
+    int have_src;
+    char load_err[CAP_ERR_MSG_MAX];
+    /* the result, for the finisher */
+    const char *status;
+    char error[600];
+    bool run_again;
+    double secs;
+    struct job *qnext;             /* waiting for a thread, or for the finisher */
     struct job *anext, *aprev;     /* active list, for heartbeats and drain */
 };
 
@@ -82,8 +93,13 @@ struct worker {
     pthread_mutex_t mu;
     pthread_cond_t cv;
     struct job *qhead, *qtail;
+    struct job *fhead, *ftail; /* finished, waiting for the finisher */
+    pthread_cond_t fcv;
+    int fin_shutdown;
+    pthread_t finisher;
     struct job *active;
-    int nactive;
+    int nactive;               /* claimed and not yet written back */
+    int nbusy;                 /* waiting for or inside a job thread */
     int shutdown_threads;
     pthread_t *threads;
     int nthreads;
@@ -107,6 +123,20 @@ static int64_t mono_ms(void)
 static const char *status_name(enum cap_run_status s)
 {
     return s == CAP_RUN_SUCCEEDED ? "succeeded" : s == CAP_RUN_PARTIAL ? "partial" : "failed";
+}
+
+static char *i64_array(const int64_t *v, size_t n)
+{
+    char *s = malloc(n * 22 + 3);
+    if (!s)
+        return NULL;
+    size_t o = 0;
+    s[o++] = '{';
+    for (size_t i = 0; i < n; i++)
+        o += (size_t)snprintf(s + o, 23, "%s%" PRId64, i ? "," : "", v[i]);
+    s[o++] = '}';
+    s[o] = '\0';
+    return s;
 }
 
 /* ---- job threads ---- */
@@ -147,44 +177,9 @@ static void ack(struct worker *w, redisContext *rd, const char *id)
     freeReplyObject(r);
 }
 
-/* Writes the final status (fenced). 1 written, 0 fenced out, -1 database failure. */
-static int finish_run(struct worker *w, struct thread_conns *tc, struct job *j,
-                      const char *status, const char *error, bool run_again)
-{
-    for (int tries = 0; tries < 5; tries++) {
-        struct cap_err err = {0};
-        if (tries)
-            usleep(200000 * tries);
-        if (ensure_conns(w, tc, &err) < 0) {
-            cap_log(CAP_LOG_WARN, "finish_retry", CAP_LI("run_id", j->run_id),
-                    CAP_LS("err", err.msg));
-            continue;
-        }
-        char rb[24], ab[24];
-        const char *p[] = {cap_pg_i64(rb, j->run_id), cap_pg_i64(ab, j->attempt), status,
-                           error ? error : ""};
-        PGresult *r = cap_pg_exec(tc->pg, "finish run", SQL_FINISH, 4, p, &err);
-        if (!r) {
-            cap_log(CAP_LOG_WARN, "finish_retry", CAP_LI("run_id", j->run_id),
-                    CAP_LS("err", err.msg));
-            continue;
-        }
-        int n = (int)strtol(PQcmdTuples(r), NULL, 10);
-        PQclear(r);
-        if (n == 1 && run_again) {
-            char sb[24];
-            const char *sp[] = {cap_pg_i64(sb, j->source_id)};
-            cap_err_clear(&err);
-            if (cap_pg_cmd(tc->pg, "ask for the next run", SQL_RUN_AGAIN, 1, sp, &err) < 0)
-                cap_log(CAP_LOG_WARN, "run_again_failed", CAP_LI("run_id", j->run_id),
-                        CAP_LS("err", err.msg));
-        }
-        return n == 1;
-    }
-    return -1;
-}
-
-static void execute_job(struct worker *w, struct thread_conns *tc, struct job *j)
+/* Runs one claimed job on a job thread; the result goes to the finisher. Returns 1 when the
+ * job was handed to the finisher, 0 when it is done with here (fenced or requeued). */
+static int execute_job(struct worker *w, struct thread_conns *tc, struct job *j)
 {
     struct cap_err err = {0};
     if (ensure_conns(w, tc, &err) < 0) {
@@ -192,27 +187,22 @@ static void execute_job(struct worker *w, struct thread_conns *tc, struct job *j
          * another worker (or this one, later) reclaims it. */
         cap_log(CAP_LOG_ERROR, "job_connect_failed", CAP_LI("run_id", j->run_id),
                 CAP_LS("err", err.msg));
-        return;
+        return 0;
     }
-    struct cap_source src = {0};
     struct cap_run_outcome out = {.status = CAP_RUN_FAILED};
     const char *status = "failed";
-    char error[600] = "";
-    bool run_again = false;
-    int have_src = cap_source_load(tc->pg, j->source_id, &src, &err) == 0;
-    const struct cap_executor *ex = have_src ? cap_executor_find(w->cfg, src.type) : NULL;
-    if (have_src)
-        snprintf(j->type, sizeof j->type, "%s", src.type);
+    const struct cap_executor *ex = j->have_src ? cap_executor_find(w->cfg, j->src.type) : NULL;
     cap_metric_add(w->m_started, j->type, 1);
     int64_t t0 = mono_ms();
     cap_log(CAP_LOG_INFO, "run_started", CAP_LI("run_id", j->run_id),
             CAP_LI("source_id", j->source_id), CAP_LI("attempt", j->attempt),
             CAP_LS("source_type", j->type));
-    if (!have_src) {
-        snprintf(error, sizeof error, "%s", err.msg);
+    j->error[0] = '\0';
+    if (!j->have_src) {
+        snprintf(j->error, sizeof j->error, "%s", j->load_err);
     } else if (!ex) {
-        snprintf(error, sizeof error,
-                 "source type \"%s\" is not implemented yet in this worker build", src.type);
+        snprintf(j->error, sizeof j->error,
+                 "source type \"%s\" is not implemented yet in this worker build", j->src.type);
     } else {
         struct cap_run_ctx ctx = {
             .cfg = w->cfg,
@@ -220,25 +210,24 @@ static void execute_job(struct worker *w, struct thread_conns *tc, struct job *j
             .run_id = j->run_id,
             .source_id = j->source_id,
             .attempt = j->attempt,
-            .src = &src,
+            .src = &j->src,
             .worker_name = w->name,
             .stopping = &w->stopping,
         };
         if (ex->execute(&ctx, &out, &err) == 0) {
             status = status_name(out.status);
-            snprintf(error, sizeof error, "%s", out.error);
-            run_again = out.run_again;
+            snprintf(j->error, sizeof j->error, "%s", out.error);
+            j->run_again = out.run_again;
         } else if (err.code == CAP_E_FENCED) {
             cap_log(CAP_LOG_WARN, "run_fenced", CAP_LI("run_id", j->run_id),
                     CAP_LI("attempt", j->attempt), CAP_LS("err", err.msg));
-            cap_source_cleanup(&src);
-            return;
+            return 0;
         } else {
-            snprintf(error, sizeof error, "%s", err.msg);
+            snprintf(j->error, sizeof j->error, "%s", err.msg);
         }
     }
-    cap_source_cleanup(&src);
-    double secs = (double)(mono_ms() - t0) / 1000.0;
+    j->secs = (double)(mono_ms() - t0) / 1000.0;
+    j->status = status;
 
     if (atomic_load(&w->stopping) && strcmp(status, "succeeded") != 0) {
         /* Cut short by the drain: let another worker redo it rather than record a run that
@@ -249,25 +238,23 @@ static void execute_job(struct worker *w, struct thread_conns *tc, struct job *j
         cap_pg_cmd(tc->pg, "requeue interrupted run", SQL_ABANDON, 3, p, &e2);
         cap_log(CAP_LOG_INFO, "run_requeued", CAP_LI("run_id", j->run_id),
                 CAP_LS("err", e2.msg));
-        return;
+        return 0;
     }
-    int fin = finish_run(w, tc, j, status, error, run_again);
-    if (fin == 1) {
-        char labels[80];
-        snprintf(labels, sizeof labels, "%s,%s", j->type, status);
-        cap_metric_add(w->m_finished, labels, 1);
-        cap_metric_observe(w->m_duration, j->type, secs);
-        cap_log(strcmp(status, "failed") == 0 ? CAP_LOG_WARN : CAP_LOG_INFO, "run_finished",
-                CAP_LI("run_id", j->run_id), CAP_LS("status", status), CAP_LD("seconds", secs),
-                CAP_LS("err", error));
-        ack(w, tc->rd, j->stream_id);
-    } else if (fin == 0) {
-        cap_log(CAP_LOG_WARN, "run_fenced", CAP_LI("run_id", j->run_id),
-                CAP_LI("attempt", j->attempt), CAP_LS("err", "attempt no longer current"));
-    } else {
-        cap_log(CAP_LOG_ERROR, "finish_failed", CAP_LI("run_id", j->run_id),
-                CAP_LS("status", status));
-    }
+    return 1;
+}
+
+/* Removes a job from the active list and frees it. Called with w->mu held. */
+static void retire_locked(struct worker *w, struct job *j)
+{
+    if (j->aprev)
+        j->aprev->anext = j->anext;
+    else
+        w->active = j->anext;
+    if (j->anext)
+        j->anext->aprev = j->aprev;
+    w->nactive--;
+    cap_source_cleanup(&j->src);
+    free(j);
 }
 
 static void *job_thread(void *arg)
@@ -288,20 +275,173 @@ static void *job_thread(void *arg)
             w->qtail = NULL;
         pthread_mutex_unlock(&w->mu);
 
-        execute_job(w, &tc, j);
+        int to_finisher = execute_job(w, &tc, j);
 
         pthread_mutex_lock(&w->mu);
-        if (j->aprev)
-            j->aprev->anext = j->anext;
-        else
-            w->active = j->anext;
-        if (j->anext)
-            j->anext->aprev = j->aprev;
-        w->nactive--;
+        w->nbusy--;
+        if (to_finisher) {
+            j->qnext = NULL;
+            if (w->ftail)
+                w->ftail->qnext = j;
+            else
+                w->fhead = j;
+            w->ftail = j;
+            pthread_cond_signal(&w->fcv);
+        } else {
+            retire_locked(w, j);
+        }
         pthread_cond_broadcast(&w->cv);
         pthread_mutex_unlock(&w->mu);
-        free(j);
     }
+    if (tc.pg)
+        PQfinish(tc.pg);
+    if (tc.rd)
+        redisFree(tc.rd);
+    return NULL;
+}
+
+#define FINISH_BATCH_MAX 1000
+
+/* Writes one batch of results: statuses in one statement, then one XACK for every run whose
+ * status we wrote. 0, or -1 when the database could not be reached (the batch is kept). */
+static int finish_batch(struct worker *w, struct thread_conns *tc, struct job **jobs, int n)
+{
+    struct cap_err err = {0};
+    if (ensure_conns(w, tc, &err) < 0) {
+        cap_log(CAP_LOG_WARN, "finish_retry", CAP_LS("err", err.msg));
+        return -1;
+    }
+    int64_t *ids = calloc((size_t)n, sizeof *ids), *atts = calloc((size_t)n, sizeof *atts);
+    const char **sts = calloc((size_t)n, sizeof *sts), **errs = calloc((size_t)n, sizeof *errs);
+    char *ia = NULL, *aa = NULL, *sa = NULL, *ea = NULL;
+    int rc = -1;
+    if (!ids || !atts || !sts || !errs)
+        goto out;
+    for (int i = 0; i < n; i++) {
+        ids[i] = jobs[i]->run_id;
+        atts[i] = jobs[i]->attempt;
+        sts[i] = jobs[i]->status;
+        errs[i] = jobs[i]->error;
+    }
+    ia = i64_array(ids, (size_t)n);
+    aa = i64_array(atts, (size_t)n);
+    sa = cap_pg_text_array(sts, (size_t)n);
+    ea = cap_pg_text_array(errs, (size_t)n);
+    if (!ia || !aa || !sa || !ea)
+        goto out;
+    const char *p[] = {ia, aa, sa, ea};
+    PGresult *r = cap_pg_exec(tc->pg, "finish runs", SQL_FINISH, 4, p, &err);
+    if (!r) {
+        cap_log(CAP_LOG_WARN, "finish_retry", CAP_LS("err", err.msg));
+        goto out;
+    }
+    const char **argv = calloc((size_t)n + 3, sizeof *argv);
+    int na = 0, nagain = 0;
+    argv[0] = "XACK";
+    argv[1] = w->cfg->redis_stream;
+    argv[2] = w->cfg->redis_group;
+    for (int i = 0; i < n; i++) {
+        struct job *j = jobs[i];
+        int written = 0;
+        for (int k = 0; k < PQntuples(r); k++)
+            if (cap_pg_get_i64(r, k, 0) == j->run_id)
+                written = 1;
+        if (!written) {
+            cap_log(CAP_LOG_WARN, "run_fenced", CAP_LI("run_id", j->run_id),
+                    CAP_LI("attempt", j->attempt), CAP_LS("err", "attempt no longer current"));
+            continue;
+        }
+        char labels[80];
+        snprintf(labels, sizeof labels, "%s,%s", j->type, j->status);
+        cap_metric_add(w->m_finished, labels, 1);
+        cap_metric_observe(w->m_duration, j->type, j->secs);
+        cap_log(strcmp(j->status, "failed") == 0 ? CAP_LOG_WARN : CAP_LOG_INFO, "run_finished",
+                CAP_LI("run_id", j->run_id), CAP_LS("status", j->status),
+                CAP_LD("seconds", j->secs), CAP_LS("err", j->error));
+        if (argv)
+            argv[3 + na++] = j->stream_id;
+        if (j->run_again)
+            ids[nagain++] = j->source_id;
+    }
+    PQclear(r);
+    if (nagain) {
+        char *ga = i64_array(ids, (size_t)nagain);
+        const char *gp[] = {ga};
+        cap_err_clear(&err);
+        if (!ga || cap_pg_cmd(tc->pg, "ask for the next run", SQL_RUN_AGAIN, 1, gp, &err) < 0)
+            cap_log(CAP_LOG_WARN, "run_again_failed", CAP_LS("err", err.msg));
+        free(ga);
+    }
+    if (argv && na) {
+        cap_err_clear(&err);
+        redisReply *ar = cap_redis_cmd(tc->rd, "acking jobs", 3 + na, argv, NULL, &err);
+        if (ar)
+            freeReplyObject(ar);
+        else
+            /* The messages stay pending; a reclaim finds the runs finished and acks them. */
+            cap_log(CAP_LOG_WARN, "ack_failed", CAP_LI("count", na), CAP_LS("err", err.msg));
+    }
+    free(argv);
+    rc = 0;
+out:
+    free(ia);
+    free(aa);
+    free(sa);
+    free(ea);
+    free(ids);
+    free(atts);
+    free(sts);
+    free(errs);
+    return rc;
+}
+
+/* The finisher thread: takes every result waiting, writes them in batches. */
+static void *finisher_thread(void *arg)
+{
+    struct worker *w = arg;
+    struct thread_conns tc = {0};
+    struct job **batch = calloc(FINISH_BATCH_MAX, sizeof *batch);
+    int failures = 0;
+    for (;;) {
+        pthread_mutex_lock(&w->mu);
+        while (!w->fhead && !w->fin_shutdown)
+            pthread_cond_wait(&w->fcv, &w->mu);
+        if (!w->fhead) {
+            pthread_mutex_unlock(&w->mu);
+            break;
+        }
+        int n = 0;
+        while (w->fhead && n < FINISH_BATCH_MAX && batch) {
+            batch[n++] = w->fhead;
+            w->fhead = w->fhead->qnext;
+        }
+        if (!w->fhead)
+            w->ftail = NULL;
+        pthread_mutex_unlock(&w->mu);
+
+        if (finish_batch(w, &tc, batch, n) < 0 && ++failures < 25 && !w->fin_shutdown) {
+            /* Put the batch back in front and retry after a pause. */
+            pthread_mutex_lock(&w->mu);
+            for (int i = n - 1; i >= 0; i--) {
+                batch[i]->qnext = w->fhead;
+                if (!w->fhead)
+                    w->ftail = batch[i];
+                w->fhead = batch[i];
+            }
+            pthread_mutex_unlock(&w->mu);
+            usleep(200000);
+            continue;
+        }
+        if (failures >= 25)
+            cap_log(CAP_LOG_ERROR, "finish_failed", CAP_LI("count", n));
+        failures = 0;
+        pthread_mutex_lock(&w->mu);
+        for (int i = 0; i < n; i++)
+            retire_locked(w, batch[i]);
+        pthread_cond_broadcast(&w->cv);
+        pthread_mutex_unlock(&w->mu);
+    }
+    free(batch);
     if (tc.pg)
         PQfinish(tc.pg);
     if (tc.rd)
@@ -352,19 +492,6 @@ static void dead_letter(struct worker *w, const struct entry *e, const char *rea
     ack(w, w->rd, e->id);
 }
 
-static char *i64_array(const int64_t *v, size_t n)
-{
-    char *s = malloc(n * 22 + 3);
-    if (!s)
-        return NULL;
-    size_t o = 0;
-    s[o++] = '{';
-    for (size_t i = 0; i < n; i++)
-        o += (size_t)snprintf(s + o, 23, "%s%" PRId64, i ? "," : "", v[i]);
-    s[o++] = '}';
-    s[o] = '\0';
-    return s;
-}
 
 /* Claims the runs of valid entries in one statement and hands them to job threads. */
 static void claim_and_dispatch(struct worker *w, struct entry *ents, size_t n)
@@ -415,7 +542,10 @@ static void claim_and_dispatch(struct worker *w, struct entry *ents, size_t n)
             j->run_id = run;
             j->source_id = ents[i].job.source_id;
             j->attempt = cap_pg_get_i64(r, k, 1);
-            snprintf(j->type, sizeof j->type, "%s", PQgetvalue(r, k, 2));
+            struct cap_err serr = {0};
+            j->have_src = cap_source_from_row(r, k, 2, &j->src, &serr) == 0;
+            snprintf(j->load_err, sizeof j->load_err, "%s", serr.msg);
+            snprintf(j->type, sizeof j->type, "%s", PQgetvalue(r, k, 4));
             snprintf(j->stream_id, sizeof j->stream_id, "%s", ents[i].id);
             j->started_ms = now_ms();
             cap_log(CAP_LOG_INFO, "run_claimed", CAP_LI("run_id", run),
@@ -430,6 +560,7 @@ static void claim_and_dispatch(struct worker *w, struct entry *ents, size_t n)
                 w->active->aprev = j;
             w->active = j;
             w->nactive++;
+            w->nbusy++;
             if (w->qtail)
                 w->qtail->qnext = j;
             else
@@ -728,6 +859,7 @@ int cap_worker_run(const struct cap_config *cfg, atomic_int *stop, struct cap_er
              (unsigned long)(ts.tv_nsec & 0xffff));
     pthread_mutex_init(&w->mu, NULL);
     pthread_cond_init(&w->cv, NULL);
+    pthread_cond_init(&w->fcv, NULL);
     w->m_started = cap_metrics_counter("cap_jobs_started_total", "Jobs started, by source type.",
                                        "source_type");
     w->m_finished = cap_metrics_counter("cap_jobs_finished_total",
@@ -765,6 +897,7 @@ int cap_worker_run(const struct cap_config *cfg, atomic_int *stop, struct cap_er
     w->threads = calloc((size_t)w->nthreads, sizeof *w->threads);
     for (int i = 0; w->threads && i < w->nthreads; i++)
         pthread_create(&w->threads[i], NULL, job_thread, w);
+    pthread_create(&w->finisher, NULL, finisher_thread, w);
     cap_log(CAP_LOG_INFO, "worker_started", CAP_LS("consumer", w->name),
             CAP_LI("max_jobs", w->nthreads),
             CAP_LI("max_concurrent_discovery", cfg->worker_max_concurrent_discovery));
@@ -792,7 +925,7 @@ int cap_worker_run(const struct cap_config *cfg, atomic_int *stop, struct cap_er
             next_hb = now + hb_every;
         }
         pthread_mutex_lock(&w->mu);
-        int free_slots = w->nthreads - w->nactive;
+        int free_slots = w->nthreads - w->nbusy;
         pthread_mutex_unlock(&w->mu);
         if (free_slots > READ_BATCH_MAX)
             free_slots = READ_BATCH_MAX;
@@ -800,7 +933,7 @@ int cap_worker_run(const struct cap_config *cfg, atomic_int *stop, struct cap_er
             autoclaim(w, free_slots);
             next_claim = now + claim_every;
             pthread_mutex_lock(&w->mu);
-            free_slots = w->nthreads - w->nactive;
+            free_slots = w->nthreads - w->nbusy;
             pthread_mutex_unlock(&w->mu);
         }
         if (now >= next_prune) {
@@ -817,7 +950,7 @@ int cap_worker_run(const struct cap_config *cfg, atomic_int *stop, struct cap_er
                 dl.tv_nsec -= 1000000000L;
             }
             pthread_mutex_lock(&w->mu);
-            if (w->nactive >= w->nthreads)
+            if (w->nbusy >= w->nthreads)
                 pthread_cond_timedwait(&w->cv, &w->mu, &dl);
             pthread_mutex_unlock(&w->mu);
             continue;
@@ -863,6 +996,11 @@ int cap_worker_run(const struct cap_config *cfg, atomic_int *stop, struct cap_er
     }
     for (int i = 0; w->threads && i < w->nthreads; i++)
         pthread_join(w->threads[i], NULL);
+    pthread_mutex_lock(&w->mu);
+    w->fin_shutdown = 1;
+    pthread_cond_broadcast(&w->fcv);
+    pthread_mutex_unlock(&w->mu);
+    pthread_join(w->finisher, NULL);
     cap_executors_shutdown();
     free(w->threads);
     if (w->pg)
@@ -871,6 +1009,7 @@ int cap_worker_run(const struct cap_config *cfg, atomic_int *stop, struct cap_er
         redisFree(w->rd);
     pthread_mutex_destroy(&w->mu);
     pthread_cond_destroy(&w->cv);
+    pthread_cond_destroy(&w->fcv);
     free(w);
     cap_log0(CAP_LOG_INFO, "worker_stopped");
     return 0;
