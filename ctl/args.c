@@ -3,8 +3,8 @@
 
 #include <string.h>
 
-static const struct cap_ctl_opt_spec *lookup(const struct cap_ctl_opt_spec *specs,
-                                             const char *name, size_t len)
+static const struct cap_ctl_opt_spec *lookup(const struct cap_ctl_opt_spec *specs, const char *name,
+                                             size_t len)
 {
     for (const struct cap_ctl_opt_spec *s = specs; s && s->name; s++)
         if (strlen(s->name) == len && memcmp(s->name, name, len) == 0)
@@ -12,8 +12,8 @@ static const struct cap_ctl_opt_spec *lookup(const struct cap_ctl_opt_spec *spec
     return NULL;
 }
 
-int cap_ctl_args_parse(int argc, char **argv, const struct cap_ctl_opt_spec *specs,
-                       size_t max_pos, struct cap_ctl_args *out, struct cap_err *err)
+int cap_ctl_args_parse(int argc, char **argv, const struct cap_ctl_opt_spec *specs, size_t max_pos,
+                       struct cap_ctl_args *out, struct cap_err *err)
 {
     struct cap_ctl_args a;
     memset(&a, 0, sizeof a);
@@ -91,8 +91,8 @@ bool cap_ctl_args_has(const struct cap_ctl_args *a, int id)
     return false;
 }
 
-int cap_ctl_args_split(const char *opt, const char *value, char *buf, size_t n,
-                       const char **parts, size_t max_parts, struct cap_err *err)
+int cap_ctl_args_split(const char *opt, const char *value, char *buf, size_t n, const char **parts,
+                       size_t max_parts, struct cap_err *err)
 {
     char q[CAP_ERR_VALUE_MAX * 4 + 8];
     size_t len = strlen(value);

@@ -44,8 +44,8 @@ struct cap_ctl_args {
  * CAP_E_INVALID, for an unknown option (`unknown option "--x"`), a missing value (`option
  * --cidr needs a value`), a value given to a flag, or more than max_pos positional arguments
  * (`unexpected argument "x"`). out is filled only on success. */
-int cap_ctl_args_parse(int argc, char **argv, const struct cap_ctl_opt_spec *specs,
-                       size_t max_pos, struct cap_ctl_args *out, struct cap_err *err);
+int cap_ctl_args_parse(int argc, char **argv, const struct cap_ctl_opt_spec *specs, size_t max_pos,
+                       struct cap_ctl_args *out, struct cap_err *err);
 
 /* The value of the last option with id, or NULL when it was not given. */
 const char *cap_ctl_args_get(const struct cap_ctl_args *a, int id);
@@ -57,7 +57,7 @@ bool cap_ctl_args_has(const struct cap_ctl_args *a, int id);
  * fills from value; buf has room for n bytes). Empty parts ("a,,b", "a,") are an error naming
  * the option (`--cidr "a,,b": empty item in comma-separated list`). Returns the number of
  * parts, or -1 with err. */
-int cap_ctl_args_split(const char *opt, const char *value, char *buf, size_t n,
-                       const char **parts, size_t max_parts, struct cap_err *err);
+int cap_ctl_args_split(const char *opt, const char *value, char *buf, size_t n, const char **parts,
+                       size_t max_parts, struct cap_err *err);
 
 #endif

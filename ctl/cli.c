@@ -144,14 +144,10 @@ struct command {
 };
 
 static const struct command COMMANDS[] = {
-    {"migrate", cap_ctl_cmd_migrate},
-    {"source", cap_ctl_cmd_source},
-    {"managed", cap_ctl_cmd_managed},
-    {"runs", cap_ctl_cmd_runs},
-    {"findings", cap_ctl_cmd_findings},
-    {"endpoints", cap_ctl_cmd_endpoints},
-    {"inventory", cap_ctl_cmd_inventory},
-    {NULL, NULL},
+    {"migrate", cap_ctl_cmd_migrate},     {"source", cap_ctl_cmd_source},
+    {"managed", cap_ctl_cmd_managed},     {"runs", cap_ctl_cmd_runs},
+    {"findings", cap_ctl_cmd_findings},   {"endpoints", cap_ctl_cmd_endpoints},
+    {"inventory", cap_ctl_cmd_inventory}, {NULL, NULL},
 };
 
 int cap_ctl_main(int argc, char **argv)

@@ -12,12 +12,11 @@
 static const char SQL_TRY_LOCK[] = "SELECT pg_try_advisory_lock($1::bigint)";
 static const char SQL_LOCK[] = "SELECT pg_advisory_lock($1::bigint)";
 static const char SQL_UNLOCK[] = "SELECT pg_advisory_unlock($1::bigint)";
-static const char SQL_CREATE_TABLE[] =
-    "CREATE TABLE IF NOT EXISTS schema_migrations ("
-    " version integer PRIMARY KEY,"
-    " name text NOT NULL,"
-    " checksum text NOT NULL,"
-    " applied_at timestamptz NOT NULL DEFAULT now())";
+static const char SQL_CREATE_TABLE[] = "CREATE TABLE IF NOT EXISTS schema_migrations ("
+                                       " version integer PRIMARY KEY,"
+                                       " name text NOT NULL,"
+                                       " checksum text NOT NULL,"
+                                       " applied_at timestamptz NOT NULL DEFAULT now())";
 static const char SQL_COMMENT_TABLE[] =
     "COMMENT ON TABLE schema_migrations IS "
     "'Migrations applied by capctl migrate: version, file name, SHA-256 of the file, when.'";
@@ -28,8 +27,8 @@ static const char SQL_RECORD[] =
 static const char SQL_HAS_TABLE[] = "SELECT to_regclass('schema_migrations') IS NOT NULL";
 
 /* Status of every known migration joined with what the database recorded. $1 versions, $2
- * names, $3 checksums of this binary's migrations. Between head and tail: the applied set (the table, or an
- * empty set when the table does not exist yet). */
+ * names, $3 checksums of this binary's migrations. Between head and tail: the applied set (the
+ * table, or an empty set when the table does not exist yet). */
 static const char SQL_STATUS_HEAD[] =
     "SELECT coalesce(k.version, m.version) AS version, coalesce(k.name, m.name) AS name,"
     " CASE WHEN m.version IS NULL THEN 'pending' WHEN k.version IS NULL THEN 'unknown'"
@@ -98,7 +97,8 @@ static int apply_one(PGconn *c, const struct cap_ctl_migration *m, struct cap_er
     char v[24];
     snprintf(v, sizeof v, "%d", m->version);
     const char *p[] = {v, m->name, m->checksum};
-    if (exec_migration(c, m, err) < 0 || cap_pg_cmd(c, "record migration", SQL_RECORD, 3, p, err) < 0 ||
+    if (exec_migration(c, m, err) < 0 ||
+        cap_pg_cmd(c, "record migration", SQL_RECORD, 3, p, err) < 0 ||
         simple(c, "commit migration", "COMMIT", err) < 0) {
         PQclear(PQexec(c, "ROLLBACK"));
         return -1;

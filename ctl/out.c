@@ -90,8 +90,8 @@ void cap_ctl_out_record(FILE *f, const PGresult *r, int row)
 }
 
 /* Wraps inner in head ... ") q", runs it and prints column 0; returns column 1 (rows). */
-static long json_agg_query(PGconn *c, const char *name, const char *head, const char *inner,
-                           int n, const char *const *params, struct cap_err *err)
+static long json_agg_query(PGconn *c, const char *name, const char *head, const char *inner, int n,
+                           const char *const *params, struct cap_err *err)
 {
     static const char tail[] = ") q";
     size_t len = strlen(head) + strlen(inner) + sizeof tail;
@@ -121,9 +121,8 @@ long cap_ctl_out_json_query(PGconn *c, const char *name, const char *inner, int 
 long cap_ctl_out_json_objects(PGconn *c, const char *name, const char *inner, int n,
                               const char *const *params, struct cap_err *err)
 {
-    return json_agg_query(c, name,
-                          "SELECT coalesce(json_agg(q.j), '[]'::json), count(*) FROM (", inner,
-                          n, params, err);
+    return json_agg_query(c, name, "SELECT coalesce(json_agg(q.j), '[]'::json), count(*) FROM (",
+                          inner, n, params, err);
 }
 
 long cap_ctl_out_query(PGconn *c, bool json, bool record, const char *name, const char *inner,

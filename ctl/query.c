@@ -57,7 +57,7 @@ static const char SQL_FINDINGS_JSON[] =
  * (drift_events is unique per endpoint and run). $1 host name, $2 port, $3 address or NULL. */
 #define ENDPOINT_FROM                                                                              \
     " FROM endpoints e JOIN endpoint_observations o ON o.endpoint_id = e.id"                       \
-    " LEFT JOIN drift_events d ON d.endpoint_id = o.endpoint_id AND d.run_id = o.run_id"          \
+    " LEFT JOIN drift_events d ON d.endpoint_id = o.endpoint_id AND d.run_id = o.run_id"           \
     " WHERE e.port = $2::int AND (lower(e.host) = $1 OR e.sni = $1"                                \
     "  OR ($3::inet IS NOT NULL AND e.address = $3::inet))"                                        \
     " ORDER BY o.observed_at DESC, o.id DESC LIMIT $4::bigint"
@@ -70,8 +70,7 @@ static const char SQL_ENDPOINT_JSON[] =
     "SELECT o.id, o.endpoint_id, e.host, e.address, e.port, e.sni, e.status, o.run_id,"
     " o.observed_at, o.outcome, o.fingerprint_sha256, o.chain, o.tls_version, o.cipher_suite,"
     " o.kex_group, o.kex_group_id, o.kex_pqc, o.error, d.id AS drift_event_id,"
-    " d.old_fingerprint_sha256, d.new_fingerprint_sha256, d.changed, d.detected_at"
-    ENDPOINT_FROM;
+    " d.old_fingerprint_sha256, d.new_fingerprint_sha256, d.changed, d.detected_at" ENDPOINT_FROM;
 
 static const char SQL_INVENTORY_TABLE[] =
     "SELECT left(c.fingerprint_sha256, 16) AS fingerprint, c.subject,"
@@ -163,9 +162,8 @@ int cap_ctl_show_run(struct cap_ctl *ctl, PGconn *c, int64_t id, struct cap_err 
 
 int cap_ctl_cmd_runs(struct cap_ctl *ctl, int argc, char **argv)
 {
-    static const struct cap_ctl_opt_spec specs[] = {{"source", CAP_CTL_VALUE, OPT_SOURCE},
-                                                    {"limit", CAP_CTL_VALUE, OPT_LIMIT},
-                                                    {NULL, 0, 0}};
+    static const struct cap_ctl_opt_spec specs[] = {
+        {"source", CAP_CTL_VALUE, OPT_SOURCE}, {"limit", CAP_CTL_VALUE, OPT_LIMIT}, {NULL, 0, 0}};
     struct cap_ctl_args a;
     int rc = cap_ctl_parse(argc, argv, specs, 2, SYN_RUNS, &a);
     if (rc)
@@ -186,9 +184,9 @@ int cap_ctl_cmd_runs(struct cap_ctl *ctl, int argc, char **argv)
         if (!c || check_source(c, source, &err) < 0)
             return cap_ctl_fail(&err);
         const char *p[] = {source, lim};
-        long rows = cap_ctl_out_query(c, ctl->json, false, "list runs",
-                                      ctl->json ? SQL_RUNS_JSON : SQL_RUNS_TABLE, 2, p, "no runs",
-                                      &err);
+        long rows =
+            cap_ctl_out_query(c, ctl->json, false, "list runs",
+                              ctl->json ? SQL_RUNS_JSON : SQL_RUNS_TABLE, 2, p, "no runs", &err);
         if (rows < 0)
             return cap_ctl_fail(&err);
         note_limit(rows, limit);
@@ -216,17 +214,19 @@ int cap_ctl_cmd_runs(struct cap_ctl *ctl, int argc, char **argv)
 
 int cap_ctl_cmd_findings(struct cap_ctl *ctl, int argc, char **argv)
 {
-    static const struct cap_ctl_opt_spec specs[] = {
-        {"source", CAP_CTL_VALUE, OPT_SOURCE}, {"kind", CAP_CTL_VALUE, OPT_KIND},
-        {"open", CAP_CTL_FLAG, OPT_OPEN},      {"limit", CAP_CTL_VALUE, OPT_LIMIT},
-        {NULL, 0, 0}};
+    static const struct cap_ctl_opt_spec specs[] = {{"source", CAP_CTL_VALUE, OPT_SOURCE},
+                                                    {"kind", CAP_CTL_VALUE, OPT_KIND},
+                                                    {"open", CAP_CTL_FLAG, OPT_OPEN},
+                                                    {"limit", CAP_CTL_VALUE, OPT_LIMIT},
+                                                    {NULL, 0, 0}};
     struct cap_ctl_args a;
     int rc = cap_ctl_parse(argc, argv, specs, 1, SYN_FINDINGS, &a);
     if (rc)
         return rc;
     if (a.npos != 1 || strcmp(a.pos[0], "list") != 0)
-        return cap_ctl_usage(SYN_FINDINGS, a.npos ? "findings: unknown subcommand \"%s\""
-                                                  : "findings: missing subcommand (list)%s",
+        return cap_ctl_usage(SYN_FINDINGS,
+                             a.npos ? "findings: unknown subcommand \"%s\""
+                                    : "findings: missing subcommand (list)%s",
                              a.npos ? a.pos[0] : "");
     struct cap_err err = {0};
     char lim[24];
@@ -259,8 +259,9 @@ int cap_ctl_cmd_endpoints(struct cap_ctl *ctl, int argc, char **argv)
     if (rc)
         return rc;
     if (a.npos == 0 || strcmp(a.pos[0], "history") != 0)
-        return cap_ctl_usage(SYN_ENDPOINTS, a.npos ? "endpoints: unknown subcommand \"%s\""
-                                                   : "endpoints: missing subcommand (history)%s",
+        return cap_ctl_usage(SYN_ENDPOINTS,
+                             a.npos ? "endpoints: unknown subcommand \"%s\""
+                                    : "endpoints: missing subcommand (history)%s",
                              a.npos ? a.pos[0] : "");
     if (a.npos != 2)
         return cap_ctl_usage(SYN_ENDPOINTS, "endpoints history: give one HOST:PORT");
@@ -336,8 +337,8 @@ int cap_ctl_cmd_managed(struct cap_ctl *ctl, int argc, char **argv)
         if (a.npos != 1)
             return cap_ctl_usage(SYN_MANAGED, "unexpected argument \"%s\"", a.pos[1]);
         PGconn *c = cap_ctl_db(ctl, &err);
-        if (!c || cap_ctl_out_query(c, ctl->json, false, "list managed", SQL_MANAGED_LIST, 0,
-                                    NULL, "no managed certificates", &err) < 0)
+        if (!c || cap_ctl_out_query(c, ctl->json, false, "list managed", SQL_MANAGED_LIST, 0, NULL,
+                                    "no managed certificates", &err) < 0)
             return cap_ctl_fail(&err);
         return CAP_CTL_OK;
     }

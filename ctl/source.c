@@ -32,7 +32,8 @@ static const char SYN_EDIT[] =
     "capctl source edit NAME [any option of source add except --type]\n"
     "         [--add-cidr|--remove-cidr CIDR]... [--add-host|--remove-host NAME]...\n"
     "         [--add-port|--remove-port N]... [--add-domain|--remove-domain SUFFIX]...\n"
-    "         [--add-log|--remove-log URL]... [--add-expected-issuer|--remove-expected-issuer S]...\n"
+    "         [--add-log|--remove-log URL]...\n"
+    "         [--add-expected-issuer|--remove-expected-issuer SUBSTRING]...\n"
     "         [--enabled|--disabled] [--no-trigger-on-save] [--no-log-key] [--no-backfill]\n"
     "         [--rename NEW]";
 static const char SYN_LIST[] = "capctl source list";
@@ -452,8 +453,8 @@ static int collect_changes(const struct cap_ctl_args *a, struct changes *ch, str
         case O_POLL: {
             int64_t ms = 0;
             if (cap_config_parse_duration_ms(o->value, &ms) < 0) {
-                cap_err_set(err, CAP_E_INVALID, "%s \"%s\": not a duration (e.g. 10m, 1h, 1d)",
-                            opt, cap_err_quote(q, sizeof q, o->value, strlen(o->value)));
+                cap_err_set(err, CAP_E_INVALID, "%s \"%s\": not a duration (e.g. 10m, 1h, 1d)", opt,
+                            cap_err_quote(q, sizeof q, o->value, strlen(o->value)));
                 return -1;
             }
             char sched[CAP_SCHEDULE_TEXT_MAX + 1];
@@ -516,8 +517,10 @@ static int check_combination(const struct cap_ctl_args *a, int type, const char 
             return cap_ctl_usage(syn, "--%s applies to %s sources, not %s", a->opts[i].name,
                                  type_name(t), type_name(type));
     }
-    static const int pairs[][2] = {{O_POLL, O_SCHEDULE}, {O_TOS, O_NO_TOS},
-                                   {O_ENABLED, O_DISABLED}, {O_LOG_KEY, O_NO_LOG_KEY},
+    static const int pairs[][2] = {{O_POLL, O_SCHEDULE},
+                                   {O_TOS, O_NO_TOS},
+                                   {O_ENABLED, O_DISABLED},
+                                   {O_LOG_KEY, O_NO_LOG_KEY},
                                    {O_BACKFILL, O_NO_BACKFILL}};
     for (size_t i = 0; i < sizeof pairs / sizeof pairs[0]; i++) {
         const char *x = NULL, *y = NULL;
@@ -607,8 +610,8 @@ static int check_row(const struct source_row *row, struct cap_err *err)
         return -1;
     }
     if (row->type == T_CT && row->l[L_DOMAINS].n == 0) {
-        cap_err_set(err, CAP_E_INVALID, "source \"%s\": a ct_log source needs at least one --domain",
-                    row->name);
+        cap_err_set(err, CAP_E_INVALID,
+                    "source \"%s\": a ct_log source needs at least one --domain", row->name);
         return -1;
     }
     return 0;
@@ -689,8 +692,8 @@ static int write_row(PGconn *c, struct source_row *row, struct cap_err *err)
         cap_pg_i64(idb, row->id),
     };
     bool update = row->id != 0;
-    PGresult *r = PQexecParams(c, update ? SQL_UPDATE : SQL_INSERT, update ? 17 : 16, NULL, p,
-                               NULL, NULL, 0);
+    PGresult *r =
+        PQexecParams(c, update ? SQL_UPDATE : SQL_INSERT, update ? 17 : 16, NULL, p, NULL, NULL, 0);
     if (!r || PQresultStatus(r) != PGRES_TUPLES_OK) {
         write_error(r, c, row->name, err);
         PQclear(r);
@@ -729,7 +732,7 @@ static int load_row(PGconn *c, const char *name, struct source_row *row, struct 
     row->enabled = PQgetvalue(r, 0, 3)[0] == 't';
     snprintf(row->schedule, sizeof row->schedule, "%s", PQgetvalue(r, 0, 4));
     row->trigger_on_save = PQgetvalue(r, 0, 5)[0] == 't';
-    static const int cols[L_N] = {[L_CIDRS] = 6, [L_HOSTS] = 7,  [L_PORTS] = 8,
+    static const int cols[L_N] = {[L_CIDRS] = 6,    [L_HOSTS] = 7, [L_PORTS] = 8,
                                   [L_DOMAINS] = 11, [L_LOGS] = 12, [L_ISSUERS] = 15};
     int rc = 1;
     for (int i = 0; i < L_N && rc == 1; i++) {
@@ -766,8 +769,7 @@ static int load_row(PGconn *c, const char *name, struct source_row *row, struct 
 
 /* Queues a manual run of source id, or finds the run already queued or running. Sets *run_id
  * and *created. 0 or -1 with err. */
-static int trigger_run(PGconn *c, int64_t id, int64_t *run_id, bool *created,
-                       struct cap_err *err)
+static int trigger_run(PGconn *c, int64_t id, int64_t *run_id, bool *created, struct cap_err *err)
 {
     char idb[24];
     const char *p[] = {cap_pg_i64(idb, id)};
@@ -799,8 +801,8 @@ static int trigger_run(PGconn *c, int64_t id, int64_t *run_id, bool *created,
 }
 
 /* Prints what trigger_run did (stderr in JSON mode, where stdout carries JSON only). */
-static void say_triggered(const struct cap_ctl *ctl, const char *name, int64_t run_id,
-                          bool created, PGconn *c)
+static void say_triggered(const struct cap_ctl *ctl, const char *name, int64_t run_id, bool created,
+                          PGconn *c)
 {
     FILE *f = ctl->json ? stderr : stdout;
     if (created) {
@@ -845,8 +847,8 @@ static int wait_run(struct cap_ctl *ctl, PGconn *c, int64_t run_id, int64_t time
         clock_gettime(CLOCK_MONOTONIC, &now);
         int64_t spent = (now.tv_sec - t0.tv_sec) * 1000 + (now.tv_nsec - t0.tv_nsec) / 1000000;
         if (spent >= timeout_ms) {
-            cap_err_set(&err, CAP_E_IO, "run %s is still %s after %lld ms (--timeout)", idb,
-                        status, (long long)timeout_ms);
+            cap_err_set(&err, CAP_E_IO, "run %s is still %s after %lld ms (--timeout)", idb, status,
+                        (long long)timeout_ms);
             return cap_ctl_fail(&err);
         }
         struct timespec nap = {0, 200 * 1000000L};
@@ -932,8 +934,9 @@ static int after_save(struct cap_ctl *ctl, PGconn *c, const struct source_row *r
                (long long)row->id);
     }
     if (save_run_id > 0)
-        fprintf(ctl->json ? stderr : stdout, "run %lld queued for source \"%s\" (trigger on save)\n",
-                (long long)save_run_id, row->name);
+        fprintf(ctl->json ? stderr : stdout,
+                "run %lld queued for source \"%s\" (trigger on save)\n", (long long)save_run_id,
+                row->name);
     if (trigger) {
         int64_t run = 0;
         bool created = false;
@@ -956,7 +959,8 @@ static int cmd_add(struct cap_ctl *ctl, int argc, char **argv)
         return cap_ctl_usage(SYN_ADD, "source add: give the source NAME");
     const char *tt = cap_ctl_args_get(&a, O_TYPE);
     if (!tt)
-        return cap_ctl_usage(SYN_ADD, "source add: --type network_scan or --type ct_log is required");
+        return cap_ctl_usage(SYN_ADD,
+                             "source add: --type network_scan or --type ct_log is required");
     int type = strcmp(tt, "network_scan") == 0 ? T_NET : strcmp(tt, "ct_log") == 0 ? T_CT : 0;
     if (!type) {
         char q[QUOTE_MAX];
@@ -1047,8 +1051,10 @@ static int cmd_edit(struct cap_ctl *ctl, int argc, char **argv)
         rollback(c);
         changes_cleanup(&ch);
         row_cleanup(&row);
-        return cap_ctl_usage(SYN_EDIT, "source \"%s\" is a %s source; its type cannot change "
-                                       "(delete it and add it again)", q, type_name(row.type));
+        return cap_ctl_usage(SYN_EDIT,
+                             "source \"%s\" is a %s source; its type cannot change "
+                             "(delete it and add it again)",
+                             q, type_name(row.type));
     }
     rc = check_combination(&a, row.type, SYN_EDIT);
     if (rc) {
@@ -1171,8 +1177,8 @@ static int cmd_show(struct cap_ctl *ctl, int argc, char **argv)
         return cap_ctl_fail(&err);
     if (!ctl->json) {
         printf("\nrecent runs:\n");
-        if (cap_ctl_out_query(c, false, false, "recent runs", SQL_SHOW_RUNS, 1, p, "  none",
-                              &err) < 0)
+        if (cap_ctl_out_query(c, false, false, "recent runs", SQL_SHOW_RUNS, 1, p, "  none", &err) <
+            0)
             return cap_ctl_fail(&err);
     }
     return CAP_CTL_OK;

@@ -127,22 +127,22 @@ int cap_ctl_validate_cidr(const char *opt, const char *text, char *out, size_t n
     return 0;
 }
 
-int cap_ctl_validate_int(const char *opt, const char *text, int64_t min, int64_t max,
-                         int64_t *out, struct cap_err *err)
+int cap_ctl_validate_int(const char *opt, const char *text, int64_t min, int64_t max, int64_t *out,
+                         struct cap_err *err)
 {
     char q[QUOTE_MAX];
     char *end = NULL;
     errno = 0;
     long long v = 0;
-    bool ok = (text[0] >= '0' && text[0] <= '9') || (text[0] == '-' && text[1] >= '0' &&
-                                                     text[1] <= '9');
+    bool ok =
+        (text[0] >= '0' && text[0] <= '9') || (text[0] == '-' && text[1] >= '0' && text[1] <= '9');
     if (ok) {
         v = strtoll(text, &end, 10);
         ok = errno == 0 && *end == '\0' && v >= min && v <= max;
     }
     if (!ok) {
-        cap_err_set(err, CAP_E_INVALID, "%s \"%s\": must be an integer %lld-%lld", opt,
-                    Q(q, text), (long long)min, (long long)max);
+        cap_err_set(err, CAP_E_INVALID, "%s \"%s\": must be an integer %lld-%lld", opt, Q(q, text),
+                    (long long)min, (long long)max);
         return -1;
     }
     *out = (int64_t)v;
@@ -255,9 +255,8 @@ static int check_hostname(const char *opt, const char *quoted, const char *text,
             return -1;
         }
         if (label[0] == '-' || label[ll - 1] == '-') {
-            cap_err_set(err, CAP_E_INVALID,
-                        "%s \"%s\": label \"%s\" starts or ends with a hyphen", opt, quoted,
-                        cap_err_quote(lq, sizeof lq, label, ll));
+            cap_err_set(err, CAP_E_INVALID, "%s \"%s\": label \"%s\" starts or ends with a hyphen",
+                        opt, quoted, cap_err_quote(lq, sizeof lq, label, ll));
             return -1;
         }
         if (i == len && all_digits) {
@@ -322,8 +321,7 @@ int cap_ctl_validate_log_url(const char *opt, const char *text, struct cap_err *
     Q(q, text);
     size_t len = strlen(text);
     if (len > CAP_CTL_URL_MAX) {
-        cap_err_set(err, CAP_E_INVALID, "%s \"%s\": longer than %d bytes", opt, q,
-                    CAP_CTL_URL_MAX);
+        cap_err_set(err, CAP_E_INVALID, "%s \"%s\": longer than %d bytes", opt, q, CAP_CTL_URL_MAX);
         return -1;
     }
     for (size_t i = 0; i < len; i++) {
@@ -364,8 +362,7 @@ int cap_ctl_validate_log_url(const char *opt, const char *text, struct cap_err *
         host_end = rb;
         if (rb + 1 < auth_end) {
             if (rb[1] != ':') {
-                cap_err_set(err, CAP_E_INVALID, "%s \"%s\": junk after the [IPv6 address]", opt,
-                            q);
+                cap_err_set(err, CAP_E_INVALID, "%s \"%s\": junk after the [IPv6 address]", opt, q);
                 return -1;
             }
             port = rb + 2;
@@ -402,7 +399,9 @@ int cap_ctl_validate_log_url(const char *opt, const char *text, struct cap_err *
     if (hl < sizeof h) {
         memcpy(h, host, hl);
         h[hl] = '\0';
-        fam = inet_pton(AF_INET, h, a) == 1 ? AF_INET : inet_pton(AF_INET6, h, a) == 1 ? AF_INET6 : 0;
+        fam = inet_pton(AF_INET, h, a) == 1    ? AF_INET
+              : inet_pton(AF_INET6, h, a) == 1 ? AF_INET6
+                                               : 0;
     }
     if (fam) {
         /* Only the always-refused blocks: loopback and network.deny depend on the config. */
@@ -460,8 +459,8 @@ char *cap_ctl_validate_log_key(const char *opt, const char *path, const char *pe
     if (!key) {
         ERR_clear_error();
         cap_err_set(err, CAP_E_INVALID,
-                    "%s \"%s\": not a PEM public key (expected \"-----BEGIN PUBLIC KEY-----\")", opt,
-                    Q(q, path));
+                    "%s \"%s\": not a PEM public key (expected \"-----BEGIN PUBLIC KEY-----\")",
+                    opt, Q(q, path));
         return NULL;
     }
     BIO *out = BIO_new(BIO_s_mem());
@@ -501,7 +500,8 @@ int cap_ctl_validate_fingerprint(const char *text, char *out, size_t n, struct c
     }
     if (!ok || o != 64 || n < 65) {
         cap_err_set(err, CAP_E_INVALID,
-                    "fingerprint \"%s\": expected a SHA-256 fingerprint, 64 hex digits", Q(q, text));
+                    "fingerprint \"%s\": expected a SHA-256 fingerprint, 64 hex digits",
+                    Q(q, text));
         return -1;
     }
     fp[64] = '\0';
@@ -519,7 +519,8 @@ int cap_ctl_validate_host_port(const char *text, char *host, size_t n, int *port
     if (text[0] == '[') {
         const char *rb = strchr(text, ']');
         if (!rb || rb[1] != ':') {
-            cap_err_set(err, CAP_E_INVALID, "endpoint \"%s\": expected HOST:PORT or [IPv6]:PORT", q);
+            cap_err_set(err, CAP_E_INVALID, "endpoint \"%s\": expected HOST:PORT or [IPv6]:PORT",
+                        q);
             return -1;
         }
         h = text + 1;
@@ -528,7 +529,8 @@ int cap_ctl_validate_host_port(const char *text, char *host, size_t n, int *port
     } else {
         colon = strrchr(text, ':');
         if (!colon || memchr(text, ':', (size_t)(colon - text))) {
-            cap_err_set(err, CAP_E_INVALID, "endpoint \"%s\": expected HOST:PORT or [IPv6]:PORT", q);
+            cap_err_set(err, CAP_E_INVALID, "endpoint \"%s\": expected HOST:PORT or [IPv6]:PORT",
+                        q);
             return -1;
         }
         hl = (size_t)(colon - text);

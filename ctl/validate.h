@@ -43,8 +43,8 @@ int cap_ctl_validate_port(const char *opt, const char *text, int *out, struct ca
 int cap_ctl_validate_timeout(const char *opt, const char *text, int *out_ms, struct cap_err *err);
 
 /* Parses an integer in min..max. */
-int cap_ctl_validate_int(const char *opt, const char *text, int64_t min, int64_t max,
-                         int64_t *out, struct cap_err *err);
+int cap_ctl_validate_int(const char *opt, const char *text, int64_t min, int64_t max, int64_t *out,
+                         struct cap_err *err);
 
 /* Checks a schedule with the scheduler's own parser; its message follows "opt: ". */
 int cap_ctl_validate_schedule(const char *opt, const char *text, struct cap_err *err);

@@ -20,8 +20,8 @@ static int parse(int argc, char **argv, size_t max_pos, struct cap_err *err)
 static void test_parse(void)
 {
     struct cap_err err = {0};
-    char *v1[] = {"lab", "--cidr", "10.0.0.0/8", "--wait", "--cidr=10.1.0.0/16,10.2.0.0/16",
-                  "--timeout", "5s", "--timeout=7s"};
+    char *v1[] = {"lab",       "--cidr", "10.0.0.0/8",  "--wait", "--cidr=10.1.0.0/16,10.2.0.0/16",
+                  "--timeout", "5s",     "--timeout=7s"};
     CHECK_EQ(0, parse(8, v1, 1, &err));
     CHECK_EQ(1, args.npos);
     CHECK_STR("lab", args.pos[0]);

@@ -199,15 +199,18 @@ static void test_hostname(void)
               cap_ctl_validate_hostname("--host", "1.2.3", out, sizeof out, err));
     CHECK_ERR("--host \"b\\xc3\\xbccher.example\": non-ASCII name; give its A-label (xn--...) "
               "form, as `idn2 NAME` prints it",
-              cap_ctl_validate_hostname("--host", "b\xc3\xbc" "cher.example", out, sizeof out,
-                                        err));
+              cap_ctl_validate_hostname("--host",
+                                        "b\xc3\xbc"
+                                        "cher.example",
+                                        out, sizeof out, err));
     char label[80];
     memset(label, 'a', 64);
     memcpy(label + 64, ".example", 9);
-    CHECK_ERR("--host \"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa...\": label "
-              "\"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\" is longer than "
-              "63 characters",
-              cap_ctl_validate_hostname("--host", label, out, sizeof out, err));
+    CHECK_ERR(
+        "--host \"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa...\": label "
+        "\"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\" is longer than "
+        "63 characters",
+        cap_ctl_validate_hostname("--host", label, out, sizeof out, err));
     label[63] = '\0';
     CHECK_EQ(0, cap_ctl_validate_hostname("--host", label, out, sizeof out, &e));
     char longname[300];
@@ -260,7 +263,8 @@ static void test_log_url(void)
               cap_ctl_validate_log_url("--log", "ct.example/log", err));
     CHECK_ERR("--log \"file:///etc/passwd\": only http:// and https:// URLs are allowed",
               cap_ctl_validate_log_url("--log", "file:///etc/passwd", err));
-    CHECK_ERR("--log \"https:///log\": no host", cap_ctl_validate_log_url("--log", "https:///log", err));
+    CHECK_ERR("--log \"https:///log\": no host",
+              cap_ctl_validate_log_url("--log", "https:///log", err));
     CHECK_ERR("--log \"https://ct.example:0/\": port must be 1-65535",
               cap_ctl_validate_log_url("--log", "https://ct.example:0/", err));
     CHECK_ERR("--log \"https://user:pw@ct.example/\": credentials in the URL are not allowed "
@@ -346,11 +350,10 @@ static void test_fingerprint_and_endpoint(void)
 static void test_log_key(void)
 {
     /* A P-256 public key (SubjectPublicKeyInfo, PEM). */
-    static const char pem[] =
-        "-----BEGIN PUBLIC KEY-----\n"
-        "MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAEmWoLY4tVjmfNhMtOTHmkG+P0gzmQ\n"
-        "7zNbPsgzdg1CuLDBEMOjJ+aWX5ahFLegXh/rhNsvNUCSNg4mvKd8cI2t2A==\n"
-        "-----END PUBLIC KEY-----\n";
+    static const char pem[] = "-----BEGIN PUBLIC KEY-----\n"
+                              "MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAEmWoLY4tVjmfNhMtOTHmkG+P0gzmQ\n"
+                              "7zNbPsgzdg1CuLDBEMOjJ+aWX5ahFLegXh/rhNsvNUCSNg4mvKd8cI2t2A==\n"
+                              "-----END PUBLIC KEY-----\n";
     struct cap_err e = {0};
     char *text = cap_ctl_validate_log_key("--log-key", "log.pem", pem, strlen(pem), &e);
     if (!text)
@@ -358,7 +361,8 @@ static void test_log_key(void)
     CHECK(text != NULL);
     CHECK_STR(pem, text);
     free(text);
-    static const char cert_like[] = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n";
+    static const char cert_like[] =
+        "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n";
     struct cap_err e2 = {0};
     CHECK(cap_ctl_validate_log_key("--log-key", "cert.pem", cert_like, strlen(cert_like), &e2) ==
           NULL);
