@@ -229,8 +229,8 @@ static char *name_oneline(const X509_NAME *name)
         if (rc >= 0) {
             char *data = NULL;
             long n = BIO_get_mem_data(b, &data);
-            char *out = clean_utf8((const unsigned char *)(data ? data : ""),
-                                   n > 0 ? (size_t)n : 0, false);
+            char *out =
+                clean_utf8((const unsigned char *)(data ? data : ""), n > 0 ? (size_t)n : 0, false);
             BIO_free(b);
             return out;
         }
@@ -346,8 +346,8 @@ static int read_sans(X509 *x, struct cap_cert_facts *f)
         }
     }
     GENERAL_NAMES_free(gens);
-    if (rc == 0 && (strv_finish(&dns) || strv_finish(&ip) || strv_finish(&email) ||
-                    strv_finish(&uri))) {
+    if (rc == 0 &&
+        (strv_finish(&dns) || strv_finish(&ip) || strv_finish(&email) || strv_finish(&uri))) {
         rc = -1;
     }
     if (rc != 0) {
@@ -626,10 +626,10 @@ static size_t der_put_len(uint8_t *out, size_t len)
 }
 
 /* DER of the OIDs removed before hashing a TBS: CT poison and SCT list. */
-static const uint8_t oid_ct_poison[] = {0x06, 0x0a, 0x2b, 0x06, 0x01, 0x04, 0x01,
-                                        0xd6, 0x79, 0x02, 0x04, 0x03};
-static const uint8_t oid_ct_scts[] = {0x06, 0x0a, 0x2b, 0x06, 0x01, 0x04, 0x01,
-                                      0xd6, 0x79, 0x02, 0x04, 0x02};
+static const uint8_t oid_ct_poison[] = {0x06, 0x0a, 0x2b, 0x06, 0x01, 0x04,
+                                        0x01, 0xd6, 0x79, 0x02, 0x04, 0x03};
+static const uint8_t oid_ct_scts[] = {0x06, 0x0a, 0x2b, 0x06, 0x01, 0x04,
+                                      0x01, 0xd6, 0x79, 0x02, 0x04, 0x02};
 
 static bool ext_is_ct(const uint8_t *ext, size_t len)
 {
@@ -803,8 +803,7 @@ static int facts_fill(X509 *x, const uint8_t *tbs, size_t tbs_len, bool from_tbs
     } else {
         f->not_before = f->not_after = 0;
     }
-    if (read_sans(x, f) || read_revocation_urls(x, f) || read_key(x, f) ||
-        read_signature(x, f)) {
+    if (read_sans(x, f) || read_revocation_urls(x, f) || read_key(x, f) || read_signature(x, f)) {
         goto nomem;
     }
 
@@ -904,8 +903,8 @@ int cap_x509_facts_from_tbs(const uint8_t *tbs, size_t len, struct cap_cert_fact
         return -1;
     }
     if (len > CAP_X509_DER_MAX) {
-        cap_err_set(err, CAP_E_LIMIT, "tbs certificate: %zu bytes, more than the limit of %d",
-                    len, CAP_X509_DER_MAX);
+        cap_err_set(err, CAP_E_LIMIT, "tbs certificate: %zu bytes, more than the limit of %d", len,
+                    CAP_X509_DER_MAX);
         return -1;
     }
     struct der_cur c = {tbs, len};

@@ -38,33 +38,33 @@ struct cap_cert_facts {
     char *serial;  /* lower hex, whole bytes without leading zero bytes ("0a1b", "0" for zero),
                     * "-" prefix when negative */
 
-    char **dns_sans;   /* dNSName entries, as written in the certificate (case kept) */
+    char **dns_sans; /* dNSName entries, as written in the certificate (case kept) */
     size_t dns_sans_n;
-    char **ip_sans;    /* iPAddress entries as text (192.0.2.1, 2001:db8::1) */
+    char **ip_sans; /* iPAddress entries as text (192.0.2.1, 2001:db8::1) */
     size_t ip_sans_n;
     char **email_sans; /* rfc822Name entries */
     size_t email_sans_n;
-    char **uri_sans;   /* uniformResourceIdentifier entries */
+    char **uri_sans; /* uniformResourceIdentifier entries */
     size_t uri_sans_n;
-    char **ocsp_urls;  /* AIA id-ad-ocsp URIs (for revocation checks) */
+    char **ocsp_urls; /* AIA id-ad-ocsp URIs (for revocation checks) */
     size_t ocsp_urls_n;
-    char **crl_urls;   /* CRL distribution point full-name URIs */
+    char **crl_urls; /* CRL distribution point full-name URIs */
     size_t crl_urls_n;
 
     int64_t not_before; /* Unix seconds (UTC) */
     int64_t not_after;
-    bool has_validity;  /* false when either time could not be read (then both are 0) */
+    bool has_validity; /* false when either time could not be read (then both are 0) */
 
     /* Public key: key_algorithm is "RSA", "DSA", "EC", "Ed25519", "Ed448", "X25519", "X448",
      * "ML-DSA-44|65|87", "SLH-DSA-SHA2-128s" (etc.), "ML-KEM-512|768|1024", a composite name
      * ("MLDSA65-ECDSA-P256-SHA512", ...), or the dotted OID when the algorithm is unknown, or
      * "unknown" when not even the OID could be read. */
     char *key_algorithm;
-    char *key_oid;   /* dotted OID of the SubjectPublicKeyInfo algorithm ("" if unreadable) */
-    int key_bits;    /* RSA/DSA modulus bits, EC field bits, as OpenSSL counts for EdDSA (256,
-                      * 456); 0 when the key does not load (all PQC keys on OpenSSL 3.0) */
-    char *key_curve; /* EC: "P-256", "P-384", "P-521", else the OpenSSL short name
-                      * ("secp256k1") or the dotted curve OID; "" for non-EC keys */
+    char *key_oid;      /* dotted OID of the SubjectPublicKeyInfo algorithm ("" if unreadable) */
+    int key_bits;       /* RSA/DSA modulus bits, EC field bits, as OpenSSL counts for EdDSA (256,
+                         * 456); 0 when the key does not load (all PQC keys on OpenSSL 3.0) */
+    char *key_curve;    /* EC: "P-256", "P-384", "P-521", else the OpenSSL short name
+                         * ("secp256k1") or the dotted curve OID; "" for non-EC keys */
     bool key_malformed; /* the OID is known to OpenSSL but the key bytes do not load */
 
     /* Signature: signature_algorithm is the OpenSSL long/short name ("sha256WithRSAEncryption",

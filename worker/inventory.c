@@ -46,7 +46,7 @@ static const char SQL_UPSERT_CERTS[] =
 /* The observation arrays shared by the three endpoint statements:
  * $1 host, $2 address, $3 port, $4 sni, $5 outcome, $6 leaf fingerprint, $7 ord. */
 #define SQL_OBS_INPUT                                                                              \
-    "unnest($1::text[], $2::text[], $3::int[], $4::text[], $5::text[], $6::text[], $7::int[]) "  \
+    "unnest($1::text[], $2::text[], $3::int[], $4::text[], $5::text[], $6::text[], $7::int[]) "    \
     "AS t(host, addr, port, sni, outcome, fp, ord)"
 
 /* $8 source. The last observation of an endpoint in the batch wins. */
@@ -149,11 +149,21 @@ static const char SQL_UPSERT_SIGHTINGS[] =
 
 /* Endpoints listed in a certificate finding: those serving it as leaf (mode 1), or whose
  * observation in this run carried it in the chain (mode 2). */
-#define SQL_CERT_ENDPOINTS(cond)                                                                   \
-    "(SELECT jsonb_build_object('endpoints', coalesce(jsonb_agg(s.ep), '[]'::jsonb), "         \
-    "'endpoint_count', (SELECT count(*) FROM endpoints ee " cond ")) "                         \
-    "FROM (SELECT jsonb_build_object('id', ee.id, 'host', ee.host, 'address', "                \
-    "host(ee.address), 'port', ee.port, 'sni', ee.sni) AS ep FROM endpoints ee " cond " "      \
+#define SQL_EP_LEAF "WHERE ee.fingerprint_sha256 = t.fp"
+#define SQL_EP_CHAIN                                                                               \
+    "WHERE ee.id IN (SELECT o.endpoint_id FROM endpoint_observations o "                           \
+    "WHERE o.run_id = $1::bigint AND o.chain @> ARRAY[t.fp])"
+#define SQL_EP_LIST_LEAF                                                                           \
+    "(SELECT jsonb_build_object('endpoints', coalesce(jsonb_agg(s.ep), '[]'::jsonb), "             \
+    "'endpoint_count', (SELECT count(*) FROM endpoints ee " SQL_EP_LEAF ")) "                      \
+    "FROM (SELECT jsonb_build_object('id', ee.id, 'host', ee.host, 'address', "                    \
+    "host(ee.address), 'port', ee.port, 'sni', ee.sni) AS ep FROM endpoints ee " SQL_EP_LEAF " "   \
+    "ORDER BY ee.id LIMIT 100) s)"
+#define SQL_EP_LIST_CHAIN                                                                          \
+    "(SELECT jsonb_build_object('endpoints', coalesce(jsonb_agg(s.ep), '[]'::jsonb), "             \
+    "'endpoint_count', (SELECT count(*) FROM endpoints ee " SQL_EP_CHAIN ")) "                     \
+    "FROM (SELECT jsonb_build_object('id', ee.id, 'host', ee.host, 'address', "                    \
+    "host(ee.address), 'port', ee.port, 'sni', ee.sni) AS ep FROM endpoints ee " SQL_EP_CHAIN " "  \
     "ORDER BY ee.id LIMIT 100) s)"
 
 /* $1 run, $2 kinds, $3 severities, $4 subject keys (NULL: the endpoint's), $5 sources,
@@ -167,10 +177,7 @@ static const char SQL_UPSERT_FINDINGS[] =
     "FROM (SELECT t.kind, t.severity, coalesce(t.subject, 'endpoint:' || e.id) AS subject_key, "
     " t.src, coalesce(t.eid, e.id) AS eid, t.fp, t.ord, "
     " t.details::jsonb || CASE t.mode "
-    "  WHEN 1 THEN " SQL_CERT_ENDPOINTS("WHERE ee.fingerprint_sha256 = t.fp") " "
-    "  WHEN 2 THEN " SQL_CERT_ENDPOINTS(
-        "WHERE ee.id IN (SELECT o.endpoint_id FROM endpoint_observations o "
-        "WHERE o.run_id = $1::bigint AND o.chain @> ARRAY[t.fp])") " "
+    "  WHEN 1 THEN " SQL_EP_LIST_LEAF " WHEN 2 THEN " SQL_EP_LIST_CHAIN " "
     "  ELSE '{}'::jsonb END AS details "
     " FROM unnest($2::text[], $3::text[], $4::text[], $5::bigint[], $6::bigint[], $7::text[], "
     " $8::text[], $9::text[], $10::int[], $11::text[], $12::bool[], $13::int[], $14::int[]) "
@@ -407,8 +414,8 @@ void cap_inventory_stats(const struct cap_inventory *inv, struct cap_inventory_s
 /* ---- certificates ---- */
 
 /* Queues the upsert row of f with the certificate DER der. */
-static int queue_cert(struct cap_inventory *inv, const struct cap_cert_facts *f,
-                      const uint8_t *der, size_t len, bool precert, struct cap_err *err)
+static int queue_cert(struct cap_inventory *inv, const struct cap_cert_facts *f, const uint8_t *der,
+                      size_t len, bool precert, struct cap_err *err)
 {
     char *hex = malloc(2 * len + 1);
     if (hex) {
@@ -440,9 +447,8 @@ static int queue_cert(struct cap_inventory *inv, const struct cap_cert_facts *f,
         hex,
     };
     /* Cells that may legitimately be NULL: validity, bits, curve, OIDs, spki, tbs. */
-    static const bool nullable[CERT_COLS] = {[8] = true,  [9] = true,  [11] = true,
-                                             [12] = true, [13] = true, [15] = true,
-                                             [20] = true, [21] = true};
+    static const bool nullable[CERT_COLS] = {[8] = true,  [9] = true,  [11] = true, [12] = true,
+                                             [13] = true, [15] = true, [20] = true, [21] = true};
     bool failed = false;
     for (size_t i = 0; i < CERT_COLS; i++) {
         if (!v[i] && !nullable[i]) {
@@ -477,9 +483,9 @@ int cap_inventory_add_cert(struct cap_inventory *inv, const uint8_t *der, size_t
     return maybe_flush(inv, err);
 }
 
-int cap_inventory_add_precert(struct cap_inventory *inv, const uint8_t *precert,
-                              size_t precert_len, const uint8_t *tbs, size_t tbs_len,
-                              struct cap_cert_facts *facts_out, struct cap_err *err)
+int cap_inventory_add_precert(struct cap_inventory *inv, const uint8_t *precert, size_t precert_len,
+                              const uint8_t *tbs, size_t tbs_len, struct cap_cert_facts *facts_out,
+                              struct cap_err *err)
 {
     if (!precert || precert_len == 0) {
         cap_err_set(err, CAP_E_INVALID, "precertificate entry without its precertificate");
@@ -636,8 +642,8 @@ static char *cert_details(const struct cap_finding_spec *s, const struct cap_cer
     return json_take(o);
 }
 
-static int queue_cert_findings(struct cap_inventory *inv, const struct cap_cert_facts *f,
-                               bool leaf, struct cap_err *err)
+static int queue_cert_findings(struct cap_inventory *inv, const struct cap_cert_facts *f, bool leaf,
+                               struct cap_err *err)
 {
     if (!f->fingerprint_sha256[0]) {
         cap_err_set(err, CAP_E_INVALID, "certificate findings: certificate without fingerprint");
@@ -782,8 +788,7 @@ static size_t add_spec(struct cap_finding_spec *out, size_t max, size_t n, const
 }
 
 size_t cap_inventory_cert_finding_specs(const struct cap_cert_facts *f, bool leaf, int64_t now,
-                                        int expiring_days, struct cap_finding_spec *out,
-                                        size_t max)
+                                        int expiring_days, struct cap_finding_spec *out, size_t max)
 {
     size_t n = 0;
     char when[32];
@@ -803,14 +808,14 @@ size_t cap_inventory_cert_finding_specs(const struct cap_cert_facts *f, bool lea
                      f->signature_algorithm);
     }
     if (cap_x509_weak_key(f)) {
-        n = add_spec(out, max, n, "weak_key", "high", false, "%s key of %d bits",
-                     f->key_algorithm, f->key_bits);
+        n = add_spec(out, max, n, "weak_key", "high", false, "%s key of %d bits", f->key_algorithm,
+                     f->key_bits);
     }
     if (f->has_validity && f->not_after >= now &&
         f->not_after < now + (int64_t)expiring_days * 86400) {
         iso_time(f->not_after, when);
-        n = add_spec(out, max, n, "expiring", "medium", true,
-                     "expires at %s, within %d days", when, expiring_days);
+        n = add_spec(out, max, n, "expiring", "medium", true, "expires at %s, within %d days", when,
+                     expiring_days);
     }
     if (cap_x509_san_case_duplicates(f, NULL, 0) > 0) {
         n = add_spec(out, max, n, "san_case_duplicate", "low", false,
@@ -826,8 +831,8 @@ size_t cap_inventory_cert_finding_specs(const struct cap_cert_facts *f, bool lea
         } else {
             snprintf(key, sizeof(key), "%s", f->key_algorithm);
         }
-        n = add_spec(out, max, n, "pqc_vulnerable", "info", false,
-                     "classical %s key: PQC class %s", key, bucket);
+        n = add_spec(out, max, n, "pqc_vulnerable", "info", false, "classical %s key: PQC class %s",
+                     key, bucket);
     }
     return n;
 }
@@ -839,11 +844,20 @@ static const char *weak_cipher_reason(const char *c)
         const char *needle;
         const char *why;
     } rules[] = {
-        {"NULL", "NULL encryption"}, {"RC4", "RC4"},          {"3DES", "3DES"},
-        {"DES-CBC3", "3DES"},        {"DES_CBC", "DES"},      {"DES-CBC", "DES"},
-        {"DES40", "DES"},            {"EXPORT", "EXPORT"},    {"EXP-", "EXPORT"},
-        {"EXP1024", "EXPORT"},       {"_anon_", "anonymous"}, {"ADH-", "anonymous"},
-        {"AECDH-", "anonymous"},     {"RC2", "RC2"},
+        {"NULL", "NULL encryption"},
+        {"RC4", "RC4"},
+        {"3DES", "3DES"},
+        {"DES-CBC3", "3DES"},
+        {"DES_CBC", "DES"},
+        {"DES-CBC", "DES"},
+        {"DES40", "DES"},
+        {"EXPORT", "EXPORT"},
+        {"EXP-", "EXPORT"},
+        {"EXP1024", "EXPORT"},
+        {"_anon_", "anonymous"},
+        {"ADH-", "anonymous"},
+        {"AECDH-", "anonymous"},
+        {"RC2", "RC2"},
     };
     for (size_t i = 0; i < sizeof(rules) / sizeof(rules[0]); i++) {
         if (strcasestr(c, rules[i].needle)) {
@@ -861,8 +875,7 @@ size_t cap_inventory_endpoint_finding_specs(const struct cap_observation *o,
     const char *outcome = o->outcome ? o->outcome : "";
     if (strcmp(outcome, "refused") == 0 || strcmp(outcome, "timeout") == 0) {
         return add_spec(out, max, n, "unreachable", "low", false, "%s",
-                        strcmp(outcome, "refused") == 0 ? "connection refused"
-                                                        : "timed out");
+                        strcmp(outcome, "refused") == 0 ? "connection refused" : "timed out");
     }
     if (strcmp(outcome, "tls_error") == 0) {
         return add_spec(out, max, n, "tls_error", "low", false, "TLS handshake failed");
@@ -874,8 +887,7 @@ size_t cap_inventory_endpoint_finding_specs(const struct cap_observation *o,
         static const char *const old[] = {"SSLv2", "SSLv3", "TLSv1", "TLSv1.0", "TLSv1.1"};
         for (size_t i = 0; i < sizeof(old) / sizeof(old[0]); i++) {
             if (strcmp(o->tls_version, old[i]) == 0) {
-                n = add_spec(out, max, n, "deprecated_tls", "high", false, "negotiated %s",
-                             old[i]);
+                n = add_spec(out, max, n, "deprecated_tls", "high", false, "negotiated %s", old[i]);
                 break;
             }
         }
@@ -904,8 +916,7 @@ size_t cap_inventory_endpoint_finding_specs(const struct cap_observation *o,
 
 static bool outcome_ok(const char *o)
 {
-    static const char *const outcomes[] = {"ok", "refused", "timeout", "tls_error",
-                                           "policy_block"};
+    static const char *const outcomes[] = {"ok", "refused", "timeout", "tls_error", "policy_block"};
     for (size_t i = 0; i < sizeof(outcomes) / sizeof(outcomes[0]); i++) {
         if (o && strcmp(o, outcomes[i]) == 0) {
             return true;
@@ -1020,8 +1031,7 @@ int cap_inventory_add_observation(struct cap_inventory *inv, const struct cap_ob
             error = cerr;
         }
         if (rc != 0) {
-            cap_err_set(err, CAP_E_NOMEM, "queueing observation of %s: out of memory",
-                        o->address);
+            cap_err_set(err, CAP_E_NOMEM, "queueing observation of %s: out of memory", o->address);
         }
     }
 
@@ -1059,14 +1069,12 @@ int cap_inventory_add_observation(struct cap_inventory *inv, const struct cap_ob
             dup_or_null(kex),
             error,
         };
-        bool failed = !v[0] || !v[1] || !v[2] || !v[3] || !v[4] || (leaf_fp && !v[5]) ||
-                      !v[6] || !v[7] || (o->tls_version && !v[8]) ||
-                      (o->cipher_suite && !v[9]) || (group && !v[10]) ||
-                      (o->kex_group_id && !v[11]) || (kex && !v[12]);
+        bool failed = !v[0] || !v[1] || !v[2] || !v[3] || !v[4] || (leaf_fp && !v[5]) || !v[6] ||
+                      !v[7] || (o->tls_version && !v[8]) || (o->cipher_suite && !v[9]) ||
+                      (group && !v[10]) || (o->kex_group_id && !v[11]) || (kex && !v[12]);
         error = NULL; /* owned by the row now */
         if (rows_add(&inv->obs, v, failed) != 0) {
-            cap_err_set(err, CAP_E_NOMEM, "queueing observation of %s: out of memory",
-                        o->address);
+            cap_err_set(err, CAP_E_NOMEM, "queueing observation of %s: out of memory", o->address);
             rc = -1;
         } else {
             mark_queued(inv);
@@ -1085,8 +1093,7 @@ int cap_inventory_add_observation(struct cap_inventory *inv, const struct cap_ob
             if (!details || !sni) {
                 free(details);
                 free(sni);
-                cap_err_set(err, CAP_E_NOMEM, "queueing finding %s: out of memory",
-                            specs[i].kind);
+                cap_err_set(err, CAP_E_NOMEM, "queueing finding %s: out of memory", specs[i].kind);
                 rc = -1;
                 break;
             }
@@ -1118,8 +1125,8 @@ int cap_inventory_add_sighting(struct cap_inventory *inv, const char *fingerprin
                     (long long)log_index);
         return -1;
     }
-    char *v[SIGHT_COLS] = {strdup(fingerprint_sha256), clean_or_null(log_url),
-                           i64_text(log_index), i64_text(entry_ts_ms > 0 ? entry_ts_ms : 0)};
+    char *v[SIGHT_COLS] = {strdup(fingerprint_sha256), clean_or_null(log_url), i64_text(log_index),
+                           i64_text(entry_ts_ms > 0 ? entry_ts_ms : 0)};
     if (rows_add(&inv->sights, v, !v[0] || !v[1] || !v[2] || !v[3]) != 0) {
         cap_err_set(err, CAP_E_NOMEM, "queueing sighting: out of memory");
         return -1;
@@ -1186,15 +1193,14 @@ static int write_batch(struct cap_inventory *inv, struct cap_err *err)
     }
     if (inv->certs.n > 0) {
         const char *extra[] = {run};
-        if (cmd_rows(c, "upsert certificates", SQL_UPSERT_CERTS, &inv->certs, CERT_COLS, extra,
-                     1, err)) {
+        if (cmd_rows(c, "upsert certificates", SQL_UPSERT_CERTS, &inv->certs, CERT_COLS, extra, 1,
+                     err)) {
             return -1;
         }
     }
     if (inv->obs.n > 0) {
         const char *ep_extra[] = {src};
-        if (cmd_rows(c, "upsert endpoints", SQL_UPSERT_ENDPOINTS, &inv->obs, 7, ep_extra, 1,
-                     err)) {
+        if (cmd_rows(c, "upsert endpoints", SQL_UPSERT_ENDPOINTS, &inv->obs, 7, ep_extra, 1, err)) {
             return -1;
         }
         const char *drift_extra[] = {run, src};
@@ -1244,8 +1250,7 @@ static int write_batch(struct cap_inventory *inv, struct cap_err *err)
             params[1 + i] = arrays[i];
         }
         if (rc == 0) {
-            rc = cap_pg_cmd(c, "upsert findings", SQL_UPSERT_FINDINGS, 1 + FIND_COLS, params,
-                            err);
+            rc = cap_pg_cmd(c, "upsert findings", SQL_UPSERT_FINDINGS, 1 + FIND_COLS, params, err);
         }
         for (size_t i = 0; i < FIND_COLS; i++) {
             free(arrays[i]);
@@ -1325,9 +1330,10 @@ int cap_inventory_flush_if_due(struct cap_inventory *inv, struct cap_err *err)
 /* Kinds the network scan raises and re-examines on every run. drift is left to people;
  * revoked to the revocation checker. */
 static const char *const scan_kinds[] = {
-    "expired",     "self_signed", "weak_signature", "weak_key",    "expiring",
-    "san_case_duplicate", "pqc_vulnerable", "deprecated_tls", "weak_cipher", "name_mismatch",
-    "untrusted",   "unreachable", "tls_error",      "policy_block",
+    "expired",     "self_signed",        "weak_signature", "weak_key",
+    "expiring",    "san_case_duplicate", "pqc_vulnerable", "deprecated_tls",
+    "weak_cipher", "name_mismatch",      "untrusted",      "unreachable",
+    "tls_error",   "policy_block",
 };
 
 int cap_findings_resolve_missing(struct cap_inventory *inv, const char *const *kinds,

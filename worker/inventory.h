@@ -37,19 +37,19 @@ struct cap_der {
 /* What one endpoint presented in this run; everything is borrowed for the duration of
  * cap_inventory_add_observation (the inventory copies what it keeps). */
 struct cap_observation {
-    const char *host;      /* the hostname target, or the address text for an IP target */
-    const char *address;   /* IP address connected to (text, v4 or v6) */
-    int port;              /* 1..65535 */
-    const char *sni;       /* server name sent; NULL or "" for none */
-    bool host_is_name;     /* target was a hostname: name_mismatch is checked against host */
-    const char *outcome;   /* ok | refused | timeout | tls_error | policy_block */
-    const char *error;     /* why it failed (tls_error reason, ...); NULL when none */
-    const char *tls_version;  /* negotiated: "TLSv1.3", "TLSv1.2", "TLSv1.1", "TLSv1", "SSLv3";
-                               * NULL when none */
-    const char *cipher_suite; /* IANA name ("TLS_AES_128_GCM_SHA256"); NULL when none */
-    uint16_t kex_group_id;    /* IANA code point; 0 when unknown */
-    const char *kex_group;    /* group name; NULL: cap_pqc_group_name(kex_group_id), or
-                               * "0xNNNN" for an unnamed code point */
+    const char *host;            /* the hostname target, or the address text for an IP target */
+    const char *address;         /* IP address connected to (text, v4 or v6) */
+    int port;                    /* 1..65535 */
+    const char *sni;             /* server name sent; NULL or "" for none */
+    bool host_is_name;           /* target was a hostname: name_mismatch is checked against host */
+    const char *outcome;         /* ok | refused | timeout | tls_error | policy_block */
+    const char *error;           /* why it failed (tls_error reason, ...); NULL when none */
+    const char *tls_version;     /* negotiated: "TLSv1.3", "TLSv1.2", "TLSv1.1", "TLSv1", "SSLv3";
+                                  * NULL when none */
+    const char *cipher_suite;    /* IANA name ("TLS_AES_128_GCM_SHA256"); NULL when none */
+    uint16_t kex_group_id;       /* IANA code point; 0 when unknown */
+    const char *kex_group;       /* group name; NULL: cap_pqc_group_name(kex_group_id), or
+                                  * "0xNNNN" for an unnamed code point */
     const struct cap_der *chain; /* certificates as the server sent them, leaf first; may be
                                   * given with tls_error (a certificate sent before the failure
                                   * is still recorded) */
@@ -73,12 +73,12 @@ struct cap_inventory;
 /* Counts of what this run has written (absolute for the run, read back after each batch, so a
  * retried attempt counts what earlier attempts wrote too). */
 struct cap_inventory_stats {
-    int64_t certs_new;      /* discovered_certificates first seen by this run */
-    int64_t drifts;         /* drift_events of this run */
-    int64_t observations;   /* endpoint_observations of this run */
-    int64_t ok;             /* of which outcome ok */
-    int64_t unreachable;    /* of which refused or timeout */
-    int64_t batches;        /* batches this inventory committed */
+    int64_t certs_new;    /* discovered_certificates first seen by this run */
+    int64_t drifts;       /* drift_events of this run */
+    int64_t observations; /* endpoint_observations of this run */
+    int64_t ok;           /* of which outcome ok */
+    int64_t unreachable;  /* of which refused or timeout */
+    int64_t batches;      /* batches this inventory committed */
 };
 
 /* Creates a writer for the run of ctx (borrowed: ctx, ctx->pg and ctx->cfg must outlive it).
@@ -104,9 +104,9 @@ int cap_inventory_add_cert(struct cap_inventory *inv, const uint8_t *der, size_t
 /* As cap_inventory_add_cert for a CT precert_entry: facts read from the TBSCertificate (tbs)
  * but the row keyed, stored and fingerprinted by the precertificate DER (precert, from
  * extra_data). Both are required. is_precert is set. */
-int cap_inventory_add_precert(struct cap_inventory *inv, const uint8_t *precert,
-                              size_t precert_len, const uint8_t *tbs, size_t tbs_len,
-                              struct cap_cert_facts *facts_out, struct cap_err *err);
+int cap_inventory_add_precert(struct cap_inventory *inv, const uint8_t *precert, size_t precert_len,
+                              const uint8_t *tbs, size_t tbs_len, struct cap_cert_facts *facts_out,
+                              struct cap_err *err);
 
 /* Queues one observation: the chain's certificates (as cap_inventory_add_cert; a certificate
  * that does not parse is left out of the chain and named in the observation's error), the

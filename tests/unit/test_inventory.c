@@ -96,8 +96,7 @@ static void test_cert_specs(void)
     struct cap_finding_spec s[16];
     char *sans[] = {"www.example.test", "WWW.example.test", NULL};
 
-    struct cap_cert_facts f =
-        fake_facts("RSA", 1024, "", "1.2.840.113549.1.1.1", "sha1", sans, 2);
+    struct cap_cert_facts f = fake_facts("RSA", 1024, "", "1.2.840.113549.1.1.1", "sha1", sans, 2);
     f.self_signed = true;
     f.not_before = now - 1000;
     f.not_after = now - 1;
@@ -138,8 +137,8 @@ static void test_cert_specs(void)
         fake_facts("ML-DSA-65", 0, "", "2.16.840.1.101.3.4.3.18", "", NULL, 0);
     m.not_after = now + 400 * 86400;
     CHECK_INT(0, cap_inventory_cert_finding_specs(&m, true, now, 14, s, 16));
-    struct cap_cert_facts w = fake_facts("EC", 192, "P-192", "1.2.840.10045.2.1", "sha256",
-                                         NULL, 0);
+    struct cap_cert_facts w =
+        fake_facts("EC", 192, "P-192", "1.2.840.10045.2.1", "sha256", NULL, 0);
     w.not_after = now + 400 * 86400;
     n = cap_inventory_cert_finding_specs(&w, true, now, 14, s, 16);
     CHECK_INT(1, n);
@@ -153,8 +152,11 @@ static void test_cert_specs(void)
 static void test_endpoint_specs(void)
 {
     struct cap_finding_spec s[8];
-    struct cap_observation o = {.host = "127.0.0.1", .address = "127.0.0.1", .port = 443,
-                                .outcome = "refused", .verify_result = -1};
+    struct cap_observation o = {.host = "127.0.0.1",
+                                .address = "127.0.0.1",
+                                .port = 443,
+                                .outcome = "refused",
+                                .verify_result = -1};
     size_t n = cap_inventory_endpoint_finding_specs(&o, NULL, s, 8);
     CHECK_INT(1, n);
     CHECK_STR("unreachable", s[0].kind);
@@ -189,9 +191,13 @@ static void test_endpoint_specs(void)
         {"TLSv1.1", "TLS_RSA_WITH_DES_CBC_SHA", true, true},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-        struct cap_observation ok = {.host = "127.0.0.1", .address = "127.0.0.1", .port = 443,
-                                     .outcome = "ok", .tls_version = cases[i].version,
-                                     .cipher_suite = cases[i].cipher, .verify_result = 0};
+        struct cap_observation ok = {.host = "127.0.0.1",
+                                     .address = "127.0.0.1",
+                                     .port = 443,
+                                     .outcome = "ok",
+                                     .tls_version = cases[i].version,
+                                     .cipher_suite = cases[i].cipher,
+                                     .verify_result = 0};
         n = cap_inventory_endpoint_finding_specs(&ok, NULL, s, 8);
         CHECK_INT(cases[i].deprecated ? 1 : 0, has_kind(s, n, "deprecated_tls") != NULL);
         CHECK_INT(cases[i].weak ? 1 : 0, has_kind(s, n, "weak_cipher") != NULL);
@@ -199,11 +205,14 @@ static void test_endpoint_specs(void)
     }
 
     char *sans[] = {"*.example.test", "example.test", NULL};
-    struct cap_cert_facts leaf = fake_facts("EC", 256, "P-256", "1.2.840.10045.2.1", "sha256",
-                                            sans, 2);
-    struct cap_observation named = {.host = "www.example.test", .address = "127.0.0.1",
-                                    .port = 443, .sni = "www.example.test",
-                                    .host_is_name = true, .outcome = "ok",
+    struct cap_cert_facts leaf =
+        fake_facts("EC", 256, "P-256", "1.2.840.10045.2.1", "sha256", sans, 2);
+    struct cap_observation named = {.host = "www.example.test",
+                                    .address = "127.0.0.1",
+                                    .port = 443,
+                                    .sni = "www.example.test",
+                                    .host_is_name = true,
+                                    .outcome = "ok",
                                     .tls_version = "TLSv1.3",
                                     .cipher_suite = "TLS_AES_256_GCM_SHA384",
                                     .verify_result = 0};
@@ -276,9 +285,8 @@ struct der {
     size_t n;
 };
 
-static struct der make_cert(EVP_PKEY *key, EVP_PKEY *signer, const char *cn,
-                            const char *issuer_cn, const char *san, const EVP_MD *md,
-                            time_t nb, time_t na, long serial)
+static struct der make_cert(EVP_PKEY *key, EVP_PKEY *signer, const char *cn, const char *issuer_cn,
+                            const char *san, const EVP_MD *md, time_t nb, time_t na, long serial)
 {
     X509 *x = X509_new();
     X509_set_version(x, 2);
@@ -357,8 +365,8 @@ static long long endpoint_id(const char *addr_port)
     if (sscanf(addr_port, "%63[^|]|%d", addr, &port) != 2) {
         exit(2);
     }
-    snprintf(sql, sizeof(sql), "SELECT id FROM endpoints WHERE address = '%s' AND port = %d",
-             addr, port);
+    snprintf(sql, sizeof(sql), "SELECT id FROM endpoints WHERE address = '%s' AND port = %d", addr,
+             port);
     return q_int(sql, NULL);
 }
 
@@ -371,11 +379,18 @@ static int add_obs(struct cap_inventory *inv, const char *addr, int port, const 
         c[i].der = chain[i].p;
         c[i].len = chain[i].n;
     }
-    struct cap_observation o = {.host = named ? sni : addr, .address = addr, .port = port,
-                                .sni = sni, .host_is_name = named, .outcome = outcome,
+    struct cap_observation o = {.host = named ? sni : addr,
+                                .address = addr,
+                                .port = port,
+                                .sni = sni,
+                                .host_is_name = named,
+                                .outcome = outcome,
                                 .error = strcmp(outcome, "ok") ? "handshake failure \xff" : NULL,
-                                .tls_version = version, .cipher_suite = cipher,
-                                .kex_group_id = group, .chain = c, .chain_n = chain_n,
+                                .tls_version = version,
+                                .cipher_suite = cipher,
+                                .kex_group_id = group,
+                                .chain = c,
+                                .chain_n = chain_n,
                                 .verify_result = verify,
                                 .verify_error = verify > 0 ? "unable to get local issuer" : NULL};
     struct cap_err err = {0};
@@ -414,33 +429,31 @@ static int run_pg(const char *url)
     EVP_PKEY *ca_key = EVP_RSA_gen(2048);
     EVP_PKEY *ka = EVP_EC_gen("P-256"), *kb = EVP_EC_gen("P-256");
     EVP_PKEY *kc = EVP_RSA_gen(1024), *kd = EVP_EC_gen("P-384");
-    struct der ca = make_cert(ca_key, ca_key, "Inv CA", "Inv CA", NULL, EVP_sha256(),
-                              now - 86400, now + 3650 * 86400, 1);
+    struct der ca = make_cert(ca_key, ca_key, "Inv CA", "Inv CA", NULL, EVP_sha256(), now - 86400,
+                              now + 3650 * 86400, 1);
     struct der a = make_cert(ka, ca_key, "a.test", "Inv CA", "DNS:a.test", EVP_sha256(),
                              now - 86400, now + 365 * 86400, 2);
-    struct der b = make_cert(kb, ca_key, "a.test", "Inv CA", "DNS:a.test,DNS:b.test",
-                             EVP_sha256(), now - 86400, now + 365 * 86400, 3);
-    struct der c = make_cert(kc, kc, "old.test", "old.test", "DNS:X.test,DNS:x.test",
-                             EVP_sha1(), now - 400 * 86400, now - 86400, 4);
+    struct der b = make_cert(kb, ca_key, "a.test", "Inv CA", "DNS:a.test,DNS:b.test", EVP_sha256(),
+                             now - 86400, now + 365 * 86400, 3);
+    struct der c = make_cert(kc, kc, "old.test", "old.test", "DNS:X.test,DNS:x.test", EVP_sha1(),
+                             now - 400 * 86400, now - 86400, 4);
     struct der d = make_cert(kd, ca_key, "soon.test", "Inv CA", "DNS:soon.test", EVP_sha256(),
                              now - 86400, now + 3 * 86400, 5);
     char *fa = fp_of(a), *fb = fp_of(b), *fc = fp_of(c), *fd = fp_of(d), *fca = fp_of(ca);
 
     /* Run 1. */
     int64_t run1 = new_run(src);
-    struct cap_run_ctx ctx = {.cfg = &cfg, .pg = pg, .run_id = run1, .source_id = src,
-                              .attempt = 1};
-    struct cap_inventory *inv = cap_inventory_new(&ctx, CAP_INVENTORY_PROGRESS_OBSERVATIONS,
-                                                  &err);
+    struct cap_run_ctx ctx = {
+        .cfg = &cfg, .pg = pg, .run_id = run1, .source_id = src, .attempt = 1};
+    struct cap_inventory *inv = cap_inventory_new(&ctx, CAP_INVENTORY_PROGRESS_OBSERVATIONS, &err);
     struct der chain_a[] = {a, ca}, chain_b[] = {b, ca}, chain_c[] = {c}, chain_d[] = {d};
     CHECK_INT(0, add_obs(inv, "127.0.0.1", 443, "a.test", true, "ok", chain_a, 2, "TLSv1.3",
                          "TLS_AES_128_GCM_SHA256", 0x001d, 0));
     CHECK_INT(0, add_obs(inv, "127.0.0.2", 443, "", false, "ok", chain_c, 1, "TLSv1",
                          "TLS_RSA_WITH_3DES_EDE_CBC_SHA", 0x0017, 20));
-    CHECK_INT(0, add_obs(inv, "127.0.0.3", 443, "", false, "refused", NULL, 0, NULL, NULL, 0,
-                         -1));
-    CHECK_INT(0, add_obs(inv, "127.0.0.4", 8443, "", false, "tls_error", chain_d, 1, NULL, NULL,
-                         0, -1));
+    CHECK_INT(0, add_obs(inv, "127.0.0.3", 443, "", false, "refused", NULL, 0, NULL, NULL, 0, -1));
+    CHECK_INT(
+        0, add_obs(inv, "127.0.0.4", 8443, "", false, "tls_error", chain_d, 1, NULL, NULL, 0, -1));
     /* Bad arguments queue nothing. */
     struct cap_observation bad = {.address = "not-an-ip", .port = 443, .outcome = "ok"};
     cap_err_clear(&err);
@@ -562,8 +575,7 @@ static int run_pg(const char *url)
                          "TLS_AES_128_GCM_SHA256", 0x11ec, 0));
     CHECK_INT(0, add_obs(inv, "127.0.0.2", 443, "", false, "ok", chain_c, 1, "TLSv1.2",
                          "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256", 0x0017, 0));
-    CHECK_INT(0, add_obs(inv, "127.0.0.3", 443, "", false, "timeout", NULL, 0, NULL, NULL, 0,
-                         -1));
+    CHECK_INT(0, add_obs(inv, "127.0.0.3", 443, "", false, "timeout", NULL, 0, NULL, NULL, 0, -1));
     CHECK_INT(0, flush(inv));
     char r2[24];
     snprintf(r2, sizeof(r2), "%lld", (long long)run2);
@@ -619,8 +631,8 @@ static int run_pg(const char *url)
     inv = cap_inventory_new(&ctx, CAP_INVENTORY_PROGRESS_OBSERVATIONS, &err);
     CHECK_INT(0, add_obs(inv, "127.0.0.4", 8443, "", false, "ok", chain_d, 1, "TLSv1.3",
                          "TLS_AES_128_GCM_SHA256", 0x001d, 0));
-    CHECK_INT(0, add_obs(inv, "127.0.0.1", 443, "a.test", true, "refused", NULL, 0, NULL, NULL,
-                         0, -1));
+    CHECK_INT(
+        0, add_obs(inv, "127.0.0.1", 443, "a.test", true, "refused", NULL, 0, NULL, NULL, 0, -1));
     CHECK_INT(0, add_obs(inv, "127.0.0.3", 443, "", false, "ok", chain_a, 2, "TLSv1.2",
                          "TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256", 0x0017, 0));
     CHECK_INT(0, flush(inv));
@@ -637,7 +649,7 @@ static int run_pg(const char *url)
     CHECK_INT(3, resolved);
     CHECK_INT(0, count_findings("expiring", "%", "open"));
     CHECK_INT(1, count_findings("unreachable", "%", "open")); /* 127.0.0.1 now */
-    CHECK_INT(1, count_findings("drift", "%", "open"));        /* left to people */
+    CHECK_INT(1, count_findings("drift", "%", "open"));       /* left to people */
     /* a is served again (by 127.0.0.3): its pqc_vulnerable is a new open finding. */
     snprintf(want, sizeof(want), "cert:%s", fa);
     CHECK_INT(1, q_int("SELECT count(*) FROM findings WHERE status = 'open' AND "
@@ -645,10 +657,10 @@ static int run_pg(const char *url)
                        want));
 
     /* Sightings, explicit findings and the commit hook. */
-    CHECK_INT(0, cap_inventory_add_sighting(inv, fa, "https://log.example/", 42, 1700000000123,
-                                            &err));
-    CHECK_INT(-1, cap_findings_raise(inv, "policy_block", "medium", "run:1", 0, 0, NULL,
-                                     "[1,2]", &err));
+    CHECK_INT(0,
+              cap_inventory_add_sighting(inv, fa, "https://log.example/", 42, 1700000000123, &err));
+    CHECK_INT(
+        -1, cap_findings_raise(inv, "policy_block", "medium", "run:1", 0, 0, NULL, "[1,2]", &err));
     cap_err_clear(&err);
     CHECK_INT(0, cap_findings_raise(inv, "policy_block", "medium", "source:x", 0, 0, NULL,
                                     "{\"refused\":{\"169.254.0.0/16\":4}}", &err));
@@ -666,8 +678,7 @@ static int run_pg(const char *url)
     char r3[24];
     snprintf(r3, sizeof(r3), "%lld", (long long)run3);
     q_cmd("UPDATE discovery_runs SET attempts = 2 WHERE id = $1", r3);
-    CHECK_INT(0, add_obs(inv, "127.0.0.5", 443, "", false, "refused", NULL, 0, NULL, NULL, 0,
-                         -1));
+    CHECK_INT(0, add_obs(inv, "127.0.0.5", 443, "", false, "refused", NULL, 0, NULL, NULL, 0, -1));
     cap_err_clear(&err);
     CHECK_INT(-1, cap_inventory_flush(inv, &err));
     CHECK_INT(CAP_E_FENCED, err.code);

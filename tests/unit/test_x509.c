@@ -84,8 +84,8 @@ static EVP_PKEY *key_ed25519(void)
 }
 
 struct certspec {
-    EVP_PKEY *key;       /* subject key */
-    EVP_PKEY *signer;    /* NULL: self-signed with key */
+    EVP_PKEY *key;    /* subject key */
+    EVP_PKEY *signer; /* NULL: self-signed with key */
     const char *subject_cn;
     const char *issuer_cn; /* NULL: same as subject */
     const char *org;       /* optional O= */
@@ -95,9 +95,9 @@ struct certspec {
     time_t not_before;
     time_t not_after;
     bool ca;
-    bool poison;           /* add the CT poison extension (critical) */
-    bool scts;             /* add a (fake) SCT list extension */
-    bool plain_tbs;        /* neither: used to take the TBS of a precert_entry */
+    bool poison;    /* add the CT poison extension (critical) */
+    bool scts;      /* add a (fake) SCT list extension */
+    bool plain_tbs; /* neither: used to take the TBS of a precert_entry */
 };
 
 static void add_ext(X509 *x, X509 *issuer, int nid, const char *value)
@@ -135,15 +135,15 @@ static X509 *build_cert(const struct certspec *s)
     ASN1_TIME_set(X509_getm_notAfter(x), s->not_after);
     X509_NAME *subj = X509_get_subject_name(x);
     if (s->org) {
-        X509_NAME_add_entry_by_txt(subj, "O", MBSTRING_UTF8, (const unsigned char *)s->org, -1,
-                                   -1, 0);
+        X509_NAME_add_entry_by_txt(subj, "O", MBSTRING_UTF8, (const unsigned char *)s->org, -1, -1,
+                                   0);
     }
-    X509_NAME_add_entry_by_txt(subj, "CN", MBSTRING_UTF8, (const unsigned char *)s->subject_cn,
-                               -1, -1, 0);
+    X509_NAME_add_entry_by_txt(subj, "CN", MBSTRING_UTF8, (const unsigned char *)s->subject_cn, -1,
+                               -1, 0);
     X509_NAME *iss = X509_get_issuer_name(x);
     if (s->issuer_cn) {
-        X509_NAME_add_entry_by_txt(iss, "CN", MBSTRING_UTF8,
-                                   (const unsigned char *)s->issuer_cn, -1, -1, 0);
+        X509_NAME_add_entry_by_txt(iss, "CN", MBSTRING_UTF8, (const unsigned char *)s->issuer_cn,
+                                   -1, -1, 0);
     } else {
         X509_set_issuer_name(x, subj);
     }
@@ -201,8 +201,12 @@ static const time_t NA = 1893456000; /* 2030-01-01T00:00:00Z */
 static void test_rsa1024_self_signed_sha1(void)
 {
     EVP_PKEY *k = key_rsa(1024);
-    struct certspec s = {.key = k, .subject_cn = "old.example.test", .md = EVP_sha1(),
-                         .serial = 0x0a1b, .not_before = NB, .not_after = NA,
+    struct certspec s = {.key = k,
+                         .subject_cn = "old.example.test",
+                         .md = EVP_sha1(),
+                         .serial = 0x0a1b,
+                         .not_before = NB,
+                         .not_after = NA,
                          .san = "DNS:old.example.test"};
     X509 *x = build_cert(&s);
     struct cap_cert_facts f;
@@ -242,9 +246,16 @@ static void test_rsa2048_issued(void)
 {
     EVP_PKEY *k = key_rsa(2048);
     EVP_PKEY *ca = key_ec("P-256");
-    struct certspec s = {.key = k, .signer = ca, .subject_cn = "www.example.test",
-                         .issuer_cn = "Test CA", .org = "\xc3\x9cnic\xc3\xb8" "de, Inc.",
-                         .md = EVP_sha256(), .serial = 7, .not_before = NB, .not_after = NA,
+    struct certspec s = {.key = k,
+                         .signer = ca,
+                         .subject_cn = "www.example.test",
+                         .issuer_cn = "Test CA",
+                         .org = "\xc3\x9cnic\xc3\xb8"
+                                "de, Inc.",
+                         .md = EVP_sha256(),
+                         .serial = 7,
+                         .not_before = NB,
+                         .not_after = NA,
                          .san = "DNS:www.example.test,DNS:*.api.example.test,IP:192.0.2.7,"
                                 "IP:2001:db8::1,email:ops@example.test,URI:https://example.test/"};
     X509 *x = build_cert(&s);
@@ -260,7 +271,9 @@ static void test_rsa2048_issued(void)
     CHECK(!cap_x509_weak_key(&f));
     CHECK_STR("transition", cap_pqc_class_cert(&f));
     /* RFC 4514 order (most specific first), UTF-8 kept, the comma escaped. */
-    CHECK_STR("CN=www.example.test,O=\xc3\x9cnic\xc3\xb8" "de\\, Inc.", f.subject);
+    CHECK_STR("CN=www.example.test,O=\xc3\x9cnic\xc3\xb8"
+              "de\\, Inc.",
+              f.subject);
     CHECK_STR("CN=Test CA", f.issuer);
     CHECK_STR("www.example.test", f.cn);
     CHECK_STR("07", f.serial);
@@ -303,8 +316,13 @@ static void test_ec_curves(void)
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         EVP_PKEY *k = key_ec(cases[i].curve);
-        struct certspec s = {.key = k, .subject_cn = "ec.example.test", .md = EVP_sha384(),
-                             .serial = 1, .not_before = NB, .not_after = NA, .ca = true};
+        struct certspec s = {.key = k,
+                             .subject_cn = "ec.example.test",
+                             .md = EVP_sha384(),
+                             .serial = 1,
+                             .not_before = NB,
+                             .not_after = NA,
+                             .ca = true};
         X509 *x = build_cert(&s);
         struct cap_cert_facts f;
         CHECK(facts_of(x, &f) == 0);
@@ -327,8 +345,12 @@ static void test_ec_curves(void)
 static void test_ed25519(void)
 {
     EVP_PKEY *k = key_ed25519();
-    struct certspec s = {.key = k, .subject_cn = "ed.example.test", .md = NULL, .serial = 2,
-                         .not_before = NB, .not_after = NA};
+    struct certspec s = {.key = k,
+                         .subject_cn = "ed.example.test",
+                         .md = NULL,
+                         .serial = 2,
+                         .not_before = NB,
+                         .not_after = NA};
     X509 *x = build_cert(&s);
     struct cap_cert_facts f;
     CHECK(facts_of(x, &f) == 0);
@@ -349,8 +371,13 @@ static void test_self_issued_not_self_signed(void)
 {
     EVP_PKEY *k = key_ec("P-256");
     EVP_PKEY *other = key_ec("P-256");
-    struct certspec s = {.key = k, .signer = other, .subject_cn = "same.example.test",
-                         .md = EVP_sha256(), .serial = 3, .not_before = NB, .not_after = NA};
+    struct certspec s = {.key = k,
+                         .signer = other,
+                         .subject_cn = "same.example.test",
+                         .md = EVP_sha256(),
+                         .serial = 3,
+                         .not_before = NB,
+                         .not_after = NA};
     X509 *x = build_cert(&s);
     struct cap_cert_facts f;
     CHECK(facts_of(x, &f) == 0);
@@ -368,9 +395,14 @@ static void test_precert_join(void)
 {
     EVP_PKEY *k = key_ec("P-256");
     EVP_PKEY *ca = key_rsa(2048);
-    struct certspec s = {.key = k, .signer = ca, .subject_cn = "ct.example.test",
-                         .issuer_cn = "CT Test CA", .san = "DNS:ct.example.test",
-                         .md = EVP_sha256(), .serial = 0x1234567, .not_before = NB,
+    struct certspec s = {.key = k,
+                         .signer = ca,
+                         .subject_cn = "ct.example.test",
+                         .issuer_cn = "CT Test CA",
+                         .san = "DNS:ct.example.test",
+                         .md = EVP_sha256(),
+                         .serial = 0x1234567,
+                         .not_before = NB,
                          .not_after = NA};
     s.poison = true;
     X509 *pre = build_cert(&s);
@@ -441,8 +473,12 @@ static void test_precert_join(void)
 static void test_garbage(void)
 {
     EVP_PKEY *k = key_ec("P-256");
-    struct certspec s = {.key = k, .subject_cn = "g.example.test", .md = EVP_sha256(),
-                         .serial = 9, .not_before = NB, .not_after = NA};
+    struct certspec s = {.key = k,
+                         .subject_cn = "g.example.test",
+                         .md = EVP_sha256(),
+                         .serial = 9,
+                         .not_before = NB,
+                         .not_after = NA};
     X509 *x = build_cert(&s);
     size_t len;
     uint8_t *der = to_der(x, &len);
@@ -574,14 +610,14 @@ static struct buf bitstring(size_t n, uint8_t fill)
 
 /* A v3 certificate whose key and signature algorithms are the given OIDs (no parameters),
  * with junk key and signature bytes of the sizes given. */
-static struct buf pq_cert(const char *key_oid, size_t key_len, const char *sig_oid,
-                          size_t sig_len, const char *cn)
+static struct buf pq_cert(const char *key_oid, size_t key_len, const char *sig_oid, size_t sig_len,
+                          const char *cn)
 {
     static const uint8_t version[] = {0xa0, 0x03, 0x02, 0x01, 0x02};
     static const uint8_t serial[] = {0x02, 0x02, 0x10, 0x01};
     const char *nb = "250101000000Z", *na = "20500101000000Z";
-    struct buf validity = tlv(0x30, cat(tlv(0x17, raw(nb, strlen(nb))),
-                                        tlv(0x18, raw(na, strlen(na)))));
+    struct buf validity =
+        tlv(0x30, cat(tlv(0x17, raw(nb, strlen(nb))), tlv(0x18, raw(na, strlen(na)))));
     struct buf spki = tlv(0x30, cat(tlv(0x30, oid(key_oid)), bitstring(key_len, 0x5a)));
     struct buf tbs = raw(version, sizeof(version));
     tbs = cat(tbs, raw(serial, sizeof(serial)));
@@ -615,8 +651,8 @@ static void test_pq_handmade(void)
         {"1.2.3.4.5.6.7", 64, "1.2.3.4.5.6.7", "unknown"},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-        struct buf c = pq_cert(cases[i].key_oid, cases[i].key_len, "2.16.840.1.101.3.4.3.18",
-                               3309, "pq.example.test");
+        struct buf c = pq_cert(cases[i].key_oid, cases[i].key_len, "2.16.840.1.101.3.4.3.18", 3309,
+                               "pq.example.test");
         struct cap_cert_facts f;
         struct cap_err err = {0};
         int rc = cap_x509_facts_from_der(c.p, c.n, &f, &err);
@@ -645,8 +681,8 @@ static void test_pq_handmade(void)
     }
 
     /* A known algorithm (rsaEncryption) with junk key bytes: malformed, unknown, no error. */
-    struct buf c = pq_cert("1.2.840.113549.1.1.1", 40, "1.2.840.113549.1.1.11", 256,
-                           "bad.example.test");
+    struct buf c =
+        pq_cert("1.2.840.113549.1.1.1", 40, "1.2.840.113549.1.1.11", 256, "bad.example.test");
     struct cap_cert_facts f;
     struct cap_err err = {0};
     CHECK_INT(0, cap_x509_facts_from_der(c.p, c.n, &f, &err));
@@ -697,7 +733,7 @@ static void test_name_matches(void)
 static void test_san_case_duplicates(void)
 {
     char *sans[] = {"www.Example.com", "a.example.com", "www.example.com", "WWW.example.com",
-                    "www.example.com", "b.example.com", "B.example.com", NULL};
+                    "www.example.com", "b.example.com", "B.example.com",   NULL};
     struct cap_cert_facts f = {0};
     f.dns_sans = sans;
     f.dns_sans_n = 7;
