@@ -100,12 +100,13 @@ def latest_run(c, sid):
     return rows[0] if rows else None
 
 
-def wait_idle(c, sid, timeout=120):
-    """Waits until the source has runs and none is queued or running; returns the last run."""
+def wait_idle(c, sid, timeout=120, until=None):
+    """Waits until the source has runs, none is queued or running, and until() (when given) is
+    true; returns the last run."""
     def idle():
         rows = c.sql("SELECT count(*) FILTER (WHERE status IN ('queued','running')), count(*) "
                      "FROM discovery_runs WHERE source_id = %s", (sid,))
-        return rows[0][0] == 0 and rows[0][1] > 0
+        return rows[0][0] == 0 and rows[0][1] > 0 and (until is None or until())
     c.wait_for(idle, timeout=timeout, what="runs of source %d to finish" % sid)
     return latest_run(c, sid)
 

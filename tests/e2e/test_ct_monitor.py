@@ -34,7 +34,8 @@ def main():
         sid = source_id(c, "shadow")
         c.wait_for(lambda: c.sql("SELECT 1 FROM discovery_runs WHERE source_id = %s", (sid,)),
                    timeout=30, what="first run queued")
-        last = wait_idle(c, sid, timeout=180)
+        done = lambda: (checkpoint(c, sid, log.url) or {}).get("next_index") == ENTRIES
+        wait_idle(c, sid, timeout=180, until=done)
         runs = c.sql_dicts("SELECT id, status, trigger, error FROM discovery_runs "
                            "WHERE source_id = %s ORDER BY id", (sid,))
         assert all(r["status"] == "succeeded" for r in runs), runs
@@ -117,7 +118,7 @@ def main():
             size = log.grow(20)
             cp_before = checkpoint(c, sid, log.url)
             log.clear()
-            log.fault(kind, count=1, arg=50)
+            log.fault(kind, count=1, arg=100)
             run, _ = trigger(c, "shadow")
             log.clear()
             assert run["status"] == "failed", (kind, run)
@@ -141,9 +142,10 @@ def main():
         tid = source_id(c, "tiled")
         c.wait_for(lambda: c.sql("SELECT 1 FROM discovery_runs WHERE source_id = %s", (tid,)),
                    timeout=30, what="tiled run queued")
-        run = wait_idle(c, tid, timeout=180)
-        assert run["status"] == "succeeded", run
         size = log.stats()["tree_size"]
+        run = wait_idle(c, tid, timeout=180, until=lambda: (checkpoint(
+            c, tid, log.tiled_url) or {}).get("next_index") == size)
+        assert run["status"] == "succeeded", run
         cp = checkpoint(c, tid, log.tiled_url)
         assert cp["next_index"] == size and cp["verified"], cp
         check_exact(c, tid, log, size, "tiled backfill")
@@ -159,7 +161,7 @@ def main():
 
         # --- a new source starts at the current size, then reads only what is new ----------
         c.capctl_ok("source", "add", "fresh", "--type", "ct_log", "--domain", "example.com",
-                    "--log", log.url, "--log-key", log.key_file, "--trigger")
+                    "--domain", "xn--bcher-kva.example", "--log", log.url, "--log-key", log.key_file, "--trigger")
         fid = source_id(c, "fresh")
         c.wait_for(lambda: c.sql("SELECT 1 FROM discovery_runs WHERE source_id = %s", (fid,)),
                    timeout=30, what="fresh run queued")
@@ -173,7 +175,8 @@ def main():
         assert run["status"] == "succeeded", run
         got = sightings(c, fid)
         want = [x for x in expected(log.truth(), end) if x[0] >= start]
-        assert [tuple(x) for x in got] == want, (len(got), len(want))
+        got = [tuple(x) for x in got]
+        assert got == want, (start, end, sorted(set(want) - set(got)), sorted(set(got) - set(want)))
         cp = checkpoint(c, fid, log.url)
         assert cp["has_frontier"] and cp["next_index"] == end, cp
         print("ct monitor e2e: ok")

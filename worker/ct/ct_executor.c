@@ -111,6 +111,8 @@ struct ct_reader {
     uint64_t batch;
     bool db_failed; /* a database or fencing failure: ends the whole run */
     bool misbehaving; /* err is a failed verification (ct_log_misbehaving raised) */
+    char *probed;     /* tree head body fetched while probing the protocol, reused once */
+    size_t probed_len;
     char err[400];
 };
 
@@ -537,22 +539,27 @@ static int get_tree_head(struct ct_reader *r, struct cap_err *err)
     struct cap_ct_req q;
     memset(&q, 0, sizeof q);
     int rc = -1;
+    const char *what = r->static_ct ? "checkpoint" : "get-sth";
+    snprintf(q.url, sizeof q.url, "%s%s", r->log->base,
+             r->static_ct ? "checkpoint" : "ct/v1/get-sth");
+    if (r->probed) {
+        /* The answer the protocol probe got: asking again could hide what the log said. */
+        q.body = r->probed;
+        q.len = r->probed_len;
+        r->probed = NULL;
+    } else if (fetch(r, &q, what, err) < 0) {
+        return -1;
+    }
     if (r->static_ct) {
-        snprintf(q.url, sizeof q.url, "%scheckpoint", r->log->base);
-        if (fetch(r, &q, "checkpoint", err) == 0)
-            rc = cap_ct_checkpoint_parse(q.body, q.len, r->log->key,
-                                         r->log->origin[0] ? r->log->origin : NULL, &r->sth,
-                                         &r->verified, err);
-    } else {
-        snprintf(q.url, sizeof q.url, "%sct/v1/get-sth", r->log->base);
-        if (fetch(r, &q, "get-sth", err) == 0 &&
-            cap_ct_sth_parse(q.body, q.len, &r->sth, err) == 0) {
-            rc = 0;
-            r->verified = false;
-            if (r->log->key) {
-                rc = cap_ct_sth_verify(r->log->key, &r->sth, err);
-                r->verified = rc == 0;
-            }
+        rc = cap_ct_checkpoint_parse(q.body, q.len, r->log->key,
+                                     r->log->origin[0] ? r->log->origin : NULL, &r->sth,
+                                     &r->verified, err);
+    } else if (cap_ct_sth_parse(q.body, q.len, &r->sth, err) == 0) {
+        rc = 0;
+        r->verified = false;
+        if (r->log->key) {
+            rc = cap_ct_sth_verify(r->log->key, &r->sth, err);
+            r->verified = rc == 0;
         }
     }
     cap_ct_req_reset(&q);
@@ -846,19 +853,28 @@ static int probe_protocol(struct ct_reader *r, struct cap_err *err)
     snprintf(q.url, sizeof q.url, "%sct/v1/get-sth", r->log->base);
     struct cap_err pe = {0};
     if (fetch(r, &q, "probe get-sth", &pe) == 0) {
-        struct cap_ct_sth s;
-        if (cap_ct_sth_parse(q.body, q.len, &s, &pe) == 0) {
-            cap_ct_req_reset(&q);
+        json_tokener *tok = json_tokener_new();
+        json_object *o = tok ? json_tokener_parse_ex(tok, q.body, (int)q.len) : NULL;
+        bool is_json = o && json_object_is_type(o, json_type_object) &&
+                       json_object_object_get_ex(o, "tree_size", NULL);
+        json_object_put(o);
+        json_tokener_free(tok);
+        if (is_json) {
             r->static_ct = false;
+            r->probed = q.body;
+            r->probed_len = q.len;
+            q.body = NULL;
             return 0;
         }
+        cap_err_set(&pe, CAP_E_INVALID, "get-sth answered something other than a tree head");
     }
     cap_ct_req_reset(&q);
     snprintf(q.url, sizeof q.url, "%scheckpoint", r->log->base);
     struct cap_err pe2 = {0};
     if (fetch(r, &q, "probe checkpoint", &pe2) == 0) {
-        cap_ct_req_reset(&q);
         r->static_ct = true;
+        r->probed = q.body;
+        r->probed_len = q.len;
         return 0;
     }
     cap_ct_req_reset(&q);
@@ -1155,6 +1171,7 @@ static int ct_execute(struct cap_run_ctx *ctx, struct cap_run_outcome *out, stru
         bool left = false;
         int lrc = run_log(r, ctx->cfg->ct_run_budget, &left, err);
         cap_inventory_on_commit(inv, NULL, NULL);
+        free(r->probed);
         total = r->run_total;
         if (lrc < 0) {
             free(r);
