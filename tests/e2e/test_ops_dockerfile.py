@@ -1,0 +1,239 @@
+"""Offline checks of deploy/Dockerfile (no Docker engine here): multi-stage on Debian 12, every
+path a COPY takes from the build context exists and is not excluded by the .dockerignore,
+every path copied from the build stage is produced there, the build stage copies every folder
+CMake needs, the runtime stage runs as a non-root user it creates, installs no -dev package but
+the runtime library of each -dev package the build uses (from `apt-cache depends`), and every
+shared library the built programs need comes from a package the runtime stage installs."""
+
+import fnmatch
+import os
+import re
+import shlex
+import shutil
+import subprocess
+
+import harness
+
+SRC = os.path.abspath(harness.source_dir())
+DOCKERFILE = os.path.join(SRC, "deploy", "Dockerfile")
+PROGRAMS = {"cap-scheduler": "scheduler/cap-scheduler", "cap-worker": "worker/cap-worker",
+            "capctl": "ctl/capctl"}
+failures = []
+
+
+def check(cond, what):
+    if not cond:
+        failures.append(what)
+        print("FAIL: " + what)
+
+
+def parse(path):
+    """Returns (args, stages): the global ARG defaults and a list of stages, each a dict with
+    name, base, and instructions [(KEYWORD, text)]. Continuation lines are joined."""
+    with open(path) as f:
+        text = f.read()
+    text = re.sub(r"\\\n", " ", text)
+    args, stages = {}, []
+    for line in text.splitlines():
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        kw, _, rest = line.partition(" ")
+        kw = kw.upper()
+        rest = rest.strip()
+        if kw == "FROM":
+            m = re.match(r"(?:--platform=\S+\s+)?(\S+)(?:\s+AS\s+(\S+))?$", rest, re.I)
+            assert m, "cannot parse FROM %r" % rest
+            base = re.sub(r"\$\{?(\w+)\}?", lambda mm: args.get(mm.group(1), mm.group(0)),
+                          m.group(1))
+            stages.append({"name": m.group(2), "base": base, "ins": []})
+        elif kw == "ARG" and not stages:
+            name, _, default = rest.partition("=")
+            args[name] = default
+        elif stages:
+            stages[-1]["ins"].append((kw, rest))
+    return args, stages
+
+
+def dockerignore_patterns():
+    for p in (DOCKERFILE + ".dockerignore", os.path.join(SRC, ".dockerignore")):
+        if os.path.exists(p):
+            with open(p) as f:
+                return [l.strip() for l in f if l.strip() and not l.startswith("#")]
+    return []
+
+
+def ignored(rel, patterns):
+    rel = rel.strip("/")
+    for p in patterns:
+        p = p.lstrip("/")
+        if fnmatch.fnmatch(rel, p) or fnmatch.fnmatch(rel.split("/")[0], p) or \
+                fnmatch.fnmatch(rel, p.replace("**/", "*")):
+            return True
+    return False
+
+
+def copy_args(rest):
+    words = shlex.split(rest)
+    flags = {w.split("=", 1)[0]: w.split("=", 1)[1] if "=" in w else "" for w in words
+             if w.startswith("--")}
+    paths = [w for w in words if not w.startswith("--")]
+    if paths and paths[0].startswith("["):  # JSON form
+        import json
+        paths = json.loads(rest[rest.index("["):])
+    return flags, paths[:-1], paths[-1]
+
+
+def apt_packages(stage):
+    pkgs = set()
+    for kw, rest in stage["ins"]:
+        if kw != "RUN":
+            continue
+        for part in re.split(r"&&|;", rest):
+            words = part.split()
+            if "apt-get" in words and "install" in words:
+                pkgs |= {w for w in words[words.index("install") + 1:] if not w.startswith("-")}
+    return pkgs
+
+
+def runtime_deps_of(dev_pkg):
+    r = subprocess.run(["apt-cache", "depends", dev_pkg], stdout=subprocess.PIPE,
+                       stderr=subprocess.PIPE, text=True)
+    if r.returncode != 0:
+        raise AssertionError("apt-cache depends %s failed (apt lists missing? run apt-get "
+                             "update): %s" % (dev_pkg, r.stderr.strip()))
+    deps = set()
+    for line in r.stdout.splitlines():
+        m = re.match(r"\s*\|?Depends:\s*(\S+)", line)
+        if m and not m.group(1).endswith("-dev") and m.group(1).startswith("lib") \
+                and not m.group(1).startswith("<"):
+            deps.add(m.group(1).split(":")[0])
+    return deps
+
+
+def package_of(path):
+    r = subprocess.run(["dpkg", "-S", os.path.realpath(path)], stdout=subprocess.PIPE,
+                       stderr=subprocess.PIPE, text=True)
+    if r.returncode != 0:
+        r = subprocess.run(["dpkg", "-S", path], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                           text=True)
+    if r.returncode != 0:
+        return None
+    return r.stdout.split(":")[0].strip()
+
+
+def check_linked_libraries(runtime_pkgs):
+    """Every library the built programs load belongs to a runtime package (or libc6, which
+    every Debian image has). Sanitizer runtimes of the test build are skipped."""
+    ldd = shutil.which("ldd")
+    assert ldd, "missing: ldd (libc-bin)"
+    for prog, rel in PROGRAMS.items():
+        exe = harness.binary(rel)
+        out = subprocess.run([ldd, exe], stdout=subprocess.PIPE, text=True).stdout
+        for line in out.splitlines():
+            m = re.match(r"\s*(\S+) => (/\S+)", line)
+            if not m:
+                continue
+            soname, path = m.groups()
+            if re.match(r"lib(asan|ubsan|lsan|tsan)\.", soname):
+                continue
+            pkg = package_of(path)
+            if pkg is None:
+                check(False, "%s needs %s (%s), which no Debian package provides" %
+                      (prog, soname, path))
+                continue
+            pkg = pkg.split(",")[0].split(":")[0]
+            # Libraries pulled in by the runtime packages themselves (libssl3 -> ...) are
+            # installed with them; only direct NEEDED entries must be listed.
+            needed = subprocess.run(["readelf", "-d", exe], stdout=subprocess.PIPE,
+                                    text=True).stdout
+            if "[%s]" % soname not in needed:
+                continue
+            check(pkg in runtime_pkgs or pkg in ("libc6", "libgcc-s1"),
+                  "%s links %s from package %s, which the runtime stage does not install"
+                  % (prog, soname, pkg))
+
+
+def main():
+    args, stages = parse(DOCKERFILE)
+    check(len(stages) >= 2, "multi-stage build (got %d stages)" % len(stages))
+    for st in stages:
+        check(re.match(r"(docker\.io/(library/)?)?debian:(12|bookworm)", st["base"]),
+              "stage %s builds on Debian 12, not %s" % (st["name"], st["base"]))
+    names = {st["name"]: st for st in stages if st["name"]}
+    runtime = stages[-1]
+    patterns = dockerignore_patterns()
+
+    for st in stages:
+        for kw, rest in st["ins"]:
+            if kw not in ("COPY", "ADD"):
+                continue
+            flags, sources, dest = copy_args(rest)
+            if "--from" in flags:
+                other = names.get(flags["--from"])
+                check(other is not None, "COPY --from=%s names a stage" % flags["--from"])
+                if other:
+                    made = " ".join(r for k, r in other["ins"] if k in ("RUN", "WORKDIR", "COPY"))
+                    for s in sources:
+                        check(s.rstrip("/") in made,
+                              "COPY --from=%s %s: the path is produced in that stage"
+                              % (flags["--from"], s))
+                continue
+            for s in sources:
+                full = os.path.join(SRC, s)
+                check(os.path.exists(full), "COPY %s: exists in the build context" % s)
+                check(not ignored(s, patterns), "COPY %s: not excluded by .dockerignore" % s)
+
+    # The build stage has what CMake reads: every add_subdirectory and the migrations.
+    build = [st for st in stages if st is not runtime]
+    copied = set()
+    for st in build:
+        for kw, rest in st["ins"]:
+            if kw == "COPY" and "--from" not in rest:
+                copied |= {s.rstrip("/") for s in copy_args(rest)[1]}
+    with open(os.path.join(SRC, "CMakeLists.txt")) as f:
+        subdirs = re.findall(r"add_subdirectory\((\w+)\)", f.read())
+    for d in subdirs + ["migrations", "CMakeLists.txt"]:
+        check(d in copied or "%s/CMakeLists.txt" % d in copied,
+              "the build stage copies %s, which the CMake build needs" % d)
+    buildruns = " ".join(r for st in build for k, r in st["ins"] if k == "RUN")
+    for prog in PROGRAMS:
+        check(re.search(r"--target[^&]*\b%s\b" % re.escape(prog), buildruns),
+              "the build stage builds %s" % prog)
+
+    # Runtime stage: non-root user it creates, no build tools, the three programs.
+    users = [r for k, r in runtime["ins"] if k == "USER"]
+    check(users, "the runtime stage sets USER")
+    if users:
+        user = users[-1].split(":")[0]
+        check(user not in ("root", "0"), "the runtime stage runs as non-root, not %s" % user)
+        runs = " ".join(r for k, r in runtime["ins"] if k == "RUN")
+        check(re.search(r"useradd\b[^&]*(--uid %s\b|\b%s$|\b%s\b)" % (user, user, user), runs),
+              "the runtime stage creates its user %s" % user)
+    rpkgs = apt_packages(runtime)
+    bpkgs = set().union(*(apt_packages(st) for st in build)) if build else set()
+    check(rpkgs, "the runtime stage installs its libraries with apt-get")
+    for p in rpkgs:
+        check(not p.endswith("-dev") and p not in ("build-essential", "cmake", "gcc", "clang"),
+              "the runtime stage installs no build package (%s)" % p)
+    for dev in sorted(p for p in bpkgs if p.endswith("-dev")):
+        deps = runtime_deps_of(dev)
+        check(deps & rpkgs, "runtime library of %s (one of %s) is installed in the runtime stage"
+              % (dev, sorted(deps)))
+    runtime_text = " ".join(r for k, r in runtime["ins"])
+    for prog in PROGRAMS:
+        check(prog in buildruns and "/usr/local/bin" in runtime_text,
+              "the runtime stage carries %s" % prog)
+    check(any(k in ("CMD", "ENTRYPOINT") for k, _ in runtime["ins"]),
+          "the runtime stage names a default command")
+    check_linked_libraries(rpkgs)
+
+    if failures:
+        raise AssertionError("%d Dockerfile check(s) failed:\n  %s"
+                             % (len(failures), "\n  ".join(failures)))
+    print("test_ops_dockerfile: ok (%d stages, runtime packages: %s)"
+          % (len(stages), " ".join(sorted(rpkgs))))
+
+
+if __name__ == "__main__":
+    main()
