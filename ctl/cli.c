@@ -50,6 +50,12 @@ int cap_ctl_fail(const struct cap_err *err)
 int cap_ctl_parse(int argc, char **argv, const struct cap_ctl_opt_spec *specs, size_t max_pos,
                   const char *synopsis, struct cap_ctl_args *out)
 {
+    for (int i = 0; i < argc && strcmp(argv[i], "--") != 0; i++) {
+        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+            printf("usage: %s\n", synopsis);
+            return CAP_CTL_HELP;
+        }
+    }
     struct cap_err err = {0};
     if (cap_ctl_args_parse(argc, argv, specs, max_pos, out, &err) < 0)
         return cap_ctl_usage(synopsis, "%s", err.msg);
@@ -211,6 +217,8 @@ int cap_ctl_main(int argc, char **argv)
         rest[n++] = argv[j];
     }
     int rc = cmd->run(&ctl, n, rest);
+    if (rc == CAP_CTL_HELP)
+        rc = CAP_CTL_OK;
     free(rest);
     if (ctl.pg)
         PQfinish(ctl.pg);

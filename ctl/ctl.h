@@ -11,8 +11,8 @@
 #include "common/err.h"
 #include "ctl/args.h"
 
-/* Exit codes of capctl. */
-enum { CAP_CTL_OK = 0, CAP_CTL_FAIL = 1, CAP_CTL_USAGE = 2 };
+/* Exit codes of capctl. CAP_CTL_HELP is internal: --help was answered; capctl exits 0. */
+enum { CAP_CTL_OK = 0, CAP_CTL_FAIL = 1, CAP_CTL_USAGE = 2, CAP_CTL_HELP = 3 };
 
 /* One capctl invocation. */
 struct cap_ctl {
@@ -34,7 +34,8 @@ int cap_ctl_usage(const char *synopsis, const char *fmt, ...) __attribute__((for
 int cap_ctl_fail(const struct cap_err *err);
 
 /* Parses argv against specs; on failure prints the message and the synopsis and returns
- * CAP_CTL_USAGE, else 0. */
+ * CAP_CTL_USAGE; when argv holds --help (before any "--"), prints the synopsis to stdout and
+ * returns CAP_CTL_HELP; else 0. Callers return any non-zero result as is. */
 int cap_ctl_parse(int argc, char **argv, const struct cap_ctl_opt_spec *specs, size_t max_pos,
                   const char *synopsis, struct cap_ctl_args *out);
 

@@ -309,6 +309,13 @@ def test_validation(c):
             check("usage: capctl" in r.stderr, "usage error prints a synopsis", r)
         else:
             check("usage:" not in r.stderr, "a value error prints no synopsis", r)
+    # --help answers on stdout with exit 0, wherever it stands.
+    for args, want in ((["source", "add", "--help"], "usage: capctl source add NAME"),
+                       (["source", "trigger", "lab", "--help"], "usage: capctl source trigger"),
+                       (["--help"], "usage: capctl [--config FILE] [--json] COMMAND"),
+                       (["source", "--help"], "capctl source edit NAME")):
+        r = c.capctl(*args)
+        check(r.returncode == 0 and want in r.stdout, "capctl %s" % " ".join(args), r)
     after = c.sql("SELECT count(*) FROM discovery_sources")[0][0]
     check(before == after, "refused commands wrote nothing (%d -> %d sources)" % (before, after))
 
