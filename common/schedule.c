@@ -205,8 +205,8 @@ static int parse_every(struct pctx *c, struct cap_schedule *s)
         while (i < len && is_digit(p[i]))
             i++;
         size_t nd = i - start;
-        const char *u = i < len ? strchr(units, p[i]) : NULL;
-        if (nd == 0 || i == len || !u || p[i] == '\0') {
+        const char *u = i < len && p[i] != '\0' ? strchr(units, p[i]) : NULL;
+        if (nd == 0 || !u) {
             if (nd > 0 && i == len)
                 return fail(c, "duration \"%s\" has no unit (expected d, h, m or s, e.g. 90s)",
                             quote_tok(q, sizeof q, c, 1));
@@ -274,8 +274,10 @@ static int parse_hourly(struct pctx *c, struct cap_schedule *s)
     }
     if (at && i >= c->ntok)
         return fail(c, "expected :MM after \"at\"");
+    if (at)
+        return fail(c, "expected :MM after \"at\", got \"%s\"", quote_tok(q, sizeof q, c, i));
     s->spread = true;
-    return parse_tail(c, i, at ? ":MM" : ":MM (minute past the hour)");
+    return parse_tail(c, i, ":MM (minute past the hour)");
 }
 
 static int parse_daily(struct pctx *c, struct cap_schedule *s)
@@ -292,6 +294,11 @@ static int parse_daily(struct pctx *c, struct cap_schedule *s)
     }
     if (at && i >= c->ntok)
         return fail(c, "expected time HH:MM after \"at\"");
+    if (at) {
+        char q[CAP_ERR_VALUE_MAX * 4 + 8];
+        return fail(c, "expected time HH:MM after \"at\", got \"%s\"",
+                    quote_tok(q, sizeof q, c, i));
+    }
     s->spread = true;
     return parse_tail(c, i, "time HH:MM");
 }
@@ -404,7 +411,7 @@ static int cron_item(struct pctx *c, const struct cron_field *f, size_t base, co
                 return fail(c, "range \"%s\" in %s field is reversed",
                             quote_span(q, sizeof q, c, base + b, e - b), f->name);
         } else if (i < e && p[i] == '/') {
-            hi = f->max; /* "a/n" is "a-max/n" */
+            hi = dow ? 6 : f->max; /* "a/n" is "a-max/n"; like "*", it stops at Saturday */
         }
     }
     int step = 1;

@@ -204,6 +204,9 @@ static void test_parse_cron(void)
     ASSERT_EQ((1u << 0) | (1u << 2) | (1u << 4) | (1u << 6), PARSE("0 0 * * */2").cron_dow);
     /* "a/n" runs from a to the field's maximum. */
     ASSERT_EQ((1ull << 5) | (1ull << 25) | (1ull << 45), PARSE("5/20 * * * *").cron_min);
+    /* In the day-of-week field "a/n" stops at Saturday, like "*\/n": no Sunday from 7. */
+    ASSERT_EQ((1u << 1) | (1u << 3) | (1u << 5), PARSE("0 0 * * 1/2").cron_dow);
+    ASSERT_EQ((1u << 5) | 1u, PARSE("0 0 * * 5-7/2").cron_dow);
     /* A step larger than the range keeps only its start. */
     ASSERT_EQ(1ull, PARSE("*/59 * * * *").cron_min & 1ull);
     ASSERT_EQ((1ull << 0) | (1ull << 59), PARSE("*/59 * * * *").cron_min);
@@ -496,6 +499,11 @@ static void test_invalid(void)
     FAILS("daily 03:0", "schedule \"daily 03:0\": expected time HH:MM, got \"03:0\"");
     FAILS("daily noon", "schedule \"daily noon\": expected time HH:MM, got \"noon\"");
     FAILS("daily at", "schedule \"daily at\": expected time HH:MM after \"at\"");
+    FAILS("daily at UTC",
+          "schedule \"daily at UTC\": expected time HH:MM after \"at\", got \"UTC\"");
+    FAILS("hourly at", "schedule \"hourly at\": expected :MM after \"at\"");
+    FAILS("hourly at 5", "schedule \"hourly at 5\": expected :MM after \"at\", got \"5\"");
+    FAILS("weekly mon at", "schedule \"weekly mon at\": expected time HH:MM after \"mon\"");
     FAILS("daily 03:00 CET", "schedule \"daily 03:00 CET\": only UTC is supported");
     FAILS("daily 03:00 Europe/Paris",
           "schedule \"daily 03:00 Europe/Paris\": only UTC is supported");
