@@ -7,6 +7,9 @@
 
 #include "common/pg.h"
 
+/* PostgreSQL's type OID of boolean (pg_type.oid of "bool", fixed since forever). */
+#define BOOL_OID 16
+
 /* Bytes of a cell as shown in a table: the value cut to CAP_CTL_CELL_MAX, newlines and tabs
  * shown as spaces so a row stays on one line. */
 static void cell_text(const PGresult *r, int row, int col, char *out, size_t n)
@@ -16,6 +19,8 @@ static void cell_text(const PGresult *r, int row, int col, char *out, size_t n)
         return;
     }
     const char *v = PQgetvalue(r, row, col);
+    if (PQftype(r, col) == BOOL_OID)
+        v = v[0] == 't' ? "yes" : "no";
     size_t len = strlen(v);
     size_t lim = len > CAP_CTL_CELL_MAX ? CAP_CTL_CELL_MAX - 3 : len;
     if (lim + 4 > n)
@@ -85,6 +90,8 @@ void cap_ctl_out_record(FILE *f, const PGresult *r, int row)
     }
     for (int c = 0; c < cols; c++) {
         const char *v = PQgetisnull(r, row, c) ? "-" : PQgetvalue(r, row, c);
+        if (!PQgetisnull(r, row, c) && PQftype(r, c) == BOOL_OID)
+            v = v[0] == 't' ? "yes" : "no";
         fprintf(f, "%-*s  %s\n", w + 1, PQfname(r, c), v);
     }
 }
