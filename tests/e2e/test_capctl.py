@@ -97,6 +97,27 @@ def test_migrate(c):
           % outs)
     r = c.capctl_ok("migrate", "--status", "--json", config_path=cfg)
     check(all(s["status"] == "applied" for s in json.loads(r.stdout)), r.stdout)
+
+    # A migration that fails half-way leaves nothing behind (its own transaction) and says
+    # where; once the cause is gone, migrate goes on.
+    c.sql("CREATE DATABASE broken")
+    url = c.pg_url.rsplit("/", 1)[0] + "/broken"
+    cfg = c.config_with({"database.url": url})
+    conn = harness.psycopg2.connect(url)
+    conn.autocommit = True
+    cur = conn.cursor()
+    cur.execute("CREATE TABLE endpoints (x int)")  # 001 creates it after many other objects
+    r = c.capctl("migrate", config_path=cfg)
+    check(r.returncode == 1, "a failing migration fails migrate", r)
+    check("migration 001_core.sql failed: relation \"endpoints\" already exists "
+          "(SQLSTATE 42P07)" in r.stderr, "names the file and the cause", r)
+    cur.execute("SELECT to_regclass('discovery_sources'), to_regprocedure("
+                "'cap_ports_valid(integer[])'), (SELECT count(*) FROM schema_migrations)")
+    check(cur.fetchone() == (None, None, 0), "nothing of 001 remains after the failure")
+    cur.execute("DROP TABLE endpoints")
+    conn.close()
+    r = c.capctl_ok("migrate", config_path=cfg)
+    check("applied 001_core.sql" in r.stdout, "applies once the cause is gone", r)
     print("ok: migrate")
 
 
