@@ -128,15 +128,24 @@ class Fleet:
                 except ValueError:
                     gn.append(x509.DNSName(s))
             b = b.add_extension(x509.SubjectAlternativeName(gn), critical=False)
-        if extra_ext is not None:
-            b = b.add_extension(extra_ext, critical=False)
+        for ext in (extra_ext if isinstance(extra_ext, list) else [extra_ext]):
+            if ext is not None:
+                b = b.add_extension(ext, critical=False)
         return b.sign(issuer_key, _sig_hash(issuer_key))
 
     def cert(self, cn, key=None, sans=None, self_signed=False, expired=False, via_intermediate=False,
-             extra_ext=None):
+             extra_ext=None, ocsp_url=None, crl_url=None):
         """A leaf certificate for cn (SANs default to [cn]) signed by the fleet CA, or by the
-        intermediate (chain leaf + intermediate), or by itself."""
+        intermediate (chain leaf + intermediate), or by itself; with an AIA OCSP responder and
+        a CRL distribution point when given."""
         key = key or ec.generate_private_key(ec.SECP256R1())
+        extra_ext = list(extra_ext) if isinstance(extra_ext, list) else [extra_ext]
+        if ocsp_url:
+            extra_ext.append(x509.AuthorityInformationAccess([x509.AccessDescription(
+                x509.oid.AuthorityInformationAccessOID.OCSP, x509.UniformResourceIdentifier(ocsp_url))]))
+        if crl_url:
+            extra_ext.append(x509.CRLDistributionPoints([x509.DistributionPoint(
+                [x509.UniformResourceIdentifier(crl_url)], None, None, None)]))
         sans = [cn] if sans is None else sans
         nb = na = None
         if expired:

@@ -22,12 +22,15 @@
 #include "worker/executor.h"
 #include "worker/inventory.h"
 #include "worker/scan/engine.h"
+#include "worker/scan/revocation.h"
 
 /* Distinct refusal reasons and failing host names kept for the run's details. */
 #define REFUSED_REASONS_MAX 32
 #define HOSTS_LISTED_MAX 20
 /* Results fetched per wait; the job keeps about two windows of probes queued. */
 #define WAIT_MS 200
+/* Time a run may spend on OCSP and CRL after its handshakes. */
+#define REVOCATION_BUDGET_MS 30000
 
 static struct cap_scan_engine *g_engine;
 static struct cap_policy g_policy;
@@ -42,6 +45,7 @@ struct scan_run {
     struct cap_run_ctx *ctx;
     struct cap_inventory *inv;
     int peak;
+    struct cap_revocation *rev;
     struct cap_scan_job *job;
     uint64_t total; /* endpoints to probe (targets minus refused plus extra addresses) */
     uint64_t submitted, ok, refused_conn, timeouts, tls_errors;
@@ -234,6 +238,8 @@ static int handle_result(struct scan_run *r, struct cap_scan_result *res, struct
     if (strcmp(res->outcome, "ok") == 0 && nd > 0)
         o.verify_result = verify_chain(res->chain, &o.verify_error);
     int rc = cap_inventory_add_observation(r->inv, &o, err);
+    if (rc == 0 && nd > 0 && strcmp(res->outcome, "ok") == 0)
+        cap_revocation_add_chain(r->rev, res->chain);
     for (size_t i = 0; i < nd; i++)
         OPENSSL_free(bufs[i]);
     if (strcmp(res->outcome, "ok") == 0)
@@ -302,11 +308,18 @@ static int scan_init(const struct cap_config *cfg, struct cap_err *err)
         X509_STORE_free(g_trust);
         g_trust = NULL;
     }
+    if (cap_revocation_global_init(err) != 0) {
+        X509_STORE_free(g_trust);
+        g_trust = NULL;
+        cap_policy_cleanup(&g_policy);
+        return -1;
+    }
     g_engine = cap_scan_engine_new(cfg->worker_max_concurrent_discovery, err);
     if (!g_engine) {
         X509_STORE_free(g_trust);
         g_trust = NULL;
         cap_policy_cleanup(&g_policy);
+        cap_revocation_global_cleanup();
         return -1;
     }
     return 0;
@@ -319,6 +332,7 @@ static void scan_shutdown(void)
     X509_STORE_free(g_trust);
     g_trust = NULL;
     cap_policy_cleanup(&g_policy);
+    cap_revocation_global_cleanup();
 }
 
 static int scan_execute(struct cap_run_ctx *ctx, struct cap_run_outcome *out, struct cap_err *err)
@@ -352,6 +366,9 @@ static int scan_execute(struct cap_run_ctx *ctx, struct cap_run_outcome *out, st
     int rc = -1;
     r->inv = cap_inventory_new(ctx, CAP_INVENTORY_PROGRESS_OBSERVATIONS, err);
     if (!r->inv)
+        goto done;
+    r->rev = cap_revocation_new(ctx, r->inv, &g_policy, src->timeout_ms, err);
+    if (!r->rev)
         goto done;
     r->job = cap_scan_job_new(g_engine, concurrency, err);
     if (!r->job)
@@ -424,6 +441,11 @@ static int scan_execute(struct cap_run_ctx *ctx, struct cap_run_outcome *out, st
     r->peak = cap_scan_job_peak(r->job);
     cap_scan_job_free(r->job);
     r->job = NULL;
+    /* Revocation after the certificates are stored (it records facts on their rows). */
+    if (!interrupted && (cap_inventory_flush(r->inv, err) != 0 ||
+                         cap_revocation_finish(r->rev, ctx->stopping, REVOCATION_BUDGET_MS,
+                                               err) != 0))
+        goto done;
     if (r->policy_refused > 0 && raise_policy_block(r, err) != 0)
         goto done;
     if (progress(r, true, err) != 0 || cap_inventory_flush(r->inv, err) != 0)
@@ -469,6 +491,7 @@ static int scan_execute(struct cap_run_ctx *ctx, struct cap_run_outcome *out, st
     rc = 0;
 done:
     cap_scan_job_free(r->job);
+    cap_revocation_free(r->rev);
     cap_inventory_free(r->inv);
     cap_targets_cleanup(&t);
     free(r);
