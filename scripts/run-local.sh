@@ -110,7 +110,7 @@ stopping=0
 stop_all() {
     [ "$stopping" = 0 ] || return 0
     stopping=1
-    trap '' INT TERM
+    trap '' INT TERM HUP
     cap_log "stopping"
     local p
     for p in "${PIDS_CAP[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
@@ -123,6 +123,7 @@ stop_all() {
 }
 trap 'stop_all; exit 130' INT
 trap 'stop_all; exit 143' TERM
+trap 'stop_all; exit 129' HUP
 trap 'stop_all' EXIT
 
 # The servers get their own sessions so that Ctrl-C reaches them only through stop_all,
@@ -216,10 +217,17 @@ Redis:      127.0.0.1:$REDIS_PORT, log $DATA/redis.log
 
 EOF
 
-# Returns when any of them exits (or Ctrl-C runs the trap).
-wait -n "${PIDS_CAP[@]}" "${PIDS_SERVERS[@]}" || true
+# Returns when any of them exits, or when a signal runs the trap. On Ctrl-C the terminal also
+# sends SIGINT to the scheduler and the worker, which drain and exit 0 by themselves; bash may
+# then return from `wait` without running the INT trap, so a clean exit counts as a stop too.
+rc=0
+wait -n "${PIDS_CAP[@]}" "${PIDS_SERVERS[@]}" || rc=$?
 if [ "$stopping" = 0 ]; then
-    cap_log "a process exited on its own; stopping the others"
+    if [ "$rc" = 0 ]; then
+        stop_all
+        exit 0
+    fi
+    cap_log "a process exited with code $rc; stopping the others"
     stop_all
     exit 1
 fi
