@@ -879,8 +879,18 @@ int cap_worker_run(const struct cap_config *cfg, atomic_int *stop, struct cap_er
     int retry_ms = 200;
     while (main_reconnect(w, err) < 0) {
         if (atomic_load(stop)) {
+            /* Stopped before Redis or PostgreSQL ever answered: nothing in flight. */
+            if (w->pg)
+                PQfinish(w->pg);
+            if (w->rd)
+                redisFree(w->rd);
+            pthread_mutex_destroy(&w->mu);
+            pthread_cond_destroy(&w->cv);
+            pthread_cond_destroy(&w->fcv);
             free(w);
-            return -1;
+            cap_err_clear(err);
+            cap_log0(CAP_LOG_INFO, "worker_stopped");
+            return 0;
         }
         cap_log(CAP_LOG_WARN, "connect_retry", CAP_LS("err", err->msg));
         cap_err_clear(err);
