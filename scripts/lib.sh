@@ -23,10 +23,13 @@ cap_as_root() {
     fi
 }
 
-# The user who invoked us: $SUDO_USER when root through sudo, else the current user.
+# The user who invoked us: $SUDO_USER when root through sudo and the checkout ($ROOT) is
+# writable by that user, else the current user.
 cap_invoker() {
     if [ "$(id -u)" = 0 ] && [ -n "${SUDO_USER:-}" ] && [ "${SUDO_USER}" != root ] &&
-        id "$SUDO_USER" >/dev/null 2>&1; then
+        id "$SUDO_USER" >/dev/null 2>&1 &&
+        setpriv --reuid="$SUDO_USER" --regid="$(id -g "$SUDO_USER")" --init-groups \
+            test -w "${ROOT:-.}" 2>/dev/null; then
         printf '%s\n' "$SUDO_USER"
     else
         id -un
