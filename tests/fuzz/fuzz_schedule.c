@@ -5,6 +5,52 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+
+/* Reference match of one minute against the cron bit sets (Vixie day rule). */
+static int cron_matches(const struct cap_schedule *s, int64_t t)
+{
+    struct tm tm;
+    time_t tt = (time_t)t;
+    if (!gmtime_r(&tt, &tm))
+        abort();
+    int dom = (s->cron_dom >> tm.tm_mday) & 1, dow = (s->cron_dow >> tm.tm_wday) & 1;
+    int day = (s->dom_star || s->dow_star) ? (dom && dow) : (dom || dow);
+    return t % 60 == 0 && ((s->cron_min >> tm.tm_min) & 1) && ((s->cron_hour >> tm.tm_hour) & 1) &&
+           ((s->cron_mon >> (tm.tm_mon + 1)) & 1) && day;
+}
+
+/* Checks that n is a due time of s, and for cron that no minute in (t, n) was due when the
+ * gap is short enough to scan. */
+static void check_due(const struct cap_schedule *s, int64_t t, int64_t n)
+{
+    switch (s->kind) {
+    case CAP_SCHED_CRON:
+        if (!cron_matches(s, n))
+            abort();
+        if (n - t <= 3 * 86400)
+            for (int64_t m = (t / 60 + 1) * 60; m < n; m += 60)
+                if (cron_matches(s, m))
+                    abort();
+        break;
+    case CAP_SCHED_HOURLY:
+        if (!s->spread && n % 3600 != s->minute * 60)
+            abort();
+        break;
+    case CAP_SCHED_DAILY:
+        if (!s->spread && n % 86400 != s->hour * 3600 + s->minute * 60)
+            abort();
+        break;
+    case CAP_SCHED_WEEKLY:
+        /* 1970-01-04 was a Sunday. */
+        if (!s->spread &&
+            (n - 3 * 86400) % (7 * 86400) != s->wday * 86400 + s->hour * 3600 + s->minute * 60)
+            abort();
+        break;
+    default:
+        break;
+    }
+}
 
 static void check_sequence(const struct cap_schedule *s, int64_t start, uint64_t seed)
 {
@@ -25,8 +71,7 @@ static void check_sequence(const struct cap_schedule *s, int64_t start, uint64_t
             abort();
         if (n != cap_schedule_next(s, t, seed))
             abort(); /* deterministic */
-        if (s->kind == CAP_SCHED_CRON && n % 60 != 0)
-            abort();
+        check_due(s, t, n);
         if (s->kind == CAP_SCHED_EVERY && prev >= 0 && n - prev != s->every_s)
             abort();
         if (s->kind == CAP_SCHED_DAILY && prev >= 0 && n - prev != 86400)

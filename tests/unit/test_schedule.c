@@ -363,6 +363,55 @@ static void test_next_cron(void)
     }
 }
 
+/* Reference: does minute t match the cron bit sets (Vixie day rule)? Written apart from the
+ * module's field-jumping search so the two can be compared. */
+static int cron_matches(const struct cap_schedule *s, int64_t t)
+{
+    struct tm tm;
+    time_t tt = (time_t)t;
+    gmtime_r(&tt, &tm);
+    int dom = (s->cron_dom >> tm.tm_mday) & 1, dow = (s->cron_dow >> tm.tm_wday) & 1;
+    int day = (s->dom_star || s->dow_star) ? (dom && dow) : (dom || dow);
+    return t % 60 == 0 && ((s->cron_min >> tm.tm_min) & 1) && ((s->cron_hour >> tm.tm_hour) & 1) &&
+           ((s->cron_mon >> (tm.tm_mon + 1)) & 1) && day;
+}
+
+static void test_cron_against_scan(void)
+{
+    static const char *exprs[] = {
+        "* * * * *",    "*/7 */5 * * *",       "59 23 * * *",         "0 0 1 * *",
+        "0 0 31 * *",   "30 12 * * sat,sun",   "0 9-17/4 * * 1-5",    "15 3 13 * fri",
+        "0 0 */10 * 0", "5/20 1,13 1-7 * mon", "0 6 * jan,feb,dec *", "45 22 28-31 * *",
+        "0 0 29 2,3 *", "0 12 */2 * fri",      "*/30 0 1 1,7 *",      "0 0 * * 7"};
+    static const int64_t starts[] = {
+        1767225599, /* 2025-12-31 23:59:59 */
+        1709164800, /* 2024-02-29 00:00:00 */
+        1706745599, /* 2024-01-31 23:59:59 */
+        1740787199, /* 2025-02-28 23:59:59 */
+        1795684373, /* 2026-11-26 09:12:53 */
+        951782400,  /* 2000-02-29 00:00:00 */
+    };
+    for (size_t e = 0; e < sizeof exprs / sizeof exprs[0]; e++) {
+        struct cap_schedule s = PARSE(exprs[e]);
+        for (size_t k = 0; k < sizeof starts / sizeof starts[0]; k++) {
+            int64_t want = -1;
+            for (int64_t t = (starts[k] / 60 + 1) * 60; t <= starts[k] + 400 * 86400; t += 60)
+                if (cron_matches(&s, t)) {
+                    want = t;
+                    break;
+                }
+            int64_t got = cap_schedule_next(&s, starts[k], 3);
+            if (want != got) {
+                fprintf(stderr, "%s:%d: \"%s\" after %lld: scan finds %lld, next gives %lld\n",
+                        __FILE__, __LINE__, exprs[e], (long long)starts[k], (long long)want,
+                        (long long)got);
+                exit(1);
+            }
+            checks++;
+        }
+    }
+}
+
 static void test_range_limits(void)
 {
     struct cap_schedule s = PARSE("daily 03:00");
@@ -604,6 +653,7 @@ int main(void)
     test_parse_cron();
     test_next_fixed();
     test_next_cron();
+    test_cron_against_scan();
     test_range_limits();
     test_every_anchor();
     test_spread();
