@@ -92,8 +92,9 @@ static int load_config(struct cap_ctl *ctl, struct cap_err *err)
     }
     if (rc < 0)
         return -1;
+    /* logging.level is left alone: capctl prints results, not event logs, and a debug line on
+     * stdout would break --json. */
     ctl->cfg_loaded = true;
-    cap_log_configure(ctl->cfg.logging_level, ctl->cfg.logging_format);
     return 0;
 }
 
