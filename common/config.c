@@ -28,6 +28,7 @@ extern char **environ;
 #define SECRET_FILE_MAX (1 << 16)  /* a *_FILE secret larger than this is refused */
 #define LOG_LIST_MAX (16 << 20)    /* a v3 log list larger than this is refused */
 #define LOG_LIST_DEPTH 16          /* JSON nesting a v3 log list may use */
+#define YAML_DEPTH_MAX 16          /* YAML nesting a config file may use (it needs 4) */
 #define DUR_MAX_MS (365LL * 86400 * 1000)
 #define CT_MMD_DEFAULT_S 86400
 #define CT_KEY_DER_MAX 4096
@@ -1528,6 +1529,44 @@ static int yaml_syntax_error(const yaml_parser_t *p, const char *name, struct ca
     return -1;
 }
 
+/* First pass over the events: refuses nesting deeper than YAML_DEPTH_MAX before the document
+ * is built. libyaml's scanner spends time in proportion to the nesting depth on every token, so
+ * a megabyte of "[[[[" would otherwise take minutes. */
+static int yaml_check_depth(const char *buf, size_t len, const char *name, struct cap_err *err)
+{
+    yaml_parser_t p;
+    if (!yaml_parser_initialize(&p)) {
+        cap_err_set(err, CAP_E_NOMEM, "out of memory");
+        return -1;
+    }
+    yaml_parser_set_input_string(&p, (const unsigned char *)buf, len);
+    int depth = 0, rc = 0;
+    for (;;) {
+        yaml_event_t ev;
+        if (!yaml_parser_parse(&p, &ev)) {
+            rc = yaml_syntax_error(&p, name, err);
+            break;
+        }
+        yaml_event_type_t t = ev.type;
+        if (t == YAML_SEQUENCE_START_EVENT || t == YAML_MAPPING_START_EVENT) {
+            if (++depth > YAML_DEPTH_MAX) {
+                cap_err_set(err, CAP_E_INVALID,
+                            "config file %s:%zu:%zu: nested deeper than %d levels (allowed %d)",
+                            name, (size_t)ev.start_mark.line + 1,
+                            (size_t)ev.start_mark.column + 1, YAML_DEPTH_MAX, YAML_DEPTH_MAX);
+                rc = -1;
+            }
+        } else if (t == YAML_SEQUENCE_END_EVENT || t == YAML_MAPPING_END_EVENT) {
+            depth--;
+        }
+        yaml_event_delete(&ev);
+        if (rc != 0 || t == YAML_STREAM_END_EVENT)
+            break;
+    }
+    yaml_parser_delete(&p);
+    return rc;
+}
+
 static int load_yaml(struct loader *L, const char *buf, size_t len, const char *name,
                      struct cap_err *err)
 {
@@ -1538,6 +1577,8 @@ static int load_yaml(struct loader *L, const char *buf, size_t len, const char *
                     CONFIG_FILE_MAX);
         return -1;
     }
+    if (yaml_check_depth(buf, len, qname, err) != 0)
+        return -1;
     yaml_parser_t p;
     if (!yaml_parser_initialize(&p)) {
         cap_err_set(err, CAP_E_NOMEM, "out of memory");

@@ -453,6 +453,8 @@ static void test_bad_values(void)
         {"ct:\n  logs:\n    - {url: \"https://x/\", mmd: 500ms}\n",
          {"\"ct.logs[0].mmd\"", "is not a maximum merge delay"}},
         {"ct:\n  log_list_file: \"\"\n", {"\"ct.log_list_file\"", "is empty"}},
+        {"network:\n  deny: [[[[[[[[[[[[[[[[[[[[[[[[]]]]]]]]]]]]]]]]]]]]]]]]\n",
+         {"bad.yaml:2:23: nested deeper than 16 levels"}},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         struct cap_err err;
