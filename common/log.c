@@ -106,41 +106,29 @@ void cap_log_fields(enum cap_log_level level, const char *event, const struct ca
 
     pthread_mutex_lock(&log_mu);
     FILE *f = stdout;
-    if (log_json) {
+    /* JSON: {"k":v,...}; text: k=v ... with quoted strings. Same fields either way. */
+    const char *sep = log_json ? "," : " ";
+    if (log_json)
         fprintf(f, "{\"ts\":\"%s\",\"level\":\"%s\",\"component\":\"%s\",\"event\":\"", tbuf,
                 level_names[level], log_component);
-        put_escaped(f, event);
-        fputc('"', f);
-        for (const struct cap_log_field *fl = fields; fl && fl->key; fl++) {
-            fprintf(f, ",\"%s\":", fl->key);
-            if (fl->type == CAP_LF_INT)
-                fprintf(f, "%lld", fl->i);
-            else if (fl->type == CAP_LF_DBL)
-                fprintf(f, "%.6g", fl->d);
-            else {
-                fputc('"', f);
-                put_escaped(f, fl->s ? fl->s : "");
-                fputc('"', f);
-            }
+    else
+        fprintf(f, "ts=%s level=%s component=%s event=\"", tbuf, level_names[level],
+                log_component);
+    put_escaped(f, event);
+    fputc('"', f);
+    for (const struct cap_log_field *fl = fields; fl && fl->key; fl++) {
+        fprintf(f, log_json ? "%s\"%s\":" : "%s%s=", sep, fl->key);
+        if (fl->type == CAP_LF_INT)
+            fprintf(f, "%lld", fl->i);
+        else if (fl->type == CAP_LF_DBL)
+            fprintf(f, "%.6g", fl->d);
+        else {
+            fputc('"', f);
+            put_escaped(f, fl->s ? fl->s : "");
+            fputc('"', f);
         }
-        fputs("}\n", f);
-    } else {
-        fprintf(f, "ts=%s level=%s component=%s event=%s", tbuf, level_names[level],
-                log_component, event);
-        for (const struct cap_log_field *fl = fields; fl && fl->key; fl++) {
-            fprintf(f, " %s=", fl->key);
-            if (fl->type == CAP_LF_INT)
-                fprintf(f, "%lld", fl->i);
-            else if (fl->type == CAP_LF_DBL)
-                fprintf(f, "%.6g", fl->d);
-            else {
-                fputc('"', f);
-                put_escaped(f, fl->s ? fl->s : "");
-                fputc('"', f);
-            }
-        }
-        fputc('\n', f);
     }
+    fputs(log_json ? "}\n" : "\n", f);
     fflush(f);
     pthread_mutex_unlock(&log_mu);
 }

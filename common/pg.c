@@ -161,6 +161,20 @@ bad:
     return NULL;
 }
 
+char *cap_pg_i64_array(const int64_t *v, size_t n)
+{
+    char *s = malloc(n * 22 + 3);
+    if (!s)
+        return NULL;
+    size_t o = 0;
+    s[o++] = '{';
+    for (size_t i = 0; i < n; i++)
+        o += (size_t)snprintf(s + o, 23, "%s%" PRId64, i ? "," : "", v[i]);
+    s[o++] = '}';
+    s[o] = '\0';
+    return s;
+}
+
 char *cap_pg_text_array(const char *const *v, size_t n)
 {
     size_t cap = 3;

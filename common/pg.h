@@ -38,6 +38,10 @@ int64_t cap_pg_get_i64(const PGresult *r, int row, int col);
 char **cap_pg_parse_text_array(const char *lit, size_t *n_out, struct cap_err *err);
 void cap_pg_free_strv(char **v);
 
+/* Builds a bigint array literal ({1,2,3}) into a malloc'd string (caller frees); NULL when out
+ * of memory. */
+char *cap_pg_i64_array(const int64_t *v, size_t n);
+
 /* Builds a text array literal from n strings into a malloc'd string (caller frees). */
 char *cap_pg_text_array(const char *const *v, size_t n);
 

@@ -109,20 +109,6 @@ static void rollback(PGconn *c)
     PQclear(PQexec(c, "ROLLBACK"));
 }
 
-static char *join_i64(const int64_t *v, size_t n)
-{
-    char *s = malloc(n * 22 + 3);
-    if (!s)
-        return NULL;
-    size_t o = 0;
-    s[o++] = '{';
-    for (size_t i = 0; i < n; i++)
-        o += (size_t)snprintf(s + o, 23, "%s%" PRId64, i ? "," : "", v[i]);
-    s[o++] = '}';
-    s[o] = '\0';
-    return s;
-}
-
 /* Parses each source whose schedule text changed since it was last judged: computes its next
  * due time, or disables it with the parser's message in last_error. */
 static int judge(struct sched *s, int *more, struct cap_err *err)
@@ -168,7 +154,7 @@ static int judge(struct sched *s, int *more, struct cap_err *err)
     }
     if (nok > 0) {
         /* All valid schedules in one statement: a thousand new sources cost one round trip. */
-        char *ia = join_i64(ids, (size_t)nok), *na = join_i64(next, (size_t)nok);
+        char *ia = cap_pg_i64_array(ids, (size_t)nok), *na = cap_pg_i64_array(next, (size_t)nok);
         char *ta = cap_pg_text_array(texts, (size_t)nok);
         const char *q[] = {ia, na, ta};
         int rc = ia && na && ta ? cap_pg_cmd(s->pg, "set next runs", SQL_JUDGE_OK, 3, q, err) : -1;
@@ -233,7 +219,7 @@ static int enqueue_due(struct sched *s, int *more, struct cap_err *err)
                       : -1;
     }
     PQclear(r);
-    char *ia = join_i64(ids, (size_t)n), *na = join_i64(next, (size_t)n);
+    char *ia = cap_pg_i64_array(ids, (size_t)n), *na = cap_pg_i64_array(next, (size_t)n);
     const char *q1[] = {ia};
     const char *q2[] = {ia, na};
     int rc = -1;
@@ -343,7 +329,7 @@ static int publish(struct sched *s, int *more, struct cap_err *err)
         np++;
     }
     if (np > 0) {
-        char *ia = join_i64(ids, (size_t)np);
+        char *ia = cap_pg_i64_array(ids, (size_t)np);
         char *sa = cap_pg_text_array((const char *const *)sids, (size_t)np);
         const char *q[] = {ia, sa};
         struct cap_err e2 = {0};

@@ -1,78 +1,8 @@
 /* cap-worker: consumes discovery_execute jobs from the Redis stream and runs them. */
-#include <signal.h>
-#include <stdio.h>
-#include <string.h>
-#include <unistd.h>
-
-#include "common/config.h"
-#include "common/health.h"
-#include "common/log.h"
-#include "common/metrics.h"
+#include "common/daemon.h"
 #include "worker/worker.h"
-
-static atomic_int stop_flag;
-
-static void on_signal(int sig)
-{
-    (void)sig;
-    atomic_store(&stop_flag, 1);
-}
-
-static void usage(void)
-{
-    fprintf(stderr, "usage: cap-worker [--config FILE]\n");
-}
 
 int main(int argc, char **argv)
 {
-    const char *config = NULL;
-    for (int i = 1; i < argc; i++) {
-        if (strcmp(argv[i], "--config") == 0 && i + 1 < argc) {
-            config = argv[++i];
-        } else if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
-            usage();
-            return 0;
-        } else {
-            usage();
-            return 2;
-        }
-    }
-    cap_log_init("worker", CAP_LOG_INFO, CAP_LOG_AUTO);
-    struct cap_config cfg;
-    struct cap_err err = {0};
-    if (cap_config_load(&cfg, config, NULL, &err) < 0) {
-        cap_log(CAP_LOG_ERROR, "config_invalid", CAP_LS("err", err.msg));
-        return 1;
-    }
-    cap_log_configure(cfg.logging_level, cfg.logging_format);
-
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_signal;
-    sigaction(SIGTERM, &sa, NULL);
-    sigaction(SIGINT, &sa, NULL);
-    signal(SIGPIPE, SIG_IGN);
-
-    const char *listen = cfg.telemetry_metrics_listen && cfg.telemetry_metrics_listen[0]
-                             ? cfg.telemetry_metrics_listen
-                             : "127.0.0.1:9102";
-    if (cap_metrics_serve(listen, cap_health_ready, NULL, &cfg, &err) < 0) {
-        cap_log(CAP_LOG_ERROR, "metrics_failed", CAP_LS("listen", listen), CAP_LS("err", err.msg));
-        cap_config_cleanup(&cfg);
-        return 1;
-    }
-    int rc = cap_worker_run(&cfg, &stop_flag, &err);
-    cap_metrics_stop();
-    if (rc < 0) {
-        cap_log(CAP_LOG_ERROR, "worker_failed", CAP_LS("err", err.msg));
-        cap_config_cleanup(&cfg);
-        return 1;
-    }
-    if (rc == 1) {
-        /* Job threads are still inside executors: leave without tearing down their state. */
-        fflush(stdout);
-        _exit(0);
-    }
-    cap_config_cleanup(&cfg);
-    return 0;
+    return cap_daemon_main(argc, argv, "cap-worker", "worker", "127.0.0.1:9102", cap_worker_run);
 }

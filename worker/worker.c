@@ -125,20 +125,6 @@ static const char *status_name(enum cap_run_status s)
     return s == CAP_RUN_SUCCEEDED ? "succeeded" : s == CAP_RUN_PARTIAL ? "partial" : "failed";
 }
 
-static char *i64_array(const int64_t *v, size_t n)
-{
-    char *s = malloc(n * 22 + 3);
-    if (!s)
-        return NULL;
-    size_t o = 0;
-    s[o++] = '{';
-    for (size_t i = 0; i < n; i++)
-        o += (size_t)snprintf(s + o, 23, "%s%" PRId64, i ? "," : "", v[i]);
-    s[o++] = '}';
-    s[o] = '\0';
-    return s;
-}
-
 /* ---- job threads ---- */
 
 struct thread_conns {
@@ -323,8 +309,8 @@ static int finish_batch(struct worker *w, struct thread_conns *tc, struct job **
         sts[i] = jobs[i]->status;
         errs[i] = jobs[i]->error;
     }
-    ia = i64_array(ids, (size_t)n);
-    aa = i64_array(atts, (size_t)n);
+    ia = cap_pg_i64_array(ids, (size_t)n);
+    aa = cap_pg_i64_array(atts, (size_t)n);
     sa = cap_pg_text_array(sts, (size_t)n);
     ea = cap_pg_text_array(errs, (size_t)n);
     if (!ia || !aa || !sa || !ea)
@@ -365,7 +351,7 @@ static int finish_batch(struct worker *w, struct thread_conns *tc, struct job **
     }
     PQclear(r);
     if (nagain) {
-        char *ga = i64_array(ids, (size_t)nagain);
+        char *ga = cap_pg_i64_array(ids, (size_t)nagain);
         const char *gp[] = {ga};
         cap_err_clear(&err);
         if (!ga || cap_pg_cmd(tc->pg, "ask for the next run", SQL_RUN_AGAIN, 1, gp, &err) < 0)
@@ -515,7 +501,7 @@ static void claim_and_dispatch(struct worker *w, struct entry *ents, size_t n)
     }
     if (nv == 0)
         return;
-    char *ra = i64_array(runs, nv), *sa = i64_array(srcs, nv);
+    char *ra = cap_pg_i64_array(runs, nv), *sa = cap_pg_i64_array(srcs, nv);
     char maxb[24];
     char idle[32];
     snprintf(idle, sizeof idle, "%.3f", (double)w->cfg->worker_reclaim_idle_ms / 1000.0);
@@ -582,7 +568,7 @@ static void claim_and_dispatch(struct worker *w, struct entry *ents, size_t n)
         if (ents[i].valid)
             rest[nr++] = ents[i].job.run_id;
     if (nr) {
-        char *rra = i64_array(rest, nr);
+        char *rra = cap_pg_i64_array(rest, nr);
         const char *bp[] = {rra, maxb, idle};
         cap_err_clear(&err);
         PGresult *b = rra ? cap_pg_exec(w->pg, "bury runs", SQL_BURY, 3, bp, &err) : NULL;
@@ -757,7 +743,7 @@ static void heartbeat(struct worker *w)
     }
     pthread_mutex_unlock(&w->mu);
     if (k > 0) {
-        char *ia = i64_array(ids, (size_t)k), *aa = i64_array(atts, (size_t)k);
+        char *ia = cap_pg_i64_array(ids, (size_t)k), *aa = cap_pg_i64_array(atts, (size_t)k);
         const char *p[] = {ia, aa};
         struct cap_err err = {0};
         if (ia && aa && cap_pg_cmd(w->pg, "heartbeat runs", SQL_HEARTBEAT, 2, p, &err) < 0)
