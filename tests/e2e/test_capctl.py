@@ -176,6 +176,11 @@ def test_sources(c):
           str(shown))
     r = c.capctl_ok("source", "show", "lab")
     check("daily 03:00 UTC" in r.stdout and "recent runs:" in r.stdout, "show text", r)
+    # Configuration warnings (an unknown CERTAUTOPILOT_* variable) never mix with the JSON.
+    r = c.capctl("source", "list", "--json", extra_env={"CERTAUTOPILOT_NO_SUCH_KEY": "1"})
+    check(r.returncode == 0 and [s["name"] for s in json.loads(r.stdout)] == ["ct", "ct2", "lab"],
+          "JSON on stdout only", r)
+    check("CERTAUTOPILOT_NO_SUCH_KEY" in r.stderr, "the warning is on stderr", r)
     # --json before the command works too.
     r = c.capctl_ok("--json", "source", "show", "lab")
     check(json.loads(r.stdout)[0]["name"] == "lab", r.stdout)
