@@ -191,7 +191,7 @@ int cap_ctl_migrate_apply(PGconn *c, const struct cap_ctl_migration *list, size_
     rc = 0;
 out:
     free(applied);
-    /* The lock is a session lock: released here, or when the connection ends anyway. */
+    /* The lock belongs to the connection: released here, or when the connection ends anyway. */
     struct cap_err ignore = {0};
     cap_pg_cmd(c, "release migrate lock", SQL_UNLOCK, 1, key, &ignore);
     return rc;
