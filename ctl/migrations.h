@@ -22,8 +22,8 @@ struct cap_ctl_migration {
 extern const struct cap_ctl_migration cap_ctl_migrations[];
 extern const size_t cap_ctl_migrations_n;
 
-/* Key of the connection-level advisory lock that serialises `capctl migrate` runs (fixed forever: every
- * version of capctl must take the same lock). */
+/* Key of the connection-level advisory lock that serialises `capctl migrate` runs (fixed forever:
+ * every version of capctl must take the same lock). */
 #define CAP_CTL_MIGRATE_LOCK_KEY "7161530812449580349"
 
 /* Applies the pending migrations of list (n entries, sorted) to the database of c: takes the
