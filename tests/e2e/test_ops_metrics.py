@@ -72,14 +72,9 @@ class TLSServer:
     """A TLS server on 127.0.0.1 that completes handshakes with a certificate made here."""
 
     def __init__(self, tmpdir):
-        self.cert = os.path.join(tmpdir, "srv.pem")
-        self.key = os.path.join(tmpdir, "srv.key")
-        subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "30",
-                        "-subj", "/CN=metrics.test", "-addext", "subjectAltName=DNS:metrics.test",
-                        "-keyout", self.key, "-out", self.cert], check=True,
-                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        self.ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        self.ctx.load_cert_chain(self.cert, self.key)
+        self.tmpdir = tmpdir
+        self.generation = 0
+        self.rotate()
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self.sock.bind(("127.0.0.1", 0))
         self.sock.listen(64)
@@ -89,6 +84,25 @@ class TLSServer:
         self._stop = False
         self.thread = threading.Thread(target=self._serve, daemon=True)
         self.thread.start()
+
+    def rotate(self):
+        """Serves a new self-signed certificate (new key) from now on."""
+        self.generation += 1
+        cert = os.path.join(self.tmpdir, "srv%d.pem" % self.generation)
+        key = os.path.join(self.tmpdir, "srv%d.key" % self.generation)
+        cfg = os.path.join(self.tmpdir, "srv.cnf")
+        with open(cfg, "w") as f:
+            # An end-entity certificate (openssl's default x509 extensions make a CA).
+            f.write("[req]\ndistinguished_name = dn\nx509_extensions = ee\nprompt = no\n"
+                    "[dn]\nCN = metrics.test\n"
+                    "[ee]\nbasicConstraints = critical, CA:FALSE\n"
+                    "subjectAltName = DNS:metrics.test\nextendedKeyUsage = serverAuth\n")
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "30",
+                        "-config", cfg, "-keyout", key, "-out", cert], check=True,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(cert, key)
+        self.ctx = ctx
 
     def _serve(self):
         while not self._stop:
