@@ -24,16 +24,16 @@ extern char **environ;
 
 #define ENV_PREFIX "CERTAUTOPILOT_"
 #define ENV_CONFIG "CERTAUTOPILOT_CONFIG"
-#define CONFIG_FILE_MAX (1 << 20)  /* a config file larger than this is refused */
-#define SECRET_FILE_MAX (1 << 16)  /* a *_FILE secret larger than this is refused */
-#define LOG_LIST_MAX (16 << 20)    /* a v3 log list larger than this is refused */
-#define LOG_LIST_DEPTH 16          /* JSON nesting a v3 log list may use */
-#define YAML_DEPTH_MAX 16          /* YAML nesting a config file may use (it needs 4) */
+#define CONFIG_FILE_MAX (1 << 20) /* a config file larger than this is refused */
+#define SECRET_FILE_MAX (1 << 16) /* a *_FILE secret larger than this is refused */
+#define LOG_LIST_MAX (16 << 20)   /* a v3 log list larger than this is refused */
+#define LOG_LIST_DEPTH 16         /* JSON nesting a v3 log list may use */
+#define YAML_DEPTH_MAX 16         /* YAML nesting a config file may use (it needs 4) */
 #define DUR_MAX_MS (365LL * 86400 * 1000)
 #define CT_MMD_DEFAULT_S 86400
 #define CT_KEY_DER_MAX 4096
-#define NAME_MAX_LEN 256           /* redis stream and group names */
-#define WHERE_MAX 192              /* "config file x.yaml:3:5: key \"worker.max_jobs\"" */
+#define NAME_MAX_LEN 256 /* redis stream and group names */
+#define WHERE_MAX 192    /* "config file x.yaml:3:5: key \"worker.max_jobs\"" */
 
 enum ktype {
     KT_PG_URL,
@@ -659,8 +659,10 @@ static int ct_log_finish(struct cap_ct_log *l, const struct origin *o, const cha
     char where[WHERE_MAX], sub[128];
     if (!l->url) {
         where_fmt(o, path, where, sizeof where);
-        cap_err_set(err, CAP_E_INVALID, "%s: missing \"url\" (allowed a map with url, protocol, key, "
-                    "log_id, description, mmd)", where);
+        cap_err_set(err, CAP_E_INVALID,
+                    "%s: missing \"url\" (allowed a map with url, protocol, key, "
+                    "log_id, description, mmd)",
+                    where);
         return -1;
     }
     snprintf(sub, sizeof sub, "%s.url", path);
@@ -822,8 +824,7 @@ static int set_value(struct loader *L, int ki, const char *v, size_t vlen, const
         break;
     case KT_REDIS_URL:
         if (!((strncmp(v, "redis://", 8) == 0 && v[8]) ||
-              (strncmp(v, "rediss://", 9) == 0 && v[9]) ||
-              (strncmp(v, "unix://", 7) == 0 && v[7])))
+              (strncmp(v, "rediss://", 9) == 0 && v[9]) || (strncmp(v, "unix://", 7) == 0 && v[7])))
             return fail_value(err, where, k, v, vlen, "is not a Redis URL",
                               "redis://[:password@]host[:port][/db], rediss://... or unix://path");
         break;
@@ -1220,8 +1221,7 @@ static size_t edit_distance(const char *a, const char *b)
 }
 
 /* Reports an unknown key, naming the closest known key when one is near. */
-static int unknown_key(const struct yctx *y, const yaml_node_t *n, const char *key,
-                       size_t keylen)
+static int unknown_key(const struct yctx *y, const yaml_node_t *n, const char *key, size_t keylen)
 {
     char q[96];
     cap_err_quote(q, sizeof q, key, keylen);
@@ -1278,8 +1278,7 @@ static int ct_field_str(const struct yctx *y, const yaml_node_t *v, const char *
     return 0;
 }
 
-static int yaml_ct_log(const struct yctx *y, const yaml_node_t *item, size_t idx,
-                       struct logvec *lv)
+static int yaml_ct_log(const struct yctx *y, const yaml_node_t *item, size_t idx, struct logvec *lv)
 {
     char path[64];
     snprintf(path, sizeof path, "ct.logs[%zu]", idx);
@@ -1292,10 +1291,10 @@ static int yaml_ct_log(const struct yctx *y, const yaml_node_t *item, size_t idx
             goto fail;
     } else if (item->type == YAML_MAPPING_NODE) {
         bool seen[6] = {false};
-        static const char *const fields[] = {"url",         "protocol", "key",
-                                             "log_id",      "description", "mmd"};
-        for (yaml_node_pair_t *p = item->data.mapping.pairs.start;
-             p < item->data.mapping.pairs.top; p++) {
+        static const char *const fields[] = {"url",    "protocol",    "key",
+                                             "log_id", "description", "mmd"};
+        for (yaml_node_pair_t *p = item->data.mapping.pairs.start; p < item->data.mapping.pairs.top;
+             p++) {
             yaml_node_t *kn = ynode(y, p->key), *vn = ynode(y, p->value);
             if (!kn || !vn)
                 continue;
@@ -1312,8 +1311,10 @@ static int yaml_ct_log(const struct yctx *y, const yaml_node_t *item, size_t idx
             cap_err_quote(q, sizeof q, kname, kn->data.scalar.length);
             snprintf(sub, sizeof sub, "%s.%s", path, q);
             if (f < 0) {
-                yerr(y, kn, "unknown key \"%s\" (allowed url, protocol, key, log_id, description, "
-                     "mmd)", sub);
+                yerr(y, kn,
+                     "unknown key \"%s\" (allowed url, protocol, key, log_id, description, "
+                     "mmd)",
+                     sub);
                 goto fail;
             }
             if (seen[f]) {
@@ -1336,8 +1337,8 @@ static int yaml_ct_log(const struct yctx *y, const yaml_node_t *item, size_t idx
                 struct origin vo;
                 node_origin(y, vn, &vo);
                 where_fmt(&vo, sub, where, sizeof where);
-                if (cap_config_parse_duration_ms(mmd, &ms) != 0 || ms < 1000 ||
-                    ms > DUR_MAX_MS || ms % 1000 != 0) {
+                if (cap_config_parse_duration_ms(mmd, &ms) != 0 || ms < 1000 || ms > DUR_MAX_MS ||
+                    ms % 1000 != 0) {
                     fail_value(y->err, where, NULL, mmd, strlen(mmd),
                                "is not a maximum merge delay",
                                "whole seconds 1s-365d, as 24h or 86400");
@@ -1349,8 +1350,10 @@ static int yaml_ct_log(const struct yctx *y, const yaml_node_t *item, size_t idx
             }
         }
     } else {
-        yerr(y, item, "key \"%s\": expected a map with url, protocol, key, log_id, description, "
-             "mmd, got %s", path, node_kind(item));
+        yerr(y, item,
+             "key \"%s\": expected a map with url, protocol, key, log_id, description, "
+             "mmd, got %s",
+             path, node_kind(item));
         goto fail;
     }
     if (ct_log_finish(&l, &o, path, y->err) != 0 || logvec_push(lv, &l, y->err) != 0)
@@ -1415,8 +1418,7 @@ static int yaml_value(const struct yctx *y, int ki, const yaml_node_t *v)
         return 0;
     struct origin o;
     node_origin(y, v, &o);
-    return set_value(L, ki, (const char *)v->data.scalar.value, v->data.scalar.length, &o,
-                     y->err);
+    return set_value(L, ki, (const char *)v->data.scalar.value, v->data.scalar.length, &o, y->err);
 }
 
 static int yaml_section(const struct yctx *y, int si, const yaml_node_t *sec)
@@ -1450,9 +1452,7 @@ static int yaml_section(const struct yctx *y, int si, const yaml_node_t *sec)
                 take = sizeof full - flen - 1;
             memcpy(full + flen, kn->data.scalar.value, take);
             full[flen + take] = '\0';
-            return unknown_key(y, kn, full, flen + kn->data.scalar.length > flen + take
-                                                ? flen + take
-                                                : flen + kn->data.scalar.length);
+            return unknown_key(y, kn, full, flen + take);
         }
         if (y->L->file_set[ki])
             return yerr(y, kn, "duplicate key \"%s\"", keys[ki].key);
@@ -1470,8 +1470,10 @@ static int yaml_root(const struct yctx *y, const yaml_node_t *root)
     if (node_is_null(root))
         return 0;
     if (root->type != YAML_MAPPING_NODE)
-        return yerr(y, root, "expected a map of sections (database, redis, logging, ...), got "
-                    "%s", node_kind(root));
+        return yerr(y, root,
+                    "expected a map of sections (database, redis, logging, ...), got "
+                    "%s",
+                    node_kind(root));
     bool seen[NSECTIONS] = {false};
     for (yaml_node_pair_t *p = root->data.mapping.pairs.start; p < root->data.mapping.pairs.top;
          p++) {
@@ -1517,11 +1519,12 @@ static int yaml_syntax_error(const yaml_parser_t *p, const char *name, struct ca
         return -1;
     }
     if (p->context)
-        cap_err_set(err, CAP_E_INVALID, "config file %s:%zu:%zu: invalid YAML: %s (%s at line %zu "
-                    "column %zu)", name, (size_t)p->problem_mark.line + 1,
-                    (size_t)p->problem_mark.column + 1, p->problem ? p->problem : "syntax error",
-                    p->context, (size_t)p->context_mark.line + 1,
-                    (size_t)p->context_mark.column + 1);
+        cap_err_set(err, CAP_E_INVALID,
+                    "config file %s:%zu:%zu: invalid YAML: %s (%s at line %zu "
+                    "column %zu)",
+                    name, (size_t)p->problem_mark.line + 1, (size_t)p->problem_mark.column + 1,
+                    p->problem ? p->problem : "syntax error", p->context,
+                    (size_t)p->context_mark.line + 1, (size_t)p->context_mark.column + 1);
     else
         cap_err_set(err, CAP_E_INVALID, "config file %s:%zu:%zu: invalid YAML: %s", name,
                     (size_t)p->problem_mark.line + 1, (size_t)p->problem_mark.column + 1,
@@ -1552,8 +1555,8 @@ static int yaml_check_depth(const char *buf, size_t len, const char *name, struc
             if (++depth > YAML_DEPTH_MAX) {
                 cap_err_set(err, CAP_E_INVALID,
                             "config file %s:%zu:%zu: nested deeper than %d levels (allowed %d)",
-                            name, (size_t)ev.start_mark.line + 1,
-                            (size_t)ev.start_mark.column + 1, YAML_DEPTH_MAX, YAML_DEPTH_MAX);
+                            name, (size_t)ev.start_mark.line + 1, (size_t)ev.start_mark.column + 1,
+                            YAML_DEPTH_MAX, YAML_DEPTH_MAX);
                 rc = -1;
             }
         } else if (t == YAML_SEQUENCE_END_EVENT || t == YAML_MAPPING_END_EVENT) {
@@ -1604,8 +1607,10 @@ static int load_yaml(struct loader *L, const char *buf, size_t len, const char *
         } else {
             yaml_node_t *r2 = yaml_document_get_root_node(&doc2);
             if (r2) {
-                cap_err_set(err, CAP_E_INVALID, "config file %s:%zu:%zu: more than one YAML "
-                            "document (allowed one)", qname, (size_t)r2->start_mark.line + 1,
+                cap_err_set(err, CAP_E_INVALID,
+                            "config file %s:%zu:%zu: more than one YAML "
+                            "document (allowed one)",
+                            qname, (size_t)r2->start_mark.line + 1,
                             (size_t)r2->start_mark.column + 1);
                 rc = -1;
             }
@@ -1867,7 +1872,8 @@ static int finish(struct loader *L, struct cap_err *err)
         cap_err_quote(q, sizeof q, c->redis_stream, strlen(c->redis_stream));
         cap_err_set(err, CAP_E_INVALID,
                     "config key \"redis.dead_letter_stream\": value \"%s\" is the same as "
-                    "redis.stream (allowed another stream name)", q);
+                    "redis.stream (allowed another stream name)",
+                    q);
         return -1;
     }
     return 0;

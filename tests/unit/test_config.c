@@ -38,8 +38,8 @@ static int checks;
         const char *w_ = (want), *g_ = (got);                                                      \
         checks++;                                                                                  \
         if (!g_ || strcmp(w_, g_) != 0) {                                                          \
-            fprintf(stderr, "%s:%d: %s:\n  want \"%s\"\n  got  \"%s\"\n", __FILE__, __LINE__, #got, \
-                    w_, g_ ? g_ : "(null)");                                                       \
+            fprintf(stderr, "%s:%d: %s:\n  want \"%s\"\n  got  \"%s\"\n", __FILE__, __LINE__,      \
+                    #got, w_, g_ ? g_ : "(null)");                                                 \
             exit(1);                                                                               \
         }                                                                                          \
     } while (0)
@@ -119,17 +119,32 @@ static void test_durations(void)
     static const struct {
         const char *s;
         long long ms;
-    } ok[] = {{"500ms", 500}, {"5s", 5000},        {"1m", 60000},    {"2h", 7200000},
-              {"1d", 86400000}, {"30", 30000},     {"0", 0},         {"0ms", 0},
-              {"90s", 90000}, {"9223372036854775807ms", 9223372036854775807LL}};
+    } ok[] = {{"500ms", 500},   {"5s", 5000},
+              {"1m", 60000},    {"2h", 7200000},
+              {"1d", 86400000}, {"30", 30000},
+              {"0", 0},         {"0ms", 0},
+              {"90s", 90000},   {"9223372036854775807ms", 9223372036854775807LL}};
     for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++) {
         int64_t ms = -1;
         CHECK_EQ(0, cap_config_parse_duration_ms(ok[i].s, &ms));
         CHECK_EQ(ok[i].ms, ms);
     }
-    static const char *const bad[] = {"",    "s",   "5x",  "-5s",   "5 s", " 5s", "5S", "1.5s",
-                                      "5sm", "ms5", "1w",  "abc",   "5s ", "99999999999999999d",
-                                      "9223372036854775808ms", "+5s"};
+    static const char *const bad[] = {"",
+                                      "s",
+                                      "5x",
+                                      "-5s",
+                                      "5 s",
+                                      " 5s",
+                                      "5S",
+                                      "1.5s",
+                                      "5sm",
+                                      "ms5",
+                                      "1w",
+                                      "abc",
+                                      "5s ",
+                                      "99999999999999999d",
+                                      "9223372036854775808ms",
+                                      "+5s"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         int64_t ms = 12345;
         if (cap_config_parse_duration_ms(bad[i], &ms) != -1)
@@ -184,42 +199,41 @@ static void test_defaults(void)
     cap_config_cleanup(&c);
 }
 
-static const char full_yaml[] =
-    "database:\n"
-    "  url: postgresql://cap:pw@db.internal:5432/cap\n"
-    "redis:\n"
-    "  url: redis://:pw@redis.internal:6380/2\n"
-    "  stream: s1\n"
-    "  group: g1\n"
-    "  dead_letter_stream: s1:dead\n"
-    "logging:\n"
-    "  level: debug\n"
-    "  format: json\n"
-    "telemetry:\n"
-    "  metrics_listen: \"0.0.0.0:9200\"\n"
-    "scheduler:\n"
-    "  tick: 250ms\n"
-    "  requeue_after: 2m\n"
-    "  batch: 100\n"
-    "worker:\n"
-    "  max_concurrent_discovery: 5000\n"
-    "  max_jobs: 32\n"
-    "  reclaim_idle: 2m\n"
-    "  max_attempts: 7\n"
-    "  drain_grace: 10\n"
-    "  noop_executor: yes\n"
-    "  noop_sleep: 5ms\n"
-    "network:\n"
-    "  deny:\n"
-    "    - 10.0.0.0/8\n"
-    "    - \"fd00::/8\"\n"
-    "    - 192.0.2.7\n"
-    "  allow_loopback: on\n"
-    "scan:\n"
-    "  max_targets: 4294967296\n"
-    "  expiring_days: 0\n"
-    "ct:\n"
-    "  run_budget: 5000\n";
+static const char full_yaml[] = "database:\n"
+                                "  url: postgresql://cap:pw@db.internal:5432/cap\n"
+                                "redis:\n"
+                                "  url: redis://:pw@redis.internal:6380/2\n"
+                                "  stream: s1\n"
+                                "  group: g1\n"
+                                "  dead_letter_stream: s1:dead\n"
+                                "logging:\n"
+                                "  level: debug\n"
+                                "  format: json\n"
+                                "telemetry:\n"
+                                "  metrics_listen: \"0.0.0.0:9200\"\n"
+                                "scheduler:\n"
+                                "  tick: 250ms\n"
+                                "  requeue_after: 2m\n"
+                                "  batch: 100\n"
+                                "worker:\n"
+                                "  max_concurrent_discovery: 5000\n"
+                                "  max_jobs: 32\n"
+                                "  reclaim_idle: 2m\n"
+                                "  max_attempts: 7\n"
+                                "  drain_grace: 10\n"
+                                "  noop_executor: yes\n"
+                                "  noop_sleep: 5ms\n"
+                                "network:\n"
+                                "  deny:\n"
+                                "    - 10.0.0.0/8\n"
+                                "    - \"fd00::/8\"\n"
+                                "    - 192.0.2.7\n"
+                                "  allow_loopback: on\n"
+                                "scan:\n"
+                                "  max_targets: 4294967296\n"
+                                "  expiring_days: 0\n"
+                                "ct:\n"
+                                "  run_budget: 5000\n";
 
 static void test_file_values(void)
 {
@@ -654,11 +668,14 @@ static void test_log_list(void)
         {"{\"operators\": [", {"invalid JSON", "ends early"}},
         {"{\"operators\": []} x", {"invalid JSON at byte 18", "data after the end"}},
         {"{\"operators\": [1]}", {"operators[0]: expected an object, got int"}},
-        {"{\"operators\": [{\"logs\": [{\"url\": \"https://x/\", \"key\": \"AAAA\", \"state\": 1}]}]}",
+        {"{\"operators\": [{\"logs\": [{\"url\": \"https://x/\", \"key\": \"AAAA\", \"state\": "
+         "1}]}]}",
          {"operators[0].logs[0].state: expected an object"}},
-        {"{\"operators\": [{\"logs\": [{\"url\": \"https://x/\", \"key\": \"AAAA\", \"mmd\": -5}]}]}",
+        {"{\"operators\": [{\"logs\": [{\"url\": \"https://x/\", \"key\": \"AAAA\", \"mmd\": "
+         "-5}]}]}",
          {"operators[0].logs[0].mmd: value \"-5\" is out of range"}},
-        {"{\"operators\": [{\"logs\": [{\"url\": \"https://x/\", \"key\": \"AAAA\", \"mmd\": \"1d\"}]}]}",
+        {"{\"operators\": [{\"logs\": [{\"url\": \"https://x/\", \"key\": \"AAAA\", \"mmd\": "
+         "\"1d\"}]}]}",
          {"operators[0].logs[0].mmd: expected an integer number of seconds, got string"}},
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
@@ -700,7 +717,8 @@ static void test_redact(void)
         {"redis://127.0.0.1:6379/0", "redis://127.0.0.1:6379/0"},
         {"postgresql://db/cap?sslmode=require&password=s3cret&x=1",
          "postgresql://db/cap?sslmode=require&password=****&x=1"},
-        {"host=db user=cap password=s3cret dbname=cap", "host=db user=cap password=**** dbname=cap"},
+        {"host=db user=cap password=s3cret dbname=cap",
+         "host=db user=cap password=**** dbname=cap"},
         {"host=db password = 's3 cr\\'et' dbname=cap", "host=db password = **** dbname=cap"},
         {"password=s3cret", "password=****"},
         {"host=db passwordx=1", "host=db passwordx=1"},
@@ -783,21 +801,35 @@ static void test_example_file(void)
     size_t n = fread(text, 1, sizeof text - 1, f);
     fclose(f);
     text[n] = '\0';
-    static const char *const env_names[] = {
-        "CERTAUTOPILOT_DATABASE_URL", "CERTAUTOPILOT_DATABASE_URL_FILE",
-        "CERTAUTOPILOT_REDIS_URL", "CERTAUTOPILOT_REDIS_URL_FILE", "CERTAUTOPILOT_REDIS_STREAM",
-        "CERTAUTOPILOT_REDIS_GROUP", "CERTAUTOPILOT_REDIS_DEAD_LETTER_STREAM",
-        "CERTAUTOPILOT_LOGGING_LEVEL", "CERTAUTOPILOT_LOGGING_FORMAT",
-        "CERTAUTOPILOT_TELEMETRY_METRICS_LISTEN", "CERTAUTOPILOT_SCHEDULER_TICK",
-        "CERTAUTOPILOT_SCHEDULER_REQUEUE_AFTER", "CERTAUTOPILOT_SCHEDULER_BATCH",
-        "CERTAUTOPILOT_WORKER_MAX_CONCURRENT_DISCOVERY", "CERTAUTOPILOT_WORKER_MAX_JOBS",
-        "CERTAUTOPILOT_WORKER_RECLAIM_IDLE", "CERTAUTOPILOT_WORKER_MAX_ATTEMPTS",
-        "CERTAUTOPILOT_WORKER_DRAIN_GRACE", "CERTAUTOPILOT_WORKER_HEARTBEAT",
-        "CERTAUTOPILOT_WORKER_NOOP_EXECUTOR", "CERTAUTOPILOT_WORKER_NOOP_SLEEP",
-        "CERTAUTOPILOT_NETWORK_DENY", "CERTAUTOPILOT_NETWORK_ALLOW_LOOPBACK",
-        "CERTAUTOPILOT_SCAN_MAX_TARGETS", "CERTAUTOPILOT_SCAN_EXPIRING_DAYS",
-        "CERTAUTOPILOT_CT_LOGS", "CERTAUTOPILOT_CT_LOG_LIST_FILE", "CERTAUTOPILOT_CT_RUN_BUDGET",
-        "CERTAUTOPILOT_CONFIG"};
+    static const char *const env_names[] = {"CERTAUTOPILOT_DATABASE_URL",
+                                            "CERTAUTOPILOT_DATABASE_URL_FILE",
+                                            "CERTAUTOPILOT_REDIS_URL",
+                                            "CERTAUTOPILOT_REDIS_URL_FILE",
+                                            "CERTAUTOPILOT_REDIS_STREAM",
+                                            "CERTAUTOPILOT_REDIS_GROUP",
+                                            "CERTAUTOPILOT_REDIS_DEAD_LETTER_STREAM",
+                                            "CERTAUTOPILOT_LOGGING_LEVEL",
+                                            "CERTAUTOPILOT_LOGGING_FORMAT",
+                                            "CERTAUTOPILOT_TELEMETRY_METRICS_LISTEN",
+                                            "CERTAUTOPILOT_SCHEDULER_TICK",
+                                            "CERTAUTOPILOT_SCHEDULER_REQUEUE_AFTER",
+                                            "CERTAUTOPILOT_SCHEDULER_BATCH",
+                                            "CERTAUTOPILOT_WORKER_MAX_CONCURRENT_DISCOVERY",
+                                            "CERTAUTOPILOT_WORKER_MAX_JOBS",
+                                            "CERTAUTOPILOT_WORKER_RECLAIM_IDLE",
+                                            "CERTAUTOPILOT_WORKER_MAX_ATTEMPTS",
+                                            "CERTAUTOPILOT_WORKER_DRAIN_GRACE",
+                                            "CERTAUTOPILOT_WORKER_HEARTBEAT",
+                                            "CERTAUTOPILOT_WORKER_NOOP_EXECUTOR",
+                                            "CERTAUTOPILOT_WORKER_NOOP_SLEEP",
+                                            "CERTAUTOPILOT_NETWORK_DENY",
+                                            "CERTAUTOPILOT_NETWORK_ALLOW_LOOPBACK",
+                                            "CERTAUTOPILOT_SCAN_MAX_TARGETS",
+                                            "CERTAUTOPILOT_SCAN_EXPIRING_DAYS",
+                                            "CERTAUTOPILOT_CT_LOGS",
+                                            "CERTAUTOPILOT_CT_LOG_LIST_FILE",
+                                            "CERTAUTOPILOT_CT_RUN_BUDGET",
+                                            "CERTAUTOPILOT_CONFIG"};
     for (size_t i = 0; i < sizeof env_names / sizeof env_names[0]; i++) {
         /* the whole name: not followed by more of a longer name */
         bool found = false;
