@@ -21,6 +21,9 @@
 /* ---- statements ---- */
 
 static const char SQL_BEGIN[] = "BEGIN";
+/* Batch statements are costed high enough to start the JIT, which then costs more than the
+ * statement itself; it is turned off for the writer's transactions only. */
+static const char SQL_NO_JIT[] = "SET LOCAL jit = off";
 static const char SQL_COMMIT[] = "COMMIT";
 static const char SQL_ROLLBACK[] = "ROLLBACK";
 
@@ -202,20 +205,24 @@ static const char SQL_RUN_COUNTS[] =
     "count(*) FILTER (WHERE outcome IN ('refused', 'timeout')) "
     "FROM endpoint_observations WHERE run_id = $1::bigint";
 
-/* $1 source, $2 run, $3 kinds. See cap_findings_resolve_missing. */
+/* $1 source, $2 run, $3 kinds. See cap_findings_resolve_missing. The sets of what this run
+ * saw are computed once (hashed), and "seen elsewhere" goes through the GIN index on chain. */
 static const char SQL_RESOLVE_MISSING[] =
+    "WITH seen AS (SELECT DISTINCT endpoint_id FROM endpoint_observations "
+    " WHERE run_id = $2::bigint), "
+    "reexamined AS (SELECT DISTINCT endpoint_id FROM endpoint_observations "
+    " WHERE run_id = $2::bigint AND cardinality(chain) > 0), "
+    "certs_now AS (SELECT DISTINCT unnest(chain) AS fp FROM endpoint_observations "
+    " WHERE run_id = $2::bigint) "
     "UPDATE findings f SET status = 'resolved', resolved_at = now() "
     "WHERE f.status = 'open' AND f.source_id = $1::bigint AND f.kind = ANY($3::text[]) "
     "AND f.run_id IS DISTINCT FROM $2::bigint AND ("
-    " (f.subject_key LIKE 'endpoint:%' AND f.endpoint_id IN "
-    "  (SELECT o.endpoint_id FROM endpoint_observations o WHERE o.run_id = $2::bigint)) "
+    " (f.subject_key LIKE 'endpoint:%' AND f.endpoint_id IN (SELECT endpoint_id FROM seen)) "
     " OR (f.subject_key LIKE 'cert:%' AND ("
-    "  EXISTS (SELECT 1 FROM endpoint_observations o WHERE o.run_id = $2::bigint "
-    "   AND o.chain @> ARRAY[f.fingerprint_sha256]) "
+    "  f.fingerprint_sha256 IN (SELECT fp FROM certs_now) "
     "  OR NOT EXISTS (SELECT 1 FROM endpoint_observations o "
-    "   WHERE o.chain @> ARRAY[f.fingerprint_sha256] AND o.endpoint_id NOT IN "
-    "   (SELECT r.endpoint_id FROM endpoint_observations r WHERE r.run_id = $2::bigint "
-    "    AND cardinality(r.chain) > 0)))) "
+    "   WHERE o.chain @> ARRAY[f.fingerprint_sha256] "
+    "   AND o.endpoint_id NOT IN (SELECT endpoint_id FROM reexamined)))) "
     " OR f.subject_key LIKE 'run:%' OR f.subject_key LIKE 'source:%')";
 
 /* ---- queued rows: a table of owned strings (NULL cells are SQL NULL) ---- */
@@ -1298,6 +1305,11 @@ int cap_inventory_flush(struct cap_inventory *inv, struct cap_err *err)
     if (cap_pg_cmd(c, "begin inventory batch", SQL_BEGIN, 0, NULL, err) != 0) {
         return -1;
     }
+    if (cap_pg_cmd(c, "turn off jit", SQL_NO_JIT, 0, NULL, err) != 0) {
+        PGresult *r = PQexec(c, SQL_ROLLBACK);
+        PQclear(r);
+        return -1;
+    }
     if (write_batch(inv, err) != 0 ||
         cap_pg_cmd(c, "commit inventory batch", SQL_COMMIT, 0, NULL, err) != 0) {
         PGresult *r = PQexec(c, SQL_ROLLBACK);
@@ -1365,7 +1377,8 @@ int cap_findings_resolve_missing(struct cap_inventory *inv, const char *const *k
     int rc = cap_pg_cmd(ctx->pg, "begin resolve findings", SQL_BEGIN, 0, NULL, err);
     if (rc == 0) {
         PGresult *r = NULL;
-        if (cap_run_fence(ctx, err) == 0) {
+        if (cap_pg_cmd(ctx->pg, "turn off jit", SQL_NO_JIT, 0, NULL, err) == 0 &&
+            cap_run_fence(ctx, err) == 0) {
             r = cap_pg_exec(ctx->pg, "resolve findings", SQL_RESOLVE_MISSING, 3, p, err);
         }
         if (r) {
