@@ -607,7 +607,7 @@ static int der_next(struct der_cur *c, uint8_t *tag, const uint8_t **val, size_t
     return 0;
 }
 
-/* Writes a DER length at out (at least 5 bytes); returns its size. */
+/* Writes a DER length at out (at least 1 + sizeof(size_t) bytes); returns its size. */
 static size_t der_put_len(uint8_t *out, size_t len)
 {
     if (len < 0x80) {
@@ -615,11 +615,11 @@ static size_t der_put_len(uint8_t *out, size_t len)
         return 1;
     }
     size_t nb = 0;
-    for (size_t v = len; v; v >>= 8) {
+    while (nb < sizeof(size_t) && (len >> (8 * nb)) != 0) {
         nb++;
     }
     out[0] = (uint8_t)(0x80 | nb);
-    for (size_t i = 0; i < nb; i++) {
+    for (size_t i = 0; i < nb && i < sizeof(size_t); i++) {
         out[1 + i] = (uint8_t)(len >> (8 * (nb - 1 - i)));
     }
     return 1 + nb;
@@ -707,7 +707,7 @@ static int tbs_hash(const uint8_t *tbs, size_t len, char out[CAP_X509_HEX256_LEN
             }
         }
         if (rc == 0 && kept > 0) {
-            uint8_t l1[5], l2[5];
+            uint8_t l1[1 + sizeof(size_t)], l2[1 + sizeof(size_t)];
             size_t n2 = der_put_len(l2, kept);
             size_t n1 = der_put_len(l1, 1 + n2 + kept);
             body[bn++] = 0xa3;
