@@ -52,7 +52,7 @@ def main():
             "scan.max_targets": 200000,
             "logging.level": "info"}) as c:
         c.migrate()
-        fleet = tlsfleet.Fleet(c.tmpdir)
+        fleet = tlsfleet.Fleet(c.tmpdir, hold_s=0.1)
         f = fleet
         s = {}
         s["rsa2048"] = f.tls("rsa2048", f.cert("rsa2048.fleet.test", key=f.rsa(2048)))
@@ -77,6 +77,8 @@ def main():
             s["smtp"].ctx = s["smtp"].cert.context()
         else:
             print("NOTE: not root, so no SMTP server on port 587: STARTTLS is left to the unit tests")
+        s["smtp_any"] = f.add("smtp_any", "starttls_smtp", cert=f.cert("mail2.fleet.test"))
+        s["smtp_any"].ctx = s["smtp_any"].cert.context()
         default_cert = f.cert("default.sni.test")
         sni_cert = f.cert("localhost", sans=["localhost"])
         s["sni"] = f.tls("sni", default_cert, sni={"localhost": sni_cert}, addr="127.0.0.1")
@@ -170,6 +172,21 @@ def main():
             assert took < 3.0, "tarpit run took %.2fs with a 1 s timeout" % took
             tobs = observations(c, trun["id"])
             assert sorted(o["outcome"] for o in tobs.values()) == ["timeout", "timeout"], tobs
+
+            # ---- STARTTLS on a port the source names (not a default STARTTLS port)
+            o = obs[(s["smtp_any"].addr, fleet.port, "")]
+            assert o["outcome"] == "tls_error", o  # implicit TLS against an SMTP server
+            oid = c.add_source_sql("smtp_override", cidrs=["%s/32" % s["smtp_any"].addr],
+                                   ports=[fleet.port], starttls=["%d:smtp" % fleet.port])
+            orun = run_source(c, oid)
+            assert orun["status"] == "succeeded", harness._short_row(orun)
+            o = observations(c, orun["id"])[(s["smtp_any"].addr, fleet.port, "")]
+            assert o["fingerprint_sha256"] == s["smtp_any"].cert.fingerprint, o
+            try:
+                c.add_source_sql("bad_starttls", starttls=["25:ftp"])
+                raise AssertionError("a source with starttls 25:ftp was saved")
+            except harness.psycopg2.Error:
+                pass
 
             # ---- SNI: the bare address gets the default certificate, the name its own
             sni_sid = c.add_source_sql("sni", cidrs=["127.0.0.1/32"], hosts=["localhost"],

@@ -87,7 +87,7 @@ class Server:
 
 
 class Fleet:
-    def __init__(self, tmpdir, port=None, base=None):
+    def __init__(self, tmpdir, port=None, base=None, hold_s=0.0):
         self.dir = os.path.join(tmpdir, "fleet")
         os.makedirs(self.dir, exist_ok=True)
         # A random 127.a.b.0/24 block per fleet so parallel test runs do not meet.
@@ -97,6 +97,7 @@ class Fleet:
         self.next_host = 1
         self.port = port
         self.servers = []
+        self.hold_s = hold_s  # each handshake waits this long after the ClientHello
         self._lock = threading.Lock()
         self.inflight = 0        # handshakes in flight now (see _handshake)
         self.max_inflight = 0    # most handshakes in flight at once (see _handshake)
@@ -307,13 +308,16 @@ class Fleet:
         """Serves one handshake through memory BIOs so the fleet knows when the server's first
         flight is out. A handshake counts as in flight from the ClientHello's arrival until that
         flight is sent: a window inside the client's own, so the count never exceeds the
-        client's real concurrency."""
+        client's real concurrency (it starts after the ClientHello was sent and ends before
+        the client can have the server's answer)."""
         inc, out = ssl.MemoryBIO(), ssl.MemoryBIO()
         obj = s.ctx.wrap_bio(inc, out, server_side=True)
         data = conn.recv(16384)
         if not data:
             return
         self._enter_handshake()
+        if self.hold_s:
+            time.sleep(self.hold_s)  # keeps handshakes overlapping, so a cap is put to the test
         counted = [True]
 
         def done_counting():
@@ -330,8 +334,10 @@ class Fleet:
                     finished = False
                 pending = out.read()
                 if pending:
-                    conn.sendall(pending)
+                    # Stop counting before the flight leaves: the client cannot finish (and
+                    # free its slot) before this point, so the window stays inside its own.
                     done_counting()
+                    conn.sendall(pending)
                 if finished:
                     with self._lock:
                         s.handshakes_ok += 1

@@ -131,8 +131,24 @@ static void test_ldap_pg(void)
     CHECK(strstr(err, "does not accept SSL") != NULL);
 }
 
+static void test_override(void)
+{
+    int port = 0;
+    enum cap_starttls_proto pr = CAP_STARTTLS_NONE;
+    CHECK(cap_starttls_parse_override("2525:smtp", &port, &pr) == 0);
+    CHECK(port == 2525 && pr == CAP_STARTTLS_SMTP);
+    CHECK(cap_starttls_parse_override("25:none", &port, &pr) == 0);
+    CHECK(port == 25 && pr == CAP_STARTTLS_NONE);
+    CHECK(cap_starttls_parse_override("5433:postgres", &port, &pr) == 0 && pr == CAP_STARTTLS_POSTGRES);
+    const char *bad[] = {"", ":smtp", "25", "25:", "25:ftp", "0:smtp", "65536:smtp", "x:smtp",
+                         "123456:smtp", "25:smtp "};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        CHECK(cap_starttls_parse_override(bad[i], &port, &pr) == -1);
+}
+
 int main(void)
 {
+    test_override();
     test_smtp();
     test_imap_pop3();
     test_ldap_pg();

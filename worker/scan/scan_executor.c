@@ -17,12 +17,19 @@
 #include <json-c/json.h>
 
 #include "common/log.h"
+#include "common/pg.h"
 #include "common/policy.h"
 #include "common/targets.h"
 #include "worker/executor.h"
 #include "worker/inventory.h"
 #include "worker/scan/engine.h"
 #include "worker/scan/revocation.h"
+
+/* Per-source STARTTLS overrides kept (discovery_sources.starttls). */
+#define STARTTLS_OVERRIDES_MAX 64
+
+static const char SQL_SOURCE_STARTTLS[] =
+    "SELECT starttls FROM discovery_sources WHERE id = $1";
 
 /* Distinct refusal reasons and failing host names kept for the run's details. */
 #define REFUSED_REASONS_MAX 32
@@ -58,6 +65,9 @@ struct scan_run {
     char dns_failed_hosts[HOSTS_LISTED_MAX][CAP_HOSTNAME_MAX + 1];
     size_t dns_failed_hosts_n;
     char dns_error[160];
+    int override_port[STARTTLS_OVERRIDES_MAX];
+    enum cap_starttls_proto override_proto[STARTTLS_OVERRIDES_MAX];
+    size_t overrides_n;
     int64_t last_progress_ms;
     uint64_t last_total_sent;
 };
@@ -92,15 +102,19 @@ static void note_refused(struct scan_run *r, const char *reason, uint64_t count,
     }
 }
 
-static void fill_req(struct cap_scan_req *q, const struct cap_run_ctx *ctx, int family,
+static void fill_req(struct cap_scan_req *q, const struct scan_run *r, int family,
                      const uint8_t *addr, int port, const char *host, bool is_name)
 {
     memset(q, 0, sizeof *q);
     q->family = family;
     memcpy(q->addr, addr, family == AF_INET ? 4 : 16);
     q->port = port;
-    q->timeout_ms = ctx->src->timeout_ms > 0 ? ctx->src->timeout_ms : 5000;
+    q->timeout_ms = r->ctx->src->timeout_ms > 0 ? r->ctx->src->timeout_ms : 5000;
     q->starttls = cap_starttls_for_port(port);
+    for (size_t i = 0; i < r->overrides_n; i++) {
+        if (r->override_port[i] == port)
+            q->starttls = r->override_proto[i];
+    }
     if (is_name) {
         snprintf(q->sni, sizeof q->sni, "%s", host);
         snprintf(q->host, sizeof q->host, "%s", host);
@@ -160,7 +174,7 @@ static int submit_host(struct scan_run *r, const struct cap_target *tg, struct c
             continue;
         }
         struct cap_scan_req q;
-        fill_req(&q, r->ctx, ai->ai_family, ab, tg->port, tg->host, true);
+        fill_req(&q, r, ai->ai_family, ab, tg->port, tg->host, true);
         if (cap_scan_job_submit(r->job, &q, err) != 0) {
             freeaddrinfo(res);
             return -1;
@@ -254,6 +268,42 @@ static int handle_result(struct scan_run *r, struct cap_scan_result *res, struct
             CAP_LS("target", o.host), CAP_LS("address", addr), CAP_LI("port", q->port),
             CAP_LS("outcome", res->outcome), CAP_LS("err", res->error),
             CAP_LI("ms", res->elapsed_ms));
+    return rc;
+}
+
+/* Reads the source's STARTTLS overrides (a column of this module's migration, which the
+ * shared source loader does not read). */
+static int load_overrides(struct scan_run *r, struct cap_err *err)
+{
+    char id[24];
+    const char *p[] = {cap_pg_i64(id, r->ctx->source_id)};
+    PGresult *res = cap_pg_exec(r->ctx->pg, "read source starttls", SQL_SOURCE_STARTTLS, 1, p, err);
+    if (!res)
+        return -1;
+    int rc = 0;
+    if (PQntuples(res) == 1) {
+        size_t n = 0;
+        char **v = cap_pg_parse_text_array(PQgetvalue(res, 0, 0), &n, err);
+        if (!v) {
+            rc = -1;
+        } else {
+            for (size_t i = 0; i < n && rc == 0; i++) {
+                int port;
+                enum cap_starttls_proto proto;
+                char q[CAP_ERR_VALUE_MAX * 4 + 8];
+                if (cap_starttls_parse_override(v[i], &port, &proto) != 0) {
+                    cap_err_set(err, CAP_E_INVALID, "starttls \"%s\": expected PORT:PROTOCOL",
+                                cap_err_quote(q, sizeof q, v[i], strlen(v[i])));
+                    rc = -1;
+                } else if (r->overrides_n < STARTTLS_OVERRIDES_MAX) {
+                    r->override_port[r->overrides_n] = port;
+                    r->override_proto[r->overrides_n++] = proto;
+                }
+            }
+            cap_pg_free_strv(v);
+        }
+    }
+    PQclear(res);
     return rc;
 }
 
@@ -367,6 +417,10 @@ static int scan_execute(struct cap_run_ctx *ctx, struct cap_run_outcome *out, st
     r->inv = cap_inventory_new(ctx, CAP_INVENTORY_PROGRESS_OBSERVATIONS, err);
     if (!r->inv)
         goto done;
+    if (load_overrides(r, err) != 0) {
+        cap_err_prefix(err, "source \"%s\": ", src->name);
+        goto done;
+    }
     r->rev = cap_revocation_new(ctx, r->inv, &g_policy, src->timeout_ms, err);
     if (!r->rev)
         goto done;
@@ -419,7 +473,7 @@ static int scan_execute(struct cap_run_ctx *ctx, struct cap_run_outcome *out, st
                 continue;
             }
             struct cap_scan_req q;
-            fill_req(&q, ctx, tg.family, tg.addr, tg.port, tg.host, false);
+            fill_req(&q, r, tg.family, tg.addr, tg.port, tg.host, false);
             if (cap_scan_job_submit(r->job, &q, err) != 0)
                 goto done;
             r->submitted++;

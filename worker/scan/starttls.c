@@ -39,6 +39,32 @@ enum cap_starttls_proto cap_starttls_for_port(int port)
     }
 }
 
+int cap_starttls_parse_override(const char *spec, int *port, enum cap_starttls_proto *proto)
+{
+    const char *colon = spec ? strchr(spec, ':') : NULL;
+    if (!colon || colon == spec || colon - spec > 5)
+        return -1;
+    int p = 0;
+    for (const char *c = spec; c < colon; c++) {
+        if (*c < '0' || *c > '9')
+            return -1;
+        p = p * 10 + (*c - '0');
+    }
+    if (p < 1 || p > 65535)
+        return -1;
+    static const enum cap_starttls_proto all[] = {CAP_STARTTLS_NONE, CAP_STARTTLS_SMTP,
+                                                  CAP_STARTTLS_IMAP, CAP_STARTTLS_POP3,
+                                                  CAP_STARTTLS_LDAP, CAP_STARTTLS_POSTGRES};
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) {
+        if (strcmp(colon + 1, cap_starttls_name(all[i])) == 0) {
+            *port = p;
+            *proto = all[i];
+            return 0;
+        }
+    }
+    return -1;
+}
+
 const char *cap_starttls_name(enum cap_starttls_proto proto)
 {
     switch (proto) {

@@ -39,6 +39,10 @@ struct cap_starttls {
  * PostgreSQL; any other port (465, 993, 995, 636 included) is implicit TLS. */
 enum cap_starttls_proto cap_starttls_for_port(int port);
 
+/* Parses a per-source override "PORT:PROTOCOL" (protocol smtp, imap, pop3, ldap, postgres or
+ * none). Returns 0 with *port and *proto set, or -1 when spec is malformed. Pure. */
+int cap_starttls_parse_override(const char *spec, int *port, enum cap_starttls_proto *proto);
+
 /* Name of proto ("smtp", ...; "none"). Static string. */
 const char *cap_starttls_name(enum cap_starttls_proto proto);
 
