@@ -9,6 +9,24 @@
 
 static _Thread_local char last_sqlstate[6];
 
+/* Copies a libpq message (which may span lines, with tabs) as one line without trailing space. */
+static void one_line(char *out, size_t n, const char *msg)
+{
+    size_t o = 0;
+    int space = 0;
+    for (const char *p = msg; *p && o + 1 < n; p++) {
+        if (*p == '\n' || *p == '\t' || *p == '\r' || *p == ' ') {
+            space = o > 0;
+            continue;
+        }
+        if (space && o + 2 < n)
+            out[o++] = ' ';
+        space = 0;
+        out[o++] = *p;
+    }
+    out[o] = '\0';
+}
+
 PGconn *cap_pg_connect(const char *url, const char *app, struct cap_err *err)
 {
     const char *keys[] = {"dbname", "application_name", "connect_timeout", NULL};
@@ -21,10 +39,7 @@ PGconn *cap_pg_connect(const char *url, const char *app, struct cap_err *err)
     if (PQstatus(c) != CONNECTION_OK) {
         /* libpq's message names host and port, never the password. */
         char msg[200];
-        snprintf(msg, sizeof msg, "%s", PQerrorMessage(c));
-        size_t l = strlen(msg);
-        while (l && (msg[l - 1] == '\n' || msg[l - 1] == ' '))
-            msg[--l] = '\0';
+        one_line(msg, sizeof msg, PQerrorMessage(c));
         cap_err_set(err, CAP_E_IO, "connecting to PostgreSQL: %s", msg);
         PQfinish(c);
         return NULL;
@@ -46,10 +61,7 @@ PGresult *cap_pg_exec(PGconn *c, const char *name, const char *sql, int n,
     if (!msg)
         msg = PQerrorMessage(c);
     char clean[200];
-    snprintf(clean, sizeof clean, "%s", msg ? msg : "unknown error");
-    size_t l = strlen(clean);
-    while (l && (clean[l - 1] == '\n' || clean[l - 1] == ' '))
-        clean[--l] = '\0';
+    one_line(clean, sizeof clean, msg ? msg : "unknown error");
     int code = (PQstatus(c) != CONNECTION_OK || !state || state[0] == '0' || state[0] == '5' ||
                 strncmp(state, "40", 2) == 0 || strncmp(state, "57", 2) == 0 ||
                 strncmp(state, "08", 2) == 0)
