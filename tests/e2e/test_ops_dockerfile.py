@@ -3,7 +3,8 @@ path a COPY takes from the build context exists and is not excluded by the .dock
 every path copied from the build stage is produced there, the build stage copies every folder
 CMake needs, the runtime stage runs as a non-root user it creates, installs no -dev package but
 the runtime library of each -dev package the build uses (from `apt-cache depends`), and every
-shared library the built programs need comes from a package the runtime stage installs."""
+shared library the built programs need comes from a package the runtime stage installs, and
+CMake configures on exactly the files the build stage copies."""
 
 import fnmatch
 import os
@@ -11,6 +12,7 @@ import re
 import shlex
 import shutil
 import subprocess
+import tempfile
 
 import harness
 
@@ -154,6 +156,44 @@ def check_linked_libraries(runtime_pkgs):
                   % (prog, soname, pkg))
 
 
+def stage_build_context(stage, where):
+    """Copies what the build stage's COPY instructions copy (relative to its WORKDIR) into
+    where, so CMake can be configured on exactly those files."""
+    workdir = "/"
+    for kw, rest in stage["ins"]:
+        if kw == "WORKDIR":
+            workdir = os.path.join(workdir, rest)
+        if kw != "COPY" or "--from" in rest:
+            continue
+        _, sources, dest = copy_args(rest)
+        target = os.path.join(where, os.path.relpath(os.path.join(workdir, dest), workdir))
+        for s in sources:
+            src = os.path.join(SRC, s)
+            if os.path.isdir(src):
+                shutil.copytree(src, target, dirs_exist_ok=True,
+                                ignore=shutil.ignore_patterns("__pycache__"))
+            elif dest.endswith("/") or dest in (".", "./") or len(sources) > 1:
+                os.makedirs(target, exist_ok=True)
+                shutil.copy(src, os.path.join(target, os.path.basename(s)))
+            else:
+                os.makedirs(os.path.dirname(target), exist_ok=True)
+                shutil.copy(src, target)
+
+
+def configure_like_build_stage(stage):
+    """cmake configures on the files the build stage copies (no Docker engine needed)."""
+    with tempfile.TemporaryDirectory(prefix="cap-docker-ctx-") as tmp:
+        ctx = os.path.join(tmp, "src")
+        os.makedirs(ctx)
+        stage_build_context(stage, ctx)
+        r = subprocess.run(["cmake", "-S", ctx, "-B", os.path.join(tmp, "build"),
+                            "-DCMAKE_BUILD_TYPE=RelWithDebInfo", "-DENABLE_SANITIZERS=OFF"],
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                           timeout=300)
+        check(r.returncode == 0, "cmake configures on the files the build stage copies:\n%s"
+              % r.stdout[-3000:])
+
+
 def main():
     args, stages = parse(DOCKERFILE)
     check(len(stages) >= 2, "multi-stage build (got %d stages)" % len(stages))
@@ -227,6 +267,9 @@ def main():
     check(any(k in ("CMD", "ENTRYPOINT") for k, _ in runtime["ins"]),
           "the runtime stage names a default command")
     check_linked_libraries(rpkgs)
+    for st in build:
+        if any(k == "RUN" and "cmake" in r for k, r in st["ins"]):
+            configure_like_build_stage(st)
 
     if failures:
         raise AssertionError("%d Dockerfile check(s) failed:\n  %s"
