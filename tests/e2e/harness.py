@@ -41,6 +41,9 @@ FINAL_STATUSES = ("succeeded", "partial", "failed", "dead")
 SANITIZER_MARKERS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:",
                      "ERROR: UndefinedBehaviorSanitizer")
 
+# Deaths by these signals are crashes (tests send SIGKILL/SIGTERM/SIGINT on purpose).
+CRASH_SIGNALS = (signal.SIGSEGV, signal.SIGABRT, signal.SIGBUS, signal.SIGFPE, signal.SIGILL)
+
 _live_clusters = []
 _PR_SET_PDEATHSIG = 1
 
@@ -221,9 +224,18 @@ class Cluster:
         failed = exc_type is not None
         if failed:
             self.dump_logs("test failed: %s: %s" % (exc_type.__name__, exc))
+            self.close()
+            return False
+        # A clean end: programs still running get SIGTERM, so that LeakSanitizer runs at their
+        # exit, then every program log is checked for sanitizer reports.
+        for p, _, label in self.procs:
+            if p.poll() is None:
+                rc = self._kill(p, signal.SIGTERM, 20)
+                if rc != 0:
+                    print("harness: %s exited %s on SIGTERM at the end of the test"
+                          % (label, rc), file=sys.stderr)
         try:
-            if not failed:
-                self.check_sanitizers()
+            self.check_sanitizers()
         except AssertionError:
             self.dump_logs("sanitizer report in a process log")
             self.close()
@@ -385,6 +397,7 @@ class Cluster:
     @staticmethod
     def _kill(p, sig, timeout):
         """Signals p's process group with sig, then SIGKILL after timeout. Returns the code."""
+        p.expected_exit = True
         if p.poll() is not None:
             return p.returncode
         try:
@@ -720,12 +733,17 @@ class Cluster:
                              % (timeout, what, " (last error: %s)" % last_exc if last_exc else ""))
 
     def _check_procs_alive(self):
-        # A sanitizer abort shows up here long before a timeout would.
+        # A crash shows up here long before a timeout would. Exits with a code (a start-up
+        # error a test may provoke on purpose) are left to the test.
         for p, path, label in self.procs:
-            if p.poll() is not None and p.returncode not in (0,) and not getattr(p, "expected_exit", False):
-                if any(m in _tail(path, 400) for m in SANITIZER_MARKERS):
-                    raise AssertionError("%s died with a sanitizer report (exit %s)"
-                                         % (label, p.returncode))
+            if p.poll() is None or getattr(p, "expected_exit", False):
+                continue
+            text = _tail(path, 400)
+            if any(m in text for m in SANITIZER_MARKERS):
+                raise AssertionError("%s died with a sanitizer report (exit %s)"
+                                     % (label, p.returncode))
+            if -p.returncode in CRASH_SIGNALS:
+                raise AssertionError("%s crashed (signal %d)" % (label, -p.returncode))
 
 
 def msgpack_pack(obj):
