@@ -51,7 +51,9 @@ def main():
                 row["stream_id"], run_id, c.stream)
             done = c.wait_run(run_id, timeout=30)
             assert done["status"] == "succeeded", harness._short_row(done)
-            assert done["started_at"] is not None
+            start_lag = (done["started_at"] - done["queued_at"]).total_seconds()
+            assert 0 <= start_lag < BOUND_S, "run %d started %.2fs after it was queued" % (
+                run_id, start_lag)
 
         # Trigger on save, from a plain SQL insert (as the product UI does it).
         t0 = time.time()
