@@ -529,6 +529,101 @@ static void test_garbage(void)
     EVP_PKEY_free(k);
 }
 
+/* True when s is valid UTF-8 without control characters. */
+static bool clean_utf8_text(const char *s)
+{
+    const unsigned char *p = (const unsigned char *)s;
+    while (*p) {
+        if (*p < 0x20 || *p == 0x7f) {
+            return false;
+        }
+        int n = *p < 0x80                    ? 1
+                : (*p >= 0xc2 && *p <= 0xdf) ? 2
+                : (*p >= 0xe0 && *p <= 0xef) ? 3
+                : (*p >= 0xf0 && *p <= 0xf4) ? 4
+                                             : 0;
+        if (n == 0) {
+            return false;
+        }
+        for (int i = 1; i < n; i++) {
+            if ((p[i] & 0xc0) != 0x80) {
+                return false;
+            }
+        }
+        p += n;
+    }
+    return true;
+}
+
+/* Builds a self-signed certificate with the given raw UTF8String O= value and dNSName bytes. */
+static X509 *cert_with_raw_strings(EVP_PKEY *k, const unsigned char *org, size_t org_len,
+                                   const unsigned char *dns, size_t dns_len)
+{
+    X509 *x = X509_new();
+    X509_set_version(x, 2);
+    ASN1_INTEGER_set(X509_get_serialNumber(x), 5);
+    ASN1_TIME_set(X509_getm_notBefore(x), NB);
+    ASN1_TIME_set(X509_getm_notAfter(x), NA);
+    X509_NAME *n = X509_get_subject_name(x);
+    X509_NAME_add_entry_by_txt(n, "O", V_ASN1_UTF8STRING, org, (int)org_len, -1, 0);
+    static const unsigned char cn[] = {'c', 'n', 0x07, '.', 't', 'e', 's', 't'};
+    X509_NAME_add_entry_by_txt(n, "CN", V_ASN1_UTF8STRING, cn, sizeof(cn), -1, 0);
+    X509_set_issuer_name(x, n);
+    X509_set_pubkey(x, k);
+    GENERAL_NAMES *gens = sk_GENERAL_NAME_new_null();
+    GENERAL_NAME *g = GENERAL_NAME_new();
+    ASN1_IA5STRING *ia5 = ASN1_IA5STRING_new();
+    ASN1_STRING_set(ia5, dns, (int)dns_len);
+    GENERAL_NAME_set0_value(g, GEN_DNS, ia5);
+    sk_GENERAL_NAME_push(gens, g);
+    X509_add1_ext_i2d(x, NID_subject_alt_name, gens, 0, X509V3_ADD_DEFAULT);
+    GENERAL_NAMES_free(gens);
+    X509_sign(x, k, EVP_sha256());
+    return x;
+}
+
+/* SANs with NUL bytes, invalid UTF-8 and backslashes, and names with control characters,
+ * come out escaped and valid UTF-8. */
+static void test_hostile_strings(void)
+{
+    EVP_PKEY *k = key_ec("P-256");
+    static const unsigned char org[] = {'O', 'r', 'g', 0x1b, '[', 'm', ',', '+'};
+    static const unsigned char dns[] = {'a', 0x00, 'b', 0xff, '.', 't', 'e', 's', 't', '\\'};
+    X509 *x = cert_with_raw_strings(k, org, sizeof(org), dns, sizeof(dns));
+    struct cap_cert_facts f;
+    CHECK(facts_of(x, &f) == 0);
+    CHECK(clean_utf8_text(f.subject));
+    CHECK(clean_utf8_text(f.issuer));
+    CHECK(clean_utf8_text(f.cn));
+    CHECK_STR("CN=cn\\07.test,O=Org\\1B[m\\,\\+", f.subject);
+    CHECK_STR("cn\\x07.test", f.cn);
+    CHECK_INT(1, f.dns_sans_n);
+    CHECK_STR("a\\x00b\\xff.test\\\\", f.dns_sans[0]);
+    CHECK(clean_utf8_text(f.dns_sans[0]));
+    CHECK(!cap_x509_host_matches(&f, "a"));
+    CHECK(!cap_x509_host_matches(&f, "ab.test"));
+    cap_cert_facts_cleanup(&f);
+    X509_free(x);
+
+    /* OpenSSL 3.0 itself refuses a name holding invalid UTF-8: a clean error, no facts. */
+    static const unsigned char bad[] = {'a', 0xff, 0xfe, 'b'};
+    x = cert_with_raw_strings(k, bad, sizeof(bad), (const unsigned char *)"a.test", 6);
+    unsigned char *der = NULL;
+    int len = i2d_X509(x, &der);
+    CHECK(len > 0);
+    struct cap_err err = {0};
+    CHECK_INT(-1, cap_x509_facts_from_der(der, (size_t)len, &f, &err));
+    CHECK(strstr(err.msg, "does not parse") != NULL);
+    OPENSSL_free(der);
+    X509_free(x);
+    EVP_PKEY_free(k);
+
+    const char *raw = "ok \xc3\xa9 \xe2\x82\xac \xed\xa0\x80 \xc0\xaf \x1b[0m";
+    char *t = cap_x509_clean_text(raw, strlen(raw));
+    CHECK_STR("ok \xc3\xa9 \xe2\x82\xac \\xed\\xa0\\x80 \\xc0\\xaf \\x1b[0m", t);
+    free(t);
+}
+
 /* ---- hand-assembled DER for algorithms OpenSSL 3.0 does not know ---- */
 
 struct buf {
@@ -771,6 +866,7 @@ int main(void)
     test_self_issued_not_self_signed();
     test_precert_join();
     test_garbage();
+    test_hostile_strings();
     test_pq_handmade();
     test_name_matches();
     test_san_case_duplicates();
