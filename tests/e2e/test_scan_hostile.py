@@ -2,7 +2,11 @@
 a close mid-handshake, and a server that demands a client certificate (its certificate arrives
 before the handshake fails and must still be recorded). The worker must not crash, must end
 each probe by its deadline, and its memory must stay bounded and no socket may outlive its probe over
-repeated scans."""
+repeated scans. Also: progress counters move while a run goes, a worker killed mid-run
+leaves what it had found, and a host name that resolves into a refused range is refused after
+resolution."""
+
+import signal
 
 import os
 import ssl
@@ -45,6 +49,7 @@ def client_sockets(addrs, port):
 def main():
     with harness.Cluster(name="scanhostile", config={
             "worker.max_concurrent_discovery": 16,
+            "network.deny": ["127.0.0.1/32"],
             "logging.level": "info"}) as c:
         c.migrate()
         f = tlsfleet.Fleet(c.tmpdir)
@@ -76,6 +81,14 @@ def main():
             for i in range(RUNS):
                 run_id = c.insert_run_sql(sid)
                 t0 = time.time()
+                if i == 0:
+                    # results are written as they come: counters move before the run ends
+                    seen = c.wait_for(lambda: (lambda r: r if r["status"] == "running" and
+                                               r["targets_done"] > 0 else None)(c.run_row(run_id)),
+                                      timeout=30, interval=0.05,
+                                      what="progress counters of a running scan")
+                    assert seen["targets_total"] == len(cidrs), seen["targets_total"]
+                    assert seen["targets_done"] < len(cidrs), seen["targets_done"]
                 run = c.wait_run(run_id, timeout=120)
                 took = (run["finished_at"] - run["started_at"]).total_seconds()
                 c.assert_running(w)
@@ -117,6 +130,29 @@ def main():
                 growth_kb, RUNS - 1)
             assert all(n == 0 for _, n in samples), "scanner sockets left open: %s" % samples
             c.assert_running(w)
+
+            # a host name resolving into network.deny is refused after resolution
+            hid = c.add_source_sql("denied_name", hosts=["localhost"], ports=[f.port],
+                                   timeout_ms=1000)
+            hrun = c.wait_run(c.insert_run_sql(hid), timeout=60)
+            pf = c.sql_dicts("SELECT details FROM findings WHERE kind = 'policy_block' AND "
+                             "run_id = %s", (hrun["id"],))
+            assert len(pf) == 1, pf
+            det = pf[0]["details"]
+            assert det["hosts"] == ["localhost"], det
+            assert {"reason": "network.deny 127.0.0.1/32", "count": 1} in det["ranges"], det
+            assert c.sql("SELECT count(*) FROM endpoints WHERE address = '127.0.0.1'")[0][0] == 0
+
+            # a worker killed in the middle of a run keeps what it had written
+            slow = c.add_source_sql("slow", cidrs=cidrs, ports=[f.port], timeout_ms=20000,
+                                    concurrency=16)
+            kid = c.insert_run_sql(slow)
+            c.wait_for(lambda: c.run_row(kid)["targets_done"] >= len(cidrs) - COPIES,
+                       timeout=30, interval=0.1, what="the fast endpoints of the slow run written")
+            c.stop(w, sig=signal.SIGKILL, timeout=10)
+            n = c.sql("SELECT count(*) FROM endpoint_observations WHERE run_id = %s", (kid,))[0][0]
+            assert n >= len(cidrs) - COPIES, n
+            assert c.run_row(kid)["status"] == "running"
         finally:
             f.stop()
     print("test_scan_hostile: ok")
