@@ -319,6 +319,46 @@ static struct der make_cert(EVP_PKEY *key, EVP_PKEY *signer, const char *cn, con
     return d;
 }
 
+/* The precertificate of a (same names, key and serial, plus the CT poison), and the bare TBS of
+ * the precert_entry a log would serve (the precertificate's TBS without the poison). */
+static void make_precert(EVP_PKEY *key, EVP_PKEY *signer, time_t nb, time_t na, struct der *pre,
+                         struct der *tbs)
+{
+    X509 *x = X509_new();
+    X509_set_version(x, 2);
+    ASN1_INTEGER_set(X509_get_serialNumber(x), 77);
+    ASN1_TIME_set(X509_getm_notBefore(x), nb);
+    ASN1_TIME_set(X509_getm_notAfter(x), na);
+    X509_NAME_add_entry_by_txt(X509_get_subject_name(x), "CN", MBSTRING_UTF8,
+                               (const unsigned char *)"ct.test", -1, -1, 0);
+    X509_NAME_add_entry_by_txt(X509_get_issuer_name(x), "CN", MBSTRING_UTF8,
+                               (const unsigned char *)"Inv CA", -1, -1, 0);
+    X509_set_pubkey(x, key);
+    /* Signed once first so the TBS carries its signature algorithm. */
+    X509_sign(x, signer, EVP_sha256());
+    unsigned char *tbs_der = NULL;
+    int tbs_len = i2d_re_X509_tbs(x, &tbs_der);
+    static const uint8_t null_der[] = {0x05, 0x00};
+    ASN1_OCTET_STRING *os = ASN1_OCTET_STRING_new();
+    ASN1_OCTET_STRING_set(os, null_der, sizeof(null_der));
+    X509_EXTENSION *e = X509_EXTENSION_create_by_NID(NULL, NID_ct_precert_poison, 1, os);
+    X509_add_ext(x, e, -1);
+    X509_EXTENSION_free(e);
+    ASN1_OCTET_STRING_free(os);
+    X509_sign(x, signer, EVP_sha256());
+    unsigned char *pre_der = NULL;
+    int pre_len = i2d_X509(x, &pre_der);
+    if (tbs_len <= 0 || pre_len <= 0) {
+        fprintf(stderr, "cannot encode test precertificate\n");
+        exit(2);
+    }
+    pre->p = pre_der;
+    pre->n = (size_t)pre_len;
+    tbs->p = tbs_der;
+    tbs->n = (size_t)tbs_len;
+    X509_free(x);
+}
+
 static char *fp_of(struct der d)
 {
     struct cap_cert_facts f;
@@ -673,6 +713,32 @@ static int run_pg(const char *url)
     CHECK_INT(4, q_int("SELECT (details->'refused'->>'169.254.0.0/16')::int FROM findings "
                        "WHERE kind = 'policy_block'",
                        NULL));
+
+    /* A CT precert_entry: facts from the TBS, row keyed by the precertificate's SHA-256. */
+    struct der pre, pre_tbs;
+    make_precert(ka, ca_key, now - 86400, now + 90 * 86400, &pre, &pre_tbs);
+    char *fpre = fp_of(pre);
+    struct cap_cert_facts pf;
+    CHECK_INT(0, cap_inventory_add_precert(inv, pre.p, pre.n, pre_tbs.p, pre_tbs.n, &pf, &err));
+    CHECK_STR(fpre, pf.fingerprint_sha256);
+    CHECK(pf.is_precert);
+    CHECK_INT(-1, cap_inventory_add_precert(inv, pre.p, pre.n, pre.p, pre.n, NULL, NULL));
+    CHECK_INT(0, flush(inv));
+    char *pre_hex = malloc(2 * pre.n + 3);
+    memcpy(pre_hex, "\\x", 2);
+    cap_x509_hex(pre.p, pre.n, pre_hex + 2);
+    v = q_text("SELECT is_precert || ' ' || subject || ' ' || (der = $1::bytea)::text || ' ' || "
+               "tbs_sha256 FROM discovered_certificates "
+               "WHERE fingerprint_sha256 = encode(sha256($1::bytea), 'hex')",
+               pre_hex);
+    snprintf(want, sizeof(want), "true CN=ct.test true %s", pf.tbs_sha256);
+    CHECK_STR(want, v);
+    free(v);
+    free(pre_hex);
+    cap_cert_facts_cleanup(&pf);
+    free(fpre);
+    OPENSSL_free(pre.p);
+    OPENSSL_free(pre_tbs.p);
 
     /* Fencing: another attempt took the run; the batch is refused and nothing is written. */
     char r3[24];
