@@ -169,8 +169,23 @@ static size_t collect(struct cap_scan_job *j, size_t want, struct cap_scan_resul
     return n;
 }
 
+/* OpenSSL group NIDs map onto their IANA code points; unknown groups keep theirs. */
+static void test_group_codepoints(void)
+{
+    CHECK(cap_scan_group_codepoint(NID_X25519) == 0x001d);
+    CHECK(cap_scan_group_codepoint(NID_X9_62_prime256v1) == 0x0017);
+    CHECK(cap_scan_group_codepoint(NID_secp384r1) == 0x0018);
+    CHECK(cap_scan_group_codepoint(NID_secp521r1) == 0x0019);
+    CHECK(cap_scan_group_codepoint(NID_X448) == 0x001e);
+    CHECK(cap_scan_group_codepoint(NID_ffdhe2048) == 0x0100);
+    CHECK(cap_scan_group_codepoint(NID_ffdhe8192) == 0x0104);
+    CHECK(cap_scan_group_codepoint(TLSEXT_nid_unknown | 0x11ec) == 0x11ec);
+    CHECK(cap_scan_group_codepoint(NID_undef) == 0);
+}
+
 int main(void)
 {
+    test_group_codepoints();
     make_server_ctx();
     struct server srv[3];
     int ports[3];
