@@ -224,6 +224,14 @@ def check_workloads(overlay, objs, cfg, secret_keys):
                 check(v["configMap"]["name"] in configmaps,
                       "%s: %s mounts ConfigMap %s, which the overlay renders"
                       % (overlay, name, v["configMap"]["name"]))
+            for src in ("secret", "configMap"):
+                mode = v.get(src, {}).get("defaultMode", 0o644)
+                if src in v and not mode & 0o004:
+                    # Not world-readable: only root or the fsGroup may read the files.
+                    check(psc.get("fsGroup") is not None and
+                          psc.get("fsGroup") in (psc.get("runAsGroup"), psc.get("runAsUser")),
+                          "%s: %s mounts %s with mode %o but sets no matching fsGroup, so "
+                          "its non-root user cannot read it" % (overlay, name, v["name"], mode))
             if "secret" in v:
                 sn = v["secret"]["secretName"]
                 check(sn in secrets or sn == "cap-secrets",
