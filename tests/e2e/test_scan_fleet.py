@@ -82,6 +82,7 @@ def main():
         default_cert = f.cert("default.sni.test")
         sni_cert = f.cert("localhost", sans=["localhost"])
         s["sni"] = f.tls("sni", default_cert, sni={"localhost": sni_cert}, addr="127.0.0.1")
+        s["v6"] = f.tls("v6", f.cert("v6.fleet.test"), addr="::1")
         fleet.start()
         try:
             c.start_scheduler()
@@ -187,6 +188,13 @@ def main():
                 raise AssertionError("a source with starttls 25:ftp was saved")
             except harness.psycopg2.Error:
                 pass
+
+            # ---- IPv6: a /128 and the same server through the name localhost when it has ::1
+            v6id = c.add_source_sql("v6", cidrs=["::1/128"], ports=[fleet.port], timeout_ms=2000)
+            v6run = run_source(c, v6id)
+            assert v6run["status"] == "succeeded", harness._short_row(v6run)
+            o = observations(c, v6run["id"])[("::1", fleet.port, "")]
+            assert o["fingerprint_sha256"] == s["v6"].cert.fingerprint, o
 
             # ---- SNI: the bare address gets the default certificate, the name its own
             sni_sid = c.add_source_sql("sni", cidrs=["127.0.0.1/32"], hosts=["localhost"],

@@ -220,7 +220,7 @@ class Fleet:
                 for s in self.servers:
                     if s.kind == "refused" or s.port not in (None, port):
                         continue
-                    t = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+                    t = socket.socket(_family(s.addr), socket.SOCK_STREAM)
                     socks.append(t)
                     t.bind((s.addr, port))
                 return port
@@ -240,7 +240,7 @@ class Fleet:
         for s in self.servers:
             if s.kind == "refused":
                 continue
-            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            sock = socket.socket(_family(s.addr), socket.SOCK_STREAM)
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             sock.bind((s.addr, s.port))
             sock.listen(256)
@@ -409,6 +409,10 @@ class Fleet:
         conn.recv(4096)
         # A ServerHello record cut short, then the connection closes.
         conn.sendall(b"\x16\x03\x03\x00\x50\x02\x00\x00\x4c\x03\x03")
+
+
+def _family(addr):
+    return socket.AF_INET6 if ":" in addr else socket.AF_INET
 
 
 def fingerprint_der(der):
