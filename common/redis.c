@@ -1,6 +1,7 @@
 /* Redis connection from URL with AUTH/SELECT, and argv commands with error reporting. */
 #include "common/redis.h"
 
+#include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,11 +12,15 @@ static int pct_decode(const char *s, size_t n, char *out, size_t cap)
     for (size_t i = 0; i < n; i++) {
         if (o + 1 >= cap)
             return -1;
-        if (s[i] == '%' && i + 2 < n) {
+        if (s[i] == '%') {
+            /* Exactly two hex digits (strtol alone would take "-1", " f" or "+f"), and no
+             * %00, which would silently cut the value short. */
+            if (i + 2 >= n || !isxdigit((unsigned char)s[i + 1]) ||
+                !isxdigit((unsigned char)s[i + 2]))
+                return -1;
             char hex[3] = {s[i + 1], s[i + 2], 0};
-            char *end;
-            long v = strtol(hex, &end, 16);
-            if (*end)
+            long v = strtol(hex, NULL, 16);
+            if (v == 0)
                 return -1;
             out[o++] = (char)v;
             i += 2;
@@ -74,12 +79,16 @@ int cap_redis_parse_url(const char *url, struct cap_redis_url *out, struct cap_e
             cap_err_set(err, CAP_E_INVALID, "redis.url: unterminated [IPv6] host");
             return -1;
         }
-        if ((size_t)(rb - p - 1) >= sizeof u.host) {
-            cap_err_set(err, CAP_E_INVALID, "redis.url: host too long");
+        if (rb == p + 1 || (size_t)(rb - p - 1) >= sizeof u.host) {
+            cap_err_set(err, CAP_E_INVALID, "redis.url: missing or too long host");
+            return -1;
+        }
+        if (rb + 1 < end && rb[1] != ':') {
+            cap_err_set(err, CAP_E_INVALID, "redis.url: junk after the [IPv6] host");
             return -1;
         }
         memcpy(u.host, p + 1, (size_t)(rb - p - 1));
-        colon = rb + 1 < end && rb[1] == ':' ? rb + 1 : NULL;
+        colon = rb + 1 < end ? rb + 1 : NULL;
     } else {
         colon = memchr(p, ':', (size_t)(end - p));
         size_t hl = (size_t)((colon ? colon : end) - p);
@@ -90,18 +99,19 @@ int cap_redis_parse_url(const char *url, struct cap_redis_url *out, struct cap_e
         memcpy(u.host, p, hl);
     }
     if (colon) {
-        char *e;
-        long port = strtol(colon + 1, &e, 10);
-        if (e != end || port < 1 || port > 65535) {
+        char *e = NULL;
+        /* Digits only: strtol alone would also take " 80" and "+80". */
+        long port = isdigit((unsigned char)colon[1]) ? strtol(colon + 1, &e, 10) : 0;
+        if (port < 1 || port > 65535 || e != end) {
             cap_err_set(err, CAP_E_INVALID, "redis.url: port must be 1-65535");
             return -1;
         }
         u.port = (int)port;
     }
     if (slash && slash[1]) {
-        char *e;
-        long db = strtol(slash + 1, &e, 10);
-        if (*e || db < 0 || db > 1000) {
+        char *e = NULL;
+        long db = isdigit((unsigned char)slash[1]) ? strtol(slash + 1, &e, 10) : -1;
+        if (db < 0 || db > 1000 || *e) {
             cap_err_set(err, CAP_E_INVALID, "redis.url: database must be a number 0-1000");
             return -1;
         }
