@@ -109,6 +109,17 @@ class Tree:
             return self.subproof(m, lo, lo + k, b) + [self.mth(lo + k, hi)]
         return self.subproof(m - k, lo + k, hi, False) + [self.mth(lo, lo + k)]
 
+    def path(self, m, lo, hi):
+        n = hi - lo
+        if n <= 1:
+            return []
+        k = 1
+        while k * 2 < n:
+            k *= 2
+        if m < k:
+            return self.path(m, lo, lo + k) + [self.mth(lo + k, hi)]
+        return self.path(m - k, lo + k, hi) + [self.mth(lo, lo + k)]
+
     def consistency(self, m, n):
         if m == 0 or m == n:
             return []
@@ -366,6 +377,19 @@ class Handler(BaseHTTPRequestHandler):
                 proof = lg.tree.consistency(a, b)
             return self.send(200, json.dumps(
                 {"consistency": [base64.b64encode(x).decode() for x in proof]}))
+        if p == "/ct/v1/get-entry-and-proof":
+            try:
+                i, n = int(q["leaf_index"]), int(q["tree_size"])
+            except (KeyError, ValueError):
+                return self.send(400, '{"error":"bad params"}')
+            if not (0 <= i < n <= len(lg.entries)):
+                return self.send(400, '{"error":"bad range"}')
+            with lg.lock:
+                path = lg.tree.path(i, 0, n)
+            li, xd = lg.b64[i]
+            return self.send(200, json.dumps({
+                "leaf_input": li, "extra_data": xd,
+                "audit_path": [base64.b64encode(x).decode() for x in path]}))
         if p == "/ct/v1/get-entries":
             lg.stats["get-entries"] += 1
             lg.stats["last_entries_at"] = (lg.stats["last_entries_at"] + [time.time()])[-50:]

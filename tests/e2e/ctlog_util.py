@@ -136,3 +136,15 @@ def sightings(c, sid):
 
 def expected(truth, upto):
     return sorted((t["index"], t["fingerprint"]) for t in truth if t["match"] and t["index"] < upto)
+
+
+def add_source(c, name, *args):
+    """capctl source add NAME --type ct_log ARGS..., then a trigger once the scheduler has judged
+    the schedule (a judgement made after the first run asked for its follow-up would move
+    next_run_at an hour ahead). Returns the source id."""
+    c.capctl_ok("source", "add", name, "--type", "ct_log", *args)
+    sid = source_id(c, name)
+    c.wait_for(lambda: c.sql("SELECT schedule_judged IS NOT NULL FROM discovery_sources "
+                             "WHERE id = %s", (sid,))[0][0], timeout=30, what="schedule judged")
+    c.capctl_ok("source", "trigger", name)
+    return sid

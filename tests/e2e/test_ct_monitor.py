@@ -6,8 +6,8 @@ misbehaving log without moving its checkpoint."""
 import sys
 
 import harness
-from ctlog_util import (TestLog, checkpoint, expected, latest_run, sightings, source_id,
-                        trigger, wait_idle)
+from ctlog_util import (TestLog, add_source, checkpoint, expected, latest_run, sightings,
+                        source_id, trigger, wait_idle)
 
 ENTRIES = 1200
 
@@ -28,10 +28,9 @@ def main():
         c.start_worker()
 
         # --- RFC 6962, backfill from 0, budget splits the catch-up into runs -----------------
-        c.capctl_ok("source", "add", "shadow", "--type", "ct_log", "--domain", "example.com",
-                    "--domain", "XN--BCHER-KVA.example", "--log", log.url, "--log-key", log.key_file,
-                    "--expected-issuer", "Good CA", "--backfill-from", "0", "--trigger")
-        sid = source_id(c, "shadow")
+        sid = add_source(c, "shadow", "--domain", "example.com", "--domain",
+                         "XN--BCHER-KVA.example", "--log", log.url, "--log-key", log.key_file,
+                         "--expected-issuer", "Good CA", "--backfill-from", "0")
         c.wait_for(lambda: c.sql("SELECT 1 FROM discovery_runs WHERE source_id = %s", (sid,)),
                    timeout=30, what="first run queued")
         done = lambda: (checkpoint(c, sid, log.url) or {}).get("next_index") == ENTRIES
@@ -136,9 +135,9 @@ def main():
         check_exact(c, sid, log, log.stats()["tree_size"], "after misbehaviour")
 
         # --- static-ct (tiled) with protocol probing -----------------------------------------
-        c.capctl_ok("source", "add", "tiled", "--type", "ct_log", "--domain", "example.com",
+        add_source(c, "tiled", "--domain", "example.com",
                     "--domain", "XN--BCHER-KVA.example", "--log", log.tiled_url, "--log-key",
-                    log.key_file, "--backfill-from", "0", "--trigger")
+                    log.key_file, "--backfill-from", "0")
         tid = source_id(c, "tiled")
         c.wait_for(lambda: c.sql("SELECT 1 FROM discovery_runs WHERE source_id = %s", (tid,)),
                    timeout=30, what="tiled run queued")
@@ -160,8 +159,8 @@ def main():
         assert run["status"] == "failed" and "misbehaving" in run["error"], run
 
         # --- a new source starts at the current size, then reads only what is new ----------
-        c.capctl_ok("source", "add", "fresh", "--type", "ct_log", "--domain", "example.com",
-                    "--domain", "xn--bcher-kva.example", "--log", log.url, "--log-key", log.key_file, "--trigger")
+        add_source(c, "fresh", "--domain", "example.com",
+                    "--domain", "xn--bcher-kva.example", "--log", log.url, "--log-key", log.key_file)
         fid = source_id(c, "fresh")
         c.wait_for(lambda: c.sql("SELECT 1 FROM discovery_runs WHERE source_id = %s", (fid,)),
                    timeout=30, what="fresh run queued")
@@ -179,6 +178,23 @@ def main():
         assert got == want, (start, end, sorted(set(want) - set(got)), sorted(set(got) - set(want)))
         cp = checkpoint(c, fid, log.url)
         assert cp["has_frontier"] and cp["next_index"] == end, cp
+
+        # --- backfill from the middle: the audit path of the first entry gives the frontier,
+        # so the root of the whole tree is still checked when the read reaches the tree head.
+        for name, url in (("mid", log.url), ("mid-tiled", log.tiled_url)):
+            add_source(c, name, "--domain", "example.com",
+                        "--domain", "xn--bcher-kva.example", "--log", url, "--log-key",
+                        log.key_file, "--backfill-from", "333")
+            mid = source_id(c, name)
+            size = log.stats()["tree_size"]
+            run = wait_idle(c, mid, timeout=120, until=lambda: (checkpoint(
+                c, mid, url) or {}).get("next_index") == size)
+            assert run["status"] == "succeeded", run
+            cp = checkpoint(c, mid, url)
+            assert cp["has_frontier"] and cp["verified"], cp
+            got = [tuple(x) for x in sightings(c, mid)]
+            want = [x for x in expected(log.truth(), size) if x[0] >= 333]
+            assert got == want, (name, len(got), len(want))
         print("ct monitor e2e: ok")
 
 

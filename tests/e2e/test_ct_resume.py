@@ -8,15 +8,16 @@ import sys
 import time
 
 import harness
-from ctlog_util import TestLog, checkpoint, expected, sightings, source_id, wait_idle
+from ctlog_util import (TestLog, add_source, checkpoint, expected, sightings, source_id,
+                        wait_idle)
 
 ENTRIES = 3000
 
 
 def crash_and_resume(c, log, name, url, worker, slow):
-    c.capctl_ok("source", "add", name, "--type", "ct_log", "--domain", "example.com",
+    add_source(c, name, "--domain", "example.com",
                 "--domain", "xn--bcher-kva.example", "--log", url, "--log-key", log.key_file,
-                "--backfill-from", "0", "--trigger")
+                "--backfill-from", "0")
     sid = source_id(c, name)
     # Slow answers keep the run busy long enough to be killed with part of it stored.
     log.fault("slow", count=40, arg=slow)

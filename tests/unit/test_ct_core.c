@@ -83,6 +83,66 @@ static void subproof(uint8_t (*lh)[32], uint64_t m, uint64_t lo, uint64_t hi, in
     }
 }
 
+/* RFC 6962 PATH. */
+static void audit_path(uint8_t (*lh)[32], uint64_t m, uint64_t lo, uint64_t hi,
+                       uint8_t (*path)[32], size_t *pn)
+{
+    uint64_t n = hi - lo;
+    if (n <= 1)
+        return;
+    uint64_t k = 1;
+    while (k * 2 < n)
+        k *= 2;
+    if (m < k) {
+        audit_path(lh, m, lo, lo + k, path, pn);
+        mth(lh, lo + k, hi, path[(*pn)++]);
+    } else {
+        audit_path(lh, m - k, lo + k, hi, path, pn);
+        mth(lh, lo, lo + k, path[(*pn)++]);
+    }
+}
+
+static void test_inclusion(void)
+{
+    enum { N = 45 };
+    uint8_t lh[N][32];
+    for (int i = 0; i < N; i++) {
+        uint8_t b = (uint8_t)i;
+        cap_ct_leaf_hash(&b, 1, lh[i]);
+    }
+    int ok = 1, front_ok = 1, tamper_ok = 1;
+    for (uint64_t n = 1; n <= N; n++) {
+        uint8_t root[32];
+        mth(lh, 0, n, root);
+        for (uint64_t m = 0; m < n; m++) {
+            uint8_t path[64][32];
+            size_t pn = 0;
+            audit_path(lh, m, 0, n, path, &pn);
+            struct cap_ct_frontier f;
+            struct cap_err e = {0};
+            if (cap_ct_inclusion_verify(m, n, lh[m], root, (const uint8_t(*)[32])path, pn, &f,
+                                        &e) != 0) {
+                ok = 0;
+                continue;
+            }
+            struct cap_ct_frontier ref;
+            cap_ct_frontier_init(&ref);
+            for (uint64_t i = 0; i < m; i++)
+                cap_ct_frontier_append(&ref, lh[i]);
+            uint8_t a[32], b[32];
+            cap_ct_frontier_root(&ref, a);
+            cap_ct_frontier_root(&f, b);
+            front_ok &= f.size == m && !memcmp(a, b, 32);
+            tamper_ok &= cap_ct_inclusion_verify(m, n, lh[(m + 1) % n], root,
+                                                 (const uint8_t(*)[32])path, pn, NULL, &e) ==
+                         (n == 1 ? 0 : -1);
+        }
+    }
+    CHECK(ok);
+    CHECK(front_ok);
+    CHECK(tamper_ok);
+}
+
 static void test_merkle(void)
 {
     enum { N = 70 };
@@ -347,6 +407,7 @@ int main(void)
 {
     test_b64();
     test_merkle();
+    test_inclusion();
     test_real_heads();
     test_match();
     test_leaf();

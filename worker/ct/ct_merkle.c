@@ -208,3 +208,50 @@ bad:
                 (unsigned long long)size1, (unsigned long long)size2);
     return -1;
 }
+
+int cap_ct_inclusion_verify(uint64_t index, uint64_t size, const uint8_t leaf_hash[32],
+                            const uint8_t root[32], const uint8_t (*path)[32], size_t path_n,
+                            struct cap_ct_frontier *left_out, struct cap_err *err)
+{
+    if (index >= size || path_n > CAP_CT_MAX_LEVELS)
+        goto bad;
+    uint64_t fn = index, sn = size - 1;
+    uint8_t r[32];
+    memcpy(r, leaf_hash, 32);
+    uint8_t left[CAP_CT_MAX_LEVELS][32];
+    int left_n = 0;
+    for (size_t i = 0; i < path_n; i++) {
+        if (sn == 0)
+            goto bad;
+        if ((fn & 1) || fn == sn) {
+            cap_ct_node_hash(path[i], r, r);
+            memcpy(left[left_n++], path[i], 32);
+            if (!(fn & 1)) {
+                while (!(fn & 1) && fn != 0) {
+                    fn >>= 1;
+                    sn >>= 1;
+                }
+            }
+        } else {
+            cap_ct_node_hash(r, path[i], r);
+        }
+        fn >>= 1;
+        sn >>= 1;
+    }
+    if (sn != 0 || memcmp(r, root, 32) != 0)
+        goto bad;
+    if (left_out) {
+        if (left_n != __builtin_popcountll(index))
+            goto bad;
+        int k = 0;
+        for (int level = 0; level < CAP_CT_MAX_LEVELS; level++)
+            if (index & (UINT64_C(1) << level))
+                memcpy(left_out->hash[level], left[k++], 32);
+        left_out->size = index;
+    }
+    return 0;
+bad:
+    cap_err_set(err, CAP_E_INVALID, "inclusion proof of entry %llu in tree size %llu does not verify",
+                (unsigned long long)index, (unsigned long long)size);
+    return -1;
+}

@@ -55,4 +55,11 @@ int cap_ct_consistency_verify(uint64_t size1, uint64_t size2, const uint8_t root
                               const uint8_t root2[32], const uint8_t (*proof)[32], size_t proof_n,
                               struct cap_ct_frontier *old_out, struct cap_err *err);
 
+/* Verifies that leaf_hash is the leaf at index of the tree of size with root, given its audit
+ * path (RFC 9162 section 2.1.3.2). When left_out is not NULL and the proof is valid, it receives
+ * the frontier of [0, index), made of the path's left siblings. Returns 0, or -1 with err. */
+int cap_ct_inclusion_verify(uint64_t index, uint64_t size, const uint8_t leaf_hash[32],
+                            const uint8_t root[32], const uint8_t (*path)[32], size_t path_n,
+                            struct cap_ct_frontier *left_out, struct cap_err *err);
+
 #endif

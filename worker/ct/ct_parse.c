@@ -339,6 +339,66 @@ fail:
     return -1;
 }
 
+/* Decodes an array of base64 hashes (field key of o) into a malloc'd array. */
+static int hash_array(json_object *o, const char *key, const char *what, uint8_t (**out)[32],
+                      size_t *n, struct cap_err *err)
+{
+    json_object *arr;
+    if (!json_object_object_get_ex(o, key, &arr) || !json_object_is_type(arr, json_type_array)) {
+        cap_err_set(err, CAP_E_INVALID, "%s: field \"%s\" missing or not an array", what, key);
+        return -1;
+    }
+    size_t k = json_object_array_length(arr);
+    if (k > 128) {
+        cap_err_set(err, CAP_E_INVALID, "%s: %zu nodes, at most 128", what, k);
+        return -1;
+    }
+    uint8_t(*p)[32] = calloc(k ? k : 1, sizeof *p);
+    if (!p) {
+        cap_err_set(err, CAP_E_NOMEM, "%s: out of memory", what);
+        return -1;
+    }
+    for (size_t i = 0; i < k; i++) {
+        json_object *it = json_object_array_get_idx(arr, i);
+        uint8_t tmp[48];
+        struct cap_err e2 = {0};
+        if (!json_object_is_type(it, json_type_string) ||
+            cap_ct_b64_decode(json_object_get_string(it), (size_t)json_object_get_string_len(it),
+                              tmp, sizeof tmp, &e2) != 32) {
+            cap_err_set(err, CAP_E_INVALID, "%s: node %zu is not a base64 32-byte hash", what, i);
+            free(p);
+            return -1;
+        }
+        memcpy(p[i], tmp, 32);
+    }
+    *out = p;
+    *n = k;
+    return 0;
+}
+
+int cap_ct_entry_proof_parse(const char *body, size_t len, uint8_t **leaf, size_t *leaf_len,
+                             uint8_t (**path)[32], size_t *n, struct cap_err *err)
+{
+    json_object *o = parse_json(body, len, "get-entry-and-proof", err);
+    if (!o)
+        return -1;
+    uint8_t *l = malloc(len ? len : 1);
+    size_t ln = 0;
+    int rc = -1;
+    if (l && get_b64(o, "leaf_input", l, len, &ln, "get-entry-and-proof", err) == 0 &&
+        hash_array(o, "audit_path", "get-entry-and-proof", path, n, err) == 0) {
+        *leaf = l;
+        *leaf_len = ln;
+        l = NULL;
+        rc = 0;
+    } else if (!l) {
+        cap_err_set(err, CAP_E_NOMEM, "get-entry-and-proof: out of memory");
+    }
+    free(l);
+    json_object_put(o);
+    return rc;
+}
+
 EVP_PKEY *cap_ct_key_load(const char *text, struct cap_err *err)
 {
     EVP_PKEY *k = NULL;

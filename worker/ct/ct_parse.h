@@ -79,6 +79,11 @@ int cap_ct_sth_parse(const char *body, size_t len, struct cap_ct_sth *out, struc
 int cap_ct_consistency_parse(const char *body, size_t len, uint8_t (**proof)[32], size_t *n,
                              struct cap_err *err);
 
+/* Parses a get-entry-and-proof body: the leaf (malloc'd into *leaf) and the audit path
+ * (malloc'd array). Caller frees both. 0 or -1 with err. */
+int cap_ct_entry_proof_parse(const char *body, size_t len, uint8_t **leaf, size_t *leaf_len,
+                             uint8_t (**path)[32], size_t *n, struct cap_err *err);
+
 /* Loads a log public key: base64 DER SubjectPublicKeyInfo, or PEM. NULL with err. Caller frees
  * with EVP_PKEY_free. */
 EVP_PKEY *cap_ct_key_load(const char *text, struct cap_err *err);

@@ -1,0 +1,150 @@
+#!/usr/bin/python3
+"""CT monitor benchmark: one local test log of N entries (half precertificates, a few percent
+matching), read from index 0 by cap-worker (a ct_log source) and, in the same run, by
+certspotter (Debian package) pointed at the same log with the same watch list.
+
+Reports entries/s, CPU seconds per 100,000 entries and peak resident memory of each monitor,
+the CPU the log server itself used, and checks that both found the same matches.
+
+    CAP_BUILD_DIR=build CAP_SOURCE_DIR=. PYTHONPATH=tests/e2e bench/ct/bench.py [--entries 200000]
+"""
+import argparse
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..",
+                                "tests", "e2e"))
+import harness  # noqa: E402
+from ctlog_util import TestLog, checkpoint, source_id  # noqa: E402
+
+
+def proc_cpu(pid):
+    with open("/proc/%d/stat" % pid) as f:
+        parts = f.read().rsplit(")", 1)[1].split()
+    tck = os.sysconf("SC_CLK_TCK")
+    return (int(parts[11]) + int(parts[12])) / tck
+
+
+def proc_hwm_kib(pid):
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    return 0
+
+
+def bench_ours(c, log, n):
+    w = c.start_worker()
+    time.sleep(1.0)
+    cpu0 = proc_cpu(w.pid)
+    t0 = time.time()
+    c.capctl_ok("source", "add", "bench", "--type", "ct_log", "--domain", "example.com",
+                "--domain", "xn--bcher-kva.example", "--log", log.url, "--log-key",
+                log.key_file, "--backfill-from", "0", "--trigger")
+    sid = source_id(c, "bench")
+    c.wait_for(lambda: (checkpoint(c, sid, log.url) or {}).get("next_index") == n,
+               timeout=3600, what="bench checkpoint at %d" % n, interval=0.1)
+    secs = time.time() - t0
+    cpu = proc_cpu(w.pid) - cpu0
+    hwm = proc_hwm_kib(w.pid)
+    fps = {r[0] for r in c.sql("SELECT fingerprint_sha256 FROM ct_sightings WHERE source_id = %s",
+                               (sid,))}
+    return {"seconds": secs, "cpu": cpu, "hwm_kib": hwm, "matches": len(fps), "fps": fps}
+
+
+def bench_certspotter(tmp, log, n):
+    exe = shutil.which("certspotter")
+    if not exe:
+        return None
+    der = open(log.key_file).read()
+    from cryptography.hazmat.primitives import serialization
+    k = serialization.load_pem_public_key(der.encode())
+    spki = k.public_bytes(serialization.Encoding.DER,
+                          serialization.PublicFormat.SubjectPublicKeyInfo)
+    import base64
+    import hashlib
+    loglist = {"version": "1", "operators": [{"name": "bench", "email": ["a@b"], "logs": [{
+        "description": "bench log", "log_id": base64.b64encode(hashlib.sha256(spki).digest()).decode(),
+        "key": base64.b64encode(spki).decode(), "url": log.url, "mmd": 86400,
+        "state": {"usable": {"timestamp": "2026-01-01T00:00:00Z"}}}]}]}
+    ll = os.path.join(tmp, "loglist.json")
+    json.dump(loglist, open(ll, "w"))
+    wl = os.path.join(tmp, "watchlist")
+    open(wl, "w").write(".example.com\n.xn--bcher-kva.example\n")
+    state = os.path.join(tmp, "cs-state")
+    os.makedirs(state, exist_ok=True)
+    out = open(os.path.join(tmp, "certspotter.out"), "w")
+    t0 = time.time()
+    p = subprocess.Popen([exe, "-logs", ll, "-watchlist", wl, "-state_dir", state, "-stdout",
+                          "-verbose"], stdout=out, stderr=subprocess.STDOUT)
+    served0 = log.stats()["entries_served"]
+    deadline = time.time() + 3600
+    cpu = hwm = 0
+    while time.time() < deadline and p.poll() is None:
+        time.sleep(0.1)
+        cpu = proc_cpu(p.pid)
+        hwm = proc_hwm_kib(p.pid)
+        with open(os.path.join(tmp, "certspotter.out")) as f:
+            if "finished downloading entries" in f.read():
+                break
+    secs = time.time() - t0
+    last = log.stats()["entries_served"]
+    p.send_signal(signal.SIGTERM)
+    p.wait(30)
+    out.close()
+    text = open(os.path.join(tmp, "certspotter.out")).read()
+    fps = set()
+    for root, _, files in os.walk(os.path.join(state, "certs")):
+        for f in files:
+            if f.endswith(".pem") and len(f) == 68:
+                fps.add(f[:64])
+    return {"seconds": secs, "cpu": cpu, "hwm_kib": hwm, "served": last - served0,
+            "fps": fps, "output_tail": text[-2000:]}
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--entries", type=int, default=200000)
+    ap.add_argument("--cache", default="/var/tmp/cap-bench-ct-%d.pkl")
+    args = ap.parse_args()
+    n = args.entries
+    with harness.Cluster(name="benchct") as c:
+        t0 = time.time()
+        with TestLog(c.tmpdir, entries=n, batch_max=1000, seed=42, match_rate=0.03,
+                     extra=["--cache", args.cache % n]) as log:
+            print("log of %d entries ready in %.0f s" % (n, time.time() - t0))
+            c.capctl_ok("migrate")
+            c.start_scheduler()
+            srv_cpu0 = proc_cpu(log.proc.pid)
+            ours = bench_ours(c, log, n)
+            srv_ours = proc_cpu(log.proc.pid) - srv_cpu0
+            truth = {t["fingerprint"] for t in log.truth() if t["match"]}
+            srv_cpu0 = proc_cpu(log.proc.pid)
+            cs = bench_certspotter(c.tmpdir, log, n)
+            srv_cs = proc_cpu(log.proc.pid) - srv_cpu0
+            print("cap-worker: %d entries in %.1f s = %.0f entries/s; CPU %.2f s = %.2f CPU s "
+                  "per 100k; peak RSS %.1f MiB; matches %d (ground truth %d, equal: %s); "
+                  "log server CPU %.1f s" % (
+                      n, ours["seconds"], n / ours["seconds"], ours["cpu"],
+                      ours["cpu"] * 100000 / n, ours["hwm_kib"] / 1024, ours["matches"],
+                      len(truth), ours["fps"] == truth, srv_ours))
+            if cs is None:
+                print("certspotter: not installed (apt-get install certspotter)")
+            else:
+                print("certspotter: %d entries in %.1f s = %.0f entries/s; CPU %.2f s = %.2f CPU s "
+                      "per 100k; peak RSS %.1f MiB; matches %d (same as cap-worker: %s); "
+                      "log server CPU %.1f s" % (
+                          n, cs["seconds"], n / cs["seconds"], cs["cpu"], cs["cpu"] * 100000 / n,
+                          cs["hwm_kib"] / 1024, len(cs["fps"]), cs["fps"] == ours["fps"], srv_cs))
+                if cs["fps"] != ours["fps"]:
+                    print("only certspotter: %s" % sorted(cs["fps"] - ours["fps"])[:5])
+                    print("only cap-worker: %s" % sorted(ours["fps"] - cs["fps"])[:5])
+
+
+if __name__ == "__main__":
+    main()
