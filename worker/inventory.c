@@ -594,10 +594,55 @@ static char *json_take(struct json_object *obj)
     return out;
 }
 
+/* A JSON string of outside text: valid UTF-8 without NUL or controls, which jsonb would refuse
+ * (and a refused batch would be retried for ever). */
+static struct json_object *json_clean_string(const char *val, size_t len)
+{
+    char *c = cap_x509_clean_text(val, len);
+    struct json_object *s = c ? json_object_new_string(c) : NULL;
+    free(c);
+    return s;
+}
+
 static void json_add_str(struct json_object *o, const char *key, const char *val)
 {
     if (val) {
-        json_object_object_add(o, key, json_object_new_string(val));
+        json_object_object_add(o, key, json_clean_string(val, strlen(val)));
+    }
+}
+
+/* A copy of a caller's JSON value with every string and key made clean (values nested more
+ * than 32 deep become null), or NULL on allocation failure. */
+static struct json_object *json_cleaned(struct json_object *v, int depth)
+{
+    if (depth > 32) {
+        return NULL;
+    }
+    switch (json_object_get_type(v)) {
+    case json_type_string:
+        return json_clean_string(json_object_get_string(v), (size_t)json_object_get_string_len(v));
+    case json_type_array: {
+        struct json_object *a = json_object_new_array();
+        size_t n = json_object_array_length(v);
+        for (size_t i = 0; a && i < n; i++) {
+            json_object_array_add(a, json_cleaned(json_object_array_get_idx(v, i), depth + 1));
+        }
+        return a;
+    }
+    case json_type_object: {
+        struct json_object *o = json_object_new_object();
+        json_object_object_foreach(v, key, val)
+        {
+            char *k = cap_x509_clean_text(key, strlen(key));
+            if (o && k) {
+                json_object_object_add(o, k, json_cleaned(val, depth + 1));
+            }
+            free(k);
+        }
+        return o;
+    }
+    default:
+        return json_object_get(v);
     }
 }
 
@@ -699,7 +744,13 @@ static char *details_checked(const char *details_json, const char *kind, struct 
         json_object_put(o);
         return NULL;
     }
-    return json_take(o);
+    struct json_object *clean = json_cleaned(o, 0);
+    json_object_put(o);
+    if (!clean) {
+        cap_err_set(err, CAP_E_NOMEM, "finding %s: out of memory", kind);
+        return NULL;
+    }
+    return json_take(clean);
 }
 
 int cap_findings_raise(struct cap_inventory *inv, const char *kind, const char *severity,

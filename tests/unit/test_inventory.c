@@ -704,7 +704,16 @@ static int run_pg(const char *url)
     cap_err_clear(&err);
     CHECK_INT(0, cap_findings_raise(inv, "policy_block", "medium", "source:x", 0, 0, NULL,
                                     "{\"refused\":{\"169.254.0.0/16\":4}}", &err));
+    /* Details with NUL escapes, controls and invalid UTF-8 are cleaned, not refused by jsonb. */
+    CHECK_INT(0, cap_findings_raise(inv, "tls_error", "low", "run:hostile", 0, 0, NULL,
+                                    "{\"a\":\"x\\u0000y\",\"k\\u0001\":[\"\xff\",1,null]}", &err));
     CHECK_INT(0, flush(inv));
+    v = q_text("SELECT (details->>'a') || ' ' || (details->'k\\x01'->>0) || ' ' || "
+               "jsonb_array_length(details->'k\\x01') FROM findings "
+               "WHERE subject_key = 'run:hostile'",
+               NULL);
+    CHECK_STR("x\\x00y \\xff 3", v);
+    free(v);
     v = q_text("SELECT log_index || ' ' || extract(epoch FROM entry_timestamp)::numeric(16,3) "
                "FROM ct_sightings",
                NULL);
