@@ -381,6 +381,10 @@ static void test_secret_files(void)
     CHECK_MSG(err.msg, "environment CERTAUTOPILOT_REDIS_URL", "http://user:****@x/",
               "allowed redis://");
     CHECK(strstr(err.msg, "topsecret") == NULL);
+    char *env6[] = {"CERTAUTOPILOT_REDIS_URL=rediss://:topsecret@cache:6380/0", NULL};
+    load_fail(NULL, env6, &err);
+    CHECK_MSG(err.msg, "rediss://:****@cache:6380/0", "uses TLS, which is not supported");
+    CHECK(strstr(err.msg, "topsecret") == NULL);
 }
 
 static void test_unknown_keys(void)
