@@ -482,12 +482,14 @@ int cap_inventory_add_cert(struct cap_inventory *inv, const uint8_t *der, size_t
         cap_cert_facts_cleanup(&f);
         return -1;
     }
-    if (facts_out) {
-        *facts_out = f;
-    } else {
+    int rc = maybe_flush(inv, err);
+    if (rc != 0 || !facts_out) {
+        /* Out-parameters are written only on success. */
         cap_cert_facts_cleanup(&f);
+        return rc;
     }
-    return maybe_flush(inv, err);
+    *facts_out = f;
+    return 0;
 }
 
 int cap_inventory_add_precert(struct cap_inventory *inv, const uint8_t *precert, size_t precert_len,
@@ -515,12 +517,14 @@ int cap_inventory_add_precert(struct cap_inventory *inv, const uint8_t *precert,
         cap_cert_facts_cleanup(&f);
         return -1;
     }
-    if (facts_out) {
-        *facts_out = f;
-    } else {
+    int rc = maybe_flush(inv, err);
+    if (rc != 0 || !facts_out) {
+        /* Out-parameters are written only on success. */
         cap_cert_facts_cleanup(&f);
+        return rc;
     }
-    return maybe_flush(inv, err);
+    *facts_out = f;
+    return 0;
 }
 
 /* ---- findings ---- */

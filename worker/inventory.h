@@ -96,8 +96,8 @@ void cap_inventory_free(struct cap_inventory *inv);
  * receives the parsed facts (caller frees with cap_cert_facts_cleanup). Does not raise
  * certificate findings (see cap_inventory_cert_findings). Returns -1 with err
  * (CAP_E_INVALID) when der is not a certificate, and then queues nothing; or -1 when an
- * automatic flush fails (the item stays queued). May block (automatic flush when the batch is
- * full). */
+ * automatic flush fails (the item stays queued; facts_out is not filled). May block (automatic
+ * flush when the batch is full). */
 int cap_inventory_add_cert(struct cap_inventory *inv, const uint8_t *der, size_t len,
                            struct cap_cert_facts *facts_out, struct cap_err *err);
 
