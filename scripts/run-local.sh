@@ -47,6 +47,10 @@ else
     SRV_GROUP=$(id -gn)
     AS_SRV=()
 fi
+# Runs a command as the server user from a folder it can enter (the checkout may not be one).
+as_srv() {
+    (cd / && "${AS_SRV[@]}" "$@")
+}
 mkdir -p "$LOCAL"
 chmod 0700 "$LOCAL"
 if [ "$(id -u)" = 0 ] && [ -z "${CAP_LOCAL_DATA:-}" ] &&
@@ -89,7 +93,7 @@ if [ ! -f "$DATA/pg/PG_VERSION" ]; then
     printf '%s\n' "$PG_PASSWORD" >"$pwfile"
     if [ "$(id -u)" = 0 ]; then chown "$SRV_USER" "$pwfile"; fi
     chmod 0600 "$pwfile"
-    "${AS_SRV[@]}" "$PG_BIN/initdb" -D "$DATA/pg" -U postgres --pwfile="$pwfile" \
+    as_srv "$PG_BIN/initdb" -D "$DATA/pg" -U postgres --pwfile="$pwfile" \
         --auth-host=scram-sha-256 --auth-local=trust -E UTF8 --locale=C >"$DATA/initdb.log" 2>&1 ||
         { cat "$DATA/initdb.log" >&2; cap_die "initdb failed"; }
     rm -f "$pwfile"
@@ -156,9 +160,9 @@ for _ in $(seq 1 50); do
     sleep 0.1
 done
 
-if ! "${AS_SRV[@]}" "$PG_BIN/psql" -h "$DATA/run" -p "$PG_PORT" -U postgres -d postgres -Atq \
+if ! as_srv "$PG_BIN/psql" -h "$DATA/run" -p "$PG_PORT" -U postgres -d postgres -Atq \
     -c "SELECT 1 FROM pg_database WHERE datname = 'certautopilot'" | grep -q 1; then
-    "${AS_SRV[@]}" "$PG_BIN/psql" -h "$DATA/run" -p "$PG_PORT" -U postgres -d postgres -q \
+    as_srv "$PG_BIN/psql" -h "$DATA/run" -p "$PG_PORT" -U postgres -d postgres -q \
         -c "CREATE DATABASE certautopilot"
 fi
 
