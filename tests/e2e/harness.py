@@ -11,7 +11,10 @@ Servers run as user `nobody` when the tests run as root, in a temporary folder t
 can reach. Every process the harness starts is killed when the `with` block ends, when the
 interpreter exits (atexit), on SIGTERM/SIGINT, and (through the parent-death signal) when the
 test process itself is killed. When the block ends with an exception, the tail of every log
-is printed. Set CAP_E2E_KEEP=1 to keep the temporary folder for inspection.
+is printed. When it ends cleanly, programs still running get SIGTERM (so LeakSanitizer runs
+at their exit) and a sanitizer report in any program log fails the test. A program that
+crashes (SIGSEGV, SIGABRT, ...) fails wait_run at once instead of at its timeout. Set
+CAP_E2E_KEEP=1 to keep the temporary folder for inspection.
 """
 
 import atexit
