@@ -129,28 +129,31 @@ def check_linked_libraries(runtime_pkgs):
     every Debian image has). Sanitizer runtimes of the test build are skipped."""
     ldd = shutil.which("ldd")
     assert ldd, "missing: ldd (libc-bin)"
+    cache = {}
     for prog, rel in PROGRAMS.items():
         exe = harness.binary(rel)
+        needed = set(re.findall(r"\(NEEDED\)\s+Shared library: \[([^\]]+)\]",
+                                subprocess.run(["readelf", "-d", exe], stdout=subprocess.PIPE,
+                                               text=True).stdout))
+        check(needed, "readelf lists the libraries %s needs" % prog)
         out = subprocess.run([ldd, exe], stdout=subprocess.PIPE, text=True).stdout
         for line in out.splitlines():
             m = re.match(r"\s*(\S+) => (/\S+)", line)
-            if not m:
+            # Libraries pulled in by the runtime packages themselves (libssl3 -> ...) come
+            # with them; only the program's own NEEDED entries must be listed.
+            if not m or m.group(1) not in needed:
                 continue
             soname, path = m.groups()
             if re.match(r"lib(asan|ubsan|lsan|tsan)\.", soname):
                 continue
-            pkg = package_of(path)
+            if path not in cache:
+                cache[path] = package_of(path)
+            pkg = cache[path]
             if pkg is None:
                 check(False, "%s needs %s (%s), which no Debian package provides" %
                       (prog, soname, path))
                 continue
             pkg = pkg.split(",")[0].split(":")[0]
-            # Libraries pulled in by the runtime packages themselves (libssl3 -> ...) are
-            # installed with them; only direct NEEDED entries must be listed.
-            needed = subprocess.run(["readelf", "-d", exe], stdout=subprocess.PIPE,
-                                    text=True).stdout
-            if "[%s]" % soname not in needed:
-                continue
             check(pkg in runtime_pkgs or pkg in ("libc6", "libgcc-s1"),
                   "%s links %s from package %s, which the runtime stage does not install"
                   % (prog, soname, pkg))
