@@ -1,6 +1,7 @@
 /* Structured one-line-per-event logging in JSON or key=value text. */
 #include "common/log.h"
 
+#include <math.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <string.h>
@@ -120,8 +121,10 @@ void cap_log_fields(enum cap_log_level level, const char *event, const struct ca
         fprintf(f, log_json ? "%s\"%s\":" : "%s%s=", sep, fl->key);
         if (fl->type == CAP_LF_INT)
             fprintf(f, "%lld", fl->i);
+        else if (fl->type == CAP_LF_DBL && !isfinite(fl->d))
+            fputs(log_json ? "null" : (isnan(fl->d) ? "nan" : fl->d > 0 ? "inf" : "-inf"), f);
         else if (fl->type == CAP_LF_DBL)
-            fprintf(f, "%.6g", fl->d);
+            fprintf(f, "%.6g", fl->d); /* JSON has no NaN or infinity: those are null above */
         else {
             fputc('"', f);
             put_escaped(f, fl->s ? fl->s : "");
