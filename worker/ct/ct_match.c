@@ -4,6 +4,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* Longest DNS label (RFC 1035); a longer one matches no certificate name. */
+#define CAP_CT_LABEL_MAX 63
+
 struct cap_ct_suffixes {
     size_t cap;      /* power of two */
     size_t n;
@@ -91,6 +94,15 @@ static int puny_label(const char *s, size_t n, char *out, size_t cap)
     int cn = utf8_decode(s, n, cp, CAP_CT_NAME_MAX);
     if (cn <= 0)
         return -1;
+    /* The ASCII code points are copied as they are: lower-case them (names are matched in
+     * lower case) and refuse what no DNS label holds. */
+    for (int i = 0; i < cn; i++) {
+        if (cp[i] >= 'A' && cp[i] <= 'Z')
+            cp[i] += 32;
+        if (cp[i] < 0x80 && !((cp[i] >= 'a' && cp[i] <= 'z') || (cp[i] >= '0' && cp[i] <= '9') ||
+                              cp[i] == '-' || cp[i] == '_'))
+            return -1;
+    }
     size_t o = 0;
     if (cap < 5)
         return -1;
@@ -184,7 +196,7 @@ int cap_ct_suffix_normalize(const char *in, char *out, struct cap_err *err)
             j++;
         }
         size_t ln = j - i;
-        if (ln == 0)
+        if (ln == 0 || (ascii && ln > CAP_CT_LABEL_MAX))
             goto bad;
         if (ascii) {
             if (o + ln + 1 > CAP_CT_NAME_MAX)
@@ -200,7 +212,7 @@ int cap_ct_suffix_normalize(const char *in, char *out, struct cap_err *err)
         } else {
             char lab[CAP_CT_NAME_MAX + 1];
             int pl = puny_label(s + i, ln, lab, sizeof lab);
-            if (pl < 0 || o + (size_t)pl + 1 > CAP_CT_NAME_MAX)
+            if (pl < 0 || pl > CAP_CT_LABEL_MAX || o + (size_t)pl + 1 > CAP_CT_NAME_MAX)
                 goto bad;
             memcpy(out + o, lab, (size_t)pl);
             o += (size_t)pl;
