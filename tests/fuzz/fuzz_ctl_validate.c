@@ -244,7 +244,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             abort();
         break;
     case 13:
-        fuzz_args((const char *)data, size);
+        fuzz_args(text, size);
         break;
     }
     free(text);
