@@ -163,7 +163,8 @@ def main():
     wport, sport = harness.free_port(), harness.free_port()
     with harness.Cluster(name="ops-metrics", config={"worker.reclaim_idle": "5s"}) as c:
         c.capctl_ok("migrate")
-        w = c.start_worker(config_overrides={"telemetry.metrics_listen": "127.0.0.1:%d" % wport})
+        w = c.start_worker(config_overrides={"telemetry.metrics_listen": "127.0.0.1:%d" % wport,
+                                             "worker.max_concurrent_discovery": 37})
         s = c.start_scheduler(config_overrides={"telemetry.metrics_listen": "127.0.0.1:%d" % sport})
         for p, port in ((w, wport), (s, sport)):
             body = wait_status(c, port, "/healthz", 200, 30, "%s /healthz" % p.label)
@@ -207,7 +208,9 @@ def main():
         assert moved(after_w, before_w, "cap_handshakes_total", outcome="ok") >= 1, \
             "cap_handshakes_total{outcome=\"ok\"} did not move"
         assert moved(after_w, before_w, "cap_handshake_duration_seconds_count") >= 1
-        assert total(after_w, "cap_handshake_slots") > 0, "cap_handshake_slots is not set"
+        assert total(after_w, "cap_handshake_slots") == 37, \
+            "cap_handshake_slots is not worker.max_concurrent_discovery (37)"
+        assert 0 <= total(after_w, "cap_handshakes_in_flight") <= 37
         assert moved(after_s, before_s, "cap_scheduler_sweep_duration_seconds_count") >= 1
 
         # Readiness follows Redis; liveness does not.
