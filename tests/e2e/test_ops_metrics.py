@@ -1,8 +1,7 @@
-"""Live health and metrics of cap-scheduler and cap-worker: /healthz answers, /readyz is ready
-once Postgres, Redis and the migrations are, /metrics passes `promtool check metrics` (Debian
-package prometheus) and its counters move when a network scan runs against a local TLS
-server, /readyz fails while Redis is stopped and recovers when it returns, and every log line
-is one JSON object with the common fields."""
+"""Live metrics of cap-scheduler and cap-worker: once both are ready, /metrics passes
+`promtool check metrics` (Debian package prometheus), lists the documented metrics, and its
+counters move when a network scan runs against a local TLS server. (Health and readiness:
+test_ops_health.py.)"""
 
 import json
 import os
@@ -144,6 +143,7 @@ def wait_status(c, port, path, status, timeout, what):
 
 
 def check_logs(c, procs):
+    """Every line a program logged is one JSON object with ts, level, component, event."""
     for p in procs:
         n = 0
         for line in c.log_text(p).splitlines():
@@ -152,7 +152,12 @@ def check_logs(c, procs):
             try:
                 ev = json.loads(line)
             except ValueError:
-                raise AssertionError("%s logged a line that is not JSON: %r" % (p.label, line))
+                hint = ""
+                if re.match(r"(WARNING|NOTICE|ERROR|INFO|DEBUG):  ", line):
+                    hint = (" (a libpq notice printed by libpq's default notice processor: "
+                            "install a notice receiver that logs through cap_log)")
+                raise AssertionError("%s logged a line that is not JSON: %r%s"
+                                     % (p.label, line, hint))
             for key in ("ts", "level", "component", "event"):
                 assert key in ev, "%s log line lacks %s: %r" % (p.label, key, line)
             n += 1
@@ -213,21 +218,7 @@ def main():
         assert 0 <= total(after_w, "cap_handshakes_in_flight") <= 37
         assert moved(after_s, before_s, "cap_scheduler_sweep_duration_seconds_count") >= 1
 
-        # Readiness follows Redis; liveness does not.
-        c.stop_redis()
-        for p, port in ((w, wport), (s, sport)):
-            body = wait_status(c, port, "/readyz", 503, 30, "%s /readyz to fail without Redis"
-                               % p.label)
-            assert "not ready" in body and "redis" in body.lower(), body
-            st, body = get(port, "/healthz")
-            assert st == 200, "%s /healthz %s while Redis is down" % (p.label, st)
-        c.start_redis()
-        for p, port in ((w, wport), (s, sport)):
-            wait_status(c, port, "/readyz", 200, 60, "%s /readyz to recover with Redis" % p.label)
-            c.assert_running(p)
-
         assert c.stop(w) == 0 and c.stop(s) == 0, "programs did not exit 0 on SIGTERM"
-        check_logs(c, (w, s))
     print("test_ops_metrics: ok")
 
 
