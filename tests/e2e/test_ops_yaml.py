@@ -1,4 +1,4 @@
-"""yamllint (Debian package yamllint) on every YAML file under deploy/, and the Grafana files
+"""yamllint (Debian package yamllint) on every YAML file under deploy/ and tests/deploy/, and the Grafana files
 hold together: the dashboards parse, name the provisioned PostgreSQL data source, and every
 panel has a query."""
 
@@ -21,7 +21,8 @@ def main():
     if not exe:
         raise AssertionError("missing: yamllint (Debian package yamllint)")
     files = sorted(glob.glob(os.path.join(DEPLOY, "**", "*.yaml"), recursive=True) +
-                   glob.glob(os.path.join(DEPLOY, "**", "*.yml"), recursive=True))
+                   glob.glob(os.path.join(DEPLOY, "**", "*.yml"), recursive=True) +
+                   glob.glob(os.path.join(SRC, "tests", "deploy", "*.yaml")))
     assert len(files) >= 15, "expected the YAML of deploy/, found %d files" % len(files)
     r = subprocess.run([exe, "-f", "parsable", "-s", "-c",
                         os.path.join(SRC, "tests", "deploy", "yamllint.yaml")] + files,
