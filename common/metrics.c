@@ -21,6 +21,8 @@
 #define NAME_MAX_LEN 128
 #define LABELS_MAX 8
 #define BUCKETS_MAX 64
+/* Longest wait of a /readyz request for the check before it (seconds). */
+#define READY_WAIT_S 10
 
 enum metric_type { METRIC_COUNTER, METRIC_GAUGE, METRIC_HISTOGRAM };
 
@@ -653,7 +655,14 @@ static enum MHD_Result serve_readyz(struct MHD_Connection *c)
         return respond_text(c, MHD_HTTP_OK, "ok\n");
     struct cap_err err;
     cap_err_clear(&err);
-    pthread_mutex_lock(&ready_mu);
+    /* Checks run one at a time; a check stuck on a dead server must not pile up every later
+     * probe behind it (they would use up the connection limit and starve /healthz). */
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += READY_WAIT_S;
+    if (pthread_mutex_timedlock(&ready_mu, &until) != 0)
+        return respond_text(c, MHD_HTTP_SERVICE_UNAVAILABLE,
+                            "not ready: the previous readiness check is still running\n");
     int rc = srv_ready(srv_ud, &err);
     pthread_mutex_unlock(&ready_mu);
     if (rc == 0)
