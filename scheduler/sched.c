@@ -419,7 +419,11 @@ static int sweep(struct sched *s, struct cap_err *err)
     return 0;
 }
 
-/* Waits for a notification or the tick; returns 1 when notified. */
+/* Waits for a notification or the tick. Returns 0 on timeout, else WAKE_RUN when only runs
+ * were queued (the outbox is enough) and WAKE_SOURCE when a source changed or asked for its
+ * next run at once (a CT backlog), which needs a full sweep. */
+#define WAKE_RUN 1
+#define WAKE_SOURCE 2
 static int wait_wakeup(struct sched *s, int64_t timeout_ms)
 {
     int fd = PQsocket(s->pg);
@@ -434,7 +438,7 @@ static int wait_wakeup(struct sched *s, int64_t timeout_ms)
         PQconsumeInput(s->pg);
         PGnotify *nt;
         while ((nt = PQnotifies(s->pg))) {
-            notified = 1;
+            notified |= (nt->extra && strncmp(nt->extra, "run ", 4) == 0) ? WAKE_RUN : WAKE_SOURCE;
             PQfreemem(nt);
         }
         if (notified)
@@ -517,7 +521,7 @@ int cap_sched_run(const struct cap_config *cfg, atomic_int *stop, struct cap_err
         double tick_s = (double)cfg->scheduler_tick_ms / 1000.0;
         double left = last_full + tick_s - mono_s();
         int notified = left > 0 ? wait_wakeup(&s, (int64_t)(left * 1000.0)) : 0;
-        fast = notified && mono_s() < last_full + tick_s;
+        fast = notified == WAKE_RUN && mono_s() < last_full + tick_s;
     }
     if (s.pg)
         PQfinish(s.pg);
