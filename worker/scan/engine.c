@@ -25,6 +25,7 @@
 #include <unistd.h>
 
 #include "common/log.h"
+#include "common/metrics.h"
 
 /* Groups offered, classical and (OpenSSL >= 3.5) with the hybrid ML-KEM group first. */
 #define GROUPS_CLASSICAL "X25519:P-256:X448:P-521:P-384:ffdhe2048:ffdhe3072:ffdhe4096"
@@ -87,6 +88,7 @@ struct cap_scan_engine {
     struct probe **heap;
     size_t heap_n;
     struct probe *done;
+    struct cap_metric *m_inflight; /* cap_handshakes_in_flight */
     /* stats (under mu) */
     int inflight, inflight_peak;
     uint64_t started, finished;
@@ -653,6 +655,7 @@ static void release_done(struct cap_scan_engine *e)
         p->state = PROBE_FREE;
         e->free_stack[e->free_n++] = (int)(p - e->slots);
     }
+    cap_metric_set(e->m_inflight, NULL, e->inflight);
     pthread_mutex_unlock(&e->mu);
 }
 
@@ -716,6 +719,7 @@ static void admit(struct cap_scan_engine *e)
         if (!progress)
             break;
     }
+    cap_metric_set(e->m_inflight, NULL, e->inflight);
     pthread_mutex_unlock(&e->mu);
 }
 
@@ -869,6 +873,13 @@ struct cap_scan_engine *cap_scan_engine_new(int slots, struct cap_err *err)
         cap_err_set(err, CAP_E_IO, "scan engine: epoll_ctl: %s", strerror(errno));
         goto fail;
     }
+    e->m_inflight = cap_metrics_gauge("cap_handshakes_in_flight",
+                                      "Handshakes in progress in this worker.", NULL);
+    cap_metric_set(cap_metrics_gauge("cap_handshake_slots",
+                                     "The cap on handshakes in flight "
+                                     "(worker.max_concurrent_discovery).",
+                                     NULL),
+                   NULL, slots);
     if (pthread_create(&e->thread, NULL, loop_main, e) != 0) {
         cap_err_set(err, CAP_E_IO, "scan engine: cannot start the loop thread");
         goto fail;

@@ -17,6 +17,7 @@
 #include <json-c/json.h>
 
 #include "common/log.h"
+#include "common/metrics.h"
 #include "common/pg.h"
 #include "common/policy.h"
 #include "common/targets.h"
@@ -40,6 +41,7 @@ static const char SQL_SOURCE_STARTTLS[] =
 #define REVOCATION_BUDGET_MS 30000
 
 static struct cap_scan_engine *g_engine;
+static struct cap_metric *g_m_handshakes, *g_m_duration;
 static struct cap_policy g_policy;
 static X509_STORE *g_trust;
 
@@ -82,6 +84,7 @@ static int64_t mono_ms(void)
 static void note_refused(struct scan_run *r, const char *reason, uint64_t count, const char *host)
 {
     r->policy_refused += count;
+    cap_metric_add(g_m_handshakes, "policy_block", (double)count);
     size_t i = 0;
     for (; i < r->reasons_n; i++) {
         if (strcmp(r->reasons[i].reason, reason) == 0)
@@ -256,6 +259,8 @@ static int handle_result(struct scan_run *r, struct cap_scan_result *res, struct
         cap_revocation_add_chain(r->rev, res->chain);
     for (size_t i = 0; i < nd; i++)
         OPENSSL_free(bufs[i]);
+    cap_metric_add(g_m_handshakes, res->outcome, 1);
+    cap_metric_observe(g_m_duration, NULL, (double)res->elapsed_ms / 1000.0);
     if (strcmp(res->outcome, "ok") == 0)
         r->ok++;
     else if (strcmp(res->outcome, "refused") == 0)
@@ -349,6 +354,10 @@ static int raise_policy_block(struct scan_run *r, struct cap_err *err)
 
 static int scan_init(const struct cap_config *cfg, struct cap_err *err)
 {
+    g_m_handshakes = cap_metrics_counter("cap_handshakes_total", "Endpoint outcomes.", "outcome");
+    g_m_duration = cap_metrics_histogram("cap_handshake_duration_seconds",
+                                         "Connect, STARTTLS and handshake time of one endpoint.",
+                                         NULL, NULL, 0);
     if (cap_policy_init(&g_policy, cfg, err) != 0)
         return -1;
     g_trust = X509_STORE_new();
