@@ -272,6 +272,9 @@ def check_pdb_and_autoscaling(overlay, objs, deps, cfg):
     check(len(hpas) + len(sos) == 1,
           "%s: exactly one autoscaler on cap-worker (HPA %d, ScaledObject %d)"
           % (overlay, len(hpas), len(sos)))
+    if "cap-worker" in deps:
+        check("replicas" not in deps["cap-worker"]["spec"],
+              "%s: cap-worker sets no replicas (its autoscaler owns them)" % overlay)
     for h in hpas:
         metrics = h["spec"]["metrics"]
         check(any(m["type"] == "Resource" and m["resource"]["name"] == "cpu" for m in metrics),
