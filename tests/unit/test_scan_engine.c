@@ -76,13 +76,25 @@ static void make_server_ctx(void)
 
 struct conn_arg {
     int fd;
-    int mode; /* 0 tls, 1 tarpit, 2 garbage */
+    int mode; /* 0 tls, 1 tarpit, 2 garbage, 3 reset the first connection then tls */
 };
+
+static atomic_int resets_done;
 
 static void *conn_main(void *arg)
 {
     struct conn_arg *c = arg;
-    if (c->mode == 0) {
+    if (c->mode == 3 && atomic_fetch_add(&resets_done, 1) == 0) {
+        /* a server that chokes on the first ClientHello: read it, answer with a reset */
+        char b[2048];
+        (void)recv(c->fd, b, sizeof b, 0);
+        struct linger lg = {.l_onoff = 1, .l_linger = 0};
+        setsockopt(c->fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+        close(c->fd);
+        free(c);
+        return NULL;
+    }
+    if (c->mode == 0 || c->mode == 3) {
         int now = atomic_fetch_add(&tls_inflight, 1) + 1;
         int m = atomic_load(&tls_inflight_max);
         while (now > m && !atomic_compare_exchange_weak(&tls_inflight_max, &m, now))
@@ -297,7 +309,46 @@ int main(void)
     CHECK(st.inflight == 0);
 
     cap_scan_engine_free(e);
+
+    /* The first-attempt group list (hybrid ML-KEM on OpenSSL >= 3.5; here P-384 stands in) and
+     * the one classical retry after a server resets that first ClientHello. */
+    struct server rs = {.mode = 3};
+    int rport;
+    rs.fd = listen_on(&rport);
+    pthread_create(&rs.th, NULL, server_main, &rs);
+    e = cap_scan_engine_new_groups(2, "P-384:X25519", &err);
+    CHECK(e != NULL);
+    j = cap_scan_job_new(e, 1, &err);
+    req_for(&q, rport, 5000, 1);
+    cap_scan_job_submit(j, &q, &err);
+    n = collect(j, 1, all, 10000);
+    CHECK(n == 1);
+    if (n == 1) {
+        CHECK(strcmp(all[0]->outcome, "ok") == 0);
+        CHECK(all[0]->classical_retry);
+        CHECK(!all[0]->hybrid_offered);
+        CHECK(all[0]->group_id == 29); /* the classical list's first group */
+        cap_scan_result_free(all[0]);
+    }
+    CHECK(atomic_load(&resets_done) >= 1);
+    /* a server that takes the first list negotiates its first group, no retry */
+    req_for(&q, ports[0], 5000, 2);
+    cap_scan_job_submit(j, &q, &err);
+    n = collect(j, 1, all, 10000);
+    CHECK(n == 1);
+    if (n == 1) {
+        CHECK(strcmp(all[0]->outcome, "ok") == 0);
+        CHECK(!all[0]->classical_retry && all[0]->hybrid_offered);
+        CHECK(all[0]->group_id == 24); /* secp384r1 */
+        cap_scan_result_free(all[0]);
+    }
+    cap_scan_job_free(j);
+    cap_scan_engine_free(e);
+    CHECK(cap_scan_engine_new_groups(1, "NO-SUCH-GROUP", &err) == NULL);
+
     atomic_store(&stop_servers, true);
+    pthread_join(rs.th, NULL);
+    close(rs.fd);
     for (int i = 0; i < 3; i++) {
         pthread_join(srv[i].th, NULL);
         close(srv[i].fd);

@@ -827,6 +827,12 @@ static int fit_fd_limit(int slots)
 
 struct cap_scan_engine *cap_scan_engine_new(int slots, struct cap_err *err)
 {
+    return cap_scan_engine_new_groups(slots, NULL, err);
+}
+
+struct cap_scan_engine *cap_scan_engine_new_groups(int slots, const char *first_groups,
+                                                   struct cap_err *err)
+{
     pthread_once(&ex_once, ex_index_init);
     /* OpenSSL writes to sockets the peer may have reset: a write must fail, not kill us. */
     signal(SIGPIPE, SIG_IGN);
@@ -859,8 +865,16 @@ struct cap_scan_engine *cap_scan_engine_new(int slots, struct cap_err *err)
         goto fail;
     }
     /* Hybrid ML-KEM groups exist from OpenSSL 3.5 on: offered when the library has them. */
-    if (OpenSSL_version_num() >= 0x30500000L)
+    if (first_groups) {
+        e->ctx_hybrid = make_ctx(first_groups);
+        if (!e->ctx_hybrid) {
+            cap_err_set(err, CAP_E_INVALID, "scan engine: groups \"%.64s\" not accepted",
+                        first_groups);
+            goto fail;
+        }
+    } else if (OpenSSL_version_num() >= 0x30500000L) {
         e->ctx_hybrid = make_ctx(GROUPS_HYBRID);
+    }
     ERR_clear_error();
     e->epfd = epoll_create1(EPOLL_CLOEXEC);
     e->evfd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);

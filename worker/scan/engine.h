@@ -65,9 +65,17 @@ struct cap_scan_engine_stats {
  * warning). Returns NULL with err. Free with cap_scan_engine_free. */
 struct cap_scan_engine *cap_scan_engine_new(int slots, struct cap_err *err);
 
+/* As cap_scan_engine_new with the group list offered first given by the caller instead of
+ * the hybrid ML-KEM list (used when OpenSSL >= 3.5): first attempts offer first_groups, and a
+ * handshake that fails with them is retried once with the classical list. NULL first_groups
+ * means the automatic choice. For tests of the retry on any OpenSSL. */
+struct cap_scan_engine *cap_scan_engine_new_groups(int slots, const char *first_groups,
+                                                   struct cap_err *err);
+
 /* Stops the loop thread and frees the engine. Every job must have been freed. NULL is fine. */
 void cap_scan_engine_free(struct cap_scan_engine *e);
 
+/* Copies the engine's counters into out. Thread-safe; does not block on I/O. */
 void cap_scan_engine_stats(struct cap_scan_engine *e, struct cap_scan_engine_stats *out);
 
 /* Registers a job that runs at most `concurrency` probes at once. Returns NULL with err.
