@@ -215,6 +215,8 @@ def main():
                     tlsfleet.NameOID.COMMON_NAME)[0].value, sans=[n.value for n in
                     s[name].cert.cert.extensions.get_extension_for_class(
                         tlsfleet.x509.SubjectAlternativeName).value]))
+            # and one endpoint goes offline: that is not a drift
+            fleet.stop_server(s["ed25519"])
             fleet.reset_counters()
             run2 = run_source(c, sid)
             assert run2["status"] == "partial", harness._short_row(run2)
@@ -229,6 +231,10 @@ def main():
                 assert "fingerprint" in d["changed"] and "public_key" in d["changed"], d
                 assert "sans" not in d["changed"], d
             assert c.sql("SELECT count(*) FROM drift_events")[0][0] == 3
+            off = observations(c, run2["id"])[(s["ed25519"].addr, fleet.port, "")]
+            assert off["outcome"] == "refused" and off["status"] == "offline", off
+            assert c.sql("SELECT fingerprint_sha256 FROM endpoints WHERE id = %s",
+                         (off["endpoint_id"],))[0][0] == s["ed25519"].cert.fingerprint
             assert run2["drift_count"] == 3, run2["drift_count"]
             assert fleet.max_inflight <= min(SOURCE_CONCURRENCY, WORKER_CAP), fleet.max_inflight
 

@@ -208,6 +208,18 @@ class Fleet:
         server.cert = cert
         server.ctx = cert.context()
 
+    def stop_server(self, server):
+        """Stops one listener: its address now refuses connections."""
+        if server.sock:
+            sock, server.sock = server.sock, None
+            try:
+                sock.shutdown(socket.SHUT_RDWR)  # wakes the accept() blocked on it
+            except OSError:
+                pass
+            time.sleep(0.5)  # the accept loop lets go of it within its 0.2 s timeout
+            sock.close()
+        server.kind = "refused"
+
     def cidr(self):
         """The /26 block that holds every fleet address (the next_host counter stays < 64)."""
         return "%s/26" % self.base
@@ -282,8 +294,11 @@ class Fleet:
 
     def _accept_loop(self, s):
         while not self._stop.is_set():
+            sock = s.sock
+            if sock is None:
+                return
             try:
-                conn, _ = s.sock.accept()
+                conn, _ = sock.accept()
             except socket.timeout:
                 continue
             except OSError:
