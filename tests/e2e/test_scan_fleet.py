@@ -238,6 +238,21 @@ def main():
             assert run2["drift_count"] == 3, run2["drift_count"]
             assert fleet.max_inflight <= min(SOURCE_CONCURRENCY, WORKER_CAP), fleet.max_inflight
 
+            # ---- two runs at once share the worker's cap, and both make progress together
+            ja = c.add_source_sql("share_a", cidrs=[fleet.cidr()], ports=[fleet.port],
+                                  timeout_ms=1000, concurrency=SOURCE_CONCURRENCY)
+            jb = c.add_source_sql("share_b", cidrs=[fleet.cidr()], ports=[fleet.port],
+                                  timeout_ms=1000, concurrency=SOURCE_CONCURRENCY)
+            fleet.reset_counters()
+            ra, rb = c.insert_run_sql(ja), c.insert_run_sql(jb)
+            ra, rb = c.wait_run(ra, timeout=120), c.wait_run(rb, timeout=120)
+            print("two runs at once: max handshakes in flight %d" % fleet.max_inflight)
+            assert fleet.max_inflight <= WORKER_CAP, fleet.max_inflight
+            assert ra["targets_done"] == 64 and rb["targets_done"] == 64, (ra, rb)
+            overlap = min(ra["finished_at"], rb["finished_at"]) - max(ra["started_at"],
+                                                                      rb["started_at"])
+            assert overlap.total_seconds() > 0, "the two runs did not run at the same time"
+
             # ---- network policy: a listed block inside an always-refused one is rejected
             try:
                 c.add_source_sql("linklocal", cidrs=["169.254.0.0/16"])
