@@ -99,6 +99,75 @@ static int get_int(const msgpack_object *v, const char *field, int allow_zero, i
     return 0;
 }
 
+/* Reads a big-endian length of w bytes at p. */
+static uint64_t be_len(const uint8_t *p, int w)
+{
+    uint64_t v = 0;
+    for (int i = 0; i < w; i++)
+        v = (v << 8) | p[i];
+    return v;
+}
+
+/* Walks the msgpack headers of buf before msgpack-c sees it: msgpack-c allocates room for an
+ * array or map as soon as it reads the declared count, so 5 bytes declaring 4 billion items
+ * would make it try to allocate tens of gigabytes. Every item takes at least one byte, so a
+ * count larger than the bytes left means the message is truncated (or lies), and is refused
+ * here. Returns 0 when plausible (or malformed in a way msgpack-c reports), -1 if not. */
+static int plausible_counts(const uint8_t *buf, size_t len)
+{
+    size_t off = 0;
+    uint64_t pending = 1; /* items still to read */
+    while (pending > 0) {
+        if (off >= len)
+            return 0; /* truncated: msgpack-c reports it */
+        uint8_t b = buf[off++];
+        pending--;
+        uint64_t items = 0, skip = 0;
+        int w = 0;
+        if (b <= 0x7f || b >= 0xe0 || b == 0xc0 || b == 0xc2 || b == 0xc3)
+            continue;
+        if (b >= 0x80 && b <= 0x8f)
+            items = 2 * (uint64_t)(b & 0x0f);
+        else if (b >= 0x90 && b <= 0x9f)
+            items = b & 0x0f;
+        else if (b >= 0xa0 && b <= 0xbf)
+            skip = b & 0x1f;
+        else if (b >= 0xca && b <= 0xd3) /* float32/64, uint8-64, int8-64 */
+            skip = (uint64_t[]){4, 8, 1, 2, 4, 8, 1, 2, 4, 8}[b - 0xca];
+        else if (b >= 0xd4 && b <= 0xd8) /* fixext 1-16 and its type byte */
+            skip = 1 + ((uint64_t)1 << (b - 0xd4));
+        else {
+            /* bin, str, ext (then a type byte), array and map with a 1, 2 or 4 byte length */
+            if (b == 0xc4 || b == 0xc7 || b == 0xd9)
+                w = 1;
+            else if (b == 0xc5 || b == 0xc8 || b == 0xda || b == 0xdc || b == 0xde)
+                w = 2;
+            else if (b == 0xc6 || b == 0xc9 || b == 0xdb || b == 0xdd || b == 0xdf)
+                w = 4;
+            else
+                return 0; /* 0xc1, never used: msgpack-c refuses it */
+            skip = (b >= 0xc7 && b <= 0xc9) ? 1 : 0;
+            if (len - off < (size_t)w)
+                return 0;
+            uint64_t n = be_len(buf + off, w);
+            off += (size_t)w;
+            if (b == 0xdc || b == 0xdd)
+                items = n;
+            else if (b == 0xde || b == 0xdf)
+                items = 2 * n;
+            else
+                skip += n;
+        }
+        if (pending + items > len - off)
+            return -1;
+        pending += items;
+        if (skip > len - off)
+            return 0;
+        off += (size_t)skip;
+    }
+    return 0;
+}
+
 int cap_job_decode(const uint8_t *buf, size_t len, struct cap_job *out, struct cap_err *err)
 {
     if (len == 0) {
@@ -108,6 +177,10 @@ int cap_job_decode(const uint8_t *buf, size_t len, struct cap_job *out, struct c
     if (len > CAP_JOB_MAX_BYTES) {
         cap_err_set(err, CAP_E_LIMIT, "job message: %zu bytes exceed the limit of %d", len,
                     CAP_JOB_MAX_BYTES);
+        return -1;
+    }
+    if (plausible_counts(buf, len) < 0) {
+        cap_err_set(err, CAP_E_INVALID, "job message: truncated msgpack");
         return -1;
     }
     msgpack_unpacked up;
