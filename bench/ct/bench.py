@@ -54,7 +54,39 @@ def bench_ours(c, log, n):
     hwm = proc_hwm_kib(w.pid)
     fps = {r[0] for r in c.sql("SELECT fingerprint_sha256 FROM ct_sightings WHERE source_id = %s",
                                (sid,))}
+    ev = [e for e in c.log_events(w) if e.get("event") in ("run_claimed", "ct_log_read",
+                                                           "ct_run_done", "inventory_batch")]
+    batches = [e for e in ev if e["event"] == "inventory_batch"]
+    for e in ev:
+        if e["event"] != "inventory_batch":
+            print("  worker %s %s" % (e["ts"], e["event"]))
+    print("  worker: %d inventory batches" % len(batches))
     return {"seconds": secs, "cpu": cpu, "hwm_kib": hwm, "matches": len(fps), "fps": fps}
+
+
+def suffix_match(name):
+    n = name.lower().rstrip(".")
+    return any(n == s or n.endswith("." + s) for s in ("example.com", "xn--bcher-kva.example"))
+
+
+def cn_only_match(tmp, fp):
+    """True when certspotter's copy of fp has DNS SANs, none matching, and a matching CN."""
+    from cryptography import x509
+    from cryptography.x509.oid import NameOID
+    path = os.path.join(tmp, "cs-state", "certs", fp[:2], fp + ".pem")
+    try:
+        pem = open(path, "rb").read()
+        cert = x509.load_pem_x509_certificate(pem)
+    except (OSError, ValueError):
+        return False
+    try:
+        sans = cert.extensions.get_extension_for_class(
+            x509.SubjectAlternativeName).value.get_values_for_type(x509.DNSName)
+    except x509.ExtensionNotFound:
+        return False
+    cns = [a.value for a in cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)]
+    return bool(sans) and not any(suffix_match(x) for x in sans) and \
+        any(suffix_match(x) for x in cns)
 
 
 def bench_certspotter(tmp, log, n):
@@ -116,7 +148,7 @@ def main():
     with harness.Cluster(name="benchct") as c:
         t0 = time.time()
         with TestLog(c.tmpdir, entries=n, batch_max=1000, seed=42, match_rate=0.03,
-                     extra=["--cache", args.cache % n]) as log:
+                     extra=["--cache", args.cache % n], start_timeout=3600) as log:
             print("log of %d entries ready in %.0f s" % (n, time.time() - t0))
             c.capctl_ok("migrate")
             c.start_scheduler()
@@ -141,9 +173,15 @@ def main():
                       "log server CPU %.1f s" % (
                           n, cs["seconds"], n / cs["seconds"], cs["cpu"], cs["cpu"] * 100000 / n,
                           cs["hwm_kib"] / 1024, len(cs["fps"]), cs["fps"] == ours["fps"], srv_cs))
-                if cs["fps"] != ours["fps"]:
-                    print("only certspotter: %s" % sorted(cs["fps"] - ours["fps"])[:5])
-                    print("only cap-worker: %s" % sorted(ours["fps"] - cs["fps"])[:5])
+                extra = cs["fps"] - ours["fps"]
+                explained = sum(1 for fp in extra if cn_only_match(c.tmpdir, fp))
+                print("only certspotter: %d, of which %d have DNS SANs that do not match and a "
+                      "subject CN that does (certspotter also matches the CN when there are "
+                      "SANs; this monitor, as the issue asks, uses the CN only when there are "
+                      "none); only cap-worker: %d" % (len(extra), explained,
+                                                      len(ours["fps"] - cs["fps"])))
+            print("machine: %d cores, load average %s" % (os.cpu_count(),
+                                                          open("/proc/loadavg").read().split()[:3]))
 
 
 if __name__ == "__main__":

@@ -16,7 +16,7 @@ class TestLog:
     """A running test CT log; use as a context manager."""
 
     def __init__(self, tmpdir, entries=1000, batch_max=100, seed=1, match_rate=0.1,
-                 precert_rate=0.5, extra=()):
+                 precert_rate=0.5, extra=(), start_timeout=120):
         self.tmpdir = tmpdir
         self.port_file = os.path.join(tmpdir, "ctlog-%d.port" % seed)
         self.key_file = os.path.join(tmpdir, "ctlog-%d.pem" % seed)
@@ -28,7 +28,7 @@ class TestLog:
                 str(precert_rate)] + list(extra)
         self.logf = open(self.log_path, "wb")
         self.proc = subprocess.Popen(argv, stdout=self.logf, stderr=subprocess.STDOUT)
-        deadline = time.time() + 120
+        deadline = time.time() + start_timeout
         while not os.path.exists(self.port_file):
             if self.proc.poll() is not None or time.time() > deadline:
                 self.dump()

@@ -25,9 +25,12 @@ def main():
             TestLog(c.tmpdir, entries=ENTRIES, batch_max=100) as log:
         c.capctl_ok("migrate")
         c.start_scheduler()
-        c.start_worker()
+        worker = c.start_worker()
 
         # --- RFC 6962, backfill from 0, budget splits the catch-up into runs -----------------
+        # A matching certificate CertAutoPilot already manages gets no ct_new_certificate.
+        managed_fp = next(t["fingerprint"] for t in log.truth() if t["match"] and not t["precert"])
+        c.capctl_ok("managed", "add", managed_fp)
         sid = add_source(c, "shadow", "--domain", "example.com", "--domain",
                          "XN--BCHER-KVA.example", "--log", log.url, "--log-key", log.key_file,
                          "--expected-issuer", "Good CA", "--backfill-from", "0")
@@ -65,7 +68,9 @@ def main():
         # Findings: one ct_new_certificate per match; unexpected issuer for the other CA.
         newf = c.sql("SELECT fingerprint_sha256, details->>'issuer' FROM findings "
                      "WHERE kind = 'ct_new_certificate' AND source_id = %s", (sid,))
-        assert sorted(f for f, _ in newf) == sorted(fp for _, fp in want), "ct_new_certificate"
+        assert managed_fp in {fp for _, fp in want}
+        assert sorted(f for f, _ in newf) == sorted(fp for _, fp in want if fp != managed_fp), \
+            "ct_new_certificate"
         assert all("CtLog Test" in (iss or "") for _, iss in newf), newf[:3]
         unexp = sorted(r[0] for r in c.sql(
             "SELECT fingerprint_sha256 FROM findings WHERE kind = 'ct_unexpected_issuer' "
@@ -195,6 +200,31 @@ def main():
             got = [tuple(x) for x in sightings(c, mid)]
             want = [x for x in expected(log.truth(), size) if x[0] >= 333]
             assert got == want, (name, len(got), len(want))
+
+        # --- plain http needs network.allow_loopback; the network policy guards every
+        # connection: loopback refused without it, a metadata address always (capctl refuses
+        # to save one, so it is written with SQL as another client could) --------------------
+        c.stop(worker)
+        sth_calls = log.stats()["get-sth"]
+        worker = c.start_worker(config_overrides={"network.allow_loopback": False})
+        hsid = add_source(c, "plainhttp", "--domain", "example.com", "--log", log.url)
+        run = wait_idle(c, hsid)
+        assert run["status"] == "failed" and "allow_loopback" in (run["error"] or ""), run
+        lsid = add_source(c, "loopback", "--domain", "example.com", "--log",
+                          "https://localhost:%d/" % log.port)
+        run = wait_idle(c, lsid)
+        assert run["status"] == "failed" and "network policy" in (run["error"] or ""), run
+        c.sql("INSERT INTO discovery_sources (name, type, domains, log_urls) VALUES "
+              "('meta', 'ct_log', '{example.com}', '{https://169.254.169.254/ct/}')")
+        msid = source_id(c, "meta")
+        c.wait_for(lambda: c.sql("SELECT schedule_judged IS NOT NULL FROM discovery_sources "
+                                 "WHERE id = %s", (msid,))[0][0], timeout=30, what="judged")
+        c.capctl_ok("source", "trigger", "meta")
+        run = wait_idle(c, msid)
+        assert run["status"] == "failed" and "network policy" in (run["error"] or "") and \
+            "169.254" in run["error"], run
+        assert log.stats()["get-sth"] == sth_calls, "no request may reach the log"
+        print("policy: %s" % run["error"])
         print("ct monitor e2e: ok")
 
 

@@ -528,7 +528,12 @@ static int fetch(struct ct_reader *r, struct cap_ct_req *q, const char *what, st
         cap_log(CAP_LOG_INFO, "ct_retry", CAP_LI("run_id", r->ctx->run_id),
                 CAP_LS("log", r->log->url), CAP_LS("what", what), CAP_LS("err", desc),
                 CAP_LI("wait_ms", wait));
-        sleep_ms(wait);
+        for (int64_t slept = 0; slept < wait && !stopping(r); slept += 100)
+            sleep_ms(wait - slept < 100 ? wait - slept : 100);
+        if (stopping(r)) {
+            cap_err_set(err, CAP_E_IO, "%s: worker is stopping", what);
+            return -1;
+        }
     }
 }
 
