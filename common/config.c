@@ -2,6 +2,8 @@
  * variables, with validation messages that name the key, the value and what is allowed. */
 #include "common/config.h"
 
+#include <libpq-fe.h>
+
 #include <arpa/inet.h>
 #include <errno.h>
 #include <limits.h>
@@ -821,6 +823,20 @@ static int set_value(struct loader *L, int ki, const char *v, size_t vlen, const
               strchr(v, '=')))
             return fail_value(err, where, k, v, vlen, "is not a PostgreSQL connection string",
                               "a postgresql:// URL or a libpq keyword string");
+        {
+            /* libpq's own parse error quotes the offending part, which may be the password:
+             * check here and report it without libpq's words. */
+            char *perr = NULL;
+            PQconninfoOption *opts = PQconninfoParse(v, &perr);
+            if (perr)
+                PQfreemem(perr);
+            if (!opts)
+                return fail_value(err, where, k, v, vlen,
+                                  "does not parse as a connection string (check the "
+                                  "percent-encoding of user and password)",
+                                  "a postgresql:// URL or a libpq keyword string");
+            PQconninfoFree(opts);
+        }
         break;
     case KT_REDIS_URL:
         /* rediss:// is refused here, as by common/redis.c: hiredis 0.14 has no TLS. */

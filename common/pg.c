@@ -2,6 +2,8 @@
  * array conversion. */
 #include "common/pg.h"
 
+#include "common/log.h"
+
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -27,15 +29,41 @@ static void one_line(char *out, size_t n, const char *msg)
     out[o] = '\0';
 }
 
+static void notice_to_log(void *arg, const char *message)
+{
+    (void)arg;
+    char line[300];
+    one_line(line, sizeof line, message);
+    cap_log(CAP_LOG_WARN, "pg_notice", CAP_LS("err", line));
+}
+
 PGconn *cap_pg_connect(const char *url, const char *app, struct cap_err *err)
 {
-    const char *keys[] = {"dbname", "application_name", "connect_timeout", NULL};
-    const char *vals[] = {url, app, "10", NULL};
+    /* libpq's parse errors quote the offending part of the URL, which may be the password. */
+    char *perr = NULL;
+    PQconninfoOption *opts = PQconninfoParse(url, &perr);
+    if (perr)
+        PQfreemem(perr);
+    if (!opts) {
+        cap_err_set(err, CAP_E_INVALID,
+                    "connecting to PostgreSQL: database.url does not parse as a connection "
+                    "string (check the percent-encoding of user and password)");
+        return NULL;
+    }
+    PQconninfoFree(opts);
+    /* Keepalives and a TCP user timeout notice a peer that vanished (a partition) instead of
+     * waiting for ever; values in the URL win, since it comes last. */
+    const char *keys[] = {"application_name", "connect_timeout", "keepalives", "keepalives_idle",
+                          "keepalives_interval", "keepalives_count", "tcp_user_timeout",
+                          "dbname", NULL};
+    const char *vals[] = {app, "10", "1", "15", "5", "3", "30000", url, NULL};
     PGconn *c = PQconnectdbParams(keys, vals, 1);
     if (!c) {
         cap_err_set(err, CAP_E_NOMEM, "connecting to PostgreSQL: out of memory");
         return NULL;
     }
+    /* Server notices (warnings) become log events, never bare text on stdout. */
+    PQsetNoticeProcessor(c, notice_to_log, NULL);
     if (PQstatus(c) != CONNECTION_OK) {
         /* libpq's message names host and port, never the password. */
         char msg[200];

@@ -106,7 +106,8 @@ static int commit(PGconn *c, struct cap_err *err)
 
 static void rollback(PGconn *c)
 {
-    PQclear(PQexec(c, "ROLLBACK"));
+    if (PQtransactionStatus(c) != PQTRANS_IDLE)
+        PQclear(PQexec(c, "ROLLBACK"));
 }
 
 /* Parses each source whose schedule text changed since it was last judged: computes its next

@@ -66,6 +66,8 @@ struct cap_run_outcome {
     enum cap_run_status status;
     char error[512];      /* summary for discovery_runs.error ("" when none) */
     bool run_again;       /* ask the scheduler for the next run at once (CT backlog) */
+    bool interrupted;     /* stopped early because ctx->stopping was set: the worker puts the
+                           * run back to queued instead of recording this outcome */
 };
 
 struct cap_executor {

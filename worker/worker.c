@@ -21,6 +21,8 @@
 #include "worker/executor.h"
 
 #define STREAM_ID_MAX 64
+
+static int worker_run(const struct cap_config *cfg, atomic_int *stop, struct cap_err *err);
 #define READ_BATCH_MAX 256
 
 static const char SQL_CLAIM[] =
@@ -86,6 +88,7 @@ struct job {
 struct worker {
     const struct cap_config *cfg;
     char name[160];
+    char claim_cursor[STREAM_ID_MAX]; /* where the next XAUTOCLAIM goes on */
     atomic_int *stop;
     atomic_int stopping; /* executors see this */
     redisContext *rd;
@@ -132,20 +135,34 @@ struct thread_conns {
     redisContext *rd;
 };
 
-static int ensure_conns(struct worker *w, struct thread_conns *tc, struct cap_err *err)
+/* PostgreSQL and Redis are reconnected separately: results and heartbeats need only
+ * PostgreSQL, so a Redis outage never costs a finished run. */
+static int ensure_pg(struct worker *w, PGconn **pg, const char *app, struct cap_err *err)
 {
-    if (tc->pg && PQstatus(tc->pg) != CONNECTION_OK) {
-        PQfinish(tc->pg);
-        tc->pg = NULL;
+    if (*pg && PQstatus(*pg) != CONNECTION_OK) {
+        PQfinish(*pg);
+        *pg = NULL;
     }
-    if (!tc->pg && !(tc->pg = cap_pg_connect(w->cfg->database_url, "cap-worker-job", err)))
+    if (!*pg && !(*pg = cap_pg_connect(w->cfg->database_url, app, err)))
         return -1;
-    if (tc->rd && tc->rd->err) {
-        redisFree(tc->rd);
-        tc->rd = NULL;
+    return 0;
+}
+
+static int ensure_redis(struct worker *w, redisContext **rd, int ensure_group, struct cap_err *err)
+{
+    if (*rd && (*rd)->err) {
+        redisFree(*rd);
+        *rd = NULL;
     }
-    if (!tc->rd && !(tc->rd = cap_redis_connect(w->cfg->redis_url, 5000, err)))
-        return -1;
+    if (!*rd) {
+        if (!(*rd = cap_redis_connect(w->cfg->redis_url, 5000, err)))
+            return -1;
+        if (ensure_group && cap_stream_ensure_group(*rd, w->cfg, err) < 0) {
+            redisFree(*rd);
+            *rd = NULL;
+            return -1;
+        }
+    }
     return 0;
 }
 
@@ -168,7 +185,7 @@ static void ack(struct worker *w, redisContext *rd, const char *id)
 static int execute_job(struct worker *w, struct thread_conns *tc, struct job *j)
 {
     struct cap_err err = {0};
-    if (ensure_conns(w, tc, &err) < 0) {
+    if (ensure_pg(w, &tc->pg, "cap-worker-job", &err) < 0) {
         /* Leave the message pending and the run running: its heartbeat goes stale and
          * another worker (or this one, later) reclaims it. */
         cap_log(CAP_LOG_ERROR, "job_connect_failed", CAP_LI("run_id", j->run_id),
@@ -177,6 +194,7 @@ static int execute_job(struct worker *w, struct thread_conns *tc, struct job *j)
     }
     struct cap_run_outcome out = {.status = CAP_RUN_FAILED};
     const char *status = "failed";
+    int interrupted = 0;
     const struct cap_executor *ex = j->have_src ? cap_executor_find(w->cfg, j->src.type) : NULL;
     cap_metric_add(w->m_started, j->type, 1);
     int64_t t0 = mono_ms();
@@ -200,7 +218,10 @@ static int execute_job(struct worker *w, struct thread_conns *tc, struct job *j)
             .worker_name = w->name,
             .stopping = &w->stopping,
         };
-        if (ex->execute(&ctx, &out, &err) == 0) {
+        int xrc = ex->execute(&ctx, &out, &err);
+        if (atomic_load(&w->stopping) && (xrc < 0 ? err.code != CAP_E_FENCED : out.interrupted))
+            interrupted = 1;
+        if (xrc == 0) {
             status = status_name(out.status);
             snprintf(j->error, sizeof j->error, "%s", out.error);
             j->run_again = out.run_again;
@@ -214,10 +235,15 @@ static int execute_job(struct worker *w, struct thread_conns *tc, struct job *j)
     }
     j->secs = (double)(mono_ms() - t0) / 1000.0;
     j->status = status;
+    /* Messages may quote peer bytes: keep the stored text printable ASCII. */
+    for (char *c = j->error; *c; c++)
+        if ((unsigned char)*c < 0x20 || (unsigned char)*c > 0x7e)
+            *c = '?';
 
-    if (atomic_load(&w->stopping) && strcmp(status, "succeeded") != 0) {
+    if (interrupted) {
         /* Cut short by the drain: let another worker redo it rather than record a run that
-         * only looks failed because we stopped. */
+         * only looks partial or failed because we stopped. A run that completed is recorded
+         * as it ended, whatever its status. */
         char rb[24], ab[24];
         const char *p[] = {cap_pg_i64(rb, j->run_id), cap_pg_i64(ab, j->attempt), w->name};
         struct cap_err e2 = {0};
@@ -293,7 +319,7 @@ static void *job_thread(void *arg)
 static int finish_batch(struct worker *w, struct thread_conns *tc, struct job **jobs, int n)
 {
     struct cap_err err = {0};
-    if (ensure_conns(w, tc, &err) < 0) {
+    if (ensure_pg(w, &tc->pg, "cap-worker-finish", &err) < 0) {
         cap_log(CAP_LOG_WARN, "finish_retry", CAP_LS("err", err.msg));
         return -1;
     }
@@ -319,6 +345,9 @@ static int finish_batch(struct worker *w, struct thread_conns *tc, struct job **
     PGresult *r = cap_pg_exec(tc->pg, "finish runs", SQL_FINISH, 4, p, &err);
     if (!r) {
         cap_log(CAP_LOG_WARN, "finish_retry", CAP_LS("err", err.msg));
+        /* A statement the server refuses (not a lost connection) will not improve by retrying. */
+        if (err.code == CAP_E_INVALID)
+            rc = -2;
         goto out;
     }
     const char **argv = calloc((size_t)n + 3, sizeof *argv);
@@ -358,8 +387,12 @@ static int finish_batch(struct worker *w, struct thread_conns *tc, struct job **
             cap_log(CAP_LOG_WARN, "run_again_failed", CAP_LS("err", err.msg));
         free(ga);
     }
-    if (argv && na) {
-        cap_err_clear(&err);
+    cap_err_clear(&err);
+    if (argv && na && ensure_redis(w, &tc->rd, 0, &err) < 0) {
+        /* Recorded in PostgreSQL already; the messages stay pending and whoever reclaims them
+         * finds the runs finished and acks them. */
+        cap_log(CAP_LOG_WARN, "ack_failed", CAP_LI("count", na), CAP_LS("err", err.msg));
+    } else if (argv && na) {
         redisReply *ar = cap_redis_cmd(tc->rd, "acking jobs", 3 + na, argv, NULL, &err);
         if (ar)
             freeReplyObject(ar);
@@ -405,7 +438,10 @@ static void *finisher_thread(void *arg)
             w->ftail = NULL;
         pthread_mutex_unlock(&w->mu);
 
-        if (finish_batch(w, &tc, batch, n) < 0 && ++failures < 25 && !w->fin_shutdown) {
+        int frc = finish_batch(w, &tc, batch, n);
+        if (frc == -2)
+            cap_log(CAP_LOG_ERROR, "finish_refused", CAP_LI("count", n));
+        if (frc == -1 && !w->fin_shutdown) {
             /* Put the batch back in front and retry after a pause. */
             pthread_mutex_lock(&w->mu);
             for (int i = n - 1; i >= 0; i--) {
@@ -415,11 +451,10 @@ static void *finisher_thread(void *arg)
                 w->fhead = batch[i];
             }
             pthread_mutex_unlock(&w->mu);
-            usleep(200000);
+            failures++;
+            usleep(failures < 10 ? 200000 : 1000000);
             continue;
         }
-        if (failures >= 25)
-            cap_log(CAP_LOG_ERROR, "finish_failed", CAP_LI("count", n));
         failures = 0;
         pthread_mutex_lock(&w->mu);
         for (int i = 0; i < n; i++)
@@ -448,23 +483,9 @@ struct entry {
 
 static int main_reconnect(struct worker *w, struct cap_err *err)
 {
-    if (w->pg && PQstatus(w->pg) != CONNECTION_OK) {
-        PQfinish(w->pg);
-        w->pg = NULL;
-    }
-    if (!w->pg && !(w->pg = cap_pg_connect(w->cfg->database_url, "cap-worker", err)))
+    if (ensure_pg(w, &w->pg, "cap-worker", err) < 0)
         return -1;
-    if (w->rd && w->rd->err) {
-        redisFree(w->rd);
-        w->rd = NULL;
-    }
-    if (!w->rd) {
-        if (!(w->rd = cap_redis_connect(w->cfg->redis_url, 10000, err)))
-            return -1;
-        if (cap_stream_ensure_group(w->rd, w->cfg, err) < 0)
-            return -1;
-    }
-    return 0;
+    return ensure_redis(w, &w->rd, 1, err);
 }
 
 static void dead_letter(struct worker *w, const struct entry *e, const char *reason)
@@ -681,20 +702,29 @@ static int read_new(struct worker *w, int free_slots, int block_ms, struct cap_e
     return 0;
 }
 
-/* Takes over messages idle longer than worker.reclaim_idle (their worker died). */
-static void autoclaim(struct worker *w, int free_slots)
+/* One XAUTOCLAIM call from the saved cursor. Redis scans at most COUNT x 10 pending entries
+ * per call, so the cursor it returns is kept and the next call goes on from there; returns 1
+ * when the scan wrapped around to 0-0 (a full pass is done), 0 otherwise. */
+static int autoclaim_step(struct worker *w, int free_slots)
 {
     char idle[24], count[16];
     snprintf(idle, sizeof idle, "%" PRId64, w->cfg->worker_reclaim_idle_ms);
     snprintf(count, sizeof count, "%d", free_slots);
     const char *argv[] = {"XAUTOCLAIM", w->cfg->redis_stream, w->cfg->redis_group, w->name,
-                          idle, "0-0", "COUNT", count};
+                          idle, w->claim_cursor, "COUNT", count};
     struct cap_err err = {0};
     redisReply *r = cap_redis_cmd(w->rd, "reclaiming jobs", 8, argv, NULL, &err);
     if (!r) {
         if (!strstr(err.msg, "NOGROUP"))
             cap_log(CAP_LOG_WARN, "autoclaim_failed", CAP_LS("err", err.msg));
-        return;
+        snprintf(w->claim_cursor, sizeof w->claim_cursor, "0-0");
+        return 1;
+    }
+    int wrapped = 1;
+    if (r->type == REDIS_REPLY_ARRAY && r->elements >= 1 &&
+        r->element[0]->type == REDIS_REPLY_STRING) {
+        snprintf(w->claim_cursor, sizeof w->claim_cursor, "%s", r->element[0]->str);
+        wrapped = strcmp(w->claim_cursor, "0-0") == 0;
     }
     if (r->type == REDIS_REPLY_ARRAY && r->elements >= 2) {
         redisReply *ents = r->element[1];
@@ -723,11 +753,28 @@ static void autoclaim(struct worker *w, int free_slots)
         }
     }
     freeReplyObject(r);
+    return wrapped;
+}
+
+/* Takes over messages idle longer than worker.reclaim_idle (their worker died), going on from
+ * where the last pass stopped, until a full pass is done, the slots are full, or 16 calls. */
+static void autoclaim(struct worker *w, int free_slots)
+{
+    for (int calls = 0; calls < 16 && free_slots > 0; calls++) {
+        if (autoclaim_step(w, free_slots))
+            break;
+        pthread_mutex_lock(&w->mu);
+        free_slots = w->nthreads - w->nbusy;
+        pthread_mutex_unlock(&w->mu);
+    }
 }
 
 /* Keeps our own pending messages and our runs' heartbeat_at fresh. */
 static void heartbeat(struct worker *w)
 {
+    struct cap_err cerr = {0};
+    int pg_ok = ensure_pg(w, &w->pg, "cap-worker", &cerr) == 0;
+    int rd_ok = ensure_redis(w, &w->rd, 1, &cerr) == 0;
     pthread_mutex_lock(&w->mu);
     int n = w->nactive;
     int64_t *ids = calloc((size_t)n + 1, sizeof *ids);
@@ -746,7 +793,9 @@ static void heartbeat(struct worker *w)
         char *ia = cap_pg_i64_array(ids, (size_t)k), *aa = cap_pg_i64_array(atts, (size_t)k);
         const char *p[] = {ia, aa};
         struct cap_err err = {0};
-        if (ia && aa && cap_pg_cmd(w->pg, "heartbeat runs", SQL_HEARTBEAT, 2, p, &err) < 0)
+        if (!pg_ok)
+            cap_log(CAP_LOG_WARN, "heartbeat_failed", CAP_LS("err", cerr.msg));
+        else if (ia && aa && cap_pg_cmd(w->pg, "heartbeat runs", SQL_HEARTBEAT, 2, p, &err) < 0)
             cap_log(CAP_LOG_WARN, "heartbeat_failed", CAP_LS("err", err.msg));
         free(ia);
         free(aa);
@@ -759,10 +808,11 @@ static void heartbeat(struct worker *w)
             argv[5 + i] = sids[i];
         argv[5 + k] = "JUSTID";
         cap_err_clear(&err);
-        redisReply *r = cap_redis_cmd(w->rd, "refreshing pending jobs", 6 + k, argv, NULL, &err);
+        redisReply *r =
+            rd_ok ? cap_redis_cmd(w->rd, "refreshing pending jobs", 6 + k, argv, NULL, &err) : NULL;
         if (r)
             freeReplyObject(r);
-        else
+        else if (rd_ok)
             cap_log(CAP_LOG_WARN, "heartbeat_failed", CAP_LS("err", err.msg));
     }
     free(ids);
@@ -828,7 +878,49 @@ static void requeue_abandoned(struct worker *w)
     pthread_mutex_unlock(&w->mu);
 }
 
+struct watchdog {
+    atomic_int *stop;
+    atomic_int done;
+    int64_t limit_ms;
+};
+
+/* Enforces the drain deadline even when a thread sits in a call that never returns (a database
+ * that stopped answering): worker.drain_grace after SIGTERM, plus a little for the requeue,
+ * the process leaves. Its runs go stale and are recovered like those of a killed worker. */
+static void *watchdog_thread(void *arg)
+{
+    struct watchdog *wd = arg;
+    while (!atomic_load(wd->stop) && !atomic_load(&wd->done))
+        usleep(50000);
+    int64_t deadline = mono_ms() + wd->limit_ms;
+    while (!atomic_load(&wd->done)) {
+        if (mono_ms() >= deadline) {
+            cap_log(CAP_LOG_WARN, "drain_deadline", CAP_LI("limit_ms", wd->limit_ms),
+                    CAP_LS("err", "in-flight work abandoned; its runs will be recovered"));
+            fflush(stdout);
+            _exit(0);
+        }
+        usleep(20000);
+    }
+    return NULL;
+}
+
+static struct watchdog wd_state;
+
 int cap_worker_run(const struct cap_config *cfg, atomic_int *stop, struct cap_err *err)
+{
+    wd_state.stop = stop;
+    atomic_store(&wd_state.done, 0);
+    wd_state.limit_ms = cfg->worker_drain_grace_ms + 2000;
+    pthread_t wdt;
+    if (pthread_create(&wdt, NULL, watchdog_thread, &wd_state) == 0)
+        pthread_detach(wdt);
+    int rc = worker_run(cfg, stop, err);
+    atomic_store(&wd_state.done, 1);
+    return rc;
+}
+
+static int worker_run(const struct cap_config *cfg, atomic_int *stop, struct cap_err *err)
 {
     struct worker *w = calloc(1, sizeof *w);
     if (!w) {
@@ -837,6 +929,7 @@ int cap_worker_run(const struct cap_config *cfg, atomic_int *stop, struct cap_er
     }
     w->cfg = cfg;
     w->stop = stop;
+    snprintf(w->claim_cursor, sizeof w->claim_cursor, "0-0");
     char host[64] = "worker";
     gethostname(host, sizeof host - 1);
     struct timespec ts;
@@ -908,18 +1001,23 @@ int cap_worker_run(const struct cap_config *cfg, atomic_int *stop, struct cap_er
     retry_ms = 200;
     while (!atomic_load(stop)) {
         struct cap_err e = {0};
+        int64_t now = mono_ms();
+        if (now >= next_hb) {
+            /* Whatever is down, keep what can be kept fresh (runs in PostgreSQL, pending
+             * messages in Redis). */
+            heartbeat(w);
+            next_hb = now + hb_every;
+        }
         if (main_reconnect(w, &e) < 0) {
             cap_log(CAP_LOG_WARN, "connect_retry", CAP_LS("err", e.msg));
-            usleep((useconds_t)retry_ms * 1000);
+            int64_t nap = retry_ms;
+            if (nap > next_hb - mono_ms())
+                nap = next_hb - mono_ms() > 10 ? next_hb - mono_ms() : 10;
+            usleep((useconds_t)nap * 1000);
             retry_ms = retry_ms < 5000 ? retry_ms * 2 : 5000;
             continue;
         }
         retry_ms = 200;
-        int64_t now = mono_ms();
-        if (now >= next_hb) {
-            heartbeat(w);
-            next_hb = now + hb_every;
-        }
         pthread_mutex_lock(&w->mu);
         int free_slots = w->nthreads - w->nbusy;
         pthread_mutex_unlock(&w->mu);
@@ -971,9 +1069,7 @@ int cap_worker_run(const struct cap_config *cfg, atomic_int *stop, struct cap_er
         if (left == 0 || mono_ms() >= deadline)
             break;
         if (mono_ms() >= next_hb2) {
-            struct cap_err e = {0};
-            if (main_reconnect(w, &e) == 0)
-                heartbeat(w);
+            heartbeat(w);
             next_hb2 = mono_ms() + hb_every;
         }
         usleep(20000);
@@ -985,7 +1081,7 @@ int cap_worker_run(const struct cap_config *cfg, atomic_int *stop, struct cap_er
     pthread_mutex_unlock(&w->mu);
     if (left > 0) {
         struct cap_err e = {0};
-        if (main_reconnect(w, &e) == 0)
+        if (ensure_pg(w, &w->pg, "cap-worker", &e) == 0)
             requeue_abandoned(w);
         cap_log(CAP_LOG_WARN, "worker_stopped", CAP_LI("abandoned", left));
         return 1;
