@@ -42,9 +42,10 @@ static void check_due(const struct cap_schedule *s, int64_t t, int64_t n)
             abort();
         break;
     case CAP_SCHED_WEEKLY:
-        /* 1970-01-04 was a Sunday. */
-        if (!s->spread &&
-            (n - 3 * 86400) % (7 * 86400) != s->wday * 86400 + s->hour * 3600 + s->minute * 60)
+        /* 1970-01-04 was a Sunday; due times before it (n < 3 days) give a negative
+         * remainder in C, so bring it into 0..week. */
+        if (!s->spread && ((n - 3 * 86400) % (7 * 86400) + 7 * 86400) % (7 * 86400) !=
+                              s->wday * 86400 + s->hour * 3600 + s->minute * 60)
             abort();
         break;
     default:
