@@ -79,7 +79,7 @@ struct conn_arg {
     int mode; /* 0 tls, 1 tarpit, 2 garbage, 3 reset the first connection then tls */
 };
 
-static atomic_int resets_done;
+static atomic_int resets_done, silences_done;
 
 static void *conn_main(void *arg)
 {
@@ -94,7 +94,16 @@ static void *conn_main(void *arg)
         free(c);
         return NULL;
     }
-    if (c->mode == 0 || c->mode == 3) {
+    if (c->mode == 4 && atomic_fetch_add(&silences_done, 1) == 0) {
+        /* a server that ignores the first ClientHello: no answer until the client leaves */
+        char b[2048];
+        while (recv(c->fd, b, sizeof b, 0) > 0)
+            ;
+        close(c->fd);
+        free(c);
+        return NULL;
+    }
+    if (c->mode == 0 || c->mode == 3 || c->mode == 4) {
         int now = atomic_fetch_add(&tls_inflight, 1) + 1;
         int m = atomic_load(&tls_inflight_max);
         while (now > m && !atomic_compare_exchange_weak(&tls_inflight_max, &m, now))
@@ -342,6 +351,23 @@ int main(void)
         CHECK(all[0]->group_id == 24); /* secp384r1 */
         cap_scan_result_free(all[0]);
     }
+    /* a server that ignores the first ClientHello: retried at half time, within the deadline */
+    struct server ss = {.mode = 4};
+    int sport;
+    ss.fd = listen_on(&sport);
+    pthread_create(&ss.th, NULL, server_main, &ss);
+    req_for(&q, sport, 2000, 3);
+    int64_t t1 = now_ms();
+    cap_scan_job_submit(j, &q, &err);
+    n = collect(j, 1, all, 10000);
+    CHECK(n == 1);
+    if (n == 1) {
+        CHECK(strcmp(all[0]->outcome, "ok") == 0);
+        CHECK(all[0]->classical_retry);
+        CHECK(all[0]->elapsed_ms >= 900 && all[0]->elapsed_ms < 2000);
+        cap_scan_result_free(all[0]);
+    }
+    CHECK(now_ms() - t1 < 2500);
     cap_scan_job_free(j);
     cap_scan_engine_free(e);
     CHECK(cap_scan_engine_new_groups(1, "NO-SUCH-GROUP", &err) == NULL);
@@ -349,6 +375,8 @@ int main(void)
     atomic_store(&stop_servers, true);
     pthread_join(rs.th, NULL);
     close(rs.fd);
+    pthread_join(ss.th, NULL);
+    close(ss.fd);
     for (int i = 0; i < 3; i++) {
         pthread_join(srv[i].th, NULL);
         close(srv[i].fd);

@@ -52,7 +52,7 @@ struct probe {
     SSL *ssl;
     struct cap_scan_job *job;
     struct cap_scan_result *res;
-    int64_t start_ms, deadline_ms;
+    int64_t start_ms, deadline_ms, final_ms; /* deadline_ms: next timer; final_ms: the end */
     size_t heap_idx;
     bool hybrid, retried;
     STACK_OF(X509) *chain;
@@ -430,7 +430,7 @@ static void probe_handshake(struct cap_scan_engine *e, struct probe *p)
     }
     /* A server that chokes on the hybrid ClientHello gets one classical retry. */
     if (p->hybrid && !p->retried && (reset_like || se == SSL_ERROR_SSL) &&
-        now_ms() < p->deadline_ms) {
+        now_ms() < p->final_ms) {
         probe_restart_classical(e, p);
         return;
     }
@@ -585,6 +585,17 @@ static void probe_event(struct cap_scan_engine *e, struct probe *p, uint32_t ev)
 
 static void probe_timeout(struct cap_scan_engine *e, struct probe *p)
 {
+    if (p->deadline_ms < p->final_ms) {
+        /* Half-time check of a first attempt: a server that has said nothing at all to the
+         * hybrid ClientHello gets the classical retry with the time that is left. */
+        bool silent = p->state == PROBE_HANDSHAKING && p->ssl &&
+                      BIO_number_read(SSL_get_rbio(p->ssl)) == 0;
+        p->deadline_ms = p->final_ms;
+        heap_down(e, p->heap_idx);
+        if (silent && p->hybrid && !p->retried)
+            probe_restart_classical(e, p);
+        return;
+    }
     const char *phase = p->state == PROBE_CONNECTING ? "connect"
                         : p->state == PROBE_STARTTLS ? "starttls"
                                                      : "handshake";
@@ -603,8 +614,10 @@ static void probe_start(struct cap_scan_engine *e, struct cap_scan_job *j,
     p->job = j;
     p->res = res;
     p->start_ms = now_ms();
-    p->deadline_ms = p->start_ms + (res->req.timeout_ms > 0 ? res->req.timeout_ms : 5000);
+    p->final_ms = p->start_ms + (res->req.timeout_ms > 0 ? res->req.timeout_ms : 5000);
     p->hybrid = e->ctx_hybrid != NULL;
+    /* With a first (hybrid) attempt, a timer at half time checks whether the server answered. */
+    p->deadline_ms = p->hybrid ? p->start_ms + (p->final_ms - p->start_ms) / 2 : p->final_ms;
     res->hybrid_offered = p->hybrid;
     p->heap_idx = SIZE_MAX;
     heap_push(e, p);
