@@ -36,6 +36,9 @@ static const struct fixed_block LOOPBACK[] = {
 };
 
 static const uint8_t V4MAPPED_PREFIX[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+/* NAT64 well-known prefix 64:ff9b::/96 (RFC 6052) and 6to4 2002::/16 (RFC 3056): both carry an
+ * IPv4 address that a gateway may connect to, so that address is checked too. */
+static const uint8_t NAT64_PREFIX[12] = {0, 0x64, 0xff, 0x9b, 0, 0, 0, 0, 0, 0, 0, 0};
 
 /* Parses the decimal prefix length; strict digits only. */
 static int parse_prefix(const char *s, unsigned max, unsigned *out)
@@ -237,6 +240,24 @@ enum cap_policy_verdict cap_policy_check_bytes(const struct cap_policy *p, int f
     for (size_t i = 0; i < ALWAYS_REFUSED_N; i++) {
         if (cap_policy_cidr_contains(&fixed_always[i], &a)) {
             set_reason(reason, n, ALWAYS_REFUSED[i].reason);
+            return CAP_POLICY_REFUSED;
+        }
+    }
+    if (a.family == AF_INET6) {
+        const uint8_t *embedded = NULL;
+        const char *via = NULL;
+        if (memcmp(a.addr, NAT64_PREFIX, 12) == 0) {
+            embedded = a.addr + 12;
+            via = "NAT64";
+        } else if (a.addr[0] == 0x20 && a.addr[1] == 0x02) {
+            embedded = a.addr + 2;
+            via = "6to4";
+        }
+        char inner[CAP_POLICY_REASON_MAX];
+        if (embedded &&
+            cap_policy_check_bytes(p, AF_INET, embedded, inner, sizeof inner) != CAP_POLICY_ALLOWED) {
+            if (reason && n > 0)
+                snprintf(reason, n, "%s (through the %s address)", inner, via);
             return CAP_POLICY_REFUSED;
         }
     }

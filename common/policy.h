@@ -63,7 +63,9 @@ void cap_policy_cleanup(struct cap_policy *p);
 /* Checks one address (AF_INET or AF_INET6; IPv4-mapped IPv6 is unmapped first). Returns
  * CAP_POLICY_ALLOWED, or CAP_POLICY_REFUSED with reason (may be NULL) set to why, naming the
  * refused block ("link-local (169.254.0.0/16)", "network.deny 10.0.0.0/8", "loopback
- * (127.0.0.0/8) while network.allow_loopback is false"). Any other family is refused. Pure,
+ * (127.0.0.0/8) while network.allow_loopback is false"). An IPv6 address that carries an IPv4
+ * one for a gateway (NAT64 64:ff9b::/96, 6to4 2002::/16) is refused when that IPv4 address is.
+ * Any other family is refused. Pure,
  * thread-safe, never blocks. */
 enum cap_policy_verdict cap_policy_check_addr(const struct cap_policy *p, const struct sockaddr *sa,
                                               char *reason, size_t n);

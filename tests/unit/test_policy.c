@@ -99,6 +99,13 @@ static void test_always_refused(void)
             fprintf(stderr, "unexpectedly refused %s: %s\n", allowed[i], why);
         CHECK(v == CAP_POLICY_ALLOWED);
     }
+    /* IPv4 addresses carried for gateways: NAT64 and 6to4 */
+    CHECK(check(&p, "64:ff9b::a9fe:a9fe", why, sizeof why) == CAP_POLICY_REFUSED);
+    CHECK(strstr(why, "link-local") && strstr(why, "NAT64"));
+    CHECK(check(&p, "2002:a9fe:a9fe::1", why, sizeof why) == CAP_POLICY_REFUSED);
+    CHECK(strstr(why, "6to4") != NULL);
+    CHECK(check(&p, "64:ff9b::808:808", why, sizeof why) == CAP_POLICY_ALLOWED);
+    CHECK(check(&p, "2002:808:808::1", why, sizeof why) == CAP_POLICY_ALLOWED);
     /* a NULL reason buffer is fine */
     CHECK(check(&p, "169.254.1.1", NULL, 0) == CAP_POLICY_REFUSED);
     cap_policy_cleanup(&p);
@@ -129,6 +136,9 @@ static void test_deny_and_loopback(void)
     CHECK(check(&p, "127.200.1.1", why, sizeof why) == CAP_POLICY_REFUSED);
     CHECK(check(&p, "::1", why, sizeof why) == CAP_POLICY_REFUSED);
     CHECK(check(&p, "::ffff:127.0.0.1", why, sizeof why) == CAP_POLICY_REFUSED);
+    CHECK(check(&p, "64:ff9b::a02:304", why, sizeof why) == CAP_POLICY_REFUSED);
+    CHECK(strstr(why, "network.deny 10.0.0.0/8") != NULL);
+    CHECK(check(&p, "64:ff9b::7f00:1", why, sizeof why) == CAP_POLICY_REFUSED);
     cap_policy_cleanup(&p);
 
     char *bad[] = {"10.0.0.0/8", "nonsense", NULL};
