@@ -1876,13 +1876,15 @@ static int finish(struct loader *L, struct cap_err *err)
         if (c->worker_heartbeat_ms < 1)
             c->worker_heartbeat_ms = 1;
     }
-    if (c->worker_heartbeat_ms >= c->worker_reclaim_idle_ms) {
+    /* A heartbeat that lands close to reclaim_idle lets another worker take a live run: keep
+     * at least two heartbeats inside the idle window. */
+    if (c->worker_heartbeat_ms * 2 > c->worker_reclaim_idle_ms) {
         char a[32], b[32];
         fmt_duration(c->worker_heartbeat_ms, a, sizeof a);
         fmt_duration(c->worker_reclaim_idle_ms, b, sizeof b);
         cap_err_set(err, CAP_E_INVALID,
-                    "config key \"worker.heartbeat\": value \"%s\" is not shorter than "
-                    "worker.reclaim_idle \"%s\" (allowed a duration below worker.reclaim_idle)",
+                    "config key \"worker.heartbeat\": value \"%s\" is more than half of "
+                    "worker.reclaim_idle \"%s\" (allowed at most half of worker.reclaim_idle)",
                     a, b);
         return -1;
     }
