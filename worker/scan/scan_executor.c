@@ -442,7 +442,12 @@ static int scan_execute(struct cap_run_ctx *ctx, struct cap_run_outcome *out, st
             CAP_LI("targets", (long long)r->total), CAP_LI("concurrency", concurrency),
             CAP_LI("timeout_ms", src->timeout_ms));
 
-    size_t window = (size_t)concurrency * 2 + 8;
+    /* Probes kept queued or in flight: two rounds of what can really run at once, so a source
+     * with concurrency 100000 on a worker with 256 slots queues hundreds, not 200000. */
+    int effective = concurrency < ctx->cfg->worker_max_concurrent_discovery
+                        ? concurrency
+                        : ctx->cfg->worker_max_concurrent_discovery;
+    size_t window = (size_t)(effective > 0 ? effective : 1) * 2 + 8;
     bool more = true, interrupted = false;
     size_t last_item = SIZE_MAX;
     for (;;) {
