@@ -254,8 +254,8 @@ enum cap_policy_verdict cap_policy_check_bytes(const struct cap_policy *p, int f
             via = "6to4";
         }
         char inner[CAP_POLICY_REASON_MAX];
-        if (embedded &&
-            cap_policy_check_bytes(p, AF_INET, embedded, inner, sizeof inner) != CAP_POLICY_ALLOWED) {
+        if (embedded && cap_policy_check_bytes(p, AF_INET, embedded, inner, sizeof inner) !=
+                            CAP_POLICY_ALLOWED) {
             if (reason && n > 0)
                 snprintf(reason, n, "%s (through the %s address)", inner, via);
             return CAP_POLICY_REFUSED;
@@ -323,8 +323,7 @@ int cap_policy_cidr_refused_by(const struct cap_policy *p, const struct cap_cidr
         return 0;
     if (reason && n > 0)
         snprintf(reason, n, "cidr %s lies wholly inside %s, which the network policy %s",
-                 cap_policy_cidr_str(c, t, sizeof t), why,
-                 p ? "refuses" : "always refuses");
+                 cap_policy_cidr_str(c, t, sizeof t), why, p ? "refuses" : "always refuses");
     return 1;
 }
 

@@ -90,8 +90,8 @@ int cap_policy_cidr_refused_by(const struct cap_policy *p, const struct cap_cidr
  * connect to, including those of redirects. Fill policy, then pass to cap_policy_curl_guard. */
 struct cap_policy_guard {
     const struct cap_policy *policy;
-    int refused;                           /* connects refused so far */
-    char reason[CAP_POLICY_REASON_MAX];    /* why the first one was refused */
+    int refused;                        /* connects refused so far */
+    char reason[CAP_POLICY_REASON_MAX]; /* why the first one was refused */
 };
 
 /* Installs g on the easy handle h: CURLOPT_OPENSOCKETFUNCTION refusing addresses the policy

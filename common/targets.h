@@ -13,7 +13,10 @@
 /* Longest host name accepted (RFC 1035 text form without the trailing dot). */
 #define CAP_HOSTNAME_MAX 253
 /* Ports used when a source lists none. */
-#define CAP_TARGETS_DEFAULT_PORTS {443, 8443}
+#define CAP_TARGETS_DEFAULT_PORTS                                                                  \
+    {                                                                                              \
+        443, 8443                                                                                  \
+    }
 
 enum cap_target_kind {
     CAP_TARGET_ADDR = 0, /* an address from a CIDR (or an IP literal listed as a host) */

@@ -50,9 +50,10 @@ static void test_parse(void)
     CHECK(cap_policy_parse_cidr("::ffff:10.1.0.0/112", &c, &e) == 0);
     CHECK(c.family == AF_INET && c.prefix == 16);
     CHECK(strcmp(cap_policy_cidr_str(&c, t, sizeof t), "10.1.0.0/16") == 0);
-    const char *bad[] = {"", "10.0.0.0/33", "10.0.0.1/8", "10.0.0.0/", "10.0.0.0/08",
-                         "10.0.0.0/8x", "a.b.c.d", "1.2.3", "::/129", "10.0.0.0//8",
-                         "10.0.0.0/-1", " 10.0.0.0/8", "fe80::1/10"};
+    const char *bad[] = {
+        "",          "10.0.0.0/33", "10.0.0.1/8", "10.0.0.0/",   "10.0.0.0/08", "10.0.0.0/8x",
+        "a.b.c.d",   "1.2.3",       "::/129",     "10.0.0.0//8", "10.0.0.0/-1", " 10.0.0.0/8",
+        "fe80::1/10"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         cap_err_clear(&e);
         CHECK(cap_policy_parse_cidr(bad[i], &c, &e) == -1);
@@ -73,12 +74,24 @@ static void test_always_refused(void)
     cap_err_clear(&e);
     CHECK(cap_policy_init(&p, &cfg, &e) == 0);
     char why[CAP_POLICY_REASON_MAX];
-    const char *refused[] = {"169.254.0.1",     "169.254.169.254", "169.254.255.255",
-                             "fe80::1",         "febf:ffff::1",    "fd00:ec2::254",
-                             "100.100.100.200", "192.0.0.192",     "0.0.0.0",
-                             "0.255.255.255",   "::",              "224.0.0.1",
-                             "239.255.255.255", "ff02::1",         "255.255.255.255",
-                             "::ffff:169.254.169.254", "::ffff:0.0.0.1", "::ffff:224.1.1.1"};
+    const char *refused[] = {"169.254.0.1",
+                             "169.254.169.254",
+                             "169.254.255.255",
+                             "fe80::1",
+                             "febf:ffff::1",
+                             "fd00:ec2::254",
+                             "100.100.100.200",
+                             "192.0.0.192",
+                             "0.0.0.0",
+                             "0.255.255.255",
+                             "::",
+                             "224.0.0.1",
+                             "239.255.255.255",
+                             "ff02::1",
+                             "255.255.255.255",
+                             "::ffff:169.254.169.254",
+                             "::ffff:0.0.0.1",
+                             "::ffff:224.1.1.1"};
     for (size_t i = 0; i < sizeof refused / sizeof refused[0]; i++) {
         why[0] = '\0';
         CHECK(check(&p, refused[i], why, sizeof why) == CAP_POLICY_REFUSED);
@@ -88,10 +101,20 @@ static void test_always_refused(void)
     CHECK(strcmp(why, "link-local (169.254.0.0/16)") == 0);
     CHECK(check(&p, "::ffff:169.254.1.1", why, sizeof why) == CAP_POLICY_REFUSED);
     CHECK(strcmp(why, "link-local (169.254.0.0/16)") == 0);
-    const char *allowed[] = {"169.253.255.255", "169.255.0.0",    "fec0::1",     "1.1.1.1",
-                             "127.0.0.1",       "::1",            "::ffff:127.0.0.1",
-                             "223.255.255.255", "240.0.0.1",      "100.100.100.201",
-                             "fd00:ec2::253",   "192.0.0.191",    "::2",         "2001:db8::1",
+    const char *allowed[] = {"169.253.255.255",
+                             "169.255.0.0",
+                             "fec0::1",
+                             "1.1.1.1",
+                             "127.0.0.1",
+                             "::1",
+                             "::ffff:127.0.0.1",
+                             "223.255.255.255",
+                             "240.0.0.1",
+                             "100.100.100.201",
+                             "fd00:ec2::253",
+                             "192.0.0.191",
+                             "::2",
+                             "2001:db8::1",
                              "1.0.0.0"};
     for (size_t i = 0; i < sizeof allowed / sizeof allowed[0]; i++) {
         int v = check(&p, allowed[i], why, sizeof why);

@@ -63,8 +63,8 @@ static void make_server_ctx(void)
     X509_gmtime_adj(X509_getm_notAfter(x), 86400);
     X509_set_pubkey(x, k);
     X509_NAME *n = X509_get_subject_name(x);
-    X509_NAME_add_entry_by_txt(n, "CN", MBSTRING_ASC, (const unsigned char *)"engine.test", -1,
-                               -1, 0);
+    X509_NAME_add_entry_by_txt(n, "CN", MBSTRING_ASC, (const unsigned char *)"engine.test", -1, -1,
+                               0);
     X509_set_issuer_name(x, n);
     X509_sign(x, k, EVP_sha256());
     server_ctx = SSL_CTX_new(TLS_server_method());

@@ -111,8 +111,7 @@ static void test_ldap_pg(void)
     const uint8_t no[] = {0x30, 0x10, 0x02, 0x01, 0x01, 0x78, 0x0b, 0x0a, 0x01,
                           0x02, 0x04, 0x00, 0x04, 0x04, 'n',  'o',  'p',  'e'};
     cap_starttls_begin(&st, CAP_STARTTLS_LDAP, &out, &ol);
-    CHECK(cap_starttls_input(&st, no, sizeof no, &out, &ol, err, sizeof err) ==
-          CAP_STARTTLS_FAIL);
+    CHECK(cap_starttls_input(&st, no, sizeof no, &out, &ol, err, sizeof err) == CAP_STARTTLS_FAIL);
     CHECK(strstr(err, "resultCode 2") && strstr(err, "nope"));
     const uint8_t junk[] = {0x31, 0x00};
     cap_starttls_begin(&st, CAP_STARTTLS_LDAP, &out, &ol);
@@ -139,9 +138,10 @@ static void test_override(void)
     CHECK(port == 2525 && pr == CAP_STARTTLS_SMTP);
     CHECK(cap_starttls_parse_override("25:none", &port, &pr) == 0);
     CHECK(port == 25 && pr == CAP_STARTTLS_NONE);
-    CHECK(cap_starttls_parse_override("5433:postgres", &port, &pr) == 0 && pr == CAP_STARTTLS_POSTGRES);
-    const char *bad[] = {"", ":smtp", "25", "25:", "25:ftp", "0:smtp", "65536:smtp", "x:smtp",
-                         "123456:smtp", "25:smtp "};
+    CHECK(cap_starttls_parse_override("5433:postgres", &port, &pr) == 0 &&
+          pr == CAP_STARTTLS_POSTGRES);
+    const char *bad[] = {"",       ":smtp",      "25",     "25:",         "25:ftp",
+                         "0:smtp", "65536:smtp", "x:smtp", "123456:smtp", "25:smtp "};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
         CHECK(cap_starttls_parse_override(bad[i], &port, &pr) == -1);
 }

@@ -40,8 +40,13 @@
 #define FD_MARGIN 256
 #define EVFD_TAG UINT32_MAX
 
-enum probe_state { PROBE_FREE = 0, PROBE_CONNECTING, PROBE_STARTTLS, PROBE_HANDSHAKING,
-                   PROBE_DONE };
+enum probe_state {
+    PROBE_FREE = 0,
+    PROBE_CONNECTING,
+    PROBE_STARTTLS,
+    PROBE_HANDSHAKING,
+    PROBE_DONE
+};
 
 static const char *const state_names[] = {"free", "connecting", "starttls", "handshaking", "done"};
 
@@ -55,7 +60,7 @@ struct probe {
     int64_t start_ms, deadline_ms, final_ms; /* deadline_ms: next timer; final_ms: the end */
     size_t heap_idx;
     bool hybrid, retried;
-    STACK_OF(X509) *chain;
+    STACK_OF(X509) * chain;
     const uint8_t *out;
     size_t out_len;
     struct probe *done_next;
@@ -218,9 +223,13 @@ static uint16_t group_codepoint_by_name(const char *name)
     static const struct {
         const char *name;
         uint16_t id;
-    } t[] = {{"X25519MLKEM768", 0x11ec}, {"SecP256r1MLKEM768", 0x11eb},
-             {"SecP384r1MLKEM1024", 0x11ed}, {"MLKEM512", 0x0200}, {"MLKEM768", 0x0201},
-             {"MLKEM1024", 0x0202}, {"X25519Kyber768Draft00", 0x6399}};
+    } t[] = {{"X25519MLKEM768", 0x11ec},
+             {"SecP256r1MLKEM768", 0x11eb},
+             {"SecP384r1MLKEM1024", 0x11ed},
+             {"MLKEM512", 0x0200},
+             {"MLKEM768", 0x0201},
+             {"MLKEM1024", 0x0202},
+             {"X25519Kyber768Draft00", 0x6399}};
     for (size_t i = 0; name && i < sizeof t / sizeof t[0]; i++) {
         if (strcmp(t[i].name, name) == 0)
             return t[i].id;
@@ -429,8 +438,7 @@ static void probe_handshake(struct cap_scan_engine *e, struct probe *p)
         reset_like = ERR_GET_REASON(le) == SSL_R_UNEXPECTED_EOF_WHILE_READING;
     }
     /* A server that chokes on the hybrid ClientHello gets one classical retry. */
-    if (p->hybrid && !p->retried && (reset_like || se == SSL_ERROR_SSL) &&
-        now_ms() < p->final_ms) {
+    if (p->hybrid && !p->retried && (reset_like || se == SSL_ERROR_SSL) && now_ms() < p->final_ms) {
         probe_restart_classical(e, p);
         return;
     }
@@ -478,8 +486,8 @@ static void probe_starttls_write(struct cap_scan_engine *e, struct probe *p)
             return;
         }
         if (w <= 0) {
-            probe_finish(e, p, "tls_error", "starttls %s: send: %s",
-                         cap_starttls_name(p->st.proto), strerror(errno));
+            probe_finish(e, p, "tls_error", "starttls %s: send: %s", cap_starttls_name(p->st.proto),
+                         strerror(errno));
             return;
         }
         p->out += w;
@@ -588,8 +596,8 @@ static void probe_timeout(struct cap_scan_engine *e, struct probe *p)
     if (p->deadline_ms < p->final_ms) {
         /* Half-time check of a first attempt: a server that has said nothing at all to the
          * hybrid ClientHello gets the classical retry with the time that is left. */
-        bool silent = p->state == PROBE_HANDSHAKING && p->ssl &&
-                      BIO_number_read(SSL_get_rbio(p->ssl)) == 0;
+        bool silent =
+            p->state == PROBE_HANDSHAKING && p->ssl && BIO_number_read(SSL_get_rbio(p->ssl)) == 0;
         p->deadline_ms = p->final_ms;
         heap_down(e, p->heap_idx);
         if (silent && p->hybrid && !p->retried)
@@ -803,7 +811,8 @@ static SSL_CTX *make_ctx(const char *groups)
     if (SSL_CTX_set_min_proto_version(c, TLS1_VERSION) != 1 ||
         SSL_CTX_set_max_proto_version(c, 0) != 1 ||
         SSL_CTX_set_cipher_list(c, "ALL:@SECLEVEL=0") != 1 ||
-        SSL_CTX_set_ciphersuites(c, TLS13_SUITES) != 1 || SSL_CTX_set1_groups_list(c, groups) != 1) {
+        SSL_CTX_set_ciphersuites(c, TLS13_SUITES) != 1 ||
+        SSL_CTX_set1_groups_list(c, groups) != 1) {
         SSL_CTX_free(c);
         return NULL;
     }
@@ -993,8 +1002,7 @@ struct cap_scan_job *cap_scan_job_new(struct cap_scan_engine *e, int concurrency
     return j;
 }
 
-int cap_scan_job_submit(struct cap_scan_job *j, const struct cap_scan_req *req,
-                        struct cap_err *err)
+int cap_scan_job_submit(struct cap_scan_job *j, const struct cap_scan_req *req, struct cap_err *err)
 {
     struct cap_scan_result *r = calloc(1, sizeof *r);
     if (!r) {

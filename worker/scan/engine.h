@@ -43,7 +43,7 @@ struct cap_scan_result {
     uint16_t group_id;    /* IANA code point, 0 when unknown */
     bool hybrid_offered;  /* the final attempt offered a hybrid ML-KEM group */
     bool classical_retry; /* a hybrid attempt failed and was retried with classical groups */
-    STACK_OF(X509) *chain;
+    STACK_OF(X509) * chain;
     int64_t elapsed_ms;
     struct cap_scan_result *next; /* list link (results come back as a list) */
 };
@@ -57,7 +57,7 @@ struct cap_scan_engine_stats {
     int inflight;      /* probes in slots now */
     int inflight_peak; /* most probes in slots at once */
     uint64_t started, finished;
-    bool hybrid;       /* ML-KEM hybrid groups offered (OpenSSL >= 3.5 at run time) */
+    bool hybrid; /* ML-KEM hybrid groups offered (OpenSSL >= 3.5 at run time) */
 };
 
 /* Creates the engine with `slots` probe slots and starts its loop thread. Raises the open-file

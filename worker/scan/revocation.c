@@ -165,7 +165,7 @@ static void collect_urls(struct item *it)
     sk_DIST_POINT_pop_free(dps, DIST_POINT_free);
 }
 
-void cap_revocation_add_chain(struct cap_revocation *rv, STACK_OF(X509) *chain)
+void cap_revocation_add_chain(struct cap_revocation *rv, STACK_OF(X509) * chain)
 {
     if (!chain || sk_X509_num(chain) < 1)
         return;
@@ -687,9 +687,14 @@ static int write_results(struct cap_revocation *rv, struct cap_err *err)
             continue;
         if (!it->cached && it->ans != ANS_ERROR) {
             char ra[24], tu[24], nu[24];
-            const char *p[] = {it->fp, it->url, it->method, answer_names[it->ans],
-                               cap_pg_i64(ra, it->revoked_at), it->reason,
-                               cap_pg_i64(tu, it->this_update), cap_pg_i64(nu, it->next_update)};
+            const char *p[] = {it->fp,
+                               it->url,
+                               it->method,
+                               answer_names[it->ans],
+                               cap_pg_i64(ra, it->revoked_at),
+                               it->reason,
+                               cap_pg_i64(tu, it->this_update),
+                               cap_pg_i64(nu, it->next_update)};
             rc = cap_pg_cmd(c, "write revocation cache", SQL_CACHE_PUT, 8, p, err);
         }
         json_object *f = facts_json(it);
@@ -717,9 +722,9 @@ static int write_results(struct cap_revocation *rv, struct cap_err *err)
         json_object_object_add(d, "reason", json_object_new_string(reason));
         char subject[80];
         snprintf(subject, sizeof subject, "cert:%s", it->fp);
-        int frc = cap_findings_raise(rv->inv, "revoked", "critical", subject, 0, 0, it->fp,
-                                     json_object_to_json_string_ext(d, JSON_C_TO_STRING_PLAIN),
-                                     err);
+        int frc =
+            cap_findings_raise(rv->inv, "revoked", "critical", subject, 0, 0, it->fp,
+                               json_object_to_json_string_ext(d, JSON_C_TO_STRING_PLAIN), err);
         json_object_put(d);
         if (frc != 0)
             return -1;

@@ -36,7 +36,7 @@ struct cap_revocation *cap_revocation_new(struct cap_run_ctx *ctx, struct cap_in
 
 /* Queues the leaf of chain (leaf first; the next certificate, when present, is taken as its
  * issuer) unless already queued. Keeps references, copies nothing else. Never blocks. */
-void cap_revocation_add_chain(struct cap_revocation *rv, STACK_OF(X509) *chain);
+void cap_revocation_add_chain(struct cap_revocation *rv, STACK_OF(X509) * chain);
 
 /* Checks everything queued: reads the cache, asks the responders that are not cached (at most
  * CAP_REVOCATION_PARALLEL at once, within budget_ms, stopping early when *stopping is set),

@@ -29,8 +29,7 @@
 /* Per-source STARTTLS overrides kept (discovery_sources.starttls). */
 #define STARTTLS_OVERRIDES_MAX 64
 
-static const char SQL_SOURCE_STARTTLS[] =
-    "SELECT starttls FROM discovery_sources WHERE id = $1";
+static const char SQL_SOURCE_STARTTLS[] = "SELECT starttls FROM discovery_sources WHERE id = $1";
 
 /* Distinct refusal reasons and failing host names kept for the run's details. */
 #define REFUSED_REASONS_MAX 32
@@ -143,8 +142,7 @@ static int submit_host(struct scan_run *r, const struct cap_target *tg, struct c
             snprintf(r->dns_failed_hosts[r->dns_failed_hosts_n++], CAP_HOSTNAME_MAX + 1, "%s",
                      tg->host);
         if (!r->dns_error[0])
-            snprintf(r->dns_error, sizeof r->dns_error, "host %s: %s", tg->host,
-                     gai_strerror(rc));
+            snprintf(r->dns_error, sizeof r->dns_error, "host %s: %s", tg->host, gai_strerror(rc));
         cap_log(CAP_LOG_INFO, "scan_dns_failed", CAP_LI("run_id", r->ctx->run_id),
                 CAP_LS("target", tg->host), CAP_LS("err", gai_strerror(rc)));
         r->total = r->total > 0 ? r->total - 1 : 0;
@@ -193,7 +191,7 @@ static int submit_host(struct scan_run *r, const struct cap_target *tg, struct c
 
 /* Verifies the chain as sent against the system trust store (after the handshake, off the
  * loop). Returns 0 when it verifies, else the X509_V_ERR code; -1 when it could not run. */
-static int verify_chain(STACK_OF(X509) *chain, const char **text)
+static int verify_chain(STACK_OF(X509) * chain, const char **text)
 {
     *text = NULL;
     if (!g_trust || !chain || sk_X509_num(chain) == 0)
@@ -510,18 +508,19 @@ static int scan_execute(struct cap_run_ctx *ctx, struct cap_run_outcome *out, st
     cap_scan_job_free(r->job);
     r->job = NULL;
     /* Revocation after the certificates are stored (it records facts on their rows). */
-    if (!interrupted && (cap_inventory_flush(r->inv, err) != 0 ||
-                         cap_revocation_finish(r->rev, ctx->stopping, REVOCATION_BUDGET_MS,
-                                               err) != 0))
+    if (!interrupted &&
+        (cap_inventory_flush(r->inv, err) != 0 ||
+         cap_revocation_finish(r->rev, ctx->stopping, REVOCATION_BUDGET_MS, err) != 0))
         goto done;
     if (r->policy_refused > 0 && raise_policy_block(r, err) != 0)
         goto done;
     if (progress(r, true, err) != 0 || cap_inventory_flush(r->inv, err) != 0)
         goto done;
     if (interrupted) {
-        cap_err_set(err, CAP_E_IO, "scan interrupted by the worker shutting down after %llu of "
-                    "%llu endpoints", (unsigned long long)(r->ok + r->refused_conn + r->timeouts +
-                                                          r->tls_errors),
+        cap_err_set(err, CAP_E_IO,
+                    "scan interrupted by the worker shutting down after %llu of "
+                    "%llu endpoints",
+                    (unsigned long long)(r->ok + r->refused_conn + r->timeouts + r->tls_errors),
                     (unsigned long long)r->total);
         goto done;
     }
@@ -538,9 +537,9 @@ static int scan_execute(struct cap_run_ctx *ctx, struct cap_run_outcome *out, st
         off = snprintf(out->error, sizeof out->error,
                        "%llu of %llu endpoints not scanned: %llu refused, %llu timed out, %llu "
                        "tls errors",
-                       (unsigned long long)(bad - r->dns_failed),
-                       (unsigned long long)r->submitted, (unsigned long long)r->refused_conn,
-                       (unsigned long long)r->timeouts, (unsigned long long)r->tls_errors);
+                       (unsigned long long)(bad - r->dns_failed), (unsigned long long)r->submitted,
+                       (unsigned long long)r->refused_conn, (unsigned long long)r->timeouts,
+                       (unsigned long long)r->tls_errors);
     if (r->dns_failed > 0 && off >= 0 && (size_t)off < sizeof out->error)
         off += snprintf(out->error + off, sizeof out->error - (size_t)off,
                         "%s%llu host name%s did not resolve (%s)", off ? "; " : "",
@@ -552,10 +551,10 @@ static int scan_execute(struct cap_run_ctx *ctx, struct cap_run_outcome *out, st
                  (unsigned long long)r->policy_refused);
     cap_log(CAP_LOG_INFO, "scan_finished", CAP_LI("run_id", ctx->run_id),
             CAP_LI("ok", (long long)r->ok), CAP_LI("refused", (long long)r->refused_conn),
-            CAP_LI("timeout", (long long)r->timeouts), CAP_LI("tls_error", (long long)r->tls_errors),
+            CAP_LI("timeout", (long long)r->timeouts),
+            CAP_LI("tls_error", (long long)r->tls_errors),
             CAP_LI("policy_refused", (long long)r->policy_refused),
-            CAP_LI("peak_inflight", r->peak),
-            CAP_LI("findings_resolved", resolved));
+            CAP_LI("peak_inflight", r->peak), CAP_LI("findings_resolved", resolved));
     rc = 0;
 done:
     cap_scan_job_free(r->job);

@@ -13,10 +13,9 @@ static const uint8_t SMTP_STARTTLS[] = "STARTTLS\r\n";
 static const uint8_t IMAP_STARTTLS[] = "a1 STARTTLS\r\n";
 static const uint8_t POP3_STLS[] = "STLS\r\n";
 /* LDAPMessage { messageID 1, extendedReq { requestName 1.3.6.1.4.1.1466.20037 } } */
-static const uint8_t LDAP_STARTTLS[] = {0x30, 0x1d, 0x02, 0x01, 0x01, 0x77, 0x18, 0x80, 0x16,
-                                        '1',  '.',  '3',  '.',  '6',  '.',  '1',  '.',  '4',
-                                        '.',  '1',  '.',  '1',  '4',  '6',  '6',  '.',  '2',
-                                        '0',  '0',  '3',  '7'};
+static const uint8_t LDAP_STARTTLS[] = {
+    0x30, 0x1d, 0x02, 0x01, 0x01, 0x77, 0x18, 0x80, 0x16, '1', '.', '3', '.', '6', '.', '1',
+    '.',  '4',  '.',  '1',  '.',  '1',  '4',  '6',  '6',  '.', '2', '0', '0', '3', '7'};
 /* SSLRequest: length 8, code 80877103 */
 static const uint8_t PG_SSLREQUEST[] = {0x00, 0x00, 0x00, 0x08, 0x04, 0xd2, 0x16, 0x2f};
 
@@ -111,7 +110,8 @@ static enum cap_starttls_status fail(char *err, size_t errn, const char *what, c
 {
     char q[CAP_ERR_VALUE_MAX * 4 + 8];
     if (text)
-        snprintf(err, errn, "%s: \"%s\"", what, cap_err_quote(q, sizeof q, (const char *)text, len));
+        snprintf(err, errn, "%s: \"%s\"", what,
+                 cap_err_quote(q, sizeof q, (const char *)text, len));
     else
         snprintf(err, errn, "%s", what);
     return CAP_STARTTLS_FAIL;
