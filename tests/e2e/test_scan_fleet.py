@@ -83,6 +83,10 @@ def main():
         sni_cert = f.cert("localhost", sans=["localhost"])
         s["sni"] = f.tls("sni", default_cert, sni={"localhost": sni_cert}, addr="127.0.0.1")
         s["v6"] = f.tls("v6", f.cert("v6.fleet.test"), addr="::1")
+        for proto in ("imap", "pop3", "ldap"):
+            srv = f.add(proto, "starttls_" + proto, cert=f.cert("%s.fleet.test" % proto))
+            srv.ctx = srv.cert.context()
+            s[proto] = srv
         fleet.start()
         try:
             c.start_scheduler()
@@ -183,6 +187,20 @@ def main():
             assert orun["status"] == "succeeded", harness._short_row(orun)
             o = observations(c, orun["id"])[(s["smtp_any"].addr, fleet.port, "")]
             assert o["fingerprint_sha256"] == s["smtp_any"].cert.fingerprint, o
+            for proto in ("imap", "pop3", "ldap"):
+                pid_ = c.add_source_sql("starttls_" + proto, cidrs=["%s/32" % s[proto].addr],
+                                        ports=[fleet.port],
+                                        starttls=["%d:%s" % (fleet.port, proto)])
+                prun_ = run_source(c, pid_)
+                o = observations(c, prun_["id"])[(s[proto].addr, fleet.port, "")]
+                assert o["outcome"] == "ok", (proto, o)
+                assert o["fingerprint_sha256"] == s[proto].cert.fingerprint, (proto, o)
+            # PostgreSQL's SSLRequest against the test's own server, which has no TLS: 'N'
+            pgid = c.add_source_sql("starttls_pg", cidrs=["127.0.0.1/32"], ports=[c.pg_port],
+                                    starttls=["%d:postgres" % c.pg_port])
+            pgrun = run_source(c, pgid)
+            o = observations(c, pgrun["id"])[("127.0.0.1", c.pg_port, "")]
+            assert o["outcome"] == "tls_error" and "does not accept SSL" in o["error"], o
             try:
                 c.add_source_sql("bad_starttls", starttls=["25:ftp"])
                 raise AssertionError("a source with starttls 25:ftp was saved")

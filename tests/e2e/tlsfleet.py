@@ -386,6 +386,37 @@ class Fleet:
         f.close()
         self._handshake(s, conn)
 
+    def _serve_starttls_imap(self, s, conn):
+        f = conn.makefile("rb")
+        conn.sendall(b"* OK [CAPABILITY IMAP4rev1 STARTTLS] fleet ready\r\n")
+        line = f.readline(1024)
+        tag = line.split(b" ", 1)[0]
+        if line[len(tag):].strip().upper() != b"STARTTLS":
+            return
+        conn.sendall(b"* CAPABILITY IMAP4rev1\r\n" + tag + b" OK Begin TLS negotiation now\r\n")
+        f.close()
+        self._handshake(s, conn)
+
+    def _serve_starttls_pop3(self, s, conn):
+        f = conn.makefile("rb")
+        conn.sendall(b"+OK fleet POP3 ready\r\n")
+        if f.readline(1024).strip().upper() != b"STLS":
+            return
+        conn.sendall(b"+OK Begin TLS negotiation\r\n")
+        f.close()
+        self._handshake(s, conn)
+
+    def _serve_starttls_ldap(self, s, conn):
+        # LDAPMessage SEQUENCE with a short length, then the StartTLS extended request OID
+        req = conn.recv(4096)
+        if len(req) < 2 or req[0] != 0x30 or b"1.3.6.1.4.1.1466.20037" not in req:
+            return
+        msgid = req[4] if req[2] == 0x02 and req[3] == 1 else 1
+        # ExtendedResponse: resultCode success, empty matchedDN and diagnosticMessage
+        conn.sendall(bytes([0x30, 0x0c, 0x02, 0x01, msgid, 0x78, 0x07, 0x0a, 0x01, 0x00,
+                            0x04, 0x00, 0x04, 0x00]))
+        self._handshake(s, conn)
+
     def _wait_closed(self, conn):
         while not self._stop.is_set():
             try:
