@@ -14,7 +14,9 @@ Control (GET):
     /ctl/truth                        JSON list of every entry: index, fingerprint, match, ...
     /ctl/grow?n=N                     appends N entries and publishes the new tree head
     /ctl/fault?kind=K&count=N[&arg=X] next N entry requests fail with K:
-        429 (Retry-After X s), 500, 503, truncated, badb64, badleaf, slow (X s), fork,
+        429 (Retry-After X s), 500, 503, truncated, badb64, badleaf (length past the end),
+        longleaf (trailing bytes), badtype (entry type 7), slow (X s), huge (a
+        40 MiB body), fork,
         badsig, shrink (the last three apply to tree heads)
     /ctl/stats                        request counters
 """
@@ -329,12 +331,15 @@ class Handler(BaseHTTPRequestHandler):
     def entry_fault(self):
         """Applies a fault to an entries request; True when the response was sent."""
         lg = self.log_obj
-        kind, arg = lg.take_fault({"429", "500", "503", "slow"})
+        kind, arg = lg.take_fault({"429", "500", "503", "slow", "huge"})
         if kind == "429" or kind == "503":
             self.send(int(kind), '{"error":"slow down"}', headers={"Retry-After": str(arg or 1)})
             return True
         if kind == "500":
             self.send(500, '{"error":"internal"}')
+            return True
+        if kind == "huge":
+            self.send(200, b" " * (40 << 20))
             return True
         if kind == "slow":
             time.sleep(float(arg or 5))
@@ -402,7 +407,7 @@ class Handler(BaseHTTPRequestHandler):
             if self.entry_fault():
                 return
             e = min(e, s + lg.args.batch_max - 1, lg.size - 1)
-            kind, arg = lg.take_fault({"truncated", "badb64", "badleaf"})
+            kind, arg = lg.take_fault({"truncated", "badb64", "badleaf", "longleaf", "badtype"})
             items = []
             for i in range(s, e + 1):
                 li, xd = lg.b64[i]
@@ -412,6 +417,12 @@ class Handler(BaseHTTPRequestHandler):
                     raw = bytearray(lg.entries[i][0])
                     off = 12 if raw[10:12] == b"\x00\x00" else 44
                     raw[off:off + 3] = u24(len(raw))  # certificate length past the end
+                    li = base64.b64encode(bytes(raw)).decode()
+                if kind == "longleaf" and i == s:
+                    li = base64.b64encode(lg.entries[i][0] + b"\x00\x07").decode()
+                if kind == "badtype" and i == s:
+                    raw = bytearray(lg.entries[i][0])
+                    raw[10:12] = b"\x00\x07"
                     li = base64.b64encode(bytes(raw)).decode()
                 items.append('{"leaf_input":"%s","extra_data":"%s"}' % (li, xd))
             body = '{"entries":[' + ",".join(items) + "]}"

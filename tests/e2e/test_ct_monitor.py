@@ -96,7 +96,10 @@ def main():
 
         # --- each fault is a clear error; the checkpoint stays on stored entries ------------
         faults = [("500", 20, None, "HTTP 500"), ("truncated", 1, None, "malformed JSON"),
-                  ("badb64", 1, None, "base64"), ("badleaf", 1, None, "leaf")]
+                  ("badb64", 1, None, "base64"), ("badleaf", 1, None, "leaf"),
+                  ("longleaf", 1, None, "trailing bytes"), ("badtype", 1, None, "entry type 7"),
+                  ("huge", 4, None, "response larger than"),
+                  ("slow", 50, 60, "stalled connection")]
         for kind, count, arg, msg in faults:
             size = log.grow(100)
             before = checkpoint(c, sid, log.url)["next_index"]

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/ct_logs_default.h"
 #include "worker/ct/ct_codec.h"
 #include "worker/ct/ct_match.h"
 #include "worker/ct/ct_merkle.h"
@@ -403,8 +404,34 @@ static void test_leaf(void)
     cap_ct_entries_free(&en);
 }
 
+/* Every compiled-in log has a loadable key whose SHA-256 is its published log ID. */
+static void test_default_logs(void)
+{
+    size_t n = 0;
+    const struct cap_ct_default_log *d = cap_ct_logs_default(&n);
+    CHECK(n >= 6);
+    int argon = 0, nimbus = 0, lets = 0;
+    for (size_t i = 0; i < n; i++) {
+        struct cap_err e = {0};
+        EVP_PKEY *k = cap_ct_key_load(d[i].key_b64, &e);
+        uint8_t id[32];
+        char idb[64];
+        CHECK(k && cap_ct_key_id(k, id) == 0 && cap_ct_b64_encode(id, 32, idb, sizeof idb) > 0 &&
+              !strcmp(idb, d[i].log_id_b64));
+        EVP_PKEY_free(k);
+        CHECK(!strncmp(d[i].url, "https://", 8) && d[i].url[strlen(d[i].url) - 1] == '/');
+        bool tiled = !strcmp(d[i].protocol, "static-ct");
+        CHECK(tiled == (d[i].origin != NULL));
+        argon += strstr(d[i].url, "argon") != NULL;
+        nimbus += strstr(d[i].url, "nimbus") != NULL;
+        lets += tiled && strstr(d[i].url, "letsencrypt") != NULL;
+    }
+    CHECK(argon >= 1 && nimbus >= 1 && lets >= 2);
+}
+
 int main(void)
 {
+    test_default_logs();
     test_b64();
     test_merkle();
     test_inclusion();

@@ -30,8 +30,10 @@
 #define CT_INFLIGHT 4
 /* First get-entries batch asked for; a log answering with fewer sets the batch. */
 #define CT_BATCH_START 1024
-/* Attempts per request for retryable failures (429, 5xx, transport errors). */
+/* Attempts per request for retryable failures (429, 5xx, transport errors); a request that
+ * timed out (each attempt costs the stall time) gets fewer. */
 #define CT_MAX_ATTEMPTS 6
+#define CT_MAX_TIMEOUT_ATTEMPTS 3
 #define CT_BACKOFF_BASE_MS 250
 #define CT_BACKOFF_CAP_MS 8000
 #define CT_RETRY_AFTER_CAP_S 60
@@ -519,7 +521,8 @@ static int fetch(struct ct_reader *r, struct cap_ct_req *q, const char *what, st
         q->attempts++;
         char desc[300];
         cap_ct_req_describe(q, desc, sizeof desc);
-        if (!retryable(q) || q->attempts >= CT_MAX_ATTEMPTS) {
+        if (!retryable(q) || q->attempts >= CT_MAX_ATTEMPTS ||
+            (q->timed_out && q->attempts >= CT_MAX_TIMEOUT_ATTEMPTS)) {
             cap_err_set(err, q->status == 0 ? CAP_E_IO : CAP_E_INVALID, "%s: %s%s", what, desc,
                         retryable(q) ? " (gave up after retries)" : "");
             return -1;
@@ -801,7 +804,8 @@ static int read_range(struct ct_reader *r, uint64_t end, struct cap_err *err)
                 d->attempts++;
                 char desc[300];
                 cap_ct_req_describe(d, desc, sizeof desc);
-                if (!retryable(d) || d->attempts >= CT_MAX_ATTEMPTS) {
+                if (!retryable(d) || d->attempts >= CT_MAX_ATTEMPTS ||
+                    (d->timed_out && d->attempts >= CT_MAX_TIMEOUT_ATTEMPTS)) {
                     cap_err_set(err, d->status == 0 ? CAP_E_IO : CAP_E_INVALID, "%s: %s%s", what,
                                 desc, retryable(d) ? " (gave up after retries)" : "");
                     rc = -1;

@@ -72,6 +72,7 @@ void cap_ct_req_reset(struct cap_ct_req *r)
     r->retry_after_s = -1;
     r->error[0] = '\0';
     r->too_big = false;
+    r->timed_out = false;
 }
 
 int cap_ct_http_start(struct cap_ct_http *h, struct cap_ct_req *r, struct cap_err *err)
@@ -127,6 +128,12 @@ static void finish(struct cap_ct_http *h, CURL *e, CURLcode cc)
         r->status = 0;
     } else if (r->too_big || cc == CURLE_FILESIZE_EXCEEDED) {
         snprintf(r->error, sizeof r->error, "response larger than %u bytes", CAP_CT_BODY_MAX);
+        r->status = 0;
+    } else if (cc == CURLE_OPERATION_TIMEDOUT) {
+        snprintf(r->error, sizeof r->error,
+                 "timed out (stalled connection: under 1 byte/s for %ld s, or over %ld ms)",
+                 h->stall_s, h->total_ms);
+        r->timed_out = true;
         r->status = 0;
     } else if (cc != CURLE_OK) {
         snprintf(r->error, sizeof r->error, "%s", curl_easy_strerror(cc));

@@ -28,6 +28,7 @@ struct cap_ct_req {
     size_t len;
     long retry_after_s;    /* from Retry-After (seconds), -1 when absent */
     char error[256];       /* transport error ("" when none) */
+    bool timed_out;        /* stalled or over its time limit */
     /* private */
     void *easy;
     struct cap_policy_guard guard;
