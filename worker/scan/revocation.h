@@ -14,8 +14,9 @@
 #include "worker/executor.h"
 #include "worker/inventory.h"
 
-/* Certificates checked per run at most (the rest are named as not checked in the log). */
-#define CAP_REVOCATION_MAX_CERTS 20000
+/* Certificates checked per run at most (the rest are counted as not checked in the log): each
+ * holds its leaf and issuer (a few KB) until the run ends. */
+#define CAP_REVOCATION_MAX_CERTS 4096
 /* Transfers in flight at once. */
 #define CAP_REVOCATION_PARALLEL 16
 /* Largest OCSP response and CRL accepted. */
