@@ -143,12 +143,13 @@ int cap_targets_check_limit(const struct cap_targets *t, int64_t max, struct cap
     if (max >= 0 && t->count > (uint64_t)max) {
         if (t->count == UINT64_MAX)
             cap_err_set(err, CAP_E_LIMIT,
-                        "source lists more than 18446744073709551614 targets, more than "
-                        "scan.max_targets %lld",
+                        "more than 18446744073709551614 targets (addresses x ports), more "
+                        "than scan.max_targets %lld",
                         (long long)max);
         else
             cap_err_set(err, CAP_E_LIMIT,
-                        "source lists %llu targets, more than scan.max_targets %lld",
+                        "%llu targets (addresses x ports and host names x ports), more than "
+                        "scan.max_targets %lld",
                         (unsigned long long)t->count, (long long)max);
         return -1;
     }

@@ -69,7 +69,8 @@ uint64_t cap_targets_count(const struct cap_targets *t);
 uint64_t cap_targets_cidr_size(const struct cap_cidr *c);
 
 /* Fails with CAP_E_LIMIT and a message giving both numbers when the count exceeds max
- * ("source lists 393216 targets, more than scan.max_targets 100000"). 0 or -1. */
+ * ("393216 targets (addresses x ports and host names x ports), more than
+ * scan.max_targets 100000"). 0 or -1. */
 int cap_targets_check_limit(const struct cap_targets *t, int64_t max, struct cap_err *err);
 
 /* Produces the next target into out: the CIDRs first (each address with every port), then the
