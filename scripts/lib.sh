@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Shared shell functions for scripts/test.sh and scripts/run-local.sh (sourced, bash).
 # Nothing here runs on its own.
 

@@ -120,8 +120,8 @@ stop_all() {
     for p in "${PIDS_CAP[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
     for p in "${PIDS_CAP[@]}"; do wait "$p" 2>/dev/null || true; done
     # PostgreSQL: SIGINT is its fast shutdown; Redis: SIGTERM (no persistence configured).
-    [ -n "${PG_PID:-}" ] && kill -INT "$PG_PID" 2>/dev/null || true
-    [ -n "${REDIS_PID:-}" ] && kill -TERM "$REDIS_PID" 2>/dev/null || true
+    if [ -n "${PG_PID:-}" ]; then kill -INT "$PG_PID" 2>/dev/null || true; fi
+    if [ -n "${REDIS_PID:-}" ]; then kill -TERM "$REDIS_PID" 2>/dev/null || true; fi
     for p in "${PIDS_SERVERS[@]}"; do wait "$p" 2>/dev/null || true; done
     cap_log "stopped; data kept in $DATA (run this script again to reuse it)"
 }
