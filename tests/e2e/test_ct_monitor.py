@@ -189,10 +189,11 @@ def main():
 
         # --- backfill from the middle: the audit path of the first entry gives the frontier,
         # so the root of the whole tree is still checked when the read reaches the tree head.
-        for name, url in (("mid", log.url), ("mid-tiled", log.tiled_url)):
+        for name, url, proto in (("mid", log.url, "rfc6962"),
+                                 ("mid-tiled", log.tiled_url, "static-ct")):
             add_source(c, name, "--domain", "example.com",
-                        "--domain", "xn--bcher-kva.example", "--log", url, "--log-key",
-                        log.key_file, "--backfill-from", "333")
+                       "--domain", "xn--bcher-kva.example", "--log", url, "--log-key",
+                       log.key_file, "--backfill-from", "333", "--log-protocol", proto)
             mid = source_id(c, name)
             size = log.stats()["tree_size"]
             run = wait_idle(c, mid, timeout=120, until=lambda: (checkpoint(
@@ -203,6 +204,17 @@ def main():
             got = [tuple(x) for x in sightings(c, mid)]
             want = [x for x in expected(log.truth(), size) if x[0] >= 333]
             assert got == want, (name, len(got), len(want))
+
+        # --- a log without a key is read, its checkpoint marked unverified -----------------
+        nsid = add_source(c, "nokey", "--domain", "example.com", "--domain",
+                          "xn--bcher-kva.example", "--log", log.url, "--backfill-from", "0")
+        size = log.stats()["tree_size"]
+        run = wait_idle(c, nsid, until=lambda: (checkpoint(c, nsid, log.url) or {}).get(
+            "next_index") == size)
+        assert run["status"] == "succeeded", run
+        cp = checkpoint(c, nsid, log.url)
+        assert not cp["verified"] and cp["has_frontier"], cp
+        assert [tuple(x) for x in sightings(c, nsid)] == expected(log.truth(), size)
 
         # --- plain http needs network.allow_loopback; the network policy guards every
         # connection: loopback refused without it, a metadata address always (capctl refuses
