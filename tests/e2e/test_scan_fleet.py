@@ -69,6 +69,11 @@ def main():
         s["chain"] = f.tls("chain", f.cert("chain.fleet.test", via_intermediate=True))
         s["tls12"] = f.tls("tls12", f.cert("tls12.fleet.test"), max_version=ssl.TLSVersion.TLSv1_2)
         s["tls13"] = f.tls("tls13", f.cert("tls13.fleet.test"), min_version=ssl.TLSVersion.TLSv1_3)
+        # a server that only speaks TLS 1.0 with NULL encryption (this OpenSSL has no 3DES, RC4
+        # or EXPORT suites): the client must offer both to see it
+        s["legacy"] = f.tls("legacy", f.cert("legacy.fleet.test", key=f.rsa(2048)),
+                            min_version=ssl.TLSVersion.TLSv1, max_version=ssl.TLSVersion.TLSv1)
+        s["legacy"].ctx.set_ciphers("NULL-SHA:@SECLEVEL=0")
         s["tarpit1"] = f.add("tarpit1", "tarpit")
         s["tarpit2"] = f.add("tarpit2", "tarpit")
         s["nothing"] = f.add("nothing", "refused")
@@ -107,7 +112,16 @@ def main():
             assert run["targets_done"] == 64 * len(ports), run["targets_done"]
             tls_names = ["rsa2048", "rsa4096", "p256", "p384", "ed25519", "expired", "selfsigned",
                          "wildcard", "san100", "chain", "tls12", "tls13"]
-            assert run["ok_count"] == len(tls_names) + (1 if as_root else 0), run["ok_count"]
+            assert run["ok_count"] == len(tls_names) + 1 + (1 if as_root else 0), run["ok_count"]
+            lo = obs[(s["legacy"].addr, fleet.port, "")]
+            assert lo["outcome"] == "ok", lo
+            assert lo["tls_version"] == "TLSv1", lo
+            assert lo["cipher_suite"] == "TLS_RSA_WITH_NULL_SHA", lo
+            assert lo["kex_pqc"] in (None, "classical"), lo
+            for kind in ("deprecated_tls", "weak_cipher"):
+                assert open_finding(c, kind, endpoint_id=lo["endpoint_id"]) == 1, kind
+                assert open_finding(c, kind, endpoint_id=obs[(s["rsa2048"].addr, fleet.port,
+                                                              "")]["endpoint_id"]) == 0, kind
             for name in tls_names:
                 srv = s[name]
                 o = obs[(srv.addr, fleet.port, "")]

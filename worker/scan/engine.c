@@ -30,6 +30,9 @@
 /* Groups offered, classical and (OpenSSL >= 3.5) with the hybrid ML-KEM group first. */
 #define GROUPS_CLASSICAL "X25519:P-256:X448:P-521:P-384:ffdhe2048:ffdhe3072:ffdhe4096"
 #define GROUPS_HYBRID "X25519MLKEM768:" GROUPS_CLASSICAL
+/* TLS 1.2 and older: every suite this OpenSSL has, at security level 0, the NULL-encryption
+ * ones included ("ALL" leaves them out), so a server that prefers a weak one shows it. */
+#define TLS12_SUITES "ALL:eNULL:@SECLEVEL=0"
 /* Every TLS 1.3 suite, CCM included (OpenSSL leaves the CCM ones out by default). */
 #define TLS13_SUITES                                                                               \
     "TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256:TLS_AES_128_GCM_SHA256:"                  \
@@ -810,7 +813,7 @@ static SSL_CTX *make_ctx(const char *groups)
     SSL_CTX_set_security_level(c, 0);
     if (SSL_CTX_set_min_proto_version(c, TLS1_VERSION) != 1 ||
         SSL_CTX_set_max_proto_version(c, 0) != 1 ||
-        SSL_CTX_set_cipher_list(c, "ALL:@SECLEVEL=0") != 1 ||
+        SSL_CTX_set_cipher_list(c, TLS12_SUITES) != 1 ||
         SSL_CTX_set_ciphersuites(c, TLS13_SUITES) != 1 ||
         SSL_CTX_set1_groups_list(c, groups) != 1) {
         SSL_CTX_free(c);
