@@ -5,7 +5,7 @@
  * certificates with their sightings and findings, and moves the checkpoint in the same
  * transaction, only over a contiguous, fully stored prefix. */
 #define OPENSSL_SUPPRESS_DEPRECATED
-#include <ctype.h>
+#include <curl/curl.h>
 #include <json-c/json.h>
 #include <openssl/evp.h>
 #include <openssl/sha.h>
@@ -1152,16 +1152,25 @@ fail:
 
 static int ct_init(const struct cap_config *cfg, struct cap_err *err)
 {
-    if (cap_policy_init(&g_policy, cfg, err) < 0)
+    /* Once, before any job thread makes a transfer (reference counted by libcurl). */
+    if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
+        cap_err_set(err, CAP_E_IO, "cannot initialise libcurl");
         return -1;
+    }
+    if (cap_policy_init(&g_policy, cfg, err) < 0) {
+        curl_global_cleanup();
+        return -1;
+    }
     g_policy_ready = true;
     return 0;
 }
 
 static void ct_shutdown(void)
 {
-    if (g_policy_ready)
+    if (g_policy_ready) {
         cap_policy_cleanup(&g_policy);
+        curl_global_cleanup();
+    }
     g_policy_ready = false;
 }
 
