@@ -205,6 +205,27 @@ def main():
             want = [x for x in expected(log.truth(), size) if x[0] >= 333]
             assert got == want, (name, len(got), len(want))
 
+        # --- two logs in one source: one misbehaves, the other is read; the run is partial --
+        log.clear()
+        log.fault("badsig", count=1)
+        two = add_source(c, "two", "--domain", "example.com", "--domain",
+                         "xn--bcher-kva.example", "--log", log.url, "--log", log.tiled_url,
+                         "--log-key", log.key_file, "--backfill-from", "0")
+        size = log.stats()["tree_size"]
+        run = wait_idle(c, two, until=lambda: (checkpoint(c, two, log.tiled_url) or {}).get(
+            "next_index") == size)
+        log.clear()
+        # (ct.run_budget 500: the tiled log takes several runs; the first one met the fault.)
+        first = c.sql_dicts("SELECT status, error FROM discovery_runs WHERE source_id = %s "
+                            "ORDER BY id LIMIT 1", (two,))[0]
+        assert first["status"] == "partial", first
+        assert log.url in first["error"] and "signature" in first["error"] and \
+            log.tiled_url not in first["error"], first["error"]
+        assert run["status"] == "succeeded", run
+        got = c.sql("SELECT log_index, fingerprint_sha256 FROM ct_sightings WHERE source_id = %s "
+                    "AND log_url = %s ORDER BY log_index", (two, log.tiled_url))
+        assert [tuple(x) for x in got] == expected(log.truth(), size)
+
         # --- a log without a key is read, its checkpoint marked unverified -----------------
         nsid = add_source(c, "nokey", "--domain", "example.com", "--domain",
                           "xn--bcher-kva.example", "--log", log.url, "--backfill-from", "0")

@@ -45,6 +45,10 @@
 static struct cap_policy g_policy;
 static bool g_policy_ready;
 
+static const char SQL_BEGIN[] = "BEGIN";
+static const char SQL_COMMIT[] = "COMMIT";
+static const char SQL_ROLLBACK[] = "ROLLBACK";
+
 static const char SQL_CP_GET[] =
     "SELECT next_index, tree_size, encode(root_hash, 'hex'), encode(frontier, 'hex') "
     "FROM ct_checkpoints WHERE source_id = $1 AND log_url = $2";
@@ -251,12 +255,12 @@ static int commit_pos(struct ct_reader *r, const struct ct_pos *c, struct cap_er
     if (rc == 0 && !r->commit_written) {
         /* Nothing was queued, so no batch ran the callback: write it on our own. */
         PGconn *pg = r->ctx->pg;
-        if (cap_pg_cmd(pg, "begin checkpoint", "BEGIN", 0, NULL, err) < 0) {
+        if (cap_pg_cmd(pg, "begin checkpoint", SQL_BEGIN, 0, NULL, err) < 0) {
             rc = -1;
         } else if (cap_run_fence(r->ctx, err) < 0 || cp_write(r, err) < 0 ||
-                   cap_pg_cmd(pg, "commit checkpoint", "COMMIT", 0, NULL, err) < 0) {
+                   cap_pg_cmd(pg, "commit checkpoint", SQL_COMMIT, 0, NULL, err) < 0) {
             struct cap_err e2 = {0};
-            cap_pg_cmd(pg, "rollback checkpoint", "ROLLBACK", 0, NULL, &e2);
+            cap_pg_cmd(pg, "rollback checkpoint", SQL_ROLLBACK, 0, NULL, &e2);
             rc = -1;
         }
     }
