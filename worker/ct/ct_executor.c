@@ -62,10 +62,13 @@ static const char SQL_CP_PUT[] =
     "sth_timestamp = EXCLUDED.sth_timestamp, frontier = EXCLUDED.frontier, "
     "backlog = EXCLUDED.backlog, verified = EXCLUDED.verified, updated_at = now()";
 
+/* Which of the given (fingerprint, tbs_sha256) pairs are managed: the certificate itself, or
+ * (for a precertificate) a managed final certificate with the same TBS. */
 static const char SQL_MANAGED[] =
-    "SELECT EXISTS (SELECT 1 FROM managed_certificates m WHERE m.fingerprint_sha256 = $1 "
-    "OR ($2 <> '' AND m.fingerprint_sha256 IN "
-    "(SELECT d.fingerprint_sha256 FROM discovered_certificates d WHERE d.tbs_sha256 = $2)))";
+    "SELECT t.fp FROM unnest($1::text[], $2::text[]) AS t(fp, tbs) "
+    "WHERE EXISTS (SELECT 1 FROM managed_certificates m WHERE m.fingerprint_sha256 = t.fp "
+    "OR (t.tbs <> '' AND m.fingerprint_sha256 IN "
+    "(SELECT d.fingerprint_sha256 FROM discovered_certificates d WHERE d.tbs_sha256 = t.tbs)))";
 
 /* One log to read, resolved from the source or the configuration. */
 struct ct_log {
@@ -96,6 +99,14 @@ struct ct_slot {
     struct cap_ct_entries ents; /* rfc6962 */
 };
 
+/* A match whose findings wait for the managed check, done for a whole batch at once. */
+struct ct_pending {
+    char fp[65];
+    char tbs[65];
+    bool unexpected_issuer;
+    char *details; /* JSON text, malloc'd */
+};
+
 struct ct_reader {
     struct cap_run_ctx *ctx;
     struct ct_log *log;
@@ -117,6 +128,8 @@ struct ct_reader {
     uint64_t batch;
     bool db_failed; /* a database or fencing failure: ends the whole run */
     bool misbehaving; /* err is a failed verification (ct_log_misbehaving raised) */
+    struct ct_pending *pend; /* matches since the last commit */
+    size_t pend_n, pend_cap;
     char *probed;     /* tree head body fetched while probing the protocol, reused once */
     size_t probed_len;
     char err[400];
@@ -245,9 +258,15 @@ static int on_commit_cb(struct cap_run_ctx *ctx, void *arg, struct cap_err *err)
     return 0;
 }
 
+static int pending_findings(struct ct_reader *r, struct cap_err *err);
+
 /* Stores everything queued and moves the checkpoint to c in one transaction. */
 static int commit_pos(struct ct_reader *r, const struct ct_pos *c, struct cap_err *err)
 {
+    if (pending_findings(r, err) < 0) {
+        r->db_failed = true;
+        return -1;
+    }
     r->commit = *c;
     r->commit_pending = true;
     r->commit_written = false;
@@ -302,16 +321,68 @@ static bool issuer_expected(const struct cap_source *src, const char *issuer)
     return false;
 }
 
-static int managed(struct ct_reader *r, const struct cap_cert_facts *f, const char *fp,
-                   bool *out, struct cap_err *err)
+static void pending_clear(struct ct_reader *r)
 {
-    const char *p[] = {fp, f->tbs_sha256};
-    PGresult *res = cap_pg_exec(r->ctx->pg, "check managed certificate", SQL_MANAGED, 2, p, err);
+    for (size_t i = 0; i < r->pend_n; i++)
+        free(r->pend[i].details);
+    r->pend_n = 0;
+}
+
+/* Checks the pending matches against managed_certificates in one query and queues their
+ * findings: ct_new_certificate for the unmanaged ones, ct_unexpected_issuer where due. */
+static int pending_findings(struct ct_reader *r, struct cap_err *err)
+{
+    if (r->pend_n == 0)
+        return 0;
+    const char **fps = calloc(r->pend_n, sizeof *fps);
+    const char **tbs = calloc(r->pend_n, sizeof *tbs);
+    char *a1 = NULL, *a2 = NULL;
+    PGresult *res = NULL;
+    int rc = -1;
+    if (!fps || !tbs) {
+        cap_err_set(err, CAP_E_NOMEM, "out of memory checking managed certificates");
+        goto out;
+    }
+    for (size_t i = 0; i < r->pend_n; i++) {
+        fps[i] = r->pend[i].fp;
+        tbs[i] = r->pend[i].tbs;
+    }
+    a1 = cap_pg_text_array(fps, r->pend_n);
+    a2 = cap_pg_text_array(tbs, r->pend_n);
+    if (!a1 || !a2) {
+        cap_err_set(err, CAP_E_NOMEM, "out of memory checking managed certificates");
+        goto out;
+    }
+    const char *p[] = {a1, a2};
+    res = cap_pg_exec(r->ctx->pg, "check managed certificates", SQL_MANAGED, 2, p, err);
     if (!res)
-        return -1;
-    *out = PQntuples(res) == 1 && strcmp(PQgetvalue(res, 0, 0), "t") == 0;
+        goto out;
+    int nm = PQntuples(res);
+    for (size_t i = 0; i < r->pend_n; i++) {
+        const struct ct_pending *m = &r->pend[i];
+        bool is_managed = false;
+        for (int k = 0; k < nm && !is_managed; k++)
+            is_managed = strcmp(PQgetvalue(res, k, 0), m->fp) == 0;
+        char subject[80];
+        snprintf(subject, sizeof subject, "cert:%s", m->fp);
+        if (!is_managed && cap_findings_raise(r->inv, "ct_new_certificate", "info", subject, 0, 0,
+                                              m->fp, m->details, err) < 0)
+            goto out;
+        if (m->unexpected_issuer &&
+            cap_findings_raise(r->inv, "ct_unexpected_issuer", "high", subject, 0, 0, m->fp,
+                               m->details, err) < 0)
+            goto out;
+    }
+    rc = 0;
+out:
     PQclear(res);
-    return 0;
+    free(a1);
+    free(a2);
+    free(fps);
+    free(tbs);
+    if (rc == 0)
+        pending_clear(r);
+    return rc;
 }
 
 /* Stores one matching entry: certificate (or precertificate), sighting, findings. */
@@ -343,11 +414,16 @@ static int store_match(struct ct_reader *r, uint64_t index, const struct cap_ct_
                                    (int64_t)leaf->timestamp, err) < 0)
         goto fail;
     r->items_queued++;
-    bool is_managed = false;
-    if (managed(r, &f, fp, &is_managed, err) < 0)
-        goto fail;
-    char subject[80];
-    snprintf(subject, sizeof subject, "cert:%s", fp);
+    if (r->pend_n == r->pend_cap) {
+        size_t nc = r->pend_cap ? 2 * r->pend_cap : 64;
+        struct ct_pending *np = realloc(r->pend, nc * sizeof *np);
+        if (!np) {
+            cap_err_set(err, CAP_E_NOMEM, "out of memory queueing findings");
+            goto fail;
+        }
+        r->pend = np;
+        r->pend_cap = nc;
+    }
     json_object *d = json_object_new_object();
     json_object_object_add(d, "issuer", json_object_new_string(f.issuer ? f.issuer : ""));
     json_object_object_add(d, "subject", json_object_new_string(f.subject ? f.subject : ""));
@@ -359,20 +435,21 @@ static int store_match(struct ct_reader *r, uint64_t index, const struct cap_ct_
     for (size_t i = 0; i < f.dns_sans_n && i < 50; i++)
         json_object_array_add(names, json_object_new_string(f.dns_sans[i]));
     json_object_object_add(d, "dns_names", names);
-    const char *dj = json_object_to_json_string_ext(d, JSON_C_TO_STRING_PLAIN);
-    rc = 0;
-    if (!is_managed) {
-        rc = cap_findings_raise(r->inv, "ct_new_certificate", "info", subject, 0, 0, fp, dj, err);
-        r->items_queued++;
-    }
-    if (rc == 0 && r->ctx->src->expected_issuers_n > 0 && !issuer_expected(r->ctx->src, f.issuer)) {
-        rc = cap_findings_raise(r->inv, "ct_unexpected_issuer", "high", subject, 0, 0, fp, dj,
-                                err);
-        r->items_queued++;
-    }
+    struct ct_pending *m = &r->pend[r->pend_n];
+    memcpy(m->fp, fp, sizeof m->fp);
+    snprintf(m->tbs, sizeof m->tbs, "%s", f.tbs_sha256);
+    m->unexpected_issuer =
+        r->ctx->src->expected_issuers_n > 0 && !issuer_expected(r->ctx->src, f.issuer);
+    m->details = strdup(json_object_to_json_string_ext(d, JSON_C_TO_STRING_PLAIN));
     json_object_put(d);
+    if (!m->details) {
+        cap_err_set(err, CAP_E_NOMEM, "out of memory queueing findings");
+        goto fail;
+    }
+    r->pend_n++;
+    r->items_queued += 2; /* the findings, queued at the next commit */
     cap_cert_facts_cleanup(&f);
-    return rc;
+    return 0;
 fail:
     cap_cert_facts_cleanup(&f);
     return -1;
@@ -1235,6 +1312,8 @@ static int ct_execute(struct cap_run_ctx *ctx, struct cap_run_outcome *out, stru
         int lrc = run_log(r, ctx->cfg->ct_run_budget, &left, err);
         cap_inventory_on_commit(inv, NULL, NULL);
         free(r->probed);
+        pending_clear(r);
+        free(r->pend);
         total = r->run_total;
         if (lrc < 0) {
             free(r);
