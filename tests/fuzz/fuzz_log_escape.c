@@ -109,12 +109,14 @@ static long text_unquote(const char **pp, char *out)
     return (long)o;
 }
 
-static void check_text_value(const char *line, const char *key, const char *want)
+/* Reads ` key="value"` at *pp (the fields are parsed in order, since a value may itself hold
+ * text such as ` s="`), checks that the value decodes to want, and moves *pp past it. */
+static void check_text_value(const char **pp, const char *key, const char *want)
 {
     char pat[32];
     snprintf(pat, sizeof pat, " %s=\"", key);
-    const char *p = strstr(line, pat);
-    if (!p)
+    const char *p = *pp;
+    if (strncmp(p, pat, strlen(pat)) != 0)
         abort();
     p += strlen(pat);
     char got[VALUE_MAX + 8];
@@ -122,6 +124,7 @@ static void check_text_value(const char *line, const char *key, const char *want
         abort();
     if (*p != ' ' && *p != '\n')
         abort();
+    *pp = p;
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -196,11 +199,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     } else {
         expected(event, 0, want_ev);
         expected(sval, 0, want_s);
-        check_text_value(out_buf, "event", want_ev);
-        check_text_value(out_buf, "s", want_s);
+        const char *p = strstr(out_buf, " event=\"");
+        if (!p || p + 7 != strchr(out_buf, '"'))
+            abort(); /* the event is the first quoted value */
+        check_text_value(&p, "event", want_ev);
+        check_text_value(&p, "s", want_s);
         char num[32];
-        snprintf(num, sizeof num, " i=%lld ", iv);
-        if (!strstr(out_buf, num))
+        snprintf(num, sizeof num, " i=%lld d=", iv);
+        if (strncmp(p, num, strlen(num)) != 0)
             abort();
     }
     free(in);
