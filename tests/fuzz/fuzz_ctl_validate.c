@@ -51,9 +51,11 @@ static void fuzz_args(const char *buf, size_t size)
         argv[argc++] = (char *)p;
         p += strlen(p) + 1;
     }
-    static const struct cap_ctl_opt_spec specs[] = {
-        {"cidr", CAP_CTL_LIST, 1}, {"port", CAP_CTL_VALUE, 2}, {"wait", CAP_CTL_FLAG, 3},
-        {"name", CAP_CTL_VALUE, 4}, {NULL, 0, 0}};
+    static const struct cap_ctl_opt_spec specs[] = {{"cidr", CAP_CTL_LIST, 1},
+                                                    {"port", CAP_CTL_VALUE, 2},
+                                                    {"wait", CAP_CTL_FLAG, 3},
+                                                    {"name", CAP_CTL_VALUE, 4},
+                                                    {NULL, 0, 0}};
     static struct cap_ctl_args a;
     memset(&a, FILL, sizeof a);
     struct cap_err err = {0};

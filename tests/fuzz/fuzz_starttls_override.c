@@ -16,9 +16,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     memcpy(spec, data, size);
     spec[size] = '\0';
     int port = -7;
-    enum cap_starttls_proto proto = (enum cap_starttls_proto)-7;
+    enum cap_starttls_proto proto = (enum cap_starttls_proto) - 7;
     if (cap_starttls_parse_override(spec, &port, &proto) != 0) {
-        if (port != -7 || proto != (enum cap_starttls_proto)-7)
+        if (port != -7 || proto != (enum cap_starttls_proto) - 7)
             abort();
         return 0;
     }
@@ -31,7 +31,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     snprintf(canon, sizeof canon, "%d:%s", port, name);
     int port2 = 0;
     enum cap_starttls_proto proto2;
-    if (cap_starttls_parse_override(canon, &port2, &proto2) != 0 || port2 != port || proto2 != proto)
+    if (cap_starttls_parse_override(canon, &port2, &proto2) != 0 || port2 != port ||
+        proto2 != proto)
         abort();
     /* The input differs from the canonical form at most by leading zeros in the port. */
     const char *p = spec;
