@@ -3,6 +3,7 @@ partial runs, the per-host timeout, the concurrency cap, SNI, STARTTLS, drift on
 network policy and scan.max_targets."""
 
 import os
+import socket
 import ssl
 import sys
 import time
@@ -42,6 +43,15 @@ def open_finding(c, kind, fp=None, endpoint_id=None):
         q, p = "endpoint_id = %s", endpoint_id
     return c.sql("SELECT count(*) FROM findings WHERE kind = %s AND status = 'open' AND " + q,
                  (kind, p))[0][0]
+
+
+def ipv6_loopback():
+    try:
+        with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as t:
+            t.bind(("::1", 0))
+        return True
+    except OSError:
+        return False
 
 
 def main():
@@ -87,7 +97,11 @@ def main():
         default_cert = f.cert("default.sni.test")
         sni_cert = f.cert("localhost", sans=["localhost"])
         s["sni"] = f.tls("sni", default_cert, sni={"localhost": sni_cert}, addr="127.0.0.1")
-        s["v6"] = f.tls("v6", f.cert("v6.fleet.test"), addr="::1")
+        have_v6 = ipv6_loopback()
+        if have_v6:
+            s["v6"] = f.tls("v6", f.cert("v6.fleet.test"), addr="::1")
+        else:
+            print("NOTE: no IPv6 loopback here: the IPv6 endpoint is not tested")
         for proto in ("imap", "pop3", "ldap"):
             srv = f.add(proto, "starttls_" + proto, cert=f.cert("%s.fleet.test" % proto))
             srv.ctx = srv.cert.context()
@@ -222,11 +236,13 @@ def main():
                 pass
 
             # ---- IPv6: a /128 and the same server through the name localhost when it has ::1
-            v6id = c.add_source_sql("v6", cidrs=["::1/128"], ports=[fleet.port], timeout_ms=2000)
-            v6run = run_source(c, v6id)
-            assert v6run["status"] == "succeeded", harness._short_row(v6run)
-            o = observations(c, v6run["id"])[("::1", fleet.port, "")]
-            assert o["fingerprint_sha256"] == s["v6"].cert.fingerprint, o
+            if have_v6:
+                v6id = c.add_source_sql("v6", cidrs=["::1/128"], ports=[fleet.port],
+                                        timeout_ms=2000)
+                v6run = run_source(c, v6id)
+                assert v6run["status"] == "succeeded", harness._short_row(v6run)
+                o = observations(c, v6run["id"])[("::1", fleet.port, "")]
+                assert o["fingerprint_sha256"] == s["v6"].cert.fingerprint, o
 
             # ---- SNI: the bare address gets the default certificate, the name its own
             sni_sid = c.add_source_sql("sni", cidrs=["127.0.0.1/32"], hosts=["localhost"],
