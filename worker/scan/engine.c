@@ -29,7 +29,11 @@
 
 /* Groups offered, classical and (OpenSSL >= 3.5) with the hybrid ML-KEM group first. */
 #define GROUPS_CLASSICAL "X25519:P-256:X448:P-521:P-384:ffdhe2048:ffdhe3072:ffdhe4096"
-#define GROUPS_HYBRID "X25519MLKEM768:" GROUPS_CLASSICAL
+/* X25519MLKEM768 first (its key share is sent); the other hybrid and pure ML-KEM groups are
+ * offered too, each with "?" so a build without one still takes the list. */
+#define GROUPS_HYBRID                                                                              \
+    "X25519MLKEM768:?SecP256r1MLKEM768:?SecP384r1MLKEM1024:?MLKEM768:?MLKEM1024:?"                 \
+    "MLKEM512:" GROUPS_CLASSICAL
 /* TLS 1.2 and older: every suite this OpenSSL has, at security level 0, the NULL-encryption
  * ones included ("ALL" leaves them out), so a server that prefers a weak one shows it. */
 #define TLS12_SUITES "ALL:eNULL:@SECLEVEL=0"
@@ -812,8 +816,7 @@ static SSL_CTX *make_ctx(const char *groups)
         return NULL;
     SSL_CTX_set_security_level(c, 0);
     if (SSL_CTX_set_min_proto_version(c, TLS1_VERSION) != 1 ||
-        SSL_CTX_set_max_proto_version(c, 0) != 1 ||
-        SSL_CTX_set_cipher_list(c, TLS12_SUITES) != 1 ||
+        SSL_CTX_set_max_proto_version(c, 0) != 1 || SSL_CTX_set_cipher_list(c, TLS12_SUITES) != 1 ||
         SSL_CTX_set_ciphersuites(c, TLS13_SUITES) != 1 ||
         SSL_CTX_set1_groups_list(c, groups) != 1) {
         SSL_CTX_free(c);
