@@ -1006,7 +1006,8 @@ static int probe_protocol(struct ct_reader *r, struct cap_err *err)
 
 /* Reads one log. Returns 0 (r->err empty: fine; else the log failed and r->err says why, a
  * misbehaving log included), or -1 with err for failures that end the whole run (fenced,
- * database). budget_left is decreased by the entries read. */
+ * database). budget bounds the entries read (-1: no bound); *backlog_left tells whether
+ * entries remain below the tree size. */
 static int run_log(struct ct_reader *r, int64_t budget, bool *backlog_left, struct cap_err *err)
 {
     struct cap_err le = {0};
@@ -1349,10 +1350,11 @@ static int ct_execute(struct cap_run_ctx *ctx, struct cap_run_outcome *out, stru
         out->status = CAP_RUN_PARTIAL;
     else
         out->status = CAP_RUN_FAILED;
-    (void)misbehaving;
     cap_log(CAP_LOG_INFO, "ct_run_done", CAP_LI("run_id", ctx->run_id),
             CAP_LI("entries", run_entries), CAP_LI("matches", run_matches),
-            CAP_LI("logs_failed", (long long)failed), CAP_LS("backlog", backlog ? "yes" : "no"));
+            CAP_LI("logs_failed", (long long)failed),
+            CAP_LI("logs_misbehaving", (long long)misbehaving),
+            CAP_LS("backlog", backlog ? "yes" : "no"));
     rc = 0;
 done:
     cap_ct_http_free(http);
