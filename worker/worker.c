@@ -51,10 +51,12 @@ static const char SQL_FINISH[] =
     "FROM unnest($1::bigint[], $2::int[], $3::text[], $4::text[]) AS t(id, att, st, err) "
     "WHERE r.id = t.id AND r.attempts = t.att AND r.status = 'running' RETURNING r.id";
 
+/* A run that stopped with a backlog queues its successor at once (labelled `backlog`); the
+ * insert's trigger wakes the schedulers, which publish it. */
 static const char SQL_RUN_AGAIN[] =
-    "WITH s AS (UPDATE discovery_sources SET next_run_at = now() "
-    "  WHERE id = ANY($1::bigint[]) RETURNING id) "
-    "SELECT pg_notify('cap_scheduler', 'source ' || id) FROM s";
+    "INSERT INTO discovery_runs (source_id, trigger) "
+    "SELECT s.id, 'backlog' FROM discovery_sources s WHERE s.id = ANY($1::bigint[]) "
+    "ON CONFLICT (source_id) WHERE status IN ('queued', 'running') DO NOTHING";
 
 static const char SQL_HEARTBEAT[] =
     "UPDATE discovery_runs r SET heartbeat_at = now() "
