@@ -12,44 +12,14 @@
 #include <openssl/sha.h>
 #include <openssl/x509.h>
 
-static int checks;
-
-#define CHECK(cond)                                                                                \
-    do {                                                                                           \
-        checks++;                                                                                  \
-        if (!(cond)) {                                                                             \
-            fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond);               \
-            exit(1);                                                                               \
-        }                                                                                          \
-    } while (0)
-
-#define CHECK_EQ(want, got)                                                                        \
-    do {                                                                                           \
-        long long w_ = (long long)(want), g_ = (long long)(got);                                   \
-        checks++;                                                                                  \
-        if (w_ != g_) {                                                                            \
-            fprintf(stderr, "%s:%d: %s: want %lld, got %lld\n", __FILE__, __LINE__, #got, w_, g_); \
-            exit(1);                                                                               \
-        }                                                                                          \
-    } while (0)
-
-#define CHECK_STR(want, got)                                                                       \
-    do {                                                                                           \
-        const char *w_ = (want), *g_ = (got);                                                      \
-        checks++;                                                                                  \
-        if (!g_ || strcmp(w_, g_) != 0) {                                                          \
-            fprintf(stderr, "%s:%d: %s:\n  want \"%s\"\n  got  \"%s\"\n", __FILE__, __LINE__,      \
-                    #got, w_, g_ ? g_ : "(null)");                                                 \
-            exit(1);                                                                               \
-        }                                                                                          \
-    } while (0)
+#include "tests/unit/test.h"
 
 /* The message contains every one of the NULL-terminated substrings. */
 #define CHECK_MSG(msg, ...)                                                                        \
     do {                                                                                           \
         const char *const subs_[] = {__VA_ARGS__, NULL};                                           \
         for (const char *const *s_ = subs_; *s_; s_++) {                                           \
-            checks++;                                                                              \
+            cap_test_checks++;                                                                              \
             if (!strstr((msg), *s_)) {                                                             \
                 fprintf(stderr, "%s:%d: message lacks \"%s\":\n  %s\n", __FILE__, __LINE__, *s_,   \
                         (msg));                                                                    \
@@ -876,6 +846,6 @@ int main(void)
         unlink(tmp_path(names[i], p, sizeof p));
     }
     rmdir(tmpdir);
-    printf("%d checks passed\n", checks);
+    printf("%d checks passed\n", cap_test_checks);
     return 0;
 }
