@@ -21,8 +21,8 @@ static const char SYN_SOURCE[] =
     "capctl source add|edit|list|show|enable|disable|delete|trigger ... (capctl source --help)";
 static const char SYN_ADD[] =
     "capctl source add NAME --type network_scan [--cidr CIDR]... [--host NAME]...\n"
-    "         [--port N]... [--timeout 5s] [--concurrency 8] [--schedule S] [--trigger]\n"
-    "         [--trigger-on-save] [--disabled]\n"
+    "         [--port N]... [--starttls PORT:PROTOCOL]... [--timeout 5s] [--concurrency 8]\n"
+    "         [--schedule S] [--trigger] [--trigger-on-save] [--disabled]\n"
     "       capctl source add NAME --type ct_log --domain SUFFIX... [--log URL]...\n"
     "         [--log-protocol auto|rfc6962|static-ct] [--log-key FILE]\n"
     "         [--expected-issuer SUBSTRING]... [--poll 1h | --schedule S]\n"
@@ -31,7 +31,8 @@ static const char SYN_ADD[] =
 static const char SYN_EDIT[] =
     "capctl source edit NAME [any option of source add except --type]\n"
     "         [--add-cidr|--remove-cidr CIDR]... [--add-host|--remove-host NAME]...\n"
-    "         [--add-port|--remove-port N]... [--add-domain|--remove-domain SUFFIX]...\n"
+    "         [--add-port|--remove-port N]... [--add-starttls|--remove-starttls PORT:PROTOCOL]...\n"
+    "         [--add-domain|--remove-domain SUFFIX]...\n"
     "         [--add-log|--remove-log URL]...\n"
     "         [--add-expected-issuer|--remove-expected-issuer SUBSTRING]...\n"
     "         [--enabled|--disabled] [--no-trigger-on-save] [--no-log-key] [--no-backfill]\n"
@@ -47,21 +48,22 @@ static const char SYN_TRIGGER[] = "capctl source trigger NAME [--wait [--timeout
 static const char SQL_INSERT[] =
     "INSERT INTO discovery_sources (name, type, enabled, schedule, trigger_on_save, cidrs,"
     " hosts, ports, timeout_ms, concurrency, domains, log_urls, log_protocol, log_key,"
-    " expected_issuers, backfill_from)"
+    " expected_issuers, backfill_from, starttls)"
     " VALUES ($1, $2, $3::boolean, $4, $5::boolean, $6::cidr[], $7::text[], $8::int[],"
-    " $9::int, $10::int, $11::text[], $12::text[], $13, $14, $15::text[], $16::bigint)"
+    " $9::int, $10::int, $11::text[], $12::text[], $13, $14, $15::text[], $16::bigint,"
+    " $17::text[])"
     " RETURNING id";
 static const char SQL_UPDATE[] =
     "UPDATE discovery_sources SET name = $1, enabled = $3::boolean, schedule = $4,"
     " trigger_on_save = $5::boolean, cidrs = $6::cidr[], hosts = $7::text[], ports = $8::int[],"
     " timeout_ms = $9::int, concurrency = $10::int, domains = $11::text[],"
     " log_urls = $12::text[], log_protocol = $13, log_key = $14, expected_issuers = $15::text[],"
-    " backfill_from = $16::bigint"
-    " WHERE id = $17::bigint AND type = $2 RETURNING id";
+    " backfill_from = $16::bigint, starttls = $17::text[]"
+    " WHERE id = $18::bigint AND type = $2 RETURNING id";
 static const char SQL_LOAD[] =
     "SELECT id, name, type, enabled, schedule, trigger_on_save, cidrs::text[], hosts, ports,"
     " timeout_ms, concurrency, domains, log_urls, log_protocol, log_key, expected_issuers,"
-    " backfill_from FROM discovery_sources WHERE name = $1 FOR UPDATE";
+    " backfill_from, starttls FROM discovery_sources WHERE name = $1 FOR UPDATE";
 static const char SQL_MAX_RUN[] =
     "SELECT coalesce(max(id), 0) FROM discovery_runs WHERE source_id = $1::bigint";
 static const char SQL_SAVE_RUN[] =
@@ -107,7 +109,7 @@ static const char SQL_DELETE[] = "DELETE FROM discovery_sources WHERE name = $1 
 
 enum source_type { T_ANY = 0, T_NET, T_CT };
 
-enum list_idx { L_CIDRS = 0, L_HOSTS, L_PORTS, L_DOMAINS, L_LOGS, L_ISSUERS, L_N };
+enum list_idx { L_CIDRS = 0, L_HOSTS, L_PORTS, L_DOMAINS, L_LOGS, L_ISSUERS, L_STARTTLS, L_N };
 
 /* Option ids: scalars below 100; list i has 100 + 3i (set), +1 (add), +2 (remove). */
 enum {
@@ -175,6 +177,8 @@ static const struct list_def LISTS[L_N] = {
     [L_LOGS] = {"log", "add-log", "remove-log", T_CT, true, norm_url},
     [L_ISSUERS] = {"expected-issuer", "add-expected-issuer", "remove-expected-issuer", T_CT, false,
                    norm_issuer},
+    [L_STARTTLS] = {"starttls", "add-starttls", "remove-starttls", T_NET, true,
+                    cap_ctl_validate_starttls},
 };
 
 /* Scalar options with the type they belong to (T_ANY: both). */
@@ -536,6 +540,16 @@ static int check_combination(const struct cap_ctl_args *a, int type, const char 
     return 0;
 }
 
+/* The entry of a STARTTLS list (normalised "PORT:PROTOCOL") for the port of v, or -1. */
+static ssize_t starttls_find_port(const struct strlist *l, const char *v)
+{
+    size_t plen = strcspn(v, ":");
+    for (size_t i = 0; i < l->n; i++)
+        if (strncmp(l->v[i], v, plen + 1) == 0)
+            return (ssize_t)i;
+    return -1;
+}
+
 /* Phase two: applies ch and the flags of a to row. -1 with err when a --remove-X names a
  * value the list does not hold, or memory runs out. */
 static int apply_changes(struct source_row *row, const struct changes *ch,
@@ -556,7 +570,25 @@ static int apply_changes(struct source_row *row, const struct changes *ch,
                 return -1;
             }
             strlist_remove_at(l, (size_t)at);
-        } else if (strlist_add(l, op->value) < 0) {
+            continue;
+        }
+        if (op->list == L_STARTTLS) {
+            /* One protocol per port: --add-starttls replaces the port's override; two
+             * different ones in the list being set contradict each other. */
+            ssize_t at = starttls_find_port(l, op->value);
+            if (at >= 0 && strcmp(l->v[at], op->value) != 0) {
+                if (op->what == 0) {
+                    char q2[QUOTE_MAX];
+                    cap_err_set(err, CAP_E_INVALID,
+                                "--starttls \"%s\": port already given as \"%s\"",
+                                cap_err_quote(q, sizeof q, op->value, strlen(op->value)),
+                                cap_err_quote(q2, sizeof q2, l->v[at], strlen(l->v[at])));
+                    return -1;
+                }
+                strlist_remove_at(l, (size_t)at);
+            }
+        }
+        if (strlist_add(l, op->value) < 0) {
             cap_err_set(err, CAP_E_NOMEM, "out of memory");
             return -1;
         }
@@ -607,6 +639,11 @@ static int check_row(const struct source_row *row, struct cap_err *err)
         cap_err_set(err, CAP_E_INVALID,
                     "source \"%s\": a network_scan source needs at least one --cidr or --host",
                     row->name);
+        return -1;
+    }
+    if (row->l[L_STARTTLS].n > CAP_CTL_STARTTLS_MAX) {
+        cap_err_set(err, CAP_E_INVALID, "source \"%s\": at most %d --starttls overrides, not %zu",
+                    row->name, CAP_CTL_STARTTLS_MAX, row->l[L_STARTTLS].n);
         return -1;
     }
     if (row->type == T_CT && row->l[L_DOMAINS].n == 0) {
@@ -672,7 +709,7 @@ static int write_row(PGconn *c, struct source_row *row, struct cap_err *err)
         }
     }
     char tmo[24], conc[24], bf[24], idb[24];
-    const char *p[17] = {
+    const char *p[18] = {
         row->name,
         type_name(row->type),
         row->enabled ? "true" : "false",
@@ -689,11 +726,12 @@ static int write_row(PGconn *c, struct source_row *row, struct cap_err *err)
         row->log_key,
         arrays[L_ISSUERS],
         row->has_backfill ? cap_pg_i64(bf, row->backfill_from) : NULL,
+        arrays[L_STARTTLS],
         cap_pg_i64(idb, row->id),
     };
     bool update = row->id != 0;
     PGresult *r =
-        PQexecParams(c, update ? SQL_UPDATE : SQL_INSERT, update ? 17 : 16, NULL, p, NULL, NULL, 0);
+        PQexecParams(c, update ? SQL_UPDATE : SQL_INSERT, update ? 18 : 17, NULL, p, NULL, NULL, 0);
     if (!r || PQresultStatus(r) != PGRES_TUPLES_OK) {
         write_error(r, c, row->name, err);
         PQclear(r);
@@ -732,8 +770,9 @@ static int load_row(PGconn *c, const char *name, struct source_row *row, struct 
     row->enabled = PQgetvalue(r, 0, 3)[0] == 't';
     snprintf(row->schedule, sizeof row->schedule, "%s", PQgetvalue(r, 0, 4));
     row->trigger_on_save = PQgetvalue(r, 0, 5)[0] == 't';
-    static const int cols[L_N] = {[L_CIDRS] = 6,    [L_HOSTS] = 7, [L_PORTS] = 8,
-                                  [L_DOMAINS] = 11, [L_LOGS] = 12, [L_ISSUERS] = 15};
+    static const int cols[L_N] = {
+        [L_CIDRS] = 6, [L_HOSTS] = 7,    [L_PORTS] = 8,    [L_DOMAINS] = 11,
+        [L_LOGS] = 12, [L_ISSUERS] = 15, [L_STARTTLS] = 17};
     int rc = 1;
     for (int i = 0; i < L_N && rc == 1; i++) {
         size_t n = 0;

@@ -180,6 +180,50 @@ int cap_ctl_validate_timeout(const char *opt, const char *text, int *out_ms, str
     return 0;
 }
 
+int cap_ctl_validate_starttls(const char *opt, const char *text, char *out, size_t n,
+                              struct cap_err *err)
+{
+    /* Kept in step with cap_starttls_parse_override (worker/scan/starttls.c) and the database's
+     * cap_starttls_valid() (migrations/005_scan.sql); capctl does not link the scanner. */
+    static const char *const protos[] = {"smtp", "imap", "pop3", "ldap", "postgres", "none"};
+    char q[QUOTE_MAX];
+    const char *colon = strchr(text, ':');
+    if (!colon) {
+        cap_err_set(err, CAP_E_INVALID, "%s \"%s\": expected PORT:PROTOCOL, e.g. 2525:smtp", opt,
+                    Q(q, text));
+        return -1;
+    }
+    size_t plen = (size_t)(colon - text);
+    long port = 0;
+    bool ok = plen >= 1 && plen <= 5;
+    for (size_t i = 0; ok && i < plen; i++) {
+        ok = text[i] >= '0' && text[i] <= '9';
+        port = port * 10 + (text[i] - '0');
+    }
+    if (!ok || port < 1 || port > 65535) {
+        cap_err_set(err, CAP_E_INVALID, "%s \"%s\": port must be 1-65535", opt, Q(q, text));
+        return -1;
+    }
+    const char *proto = NULL;
+    for (size_t i = 0; i < sizeof protos / sizeof protos[0]; i++)
+        if (strcasecmp(colon + 1, protos[i]) == 0)
+            proto = protos[i];
+    if (!proto) {
+        cap_err_set(err, CAP_E_INVALID,
+                    "%s \"%s\": protocol must be smtp, imap, pop3, ldap, postgres or none", opt,
+                    Q(q, text));
+        return -1;
+    }
+    char norm[CAP_CTL_STARTTLS_TEXT_MAX];
+    int len = snprintf(norm, sizeof norm, "%ld:%s", port, proto);
+    if (len < 0 || (size_t)len + 1 > n) {
+        cap_err_set(err, CAP_E_LIMIT, "%s \"%s\": no room for the override", opt, Q(q, text));
+        return -1;
+    }
+    memcpy(out, norm, (size_t)len + 1);
+    return 0;
+}
+
 int cap_ctl_validate_schedule(const char *opt, const char *text, struct cap_err *err)
 {
     struct cap_schedule s;

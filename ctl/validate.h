@@ -23,6 +23,10 @@
 #define CAP_CTL_TIMEOUT_MIN_MS 100
 #define CAP_CTL_TIMEOUT_MAX_MS 600000
 #define CAP_CTL_CONCURRENCY_MAX 100000
+/* Room for a normalised STARTTLS override ("65535:postgres"), NUL included, and the most
+ * overrides one source keeps (the scanner reads at most this many). */
+#define CAP_CTL_STARTTLS_TEXT_MAX 16
+#define CAP_CTL_STARTTLS_MAX 64
 
 /* Checks a source name as the database does: a letter or digit, then letters, digits, ".",
  * "_" or "-", 128 at most. */
@@ -45,6 +49,14 @@ int cap_ctl_validate_timeout(const char *opt, const char *text, int *out_ms, str
 /* Parses an integer in min..max. */
 int cap_ctl_validate_int(const char *opt, const char *text, int64_t min, int64_t max, int64_t *out,
                          struct cap_err *err);
+
+/* Parses a STARTTLS override "PORT:PROTOCOL" as discovery_sources.starttls and the scanner
+ * take it: a port 1-65535 and smtp, imap, pop3, ldap, postgres or none (implicit TLS); the
+ * protocol in any case. Writes it normalised ("25:smtp": no leading zeros, lower case) into out
+ * (at least CAP_CTL_STARTTLS_TEXT_MAX), and only on success. opt names the option in messages:
+ * `--starttls "25:ftp": protocol must be smtp, imap, pop3, ldap, postgres or none`. Pure. */
+int cap_ctl_validate_starttls(const char *opt, const char *text, char *out, size_t n,
+                              struct cap_err *err);
 
 /* Checks a schedule with the scheduler's own parser; its message follows "opt: ". */
 int cap_ctl_validate_schedule(const char *opt, const char *text, struct cap_err *err);

@@ -210,6 +210,37 @@ def test_sources(c):
                 "its type cannot change")
     expect_fail(c, ["source", "edit", "nosuch", "--concurrency", "3"], 1,
                 'source "nosuch" does not exist')
+    # STARTTLS per port: add, show, edit (replace, add, remove), refused values.
+    c.capctl_ok("source", "add", "mail", "--type", "network_scan", "--host", "mx.example",
+                "--port", "25,2525", "--starttls", "2525:SMTP,00025:none", "--starttls",
+                "143:imap")
+    got = c.sql("SELECT starttls FROM discovery_sources WHERE name = 'mail'")[0][0]
+    check(got == ["2525:smtp", "25:none", "143:imap"], "starttls stored normalised: %r" % got)
+    r = c.capctl_ok("source", "show", "mail")
+    check("2525:smtp" in r.stdout and "25:none" in r.stdout and "143:imap" in r.stdout,
+          "show prints starttls", r)
+    shown = c.capctl_json("source", "show", "mail")
+    check(shown[0]["starttls"] == ["2525:smtp", "25:none", "143:imap"], str(shown))
+    c.capctl_ok("source", "edit", "mail", "--add-starttls", "25:smtp,587:smtp",
+                "--remove-starttls", "143:imap")
+    got = c.sql("SELECT starttls FROM discovery_sources WHERE name = 'mail'")[0][0]
+    check(got == ["2525:smtp", "25:smtp", "587:smtp"], "add replaces the port's entry: %r" % got)
+    c.capctl_ok("source", "edit", "mail", "--starttls", "5433:postgres")
+    got = c.sql("SELECT starttls FROM discovery_sources WHERE name = 'mail'")[0][0]
+    check(got == ["5433:postgres"], "--starttls replaces the list: %r" % got)
+    expect_fail(c, ["source", "edit", "mail", "--add-starttls", "25:ftp"], 1,
+                'capctl: --add-starttls "25:ftp": protocol must be smtp, imap, pop3, ldap, '
+                'postgres or none')
+    expect_fail(c, ["source", "edit", "mail", "--starttls", "25:smtp,25:none"], 1,
+                'capctl: --starttls "25:none": port already given as "25:smtp"')
+    expect_fail(c, ["source", "edit", "mail", "--remove-starttls", "25:smtp"], 1,
+                'capctl: --remove-starttls "25:smtp": source "mail" has no such entry')
+    expect_fail(c, ["source", "edit", "ct", "--starttls", "25:smtp"], 2,
+                "--starttls applies to network_scan sources, not ct_log")
+    got = c.sql("SELECT starttls FROM discovery_sources WHERE name = 'mail'")[0][0]
+    check(got == ["5433:postgres"], "refused edits change nothing: %r" % got)
+    c.capctl_ok("source", "delete", "mail")
+
     c.capctl_ok("source", "edit", "ct2", "--rename", "ct-renamed")
     check(c.sql("SELECT count(*) FROM discovery_sources WHERE name = 'ct-renamed'")[0][0] == 1,
           "rename")
@@ -256,6 +287,10 @@ def test_validation(c):
          'network policy always refuses'),
         (net + ["--cidr", "224.0.0.0/8"], 1, "lies wholly inside multicast (224.0.0.0/4)"),
         (net + ["--cidr", "fd00:ec2::254"], 1, "cloud metadata (AWS fd00:ec2::254)"),
+        (net + ["--host", "mx.example", "--starttls", "70000:smtp"], 1,
+         'capctl: --starttls "70000:smtp": port must be 1-65535'),
+        (net + ["--host", "mx.example", "--starttls", "25"], 1,
+         'capctl: --starttls "25": expected PORT:PROTOCOL, e.g. 2525:smtp'),
         (net + ["--cidr", "10.0.0.0/8,,10.1.0.0/16"], 1,
          'capctl: --cidr "10.0.0.0/8,,10.1.0.0/16": empty item in comma-separated list'),
         (net + ["--cidr", "10.0.0.0/8", "--port", "0"], 1, 'capctl: --port "0": must be 1-65535'),

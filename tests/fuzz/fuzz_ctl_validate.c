@@ -102,7 +102,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     if (size < 1 || size > 70000)
         return 0;
-    int which = data[0] % 14;
+    int which = data[0] % 15;
     data++;
     size--;
     char *text = malloc(size + 1);
@@ -248,6 +248,32 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     case 13:
         fuzz_args(text, size);
         break;
+    case 14: {
+        memset(out, FILL, sizeof out);
+        rc = cap_ctl_validate_starttls(OPT, text, out, CAP_CTL_STARTTLS_TEXT_MAX, &err);
+        if (rc != 0) {
+            want_fail(rc, &err, 1);
+            want_untouched(out, sizeof out);
+            break;
+        }
+        /* What the database's cap_starttls_valid() accepts: 1-5 digits, a port 1-65535, a
+         * known lower-case protocol; validating it again changes nothing. */
+        const char *colon = memchr(out, ':', CAP_CTL_STARTTLS_TEXT_MAX);
+        if (!colon || !memchr(out, 0, CAP_CTL_STARTTLS_TEXT_MAX) || colon == out ||
+            colon - out > 5 || strspn(out, "0123456789") != (size_t)(colon - out) || out[0] == '0')
+            abort();
+        long port = strtol(out, NULL, 10);
+        static const char *const protos[] = {"smtp", "imap", "pop3", "ldap", "postgres", "none"};
+        int known = 0;
+        for (size_t i = 0; i < sizeof protos / sizeof protos[0]; i++)
+            known |= strcmp(colon + 1, protos[i]) == 0;
+        struct cap_err e2 = {0};
+        if (port < 1 || port > 65535 || !known ||
+            cap_ctl_validate_starttls(OPT, out, again, sizeof again, &e2) != 0 ||
+            strcmp(out, again) != 0)
+            abort();
+        break;
+    }
     }
     free(text);
     return 0;

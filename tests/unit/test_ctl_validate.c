@@ -374,6 +374,41 @@ static void test_log_key(void)
     CHECK_EQ(CAP_E_INVALID, e3.code);
 }
 
+static void test_starttls(void)
+{
+    struct cap_err e = {0};
+    char out[CAP_CTL_STARTTLS_TEXT_MAX];
+    CHECK_EQ(0, cap_ctl_validate_starttls("--starttls", "2525:smtp", out, sizeof out, &e));
+    CHECK_STR("2525:smtp", out);
+    CHECK_EQ(0, cap_ctl_validate_starttls("--starttls", "00025:NONE", out, sizeof out, &e));
+    CHECK_STR("25:none", out);
+    CHECK_EQ(0, cap_ctl_validate_starttls("--starttls", "65535:postgres", out, sizeof out, &e));
+    CHECK_STR("65535:postgres", out);
+    CHECK_EQ(0, e.code);
+    CHECK_ERR("--starttls \"2525\": expected PORT:PROTOCOL, e.g. 2525:smtp",
+              cap_ctl_validate_starttls("--starttls", "2525", out, sizeof out, err));
+    CHECK_ERR("--starttls \"0:smtp\": port must be 1-65535",
+              cap_ctl_validate_starttls("--starttls", "0:smtp", out, sizeof out, err));
+    CHECK_ERR("--starttls \"65536:imap\": port must be 1-65535",
+              cap_ctl_validate_starttls("--starttls", "65536:imap", out, sizeof out, err));
+    CHECK_ERR("--starttls \"000025:smtp\": port must be 1-65535",
+              cap_ctl_validate_starttls("--starttls", "000025:smtp", out, sizeof out, err));
+    CHECK_ERR("--add-starttls \":smtp\": port must be 1-65535",
+              cap_ctl_validate_starttls("--add-starttls", ":smtp", out, sizeof out, err));
+    CHECK_ERR("--starttls \"25:ftp\": protocol must be smtp, imap, pop3, ldap, postgres or none",
+              cap_ctl_validate_starttls("--starttls", "25:ftp", out, sizeof out, err));
+    CHECK_ERR("--starttls \"25:smtp \": protocol must be smtp, imap, pop3, ldap, postgres or "
+              "none",
+              cap_ctl_validate_starttls("--starttls", "25:smtp ", out, sizeof out, err));
+    CHECK_ERR("--starttls \"25:\": protocol must be smtp, imap, pop3, ldap, postgres or none",
+              cap_ctl_validate_starttls("--starttls", "25:", out, sizeof out, err));
+    /* Nothing written on failure. */
+    memset(out, 'x', sizeof out);
+    CHECK_ERR("--starttls \"-1:smtp\": port must be 1-65535",
+              cap_ctl_validate_starttls("--starttls", "-1:smtp", out, sizeof out, err));
+    CHECK_EQ('x', out[0]);
+}
+
 int main(void)
 {
     test_cidr();
@@ -385,5 +420,6 @@ int main(void)
     test_issuer_and_name();
     test_fingerprint_and_endpoint();
     test_log_key();
+    test_starttls();
     TEST_DONE();
 }
