@@ -182,7 +182,7 @@ def main():
     build()
     import harness
     cfg = {"worker.noop_executor": True, "logging.level": "warn", "scheduler.batch": 2000,
-           "scheduler.tick": "1s", "worker.max_jobs": 64, "worker.reclaim_idle": "60s"}
+           "worker.max_jobs": 64, "worker.reclaim_idle": "60s"}
     with harness.Cluster(name="bench-queue", config=cfg) as c:
         ob, osd = ours(c, a.jobs, a.rate, a.seconds, a.workers)
         sb, ssd = sidekiq(c, a.jobs, a.rate, a.seconds)
