@@ -9,6 +9,10 @@ through /ctl/*. The generator decides which entries match the watched suffixes, 
 assert exact matches against /ctl/truth.
 
     ctlog.py --port-file F [--entries N] [--batch-max 100] [--seed 1] [--grow-rate 0]
+             [--weak-key-rate 0]
+
+Leaf certificates are valid for 90 days from 2026-06-01 (truth gives not_after); with
+--weak-key-rate R, a share R of the matching entries use a 1024-bit RSA key (truth: weak_key).
 
 Control (GET):
     /ctl/truth                        JSON list of every entry: index, fingerprint, match, ...
@@ -37,7 +41,7 @@ from urllib.parse import parse_qs, urlparse
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
 
 ORIGIN = "ctlog.test/tiled"
@@ -135,6 +139,8 @@ class Log:
         self.lock = threading.RLock()
         self.key = ec.generate_private_key(ec.SECP256R1())
         self.leaf_key = ec.generate_private_key(ec.SECP256R1())
+        self.weak_key = (rsa.generate_private_key(public_exponent=65537, key_size=1024)
+                         if args.weak_key_rate > 0 else None)
         self.cas = [self.make_ca("CtLog Test Good CA"), self.make_ca("CtLog Test Other CA")]
         self.entries = []  # (leaf_input bytes, extra_data bytes, tile_leaf bytes)
         self.b64 = []      # (leaf_input b64, extra_data b64)
@@ -193,13 +199,16 @@ class Log:
             return [self.rng.choice(NOMATCH_NAMES), "h%d.other.test" % i], "x", False
         return ["h%d.unrelated.test" % i, "w%d.unrelated.test" % i], "h%d.unrelated.test" % i, False
 
-    def build(self, i, ca, sans, cn, poison):
-        now = datetime.datetime(2026, 6, 1)
+    LEAF_NOT_BEFORE = datetime.datetime(2026, 6, 1)
+    LEAF_NOT_AFTER = LEAF_NOT_BEFORE + datetime.timedelta(days=90)
+
+    def build(self, i, ca, sans, cn, poison, weak=False):
+        leaf_key = self.weak_key if weak else self.leaf_key
         b = (x509.CertificateBuilder()
              .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)]))
-             .issuer_name(ca["name"]).public_key(self.leaf_key.public_key())
-             .serial_number(100000 + i).not_valid_before(now)
-             .not_valid_after(now + datetime.timedelta(days=90)))
+             .issuer_name(ca["name"]).public_key(leaf_key.public_key())
+             .serial_number(100000 + i).not_valid_before(self.LEAF_NOT_BEFORE)
+             .not_valid_after(self.LEAF_NOT_AFTER))
         if sans is not None:
             b = b.add_extension(x509.SubjectAlternativeName([x509.DNSName(s) for s in sans]),
                                 False)
@@ -211,19 +220,22 @@ class Log:
         sans, cn, match = self.pick_names(i)
         ca = self.cas[0] if self.rng.random() < 0.85 else self.cas[1]
         precert = self.rng.random() < self.args.precert_rate
+        # Drawn only when asked for, so the default sequence of entries stays the same.
+        weak = match and self.weak_key is not None and \
+            self.rng.random() < self.args.weak_key_rate
         ts = 1780000000000 + i * 1000
         chain = u24(len(ca["der"])) + ca["der"]
         if precert:
-            pc = self.build(i, ca, sans, cn, True)
+            pc = self.build(i, ca, sans, cn, True, weak)
             pc_der = pc.public_bytes(serialization.Encoding.DER)
-            tbs = self.build(i, ca, sans, cn, False).tbs_certificate_bytes
+            tbs = self.build(i, ca, sans, cn, False, weak).tbs_certificate_bytes
             signed = ca["spki_hash"] + u24(len(tbs)) + tbs
             te = struct.pack(">QH", ts, 1) + signed + b"\x00\x00"
             extra = u24(len(pc_der)) + pc_der + u24(len(chain)) + chain
             tile = te + u24(len(pc_der)) + pc_der + struct.pack(">H", 32) + sha256(ca["der"])
             fp = sha256(pc_der).hex()
         else:
-            c = self.build(i, ca, sans, cn, False)
+            c = self.build(i, ca, sans, cn, False, weak)
             der = c.public_bytes(serialization.Encoding.DER)
             te = struct.pack(">QH", ts, 0) + u24(len(der)) + der + b"\x00\x00"
             extra = u24(len(chain)) + chain
@@ -233,7 +245,9 @@ class Log:
         return (leaf, extra, tile), {"index": i, "fingerprint": fp, "match": match,
                                      "precert": precert, "issuer": ca["cn"],
                                      "names": sans if sans is not None else [cn],
-                                     "cn_only": sans is None}
+                                     "cn_only": sans is None, "weak_key": weak,
+                                     "not_after": self.LEAF_NOT_AFTER.strftime(
+                                         "%Y-%m-%dT%H:%M:%SZ")}
 
     def grow(self, n):
         with self.lock:
@@ -534,6 +548,8 @@ def main():
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--match-rate", type=float, default=0.1)
     ap.add_argument("--precert-rate", type=float, default=0.5)
+    ap.add_argument("--weak-key-rate", type=float, default=0.0,
+                    help="share of matching entries with a 1024-bit RSA key")
     ap.add_argument("--grow-rate", type=float, default=0.0, help="entries per second")
     ap.add_argument("--cache", help="pickle of generated entries, reused when present")
     ap.add_argument("--verbose", action="store_true")

@@ -2,7 +2,8 @@
  * checkpoint (static-ct), checks its signature and its consistency with the stored checkpoint,
  * reads the entries since the checkpoint with several requests in flight, hashes them into the
  * Merkle frontier, matches their names against the source's suffixes, stores matching
- * certificates with their sightings and findings, and moves the checkpoint in the same
+ * certificates with their sightings and findings (the CT ones and the certificate rules of
+ * worker/inventory.h), and moves the checkpoint in the same
  * transaction, only over a contiguous, fully stored prefix. */
 #define OPENSSL_SUPPRESS_DEPRECATED
 #include <curl/curl.h>
@@ -104,7 +105,9 @@ struct ct_pending {
     char fp[65];
     char tbs[65];
     bool unexpected_issuer;
-    char *details; /* JSON text, malloc'd */
+    bool precert;
+    char *details;               /* JSON text, malloc'd */
+    struct cap_cert_facts facts; /* owned; for the certificate rules */
 };
 
 struct ct_reader {
@@ -323,13 +326,59 @@ static bool issuer_expected(const struct cap_source *src, const char *issuer)
 
 static void pending_clear(struct ct_reader *r)
 {
-    for (size_t i = 0; i < r->pend_n; i++)
+    for (size_t i = 0; i < r->pend_n; i++) {
         free(r->pend[i].details);
+        cap_cert_facts_cleanup(&r->pend[i].facts);
+    }
     r->pend_n = 0;
 }
 
+static int expiring_days(const struct ct_reader *r)
+{
+    return r->ctx->cfg ? r->ctx->cfg->scan_expiring_days : 14;
+}
+
+/* The certificate rules (expired, weak_key, weak_signature, self_signed, expiring,
+ * san_case_duplicate, pqc_vulnerable) for one match, as the network scan raises them for a
+ * leaf. A precertificate's facts come from its TBSCertificate, poison extension removed: the
+ * key, validity, signature algorithm and names of the certificate the CA issues, so the rules
+ * apply to it too (self_signed is never raised for it: a bare TBS has no signature to check).
+ * The inventory leaves out "expiring" (unmanaged only) when the fingerprint is managed; a
+ * precertificate is managed through its final certificate (same TBS), which the inventory
+ * cannot see, so for a managed precertificate the rules other than the unmanaged-only ones are
+ * raised here. */
+static int cert_findings(struct ct_reader *r, const struct ct_pending *m, bool is_managed,
+                         struct cap_err *err)
+{
+    if (!m->precert || !is_managed)
+        return cap_inventory_cert_findings(r->inv, &m->facts, true, err);
+    struct cap_finding_spec specs[16];
+    size_t n = cap_inventory_cert_finding_specs(&m->facts, true, (int64_t)time(NULL),
+                                                expiring_days(r), specs, 16);
+    char subject[80];
+    snprintf(subject, sizeof subject, "cert:%s", m->fp);
+    for (size_t i = 0; i < n && i < 16; i++) {
+        if (specs[i].unmanaged_only)
+            continue;
+        json_object *d = json_object_new_object();
+        json_object_object_add(d, "reason", json_object_new_string(specs[i].reason));
+        json_object_object_add(d, "subject",
+                               json_object_new_string(m->facts.subject ? m->facts.subject : ""));
+        json_object_object_add(d, "issuer",
+                               json_object_new_string(m->facts.issuer ? m->facts.issuer : ""));
+        json_object_object_add(d, "precert", json_object_new_boolean(true));
+        int rc = cap_findings_raise(r->inv, specs[i].kind, specs[i].severity, subject, 0, 0, m->fp,
+                                    json_object_to_json_string_ext(d, JSON_C_TO_STRING_PLAIN), err);
+        json_object_put(d);
+        if (rc < 0)
+            return -1;
+    }
+    return 0;
+}
+
 /* Checks the pending matches against managed_certificates in one query and queues their
- * findings: ct_new_certificate for the unmanaged ones, ct_unexpected_issuer where due. */
+ * findings: ct_new_certificate for the unmanaged ones, ct_unexpected_issuer where due, and the
+ * certificate rules (cert_findings). */
 static int pending_findings(struct ct_reader *r, struct cap_err *err)
 {
     if (r->pend_n == 0)
@@ -371,6 +420,8 @@ static int pending_findings(struct ct_reader *r, struct cap_err *err)
         if (m->unexpected_issuer &&
             cap_findings_raise(r->inv, "ct_unexpected_issuer", "high", subject, 0, 0, m->fp,
                                m->details, err) < 0)
+            goto out;
+        if (cert_findings(r, m, is_managed, err) < 0)
             goto out;
     }
     rc = 0;
@@ -436,6 +487,7 @@ static int store_match(struct ct_reader *r, uint64_t index, const struct cap_ct_
         json_object_array_add(names, json_object_new_string(f.dns_sans[i]));
     json_object_object_add(d, "dns_names", names);
     struct ct_pending *m = &r->pend[r->pend_n];
+    memset(m, 0, sizeof *m);
     memcpy(m->fp, fp, sizeof m->fp);
     snprintf(m->tbs, sizeof m->tbs, "%s", f.tbs_sha256);
     m->unexpected_issuer =
@@ -446,9 +498,13 @@ static int store_match(struct ct_reader *r, uint64_t index, const struct cap_ct_
         cap_err_set(err, CAP_E_NOMEM, "out of memory queueing findings");
         goto fail;
     }
+    /* The certificate rules, counted now so the commit cadence bounds the batch. */
+    size_t rules =
+        cap_inventory_cert_finding_specs(&f, true, (int64_t)time(NULL), expiring_days(r), NULL, 0);
+    m->precert = leaf->entry_type == CAP_CT_ENTRY_PRECERT;
+    m->facts = f; /* the pending match owns the facts from here */
     r->pend_n++;
-    r->items_queued += 2; /* the findings, queued at the next commit */
-    cap_cert_facts_cleanup(&f);
+    r->items_queued += 2 + (int64_t)rules; /* the findings, queued at the next commit */
     return 0;
 fail:
     cap_cert_facts_cleanup(&f);
