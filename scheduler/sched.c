@@ -110,20 +110,29 @@ static void rollback(PGconn *c)
         PQclear(PQexec(c, "ROLLBACK"));
 }
 
+/* Opens the transaction of one sweep step and runs its locking SELECT, with $1 the batch size
+ * and $2 extra when given. NULL (transaction rolled back) on failure. */
+static PGresult *locked_select(struct sched *s, const char *name, const char *sql,
+                               const char *extra, struct cap_err *err)
+{
+    if (begin(s->pg, err) < 0)
+        return NULL;
+    char lim[24];
+    const char *p[] = {cap_pg_i64(lim, s->cfg->scheduler_batch), extra};
+    PGresult *r = cap_pg_exec(s->pg, name, sql, extra ? 2 : 1, p, err);
+    if (!r)
+        rollback(s->pg);
+    return r;
+}
+
 /* Parses each source whose schedule text changed since it was last judged: computes its next
  * due time, or disables it with the parser's message in last_error. */
 static int judge(struct sched *s, int *more, struct cap_err *err)
 {
     *more = 0;
-    if (begin(s->pg, err) < 0)
+    PGresult *r = locked_select(s, "select unjudged sources", SQL_UNJUDGED, NULL, err);
+    if (!r)
         return -1;
-    char lim[24];
-    const char *p[] = {cap_pg_i64(lim, s->cfg->scheduler_batch)};
-    PGresult *r = cap_pg_exec(s->pg, "select unjudged sources", SQL_UNJUDGED, 1, p, err);
-    if (!r) {
-        rollback(s->pg);
-        return -1;
-    }
     int64_t now = (int64_t)time(NULL);
     int n = PQntuples(r);
     int64_t *ids = calloc((size_t)n + 1, sizeof *ids), *next = calloc((size_t)n + 1, sizeof *next);
@@ -186,15 +195,9 @@ fail:
 static int enqueue_due(struct sched *s, int *more, struct cap_err *err)
 {
     *more = 0;
-    if (begin(s->pg, err) < 0)
+    PGresult *r = locked_select(s, "select due sources", SQL_DUE, NULL, err);
+    if (!r)
         return -1;
-    char lim[24];
-    const char *p[] = {cap_pg_i64(lim, s->cfg->scheduler_batch)};
-    PGresult *r = cap_pg_exec(s->pg, "select due sources", SQL_DUE, 1, p, err);
-    if (!r) {
-        rollback(s->pg);
-        return -1;
-    }
     int n = PQntuples(r);
     if (n == 0) {
         PQclear(r);
@@ -281,16 +284,11 @@ static int entry_exists(struct sched *s, const char *id)
 static int publish(struct sched *s, int *more, struct cap_err *err)
 {
     *more = 0;
-    if (begin(s->pg, err) < 0)
-        return -1;
-    char lim[24], req[32];
+    char req[32];
     snprintf(req, sizeof req, "%.3f", (double)s->cfg->scheduler_requeue_after_ms / 1000.0);
-    const char *p[] = {cap_pg_i64(lim, s->cfg->scheduler_batch), req};
-    PGresult *r = cap_pg_exec(s->pg, "select runs to publish", SQL_TO_PUBLISH, 2, p, err);
-    if (!r) {
-        rollback(s->pg);
+    PGresult *r = locked_select(s, "select runs to publish", SQL_TO_PUBLISH, req, err);
+    if (!r)
         return -1;
-    }
     int n = PQntuples(r);
     if (n == 0) {
         PQclear(r);

@@ -1200,16 +1200,22 @@ int cap_inventory_add_sighting(struct cap_inventory *inv, const char *fingerprin
 /* ---- writing ---- */
 
 /* Runs sql with the first ncols columns of r as array parameters followed by extra. */
-static PGresult *exec_rows(PGconn *c, const char *name, const char *sql, const struct rows *r,
+/* Runs sql with the parameters: the nlead scalars lead, then one array per column of r, then
+ * the nextra scalars. */
+static PGresult *exec_rows(PGconn *c, const char *name, const char *sql,
+                           const char *const *lead, size_t nlead, const struct rows *r,
                            size_t ncols, const char *const *extra, size_t nextra,
                            struct cap_err *err)
 {
     const char *params[32];
     char *arrays[32] = {0};
     PGresult *res = NULL;
-    if (ncols + nextra > 32) {
+    if (nlead + ncols + nextra > 32) {
         cap_err_set(err, CAP_E_INVALID, "%s: too many parameters", name);
         return NULL;
+    }
+    for (size_t i = 0; i < nlead; i++) {
+        params[i] = lead[i];
     }
     for (size_t i = 0; i < ncols; i++) {
         arrays[i] = rows_array(r, i);
@@ -1217,12 +1223,12 @@ static PGresult *exec_rows(PGconn *c, const char *name, const char *sql, const s
             cap_err_set(err, CAP_E_NOMEM, "%s: out of memory", name);
             goto out;
         }
-        params[i] = arrays[i];
+        params[nlead + i] = arrays[i];
     }
     for (size_t i = 0; i < nextra; i++) {
-        params[ncols + i] = extra[i];
+        params[nlead + ncols + i] = extra[i];
     }
-    res = cap_pg_exec(c, name, sql, (int)(ncols + nextra), params, err);
+    res = cap_pg_exec(c, name, sql, (int)(nlead + ncols + nextra), params, err);
 out:
     for (size_t i = 0; i < ncols; i++) {
         free(arrays[i]);
@@ -1230,10 +1236,11 @@ out:
     return res;
 }
 
-static int cmd_rows(PGconn *c, const char *name, const char *sql, const struct rows *r,
-                    size_t ncols, const char *const *extra, size_t nextra, struct cap_err *err)
+static int cmd_rows(PGconn *c, const char *name, const char *sql, const char *const *lead,
+                    size_t nlead, const struct rows *r, size_t ncols, const char *const *extra,
+                    size_t nextra, struct cap_err *err)
 {
-    PGresult *res = exec_rows(c, name, sql, r, ncols, extra, nextra, err);
+    PGresult *res = exec_rows(c, name, sql, lead, nlead, r, ncols, extra, nextra, err);
     if (!res) {
         return -1;
     }
@@ -1255,71 +1262,35 @@ static int write_batch(struct cap_inventory *inv, struct cap_err *err)
     }
     if (inv->certs.n > 0) {
         const char *extra[] = {run};
-        if (cmd_rows(c, "upsert certificates", SQL_UPSERT_CERTS, &inv->certs, CERT_COLS, extra, 1,
+        if (cmd_rows(c, "upsert certificates", SQL_UPSERT_CERTS, NULL, 0, &inv->certs, CERT_COLS, extra, 1,
                      err)) {
             return -1;
         }
     }
     if (inv->obs.n > 0) {
         const char *ep_extra[] = {src};
-        if (cmd_rows(c, "upsert endpoints", SQL_UPSERT_ENDPOINTS, &inv->obs, 7, ep_extra, 1, err)) {
+        if (cmd_rows(c, "upsert endpoints", SQL_UPSERT_ENDPOINTS, NULL, 0, &inv->obs, 7, ep_extra, 1, err)) {
             return -1;
         }
         const char *drift_extra[] = {run, src};
-        if (cmd_rows(c, "record drift", SQL_DRIFT, &inv->obs, 7, drift_extra, 2, err)) {
+        if (cmd_rows(c, "record drift", SQL_DRIFT, NULL, 0, &inv->obs, 7, drift_extra, 2, err)) {
             return -1;
         }
         const char *obs_extra[] = {run};
-        if (cmd_rows(c, "upsert observations", SQL_UPSERT_OBSERVATIONS, &inv->obs, OBS_COLS,
+        if (cmd_rows(c, "upsert observations", SQL_UPSERT_OBSERVATIONS, NULL, 0, &inv->obs, OBS_COLS,
                      obs_extra, 1, err)) {
             return -1;
         }
     }
-    if (inv->sights.n > 0) {
-        /* The source goes first here: shift by building the parameter list by hand. */
-        char *arrays[SIGHT_COLS] = {0};
-        const char *params[1 + SIGHT_COLS] = {src};
-        int rc = 0;
-        for (size_t i = 0; i < SIGHT_COLS; i++) {
-            arrays[i] = rows_array(&inv->sights, i);
-            if (!arrays[i]) {
-                cap_err_set(err, CAP_E_NOMEM, "upsert sightings: out of memory");
-                rc = -1;
-            }
-            params[1 + i] = arrays[i];
-        }
-        if (rc == 0) {
-            rc = cap_pg_cmd(c, "upsert sightings", SQL_UPSERT_SIGHTINGS, 1 + SIGHT_COLS, params,
-                            err);
-        }
-        for (size_t i = 0; i < SIGHT_COLS; i++) {
-            free(arrays[i]);
-        }
-        if (rc != 0) {
-            return -1;
-        }
+    const char *src_lead[] = {src};
+    if (inv->sights.n > 0 && cmd_rows(c, "upsert sightings", SQL_UPSERT_SIGHTINGS, src_lead, 1,
+                                      &inv->sights, SIGHT_COLS, NULL, 0, err)) {
+        return -1;
     }
-    if (inv->finds.n > 0) {
-        char *arrays[FIND_COLS] = {0};
-        const char *params[1 + FIND_COLS] = {run};
-        int rc = 0;
-        for (size_t i = 0; i < FIND_COLS; i++) {
-            arrays[i] = rows_array(&inv->finds, i);
-            if (!arrays[i]) {
-                cap_err_set(err, CAP_E_NOMEM, "upsert findings: out of memory");
-                rc = -1;
-            }
-            params[1 + i] = arrays[i];
-        }
-        if (rc == 0) {
-            rc = cap_pg_cmd(c, "upsert findings", SQL_UPSERT_FINDINGS, 1 + FIND_COLS, params, err);
-        }
-        for (size_t i = 0; i < FIND_COLS; i++) {
-            free(arrays[i]);
-        }
-        if (rc != 0) {
-            return -1;
-        }
+    const char *run_lead[] = {run};
+    if (inv->finds.n > 0 && cmd_rows(c, "upsert findings", SQL_UPSERT_FINDINGS, run_lead, 1,
+                                     &inv->finds, FIND_COLS, NULL, 0, err)) {
+        return -1;
     }
     if (inv->commit_cb && inv->commit_cb(ctx, inv->commit_arg, err) != 0) {
         if (!cap_err_isset(err)) {
