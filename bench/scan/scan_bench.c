@@ -9,8 +9,11 @@
  * --hold N: submit N probes at once and report the RSS while all N are in flight (for
  * listeners that never answer), then stop. */
 #include <arpa/inet.h>
+#include <malloc.h>
+#include <openssl/crypto.h>
 #include <openssl/sha.h>
 #include <openssl/x509.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,6 +25,57 @@
 #include "common/log.h"
 #include "common/targets.h"
 #include "worker/scan/engine.h"
+
+/* OpenSSL's live heap bytes, counted through CRYPTO_set_mem_functions (a size header in front
+ * of every block), so the memory per handshake in flight splits into OpenSSL's and the rest. */
+static atomic_llong ossl_live;
+
+static void *ossl_malloc(size_t n, const char *file, int line)
+{
+    (void)file;
+    (void)line;
+    size_t *b = malloc(n + 16);
+    if (!b)
+        return NULL;
+    b[0] = n;
+    atomic_fetch_add(&ossl_live, (long long)n);
+    return (char *)b + 16;
+}
+
+static void ossl_free(void *p, const char *file, int line)
+{
+    (void)file;
+    (void)line;
+    if (!p)
+        return;
+    size_t *b = (size_t *)((char *)p - 16);
+    atomic_fetch_sub(&ossl_live, (long long)b[0]);
+    free(b);
+}
+
+static void *ossl_realloc(void *p, size_t n, const char *file, int line)
+{
+    if (!p)
+        return ossl_malloc(n, file, line);
+    if (n == 0) {
+        ossl_free(p, file, line);
+        return NULL;
+    }
+    size_t *b = (size_t *)((char *)p - 16);
+    size_t old = b[0];
+    size_t *nb = realloc(b, n + 16);
+    if (!nb)
+        return NULL;
+    nb[0] = n;
+    atomic_fetch_add(&ossl_live, (long long)n - (long long)old);
+    return (char *)nb + 16;
+}
+
+static long long heap_in_use(void)
+{
+    struct mallinfo2 mi = mallinfo2();
+    return (long long)(mi.uordblks + mi.hblkhd);
+}
 
 static double now_s(void)
 {
@@ -84,6 +138,8 @@ int main(int argc, char **argv)
         else if (strcmp(argv[i], "--repeat") == 0)
             repeat = arg_long(argv[i + 1], "repeat");
     }
+    if (hold)
+        CRYPTO_set_mem_functions(ossl_malloc, ossl_realloc, ossl_free);
     if (!cidr) {
         fprintf(stderr, "usage: scan_bench --cidr CIDR --port N --slots N [--timeout MS] "
                         "[--fingerprints FILE] [--hold N]\n");
@@ -99,6 +155,7 @@ int main(int argc, char **argv)
         return 2;
     }
     long rss0 = rss_kb();
+    long long heap0 = heap_in_use(), ossl0 = atomic_load(&ossl_live), heap_hold = 0, ossl_hold = 0;
     double c0 = cpu_s(), t0 = now_s();
     struct cap_scan_engine *e = cap_scan_engine_new(slots, &err);
     if (!e) {
@@ -110,7 +167,9 @@ int main(int argc, char **argv)
     size_t window = hold ? (size_t)hold : (size_t)slots * 2 + 8;
     uint64_t n = 0, ok = 0, refused = 0, timeouts = 0, tls_errors = 0;
     bool more = true;
+    int held_handshaking = 0;
     long rss_hold = 0;
+    double hold_t0 = 0;
     for (;;) {
         while (more && cap_scan_job_outstanding(j) < window) {
             struct cap_target tg;
@@ -141,9 +200,18 @@ int main(int argc, char **argv)
         if (hold && !rss_hold) {
             struct cap_scan_engine_stats st;
             cap_scan_engine_stats(e, &st);
-            if ((long)st.inflight >= hold) {
-                usleep(500000); /* let every ClientHello go out */
+            /* every probe past its connect with its ClientHello out (or 30 s) */
+            if ((long)st.inflight >= hold && !hold_t0)
+                hold_t0 = now_s();
+            if (hold_t0 && ((long)st.handshaking >= hold || now_s() - hold_t0 > 30)) {
+                usleep(200000);
+                cap_scan_engine_stats(e, &st);
                 rss_hold = rss_kb();
+                heap_hold = heap_in_use();
+                ossl_hold = atomic_load(&ossl_live);
+                fprintf(stderr, "held: %d in slots, %d connecting, %d handshaking\n",
+                        st.inflight, st.connecting, st.handshaking);
+                held_handshaking = st.handshaking;
                 break;
             }
         }
@@ -184,8 +252,12 @@ int main(int argc, char **argv)
            (double)n / wall, (double)ok / wall, ok ? cpu * 1000.0 / (double)ok : 0.0,
            st.inflight_peak, ru.ru_maxrss, rss0);
     if (hold)
-        printf(",\"held\":%ld,\"rss_held_kb\":%ld,\"bytes_per_inflight\":%.0f", hold, rss_hold,
-               (double)(rss_hold - rss0) * 1024.0 / (double)hold);
+        printf(",\"held\":%ld,\"handshaking\":%d,\"rss_held_kb\":%ld,"
+               "\"bytes_per_inflight\":%.0f,\"heap_bytes_per_inflight\":%.0f,"
+               "\"openssl_bytes_per_inflight\":%.0f",
+               hold, held_handshaking, rss_hold, (double)(rss_hold - rss0) * 1024.0 / (double)hold,
+               (double)(heap_hold - heap0) / (double)hold,
+               (double)(ossl_hold - ossl0) / (double)hold);
     printf("}\n");
     if (fp)
         fclose(fp);

@@ -310,12 +310,19 @@ int main(void)
         req_for(&q, ports[1], 60000, (uint64_t)i);
         cap_scan_job_submit(c, &q, &err);
     }
-    usleep(200000);
+    /* four past their connect, each with its ClientHello out, waiting for the tarpit */
+    int64_t until = now_ms() + 5000;
+    do {
+        usleep(20000);
+        cap_scan_engine_stats(e, &st);
+    } while (st.handshaking < 4 && now_ms() < until);
+    CHECK(st.inflight == 4 && st.handshaking == 4 && st.connecting == 0 && st.starttls == 0);
     int64_t t0 = now_ms();
     cap_scan_job_free(c);
     CHECK(now_ms() - t0 < 2000);
     cap_scan_engine_stats(e, &st);
     CHECK(st.inflight == 0);
+    CHECK(st.handshaking == 0 && st.connecting == 0);
 
     cap_scan_engine_free(e);
 

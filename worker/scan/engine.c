@@ -104,6 +104,7 @@ struct cap_scan_engine {
     /* stats (under mu) */
     int inflight, inflight_peak;
     uint64_t started, finished;
+    atomic_int in_state[PROBE_DONE]; /* probes per phase (connecting, starttls, handshaking) */
 };
 
 static int ssl_ex_idx = -1;
@@ -246,8 +247,12 @@ static uint16_t group_codepoint_by_name(const char *name)
 
 /* ---- probe life ---- */
 
-static void probe_set_state(struct probe *p, enum probe_state s)
+static void probe_set_state(struct cap_scan_engine *e, struct probe *p, enum probe_state s)
 {
+    if (p->state > PROBE_FREE && p->state < PROBE_DONE)
+        atomic_fetch_sub(&e->in_state[p->state], 1);
+    if (s > PROBE_FREE && s < PROBE_DONE)
+        atomic_fetch_add(&e->in_state[s], 1);
     cap_log(CAP_LOG_DEBUG, "probe_state", CAP_LS("from", state_names[p->state]),
             CAP_LS("to", state_names[s]), CAP_LS("target", p->res->req.host),
             CAP_LI("port", p->res->req.port));
@@ -287,7 +292,7 @@ static void probe_finish(struct cap_scan_engine *e, struct probe *p, const char 
         p->chain = NULL;
     }
     heap_remove(e, p);
-    probe_set_state(p, PROBE_DONE);
+    probe_set_state(e, p, PROBE_DONE);
     p->done_next = e->done;
     e->done = p;
 }
@@ -339,7 +344,7 @@ static int probe_connect(struct cap_scan_engine *e, struct probe *p)
         return -1;
     }
     p->events = EPOLLOUT;
-    probe_set_state(p, PROBE_CONNECTING);
+    probe_set_state(e, p, PROBE_CONNECTING);
     return 0;
 }
 
@@ -402,7 +407,7 @@ static void probe_start_tls(struct cap_scan_engine *e, struct probe *p)
         return;
     }
     SSL_set_connect_state(p->ssl);
-    probe_set_state(p, PROBE_HANDSHAKING);
+    probe_set_state(e, p, PROBE_HANDSHAKING);
     probe_handshake(e, p);
 }
 
@@ -568,7 +573,7 @@ static void probe_connected(struct cap_scan_engine *e, struct probe *p)
         probe_start_tls(e, p);
         return;
     }
-    probe_set_state(p, PROBE_STARTTLS);
+    probe_set_state(e, p, PROBE_STARTTLS);
     const uint8_t *out = NULL;
     size_t out_len = 0;
     enum cap_starttls_status s = cap_starttls_begin(&p->st, p->res->req.starttls, &out, &out_len);
@@ -982,6 +987,9 @@ void cap_scan_engine_stats(struct cap_scan_engine *e, struct cap_scan_engine_sta
     out->finished = e->finished;
     out->hybrid = e->ctx_hybrid != NULL;
     pthread_mutex_unlock(&e->mu);
+    out->connecting = atomic_load(&e->in_state[PROBE_CONNECTING]);
+    out->starttls = atomic_load(&e->in_state[PROBE_STARTTLS]);
+    out->handshaking = atomic_load(&e->in_state[PROBE_HANDSHAKING]);
 }
 
 struct cap_scan_job *cap_scan_job_new(struct cap_scan_engine *e, int concurrency,

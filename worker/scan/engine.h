@@ -57,6 +57,7 @@ struct cap_scan_engine_stats {
     int inflight;      /* probes in slots now */
     int inflight_peak; /* most probes in slots at once */
     uint64_t started, finished;
+    int connecting, starttls, handshaking; /* probes in slots per phase now */
     bool hybrid; /* ML-KEM hybrid groups offered (OpenSSL >= 3.5 at run time) */
 };
 
