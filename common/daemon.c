@@ -1,6 +1,7 @@
 /* Start-up and shutdown shared by cap-scheduler and cap-worker. */
 #include "common/daemon.h"
 
+#include <openssl/crypto.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
@@ -9,6 +10,7 @@
 #include "common/health.h"
 #include "common/log.h"
 #include "common/metrics.h"
+#include "common/ossl.h"
 
 static atomic_int stop_flag;
 
@@ -41,6 +43,11 @@ int cap_daemon_main(int argc, char **argv, const char *program, const char *comp
         return 1;
     }
     cap_log_configure(cfg.logging_level, cfg.logging_format);
+    const char *why_not = "";
+    bool direct = cap_ossl_init();
+    (void)cap_ossl_direct_keys(&why_not);
+    cap_log(CAP_LOG_INFO, "openssl", CAP_LS("version", OpenSSL_version(OPENSSL_VERSION)),
+            CAP_LS("direct_key_decoding", direct ? "on" : "off"), CAP_LS("why_not", why_not));
 
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);

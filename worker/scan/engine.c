@@ -26,6 +26,7 @@
 
 #include "common/log.h"
 #include "common/metrics.h"
+#include "common/ossl.h"
 
 /* Groups offered, classical and (OpenSSL >= 3.5) with the hybrid ML-KEM group first. */
 #define GROUPS_CLASSICAL "X25519:P-256:X448:P-521:P-384:ffdhe2048:ffdhe3072:ffdhe4096"
@@ -866,6 +867,7 @@ struct cap_scan_engine *cap_scan_engine_new(int slots, struct cap_err *err)
 struct cap_scan_engine *cap_scan_engine_new_groups(int slots, const char *first_groups,
                                                    struct cap_err *err)
 {
+    (void)cap_ossl_init(); /* certificates decoded directly on OpenSSL 3.0 */
     pthread_once(&ex_once, ex_index_init);
     /* OpenSSL writes to sockets the peer may have reset: a write must fail, not kill us. */
     signal(SIGPIPE, SIG_IGN);
