@@ -4,6 +4,7 @@
 
 #include <curl/curl.h>
 #include <json-c/json.h>
+#include <openssl/err.h>
 #include <openssl/ocsp.h>
 #include <openssl/pem.h>
 #include <openssl/x509v3.h>
@@ -86,7 +87,6 @@ struct xfer {
     struct cap_policy_guard guard;
     struct item *item; /* OCSP: the item asking */
     CURL *h;           /* while in the multi handle */
-    OCSP_CERTID *id;
 };
 
 int cap_revocation_global_init(struct cap_err *err)
@@ -376,8 +376,7 @@ static int ocsp_request(struct item *it, struct xfer *x)
     OCSP_CERTID *id = OCSP_cert_to_id(EVP_sha1(), it->leaf, it->issuer);
     if (!req || !id)
         goto fail;
-    x->id = OCSP_CERTID_dup(id);
-    if (!x->id || !OCSP_request_add0_id(req, id))
+    if (!OCSP_request_add0_id(req, id))
         goto fail;
     id = NULL;
     unsigned char *der = NULL;
@@ -394,12 +393,31 @@ fail:
     return -1;
 }
 
-/* Reads a verified OCSP answer for the item into it, or records why not. */
-static void ocsp_answer(struct item *it, struct xfer *x)
+static void answer_clear(struct cap_revocation_answer *out)
 {
-    const unsigned char *p = x->buf;
-    OCSP_RESPONSE *resp = d2i_OCSP_RESPONSE(NULL, &p, (long)x->len);
+    memset(out, 0, sizeof *out);
+}
+
+static int answer_fail(struct cap_revocation_answer *out, const char *why)
+{
+    out->status = CAP_REVOCATION_NONE;
+    snprintf(out->why, sizeof out->why, "%s", why);
+    ERR_clear_error();
+    return -1;
+}
+
+int cap_revocation_read_ocsp(const uint8_t *buf, size_t len, X509 *leaf, X509 *issuer,
+                             struct cap_revocation_answer *out)
+{
+    answer_clear(out);
+    if (!leaf || !issuer)
+        return answer_fail(out, "local: no issuer to check an OCSP response against");
+    if (len > CAP_REVOCATION_OCSP_MAX)
+        return answer_fail(out, "response is larger than an OCSP response may be");
+    const unsigned char *p = buf;
+    OCSP_RESPONSE *resp = d2i_OCSP_RESPONSE(NULL, &p, (long)len);
     OCSP_BASICRESP *bs = NULL;
+    OCSP_CERTID *id = NULL;
     X509_STORE *st = NULL;
     STACK_OF(X509) *certs = NULL;
     const char *why = NULL;
@@ -415,14 +433,18 @@ static void ocsp_answer(struct item *it, struct xfer *x)
         goto out;
     }
     bs = OCSP_response_get1_basic(resp);
-    st = X509_STORE_new();
-    certs = sk_X509_new_null();
-    if (!bs || !st || !certs || !X509_STORE_add_cert(st, it->issuer) ||
-        !sk_X509_push(certs, it->issuer)) {
+    if (!bs) {
         why = "response has no basic response";
         goto out;
     }
-    X509_up_ref(it->issuer);
+    st = X509_STORE_new();
+    certs = sk_X509_new_null();
+    id = OCSP_cert_to_id(EVP_sha1(), leaf, issuer);
+    if (!st || !certs || !id || !X509_STORE_add_cert(st, issuer) || !sk_X509_push(certs, issuer)) {
+        why = "local: out of memory reading an OCSP response";
+        goto out;
+    }
+    X509_up_ref(issuer);
     X509_STORE_set_flags(st, X509_V_FLAG_PARTIAL_CHAIN);
     /* Signed by the issuer itself, or by a responder certificate the issuer issued. */
     if (OCSP_basic_verify(bs, certs, st, 0) <= 0) {
@@ -431,7 +453,7 @@ static void ocsp_answer(struct item *it, struct xfer *x)
     }
     int status = -1, reason = -1;
     ASN1_GENERALIZEDTIME *rev = NULL, *thisupd = NULL, *nextupd = NULL;
-    if (!OCSP_resp_find_status(bs, x->id, &status, &reason, &rev, &thisupd, &nextupd)) {
+    if (!OCSP_resp_find_status(bs, id, &status, &reason, &rev, &thisupd, &nextupd)) {
         why = "response does not cover this certificate";
         goto out;
     }
@@ -439,69 +461,109 @@ static void ocsp_answer(struct item *it, struct xfer *x)
         why = "response is outside its validity window";
         goto out;
     }
-    it->ans = status == V_OCSP_CERTSTATUS_GOOD      ? ANS_GOOD
-              : status == V_OCSP_CERTSTATUS_REVOKED ? ANS_REVOKED
-                                                    : ANS_UNKNOWN;
-    snprintf(it->method, sizeof it->method, "ocsp");
-    snprintf(it->url, sizeof it->url, "%s", x->url);
-    it->revoked_at = asn1_epoch(rev);
-    it->this_update = asn1_epoch(thisupd);
-    it->next_update = nextupd ? asn1_epoch(nextupd) : (int64_t)time(NULL) + DEFAULT_VALIDITY_S;
-    if (it->ans == ANS_REVOKED && reason >= 0)
-        snprintf(it->reason, sizeof it->reason, "%s", OCSP_crl_reason_str(reason));
+    out->status = status == V_OCSP_CERTSTATUS_GOOD      ? CAP_REVOCATION_GOOD
+                  : status == V_OCSP_CERTSTATUS_REVOKED ? CAP_REVOCATION_REVOKED
+                                                        : CAP_REVOCATION_UNKNOWN;
+    out->revoked_at = asn1_epoch(rev);
+    out->this_update = asn1_epoch(thisupd);
+    out->next_update = nextupd ? asn1_epoch(nextupd) : (int64_t)time(NULL) + DEFAULT_VALIDITY_S;
+    if (out->status == CAP_REVOCATION_REVOKED && reason >= 0)
+        snprintf(out->reason, sizeof out->reason, "%s", OCSP_crl_reason_str(reason));
 out:
-    if (why)
-        add_error(it, x->url, why);
     sk_X509_pop_free(certs, X509_free);
     X509_STORE_free(st);
+    OCSP_CERTID_free(id);
     OCSP_BASICRESP_free(bs);
     OCSP_RESPONSE_free(resp);
+    if (why)
+        return answer_fail(out, why);
+    return 0;
+}
+
+/* Copies a reader's answer into the item (method and url say where it came from). */
+static void item_take(struct item *it, const char *method, const char *url,
+                      const struct cap_revocation_answer *a)
+{
+    it->ans = a->status == CAP_REVOCATION_GOOD      ? ANS_GOOD
+              : a->status == CAP_REVOCATION_REVOKED ? ANS_REVOKED
+                                                    : ANS_UNKNOWN;
+    snprintf(it->method, sizeof it->method, "%s", method);
+    snprintf(it->url, sizeof it->url, "%s", url);
+    it->revoked_at = a->revoked_at;
+    it->this_update = a->this_update;
+    it->next_update = a->next_update;
+    snprintf(it->reason, sizeof it->reason, "%s", a->reason);
+}
+
+/* Reads a verified OCSP answer for the item into it, or records why not. */
+static void ocsp_answer(struct item *it, struct xfer *x)
+{
+    struct cap_revocation_answer a;
+    if (cap_revocation_read_ocsp(x->buf, x->len, it->leaf, it->issuer, &a) == 0)
+        item_take(it, "ocsp", x->url, &a);
+    else
+        add_error(it, x->url, a.why);
 }
 
 /* ---- CRL ---- */
 
-static X509_CRL *crl_parse(const uint8_t *buf, size_t len)
+X509_CRL *cap_revocation_parse_crl(const uint8_t *buf, size_t len)
 {
+    if (!buf || len == 0 || len > CAP_REVOCATION_CRL_MAX)
+        return NULL;
     const unsigned char *p = buf;
     X509_CRL *crl = d2i_X509_CRL(NULL, &p, (long)len);
-    if (crl)
-        return crl;
-    BIO *b = BIO_new_mem_buf(buf, (int)len);
-    if (b) {
-        crl = PEM_read_bio_X509_CRL(b, NULL, NULL, NULL);
-        BIO_free(b);
+    if (!crl) {
+        BIO *b = BIO_new_mem_buf(buf, (int)len);
+        if (b) {
+            crl = PEM_read_bio_X509_CRL(b, NULL, NULL, NULL);
+            BIO_free(b);
+        }
     }
+    ERR_clear_error();
     return crl;
+}
+
+int cap_revocation_crl_answer(X509_CRL *crl, X509 *leaf, X509 *issuer,
+                              struct cap_revocation_answer *out)
+{
+    answer_clear(out);
+    if (!issuer)
+        return answer_fail(out, "issuer certificate not sent: CRL signature cannot be checked");
+    EVP_PKEY *ik = X509_get0_pubkey(issuer);
+    if (!crl || !leaf || !ik || X509_CRL_verify(crl, ik) != 1 ||
+        X509_NAME_cmp(X509_CRL_get_issuer(crl), X509_get_subject_name(issuer)) != 0)
+        return answer_fail(out, "CRL signature does not verify against the issuer");
+    const ASN1_TIME *next = X509_CRL_get0_nextUpdate(crl);
+    int64_t now = (int64_t)time(NULL);
+    int64_t nu = next ? asn1_epoch(next) : now + DEFAULT_VALIDITY_S;
+    if (next && nu < now)
+        return answer_fail(out, "CRL is past its next update");
+    X509_REVOKED *rev = NULL;
+    int found = X509_CRL_get0_by_serial(crl, &rev, X509_get0_serialNumber(leaf));
+    out->status = found == 1 ? CAP_REVOCATION_REVOKED : CAP_REVOCATION_GOOD;
+    out->this_update = asn1_epoch(X509_CRL_get0_lastUpdate(crl));
+    out->next_update = nu;
+    if (found == 1 && rev) {
+        out->revoked_at = asn1_epoch(X509_REVOKED_get0_revocationDate(rev));
+        int crit = 0;
+        ASN1_ENUMERATED *r = X509_REVOKED_get_ext_d2i(rev, NID_crl_reason, &crit, NULL);
+        long code = r ? ASN1_ENUMERATED_get(r) : -1;
+        ASN1_ENUMERATED_free(r);
+        if (code >= 0)
+            snprintf(out->reason, sizeof out->reason, "%s", OCSP_crl_reason_str(code));
+    }
+    ERR_clear_error();
+    return 0;
 }
 
 static void crl_answer(struct item *it, const char *url, X509_CRL *crl)
 {
-    if (!it->issuer) {
-        add_error(it, url, "issuer certificate not sent: CRL signature cannot be checked");
-        return;
-    }
-    EVP_PKEY *ik = X509_get0_pubkey(it->issuer);
-    if (!ik || X509_CRL_verify(crl, ik) != 1 ||
-        X509_NAME_cmp(X509_CRL_get_issuer(crl), X509_get_subject_name(it->issuer)) != 0) {
-        add_error(it, url, "CRL signature does not verify against the issuer");
-        return;
-    }
-    const ASN1_TIME *next = X509_CRL_get0_nextUpdate(crl);
-    int64_t now = (int64_t)time(NULL);
-    int64_t nu = next ? asn1_epoch(next) : now + DEFAULT_VALIDITY_S;
-    if (next && nu < now) {
-        add_error(it, url, "CRL is past its next update");
-        return;
-    }
-    X509_REVOKED *rev = NULL;
-    int found = X509_CRL_get0_by_serial(crl, &rev, X509_get0_serialNumber(it->leaf));
-    it->ans = found == 1 ? ANS_REVOKED : ANS_GOOD;
-    snprintf(it->method, sizeof it->method, "crl");
-    snprintf(it->url, sizeof it->url, "%s", url);
-    it->this_update = asn1_epoch(X509_CRL_get0_lastUpdate(crl));
-    it->next_update = nu;
-    if (found == 1 && rev)
-        it->revoked_at = asn1_epoch(X509_REVOKED_get0_revocationDate(rev));
+    struct cap_revocation_answer a;
+    if (cap_revocation_crl_answer(crl, it->leaf, it->issuer, &a) == 0)
+        item_take(it, "crl", url, &a);
+    else
+        add_error(it, url, a.why);
 }
 
 /* ---- the phases ---- */
@@ -553,7 +615,6 @@ static void free_xfers(struct xfer *xs, size_t n)
     for (size_t i = 0; i < n; i++) {
         free(xs[i].buf);
         OPENSSL_free(xs[i].req);
-        OCSP_CERTID_free(xs[i].id);
     }
     free(xs);
 }
@@ -577,7 +638,6 @@ static void ocsp_round(struct cap_revocation *rv, size_t k, int64_t deadline,
         if (ocsp_request(it, x) != 0) {
             add_error(it, it->ocsp[k], "local: cannot build the OCSP request");
             OPENSSL_free(x->req);
-            OCSP_CERTID_free(x->id);
             memset(x, 0, sizeof *x);
             continue;
         }
@@ -621,7 +681,7 @@ static void crl_round(struct cap_revocation *rv, int64_t deadline, const atomic_
     }
     run_transfers(rv, xs, n, deadline, stopping);
     for (size_t j = 0; j < n; j++) {
-        X509_CRL *crl = xs[j].ok ? crl_parse(xs[j].buf, xs[j].len) : NULL;
+        X509_CRL *crl = xs[j].ok ? cap_revocation_parse_crl(xs[j].buf, xs[j].len) : NULL;
         for (size_t i = 0; i < rv->n; i++) {
             struct item *it = &rv->items[i];
             for (size_t k = 0; it->ans == ANS_NONE && k < it->crl_n; k++) {

@@ -8,6 +8,7 @@
 
 #include <openssl/x509.h>
 #include <stdatomic.h>
+#include <stdint.h>
 
 #include "common/err.h"
 #include "common/policy.h"
@@ -47,6 +48,38 @@ void cap_revocation_add_chain(struct cap_revocation *rv, STACK_OF(X509) * chain)
  * Blocks. */
 int cap_revocation_finish(struct cap_revocation *rv, const atomic_int *stopping, int budget_ms,
                           struct cap_err *err);
+
+/* What one OCSP response or CRL says about one certificate. */
+enum cap_revocation_status {
+    CAP_REVOCATION_NONE = 0, /* nothing usable: why says what was wrong */
+    CAP_REVOCATION_GOOD,
+    CAP_REVOCATION_REVOKED,
+    CAP_REVOCATION_UNKNOWN /* the responder does not know the certificate */
+};
+
+struct cap_revocation_answer {
+    enum cap_revocation_status status;
+    int64_t revoked_at, this_update, next_update; /* Unix seconds, 0 when absent */
+    char reason[64];                              /* revocation reason, "" when none given */
+    char why[128];                                /* status NONE: what was wrong */
+};
+
+/* Reads an OCSP response body (DER, as a responder sent it) about leaf, issued by issuer: it
+ * must be successful, signed by the issuer or by a responder certificate the issuer issued,
+ * cover leaf, and be within its validity window (5 minutes of clock skew allowed). Returns 0
+ * with *out, or -1 with out->why naming what was wrong. No I/O; any bytes are safe. */
+int cap_revocation_read_ocsp(const uint8_t *buf, size_t len, X509 *leaf, X509 *issuer,
+                             struct cap_revocation_answer *out);
+
+/* Parses a CRL as a distribution point served it (DER, or PEM), at most
+ * CAP_REVOCATION_CRL_MAX bytes. NULL when it is not one. Free with X509_CRL_free. */
+X509_CRL *cap_revocation_parse_crl(const uint8_t *buf, size_t len);
+
+/* What crl says about leaf: the CRL must verify against issuer's key, name issuer, and not be
+ * past its next update. Returns 0 with *out (GOOD or REVOKED, with the date and reason), or -1
+ * with out->why. */
+int cap_revocation_crl_answer(X509_CRL *crl, X509 *leaf, X509 *issuer,
+                              struct cap_revocation_answer *out);
 
 /* Frees rv and everything it holds. NULL is fine. */
 void cap_revocation_free(struct cap_revocation *rv);
