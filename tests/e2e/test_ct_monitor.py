@@ -136,10 +136,13 @@ def main():
             assert f and f[0][0] == "high" and msg in f[0][1], (kind, f)
             cp = checkpoint(c, sid, log.url)
             assert cp["next_index"] == cp_before["next_index"], (kind, cp_before, cp)
-            c.sql("UPDATE findings SET status = 'resolved', resolved_at = now() "
-                  "WHERE kind = 'ct_log_misbehaving'")
-        run, _ = trigger(c, "shadow")
-        assert run["status"] == "succeeded", run
+            # the log behaves again: the next run reads it and resolves the finding
+            run, _ = trigger(c, "shadow")
+            assert run["status"] == "succeeded", (kind, run)
+            f = c.sql("SELECT status, resolved_at IS NOT NULL FROM findings WHERE "
+                      "kind = 'ct_log_misbehaving' AND subject_key = %s ORDER BY id DESC LIMIT 1",
+                      ("source:%d" % sid,))
+            assert f and f[0][0] == "resolved" and f[0][1], (kind, f)
         check_exact(c, sid, log, log.stats()["tree_size"], "after misbehaviour")
 
         # --- static-ct (tiled) with protocol probing -----------------------------------------
@@ -225,6 +228,10 @@ def main():
         got = c.sql("SELECT log_index, fingerprint_sha256 FROM ct_sightings WHERE source_id = %s "
                     "AND log_url = %s ORDER BY log_index", (two, log.tiled_url))
         assert [tuple(x) for x in got] == expected(log.truth(), size)
+        # the later runs read both logs cleanly: the bad signature's finding is resolved
+        f = c.sql("SELECT status FROM findings WHERE kind = 'ct_log_misbehaving' "
+                  "AND subject_key = %s", ("source:%d" % two,))
+        assert [x[0] for x in f] == ["resolved"], f
 
         # --- a log without a key is read, its checkpoint marked unverified -----------------
         nsid = add_source(c, "nokey", "--domain", "example.com", "--domain",

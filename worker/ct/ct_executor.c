@@ -1343,7 +1343,7 @@ static int ct_execute(struct cap_run_ctx *ctx, struct cap_run_outcome *out, stru
     if (!http)
         goto done;
     int64_t run_entries = 0, run_matches = 0;
-    size_t failed = 0, misbehaving = 0;
+    size_t failed = 0, misbehaving = 0, logs_done = 0;
     bool backlog = false;
     char summary[512] = "";
     size_t so = 0;
@@ -1377,6 +1377,7 @@ static int ct_execute(struct cap_run_ctx *ctx, struct cap_run_outcome *out, stru
             goto done;
         }
         backlog = backlog || left;
+        logs_done++;
         if (r->err[0]) {
             failed++;
             if (r->misbehaving)
@@ -1396,6 +1397,18 @@ static int ct_execute(struct cap_run_ctx *ctx, struct cap_run_outcome *out, stru
     }
     if (cap_inventory_flush(inv, err) < 0)
         goto done;
+    /* Every log of the source read again without a fault (tree heads checked against the
+     * stored ones): the cause of an earlier ct_log_misbehaving finding is gone (or its log is
+     * no longer listed). A run that missed a log, or stopped early, leaves it open. */
+    if (failed == 0 && logs_done == nlogs) {
+        static const char *const kinds[] = {"ct_log_misbehaving"};
+        int64_t resolved = 0;
+        if (cap_findings_resolve_missing(inv, kinds, 1, &resolved, err) != 0)
+            goto done;
+        if (resolved > 0)
+            cap_log(CAP_LOG_INFO, "ct_log_misbehaving_resolved", CAP_LI("run_id", ctx->run_id),
+                    CAP_LI("findings", resolved));
+    }
     struct cap_err pe = {0};
     cap_run_progress(ctx, total, run_entries, run_matches, -1, -1, -1, &pe);
     out->run_again = backlog && failed < nlogs;
