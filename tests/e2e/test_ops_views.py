@@ -123,6 +123,14 @@ def check_views(c, ids):
     assert (b["days_to_expiry"], b["managed"], b["served_at"]) == (40, True, ["b.example:8443"]), b
     assert (cc["days_to_expiry"], cc["expired"], cc["open_findings"]) == (-3, True, 1), cc
     assert inv[fp("P")]["has_final_certificate"] is True
+    # a precertificate is managed through its final certificate (same tbs_sha256)
+    assert (inv[fp("P")]["managed"], inv[fp("F")]["managed"], inv[fp("Q")]["managed"]) == \
+        (False, False, False)
+    c.sql("INSERT INTO managed_certificates (fingerprint_sha256) VALUES (%s)", (fp("F"),))
+    inv = {r["fingerprint_sha256"]: r for r in c.sql_dicts("SELECT * FROM cap_inventory")}
+    assert (inv[fp("P")]["managed"], inv[fp("F")]["managed"], inv[fp("Q")]["managed"]) == \
+        (True, True, False)
+    c.sql("DELETE FROM managed_certificates WHERE fingerprint_sha256 = %s", (fp("F"),))
     assert inv[fp("Q")]["has_final_certificate"] is False and inv[fp("Q")]["seen_in_ct"] is True
 
     # Expiring: end-entity only, a precert hidden once its final certificate is known.
