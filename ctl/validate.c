@@ -16,6 +16,7 @@
 #include <openssl/pem.h>
 
 #include "common/config.h"
+#include "common/idna.h"
 #include "common/policy.h"
 #include "common/schedule.h"
 
@@ -246,14 +247,17 @@ static int check_hostname(const char *opt, const char *quoted, const char *text,
         cap_err_set(err, CAP_E_INVALID, "%s \"%s\": empty name", opt, quoted);
         return -1;
     }
-    for (size_t i = 0; i < len; i++) {
-        if ((unsigned char)text[i] >= 0x80) {
+    /* U-labels become their A-label (xn--) form, which is what is stored and matched */
+    char alabels[CAP_CTL_HOSTNAME_MAX + 2];
+    if (cap_idna_has_non_ascii(text, len)) {
+        const char *why = "";
+        if (cap_idna_to_ascii(text, len, alabels, sizeof alabels, &why) != 0) {
             cap_err_set(err, CAP_E_INVALID,
-                        "%s \"%s\": non-ASCII name; give its A-label (xn--...) form, as "
-                        "`idn2 NAME` prints it",
-                        opt, quoted);
+                        "%s \"%s\": not a valid internationalised name (%s)", opt, quoted, why);
             return -1;
         }
+        text = alabels;
+        len = strlen(alabels);
     }
     if (len > CAP_CTL_HOSTNAME_MAX) {
         cap_err_set(err, CAP_E_INVALID, "%s \"%s\": longer than %d characters", opt, quoted,

@@ -62,7 +62,7 @@ def build(build_dir):
         os.path.join(build_dir, "worker", "libcap_worker.a"),
         os.path.join(build_dir, "common", "libcap_common.a"),
         "-o", exe] + sh(["pkg-config", "--libs", "openssl", "libcurl", "libmicrohttpd", "json-c",
-                         "libpq", "hiredis", "msgpack", "yaml-0.1"]).stdout.split() +
+                         "libidn2", "libpq", "hiredis", "msgpack", "yaml-0.1"]).stdout.split() +
        ["-lpthread", "-lm"])
     fleet_exe = os.path.join(build_dir, "fleet")
     sh(["cc", "-O2", "-std=c11", "-D_GNU_SOURCE", os.path.join(SRC, "bench", "scan", "fleet.c"),

@@ -176,6 +176,12 @@ def test_sources(c):
           str(shown))
     r = c.capctl_ok("source", "show", "lab")
     check("daily 03:00 UTC" in r.stdout and "recent runs:" in r.stdout, "show text", r)
+    # a U-label domain is stored in its A-label form, the form certificates carry
+    c.capctl_ok("source", "add", "idn", "--type", "ct_log", "--domain", "B\u00fccher.example")
+    shown = c.capctl_json("source", "show", "idn")
+    check(shown[0]["domains"] == ["xn--bcher-kva.example"], "U-label stored as A-label: %s"
+          % shown)
+    c.capctl_ok("source", "delete", "idn")
     # Configuration warnings (an unknown CERTAUTOPILOT_* variable) never mix with the JSON.
     r = c.capctl("source", "list", "--json", extra_env={"CERTAUTOPILOT_NO_SUCH_KEY": "1"})
     check(r.returncode == 0 and [s["name"] for s in json.loads(r.stdout)] == ["ct", "ct2", "lab"],
@@ -315,8 +321,9 @@ def test_validation(c):
         (net + ["--host", "10.1.2.3"], 1,
          'capctl: --host "10.1.2.3": an IP address, not a host name; list addresses with --cidr'),
         (net + ["--host", "-x.example"], 1, 'label "-x" starts or ends with a hyphen'),
-        (ct[:5] + ["--domain", "b\u00fccher.example"], 1,
-         'capctl: --domain "b\\xc3\\xbccher.example": non-ASCII name; give its A-label (xn--...)'),
+        (ct[:5] + ["--domain", "a\u2665.example"], 1,
+         'capctl: --domain "a\\xe2\\x99\\xa5.example": not a valid internationalised name '
+         '(string contains a disallowed character)'),
         (ct[:5] + ["--domain", "*.example.com"], 1,
          'give the suffix alone ("example.com")'),
         (ct + ["--log", "ftp://ct.example/"], 1,

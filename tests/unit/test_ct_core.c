@@ -327,6 +327,10 @@ static void test_match(void)
           !strcmp(norm, "xn--bcher-kva.example"));
     CHECK(cap_ct_suffix_normalize("München.DE", norm, &e) == 0 &&
           !strcmp(norm, "xn--mnchen-3ya.de"));
+    CHECK(cap_ct_suffix_normalize("M\xc3\x9cNCHEN.de", norm, &e) == 0 &&
+          !strcmp(norm, "xn--mnchen-3ya.de"));
+    CHECK(cap_ct_suffix_normalize("b\xff" "cher.example", norm, &e) == -1 &&
+          strstr(e.msg, "not a valid internationalised name") != NULL);
     CHECK(cap_ct_suffix_normalize("bad..name", norm, &e) == -1);
     cap_err_clear(&e);
     struct cap_ct_suffixes *s = cap_ct_suffixes_new(suffixes, 3, &e);

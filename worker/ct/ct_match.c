@@ -4,6 +4,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/idna.h"
+
 /* Longest DNS label (RFC 1035); a longer one matches no certificate name. */
 #define CAP_CT_LABEL_MAX 63
 
@@ -22,145 +24,6 @@ static uint64_t fnv1a(const char *s, size_t n)
         h *= 0x100000001b3ULL;
     }
     return h;
-}
-
-/* --- punycode (RFC 3492), encoder only --- */
-
-static char puny_digit(unsigned d)
-{
-    return (char)(d < 26 ? 'a' + d : '0' + (d - 26));
-}
-
-static unsigned puny_adapt(unsigned delta, unsigned numpoints, bool first)
-{
-    delta = first ? delta / 700 : delta / 2;
-    delta += delta / numpoints;
-    unsigned k = 0;
-    while (delta > ((36 - 1) * 26) / 2) {
-        delta /= 36 - 1;
-        k += 36;
-    }
-    return k + (36 * delta) / (delta + 38);
-}
-
-/* Decodes UTF-8 label into code points. Returns the count or -1. */
-static int utf8_decode(const char *s, size_t n, uint32_t *cp, int cap)
-{
-    int k = 0;
-    for (size_t i = 0; i < n;) {
-        unsigned char c = (unsigned char)s[i];
-        uint32_t v;
-        int extra;
-        if (c < 0x80) {
-            v = c;
-            extra = 0;
-        } else if ((c & 0xe0) == 0xc0) {
-            v = c & 0x1f;
-            extra = 1;
-        } else if ((c & 0xf0) == 0xe0) {
-            v = c & 0x0f;
-            extra = 2;
-        } else if ((c & 0xf8) == 0xf0) {
-            v = c & 0x07;
-            extra = 3;
-        } else {
-            return -1;
-        }
-        if (i + 1 + (size_t)extra > n)
-            return -1;
-        for (int e = 1; e <= extra; e++) {
-            unsigned char cc = (unsigned char)s[i + (size_t)e];
-            if ((cc & 0xc0) != 0x80)
-                return -1;
-            v = (v << 6) | (cc & 0x3f);
-        }
-        if ((extra == 1 && v < 0x80) || (extra == 2 && v < 0x800) ||
-            (extra == 3 && (v < 0x10000 || v > 0x10ffff)) || (v >= 0xd800 && v <= 0xdfff))
-            return -1;
-        if (k >= cap)
-            return -1;
-        if (v >= 'A' && v <= 'Z')
-            v += 32;
-        cp[k++] = v;
-        i += 1 + (size_t)extra;
-    }
-    return k;
-}
-
-/* Encodes one label as "xn--" + punycode into out (room for cap). Returns length or -1. */
-static int puny_label(const char *s, size_t n, char *out, size_t cap)
-{
-    uint32_t cp[CAP_CT_NAME_MAX];
-    int cn = utf8_decode(s, n, cp, CAP_CT_NAME_MAX);
-    if (cn <= 0)
-        return -1;
-    /* The ASCII code points are copied as they are: lower-case them (names are matched in
-     * lower case) and refuse what no DNS label holds. */
-    for (int i = 0; i < cn; i++) {
-        if (cp[i] >= 'A' && cp[i] <= 'Z')
-            cp[i] += 32;
-        if (cp[i] < 0x80 && !((cp[i] >= 'a' && cp[i] <= 'z') || (cp[i] >= '0' && cp[i] <= '9') ||
-                              cp[i] == '-' || cp[i] == '_'))
-            return -1;
-    }
-    size_t o = 0;
-    if (cap < 5)
-        return -1;
-    memcpy(out, "xn--", 4);
-    o = 4;
-    unsigned b = 0;
-    for (int i = 0; i < cn; i++) {
-        if (cp[i] < 0x80) {
-            if (o + 1 >= cap)
-                return -1;
-            out[o++] = (char)cp[i];
-            b++;
-        }
-    }
-    unsigned h = b;
-    if (b > 0) {
-        if (o + 1 >= cap)
-            return -1;
-        out[o++] = '-';
-    }
-    uint32_t nn = 128;
-    unsigned delta = 0, bias = 72;
-    while (h < (unsigned)cn) {
-        uint32_t m = UINT32_MAX;
-        for (int i = 0; i < cn; i++)
-            if (cp[i] >= nn && cp[i] < m)
-                m = cp[i];
-        if ((uint64_t)(m - nn) * (h + 1) + delta > UINT32_MAX / 2)
-            return -1;
-        delta += (m - nn) * (h + 1);
-        nn = m;
-        for (int i = 0; i < cn; i++) {
-            if (cp[i] < nn)
-                delta++;
-            if (cp[i] == nn) {
-                unsigned q = delta;
-                for (unsigned k = 36;; k += 36) {
-                    unsigned t = k <= bias ? 1 : (k >= bias + 26 ? 26 : k - bias);
-                    if (q < t)
-                        break;
-                    if (o + 1 >= cap)
-                        return -1;
-                    out[o++] = puny_digit(t + (q - t) % (36 - t));
-                    q = (q - t) / (36 - t);
-                }
-                if (o + 1 >= cap)
-                    return -1;
-                out[o++] = puny_digit(q);
-                bias = puny_adapt(delta, h + 1, h == b);
-                delta = 0;
-                h++;
-            }
-        }
-        delta++;
-        nn++;
-    }
-    out[o] = '\0';
-    return (int)o;
 }
 
 int cap_ct_suffix_normalize(const char *in, char *out, struct cap_err *err)
@@ -185,37 +48,35 @@ int cap_ct_suffix_normalize(const char *in, char *out, struct cap_err *err)
                     cap_err_quote(q, sizeof q, in, strlen(in)));
         return -1;
     }
+    /* U-labels become A-labels (libidn2); then every label is checked as ASCII */
+    char alabels[CAP_CT_NAME_MAX + 1];
+    if (cap_idna_has_non_ascii(s, len)) {
+        const char *why = "";
+        if (cap_idna_to_ascii(s, len, alabels, sizeof alabels, &why) != 0) {
+            cap_err_set(err, CAP_E_INVALID,
+                        "domain suffix \"%s\": not a valid internationalised name (%s)",
+                        cap_err_quote(q, sizeof q, in, strlen(in)), why);
+            return -1;
+        }
+        s = alabels;
+        len = strlen(alabels);
+    }
     size_t o = 0;
     size_t i = 0;
     while (i <= len) {
         size_t j = i;
-        bool ascii = true;
-        while (j < len && s[j] != '.') {
-            if ((unsigned char)s[j] >= 0x80)
-                ascii = false;
+        while (j < len && s[j] != '.')
             j++;
-        }
         size_t ln = j - i;
-        if (ln == 0 || (ascii && ln > CAP_CT_LABEL_MAX))
+        if (ln == 0 || ln > CAP_CT_LABEL_MAX || o + ln + 1 > CAP_CT_NAME_MAX)
             goto bad;
-        if (ascii) {
-            if (o + ln + 1 > CAP_CT_NAME_MAX)
+        for (size_t k = 0; k < ln; k++) {
+            char c = s[i + k];
+            if (c >= 'A' && c <= 'Z')
+                c = (char)(c + 32);
+            if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || c == '_'))
                 goto bad;
-            for (size_t k = 0; k < ln; k++) {
-                char c = s[i + k];
-                if (c >= 'A' && c <= 'Z')
-                    c = (char)(c + 32);
-                if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || c == '_'))
-                    goto bad;
-                out[o++] = c;
-            }
-        } else {
-            char lab[CAP_CT_NAME_MAX + 1];
-            int pl = puny_label(s + i, ln, lab, sizeof lab);
-            if (pl < 0 || pl > CAP_CT_LABEL_MAX || o + (size_t)pl + 1 > CAP_CT_NAME_MAX)
-                goto bad;
-            memcpy(out + o, lab, (size_t)pl);
-            o += (size_t)pl;
+            out[o++] = c;
         }
         if (j < len)
             out[o++] = '.';
