@@ -18,7 +18,8 @@ struct cap_ct_suffixes;
 
 /* Normalises a user-given domain suffix into out (CAP_CT_NAME_MAX + 1 bytes): trims spaces,
  * drops a leading "*." and trailing dots, lower-cases ASCII, converts non-ASCII (UTF-8)
- * labels to A-labels ("xn--", libidn2: IDNA2008 with UTS #46 mapping). Returns 0, or -1 with err naming the value. */
+ * labels to A-labels ("xn--", libidn2: IDNA2008 with UTS #46 mapping). Returns 0, or -1 with
+ * err naming the value. */
 int cap_ct_suffix_normalize(const char *in, char *out, struct cap_err *err);
 
 /* Builds a suffix set from n user-given suffixes (normalised as above). Returns NULL with err
