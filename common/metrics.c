@@ -611,7 +611,8 @@ static void *srv_ud;
 static int srv_port;
 static char mhd_last_error[160];
 
-static void mhd_log_cb(void *cls, const char *fmt, va_list ap) __attribute__((format(printf, 2, 0)));
+static void mhd_log_cb(void *cls, const char *fmt, va_list ap)
+    __attribute__((format(printf, 2, 0)));
 
 static void mhd_log_cb(void *cls, const char *fmt, va_list ap)
 {

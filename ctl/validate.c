@@ -252,8 +252,8 @@ static int check_hostname(const char *opt, const char *quoted, const char *text,
     if (cap_idna_has_non_ascii(text, len)) {
         const char *why = "";
         if (cap_idna_to_ascii(text, len, alabels, sizeof alabels, &why) != 0) {
-            cap_err_set(err, CAP_E_INVALID,
-                        "%s \"%s\": not a valid internationalised name (%s)", opt, quoted, why);
+            cap_err_set(err, CAP_E_INVALID, "%s \"%s\": not a valid internationalised name (%s)",
+                        opt, quoted, why);
             return -1;
         }
         text = alabels;

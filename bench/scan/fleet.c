@@ -57,9 +57,9 @@ struct conn {
     enum conn_state state;
     int fd;
     SSL *ssl;
-    uint32_t events;  /* what epoll watches now */
-    double deadline;  /* monotonic seconds */
-    int list;         /* index of the worker list it is on, -1 for none */
+    uint32_t events; /* what epoll watches now */
+    double deadline; /* monotonic seconds */
+    int list;        /* index of the worker list it is on, -1 for none */
     struct conn *prev, *next;
 };
 
@@ -392,8 +392,7 @@ static int read_config(const char *path, struct listen_spec **out, size_t *out_n
         if (k <= 0 || addr[0] == '#')
             continue;
         if (k != 4) {
-            fprintf(stderr, "fleet: %s:%d: expected `addr port certfile keyfile`\n", path,
-                    lineno);
+            fprintf(stderr, "fleet: %s:%d: expected `addr port certfile keyfile`\n", path, lineno);
             rc = -1;
             break;
         }
@@ -402,8 +401,8 @@ static int read_config(const char *path, struct listen_spec **out, size_t *out_n
         s.sa.sin_family = AF_INET;
         if (inet_pton(AF_INET, addr, &s.sa.sin_addr) != 1 ||
             (ntohl(s.sa.sin_addr.s_addr) >> 24) != 127) {
-            fprintf(stderr, "fleet: %s:%d: address %s refused: only 127.0.0.0/8 is served\n",
-                    path, lineno, addr);
+            fprintf(stderr, "fleet: %s:%d: address %s refused: only 127.0.0.0/8 is served\n", path,
+                    lineno, addr);
             rc = -1;
             break;
         }

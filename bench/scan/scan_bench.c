@@ -209,8 +209,8 @@ int main(int argc, char **argv)
                 rss_hold = rss_kb();
                 heap_hold = heap_in_use();
                 ossl_hold = atomic_load(&ossl_live);
-                fprintf(stderr, "held: %d in slots, %d connecting, %d handshaking\n",
-                        st.inflight, st.connecting, st.handshaking);
+                fprintf(stderr, "held: %d in slots, %d connecting, %d handshaking\n", st.inflight,
+                        st.connecting, st.handshaking);
                 held_handshaking = st.handshaking;
                 break;
             }

@@ -193,9 +193,8 @@ static int key_is_provided(const uint8_t *der, size_t len)
 int main(void)
 {
     static const char *const kinds[][2] = {
-        {"RSA", "2048"}, {"RSA", "1024"},       {"RSA-PSS", "2048"},  {"EC", "P-256"},
-        {"EC", "P-384"}, {"EC", "P-521"},       {"EC", "secp256k1"},  {"ED25519", ""},
-        {"ED448", ""},   {"DSA", "1024"},
+        {"RSA", "2048"}, {"RSA", "1024"},     {"RSA-PSS", "2048"}, {"EC", "P-256"}, {"EC", "P-384"},
+        {"EC", "P-521"}, {"EC", "secp256k1"}, {"ED25519", ""},     {"ED448", ""},   {"DSA", "1024"},
     };
     for (size_t i = 0; i < sizeof kinds / sizeof kinds[0]; i++) {
         uint8_t *der = NULL;
