@@ -11,8 +11,9 @@ assert exact matches against /ctl/truth.
     ctlog.py --port-file F [--entries N] [--batch-max 100] [--seed 1] [--grow-rate 0]
              [--weak-key-rate 0]
 
-Leaf certificates are valid for 90 days from 2026-06-01 (truth gives not_after); with
---weak-key-rate R, a share R of the matching entries use a 1024-bit RSA key (truth: weak_key).
+Leaf validity is relative to the day the log starts (UTC midnight, D) and follows the entry
+index: index % 5 == 1 expired (D-100d to D-10d), index % 5 == 3 expiring (D-80d to D+5d),
+the rest valid (D-10d to D+80d); truth gives not_after and validity. With --weak-key-rate R, a share R of the matching entries use a 1024-bit RSA key (truth: weak_key).
 
 Control (GET):
     /ctl/truth                        JSON list of every entry: index, fingerprint, match, ...
@@ -136,6 +137,8 @@ class Log:
     def __init__(self, args):
         self.args = args
         self.rng = random.Random(args.seed)
+        now = datetime.datetime.now(datetime.timezone.utc)
+        self.day0 = datetime.datetime(now.year, now.month, now.day)
         self.lock = threading.RLock()
         self.key = ec.generate_private_key(ec.SECP256R1())
         self.leaf_key = ec.generate_private_key(ec.SECP256R1())
@@ -199,16 +202,23 @@ class Log:
             return [self.rng.choice(NOMATCH_NAMES), "h%d.other.test" % i], "x", False
         return ["h%d.unrelated.test" % i, "w%d.unrelated.test" % i], "h%d.unrelated.test" % i, False
 
-    LEAF_NOT_BEFORE = datetime.datetime(2026, 6, 1)
-    LEAF_NOT_AFTER = LEAF_NOT_BEFORE + datetime.timedelta(days=90)
+    # (name, not_before, not_after) in days from the day the log started, by index % 5
+    VALIDITY = {1: ("expired", -100, -10), 3: ("expiring", -80, 5)}
+    VALID = ("valid", -10, 80)
+
+    def validity(self, i):
+        name, nb, na = self.VALIDITY.get(i % 5, self.VALID)
+        day = datetime.timedelta(days=1)
+        return name, self.day0 + nb * day, self.day0 + na * day
 
     def build(self, i, ca, sans, cn, poison, weak=False):
         leaf_key = self.weak_key if weak else self.leaf_key
+        _, not_before, not_after = self.validity(i)
         b = (x509.CertificateBuilder()
              .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)]))
              .issuer_name(ca["name"]).public_key(leaf_key.public_key())
-             .serial_number(100000 + i).not_valid_before(self.LEAF_NOT_BEFORE)
-             .not_valid_after(self.LEAF_NOT_AFTER))
+             .serial_number(100000 + i).not_valid_before(not_before)
+             .not_valid_after(not_after))
         if sans is not None:
             b = b.add_extension(x509.SubjectAlternativeName([x509.DNSName(s) for s in sans]),
                                 False)
@@ -246,8 +256,9 @@ class Log:
                                      "precert": precert, "issuer": ca["cn"],
                                      "names": sans if sans is not None else [cn],
                                      "cn_only": sans is None, "weak_key": weak,
-                                     "not_after": self.LEAF_NOT_AFTER.strftime(
-                                         "%Y-%m-%dT%H:%M:%SZ")}
+                                     "not_after": self.validity(i)[2].strftime(
+                                         "%Y-%m-%dT%H:%M:%SZ"),
+                                     "validity": self.validity(i)[0]}
 
     def grow(self, n):
         with self.lock:

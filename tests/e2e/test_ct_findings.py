@@ -56,19 +56,29 @@ def main():
         assert set(f["weak_key"]) == weak, (len(f["weak_key"]), len(weak))
         for fp, (sev, d) in f["weak_key"].items():
             assert sev == "high" and d["reason"] == "RSA key of 1024 bits", (fp, sev, d)
-        # expired: every match whose notAfter has passed (the generator's leaves end
-        # 2026-08-30), critical.
-        now = datetime.datetime.utcnow().strftime("%Y-%m-%dT%H:%M:%SZ")
+        # expired: every match whose notAfter has passed (a fifth of the generator's leaves
+        # ended ten days before the log started), critical.
+        utc = datetime.datetime.now(datetime.timezone.utc)
+        now = utc.strftime("%Y-%m-%dT%H:%M:%SZ")
+        soon = (utc + datetime.timedelta(days=14)).strftime("%Y-%m-%dT%H:%M:%SZ")
         want_expired = {fp for fp, t in matched.items() if t["not_after"] < now}
-        assert want_expired, "the generator's certificates should have expired by %s" % now
+        assert want_expired and all(matched[fp]["validity"] == "expired" for fp in want_expired)
         assert set(f["expired"]) == want_expired, (len(f["expired"]), len(want_expired))
         for fp, (sev, d) in f["expired"].items():
             assert sev == "critical" and d["reason"].startswith("expired at "), (fp, sev, d)
             assert d["not_after"] == matched[fp]["not_after"], d
+        # expiring: the matches that end within scan.expiring_days (14) and are not managed
+        # (none is yet), medium.
+        want_expiring = {fp for fp, t in matched.items() if now <= t["not_after"] < soon}
+        assert want_expiring and all(matched[fp]["validity"] == "expiring"
+                                     for fp in want_expiring)
+        assert set(f["expiring"]) == want_expiring, (len(f["expiring"]), len(want_expiring))
+        for fp, (sev, d) in f["expiring"].items():
+            assert sev == "medium", (fp, sev, d)
         # Every leaf key is classical (EC P-256 or RSA).
         assert set(f["pqc_vulnerable"]) == set(matched), len(f["pqc_vulnerable"])
         # Nothing the generator does not make; nothing on entries that do not match.
-        for kind in ("weak_signature", "self_signed", "expiring", "san_case_duplicate"):
+        for kind in ("weak_signature", "self_signed", "san_case_duplicate"):
             assert f[kind] == {}, (kind, list(f[kind])[:3])
         others = c.sql("SELECT count(*) FROM findings WHERE kind = ANY(%s) "
                        "AND NOT (fingerprint_sha256 = ANY(%s))", (list(CERT_KINDS), list(matched)))
@@ -77,12 +87,16 @@ def main():
         newf = {r[0] for r in c.sql("SELECT fingerprint_sha256 FROM findings WHERE "
                                     "kind = 'ct_new_certificate' AND source_id = %s", (sid,))}
         assert newf == set(matched), (len(newf), len(matched))
-        print("certificate findings: %d matches, %d weak, %d expired" %
-              (len(matched), len(weak), len(want_expired)))
+        print("certificate findings: %d matches, %d weak, %d expired, %d expiring" %
+              (len(matched), len(weak), len(want_expired), len(want_expiring)))
 
-        # A weak precertificate whose final certificate is managed (same TBSCertificate): no
-        # ct_new_certificate, but weak_key and expired are raised again once resolved.
-        pre = sorted(fp for fp in weak if matched[fp]["precert"])[0]
+        # A weak, expiring precertificate whose final certificate is managed (same
+        # TBSCertificate): no ct_new_certificate and no expiring (unmanaged-only), but weak_key
+        # is raised again once resolved; another expiring precertificate still gets expiring.
+        pres = sorted(fp for fp in weak & want_expiring if matched[fp]["precert"])
+        others = sorted(fp for fp in want_expiring - weak if matched[fp]["precert"])
+        assert pres and others, "weak and plain expiring precertificates in the log"
+        pre = pres[0]
         final_fp = "f" * 64
         c.sql("INSERT INTO discovered_certificates SELECT (jsonb_populate_record(d, "
               "jsonb_build_object('fingerprint_sha256', %s::text, 'is_precert', false))).* "
@@ -92,12 +106,13 @@ def main():
               "WHERE fingerprint_sha256 = %s", (pre,))
         sid2 = read_all(c, "certs2", log)
         f2 = cert_findings(c, sid2)
-        assert pre in f2["weak_key"] and pre in f2["expired"], "managed precert findings"
+        assert pre in f2["weak_key"] and pre not in f2["expiring"], "managed precert findings"
         assert f2["weak_key"][pre][1].get("precert") is True, f2["weak_key"][pre]
+        assert others[0] in f2["expiring"], "an unmanaged expiring precertificate"
         new2 = {r[0] for r in c.sql("SELECT fingerprint_sha256 FROM findings WHERE "
                                     "kind = 'ct_new_certificate' AND source_id = %s", (sid2,))}
         assert pre not in new2, "a precert of a managed certificate is not new"
-        print("managed precertificate: weak_key and expired, no ct_new_certificate")
+        print("managed precertificate: weak_key, no expiring, no ct_new_certificate")
     print("ok: ct findings")
 
 
