@@ -45,7 +45,8 @@ int cap_idna_to_ascii(const char *name, size_t len, char *out, size_t cap, const
     memcpy(in, name, len);
     in[len] = '\0';
     char *a = NULL;
-    int rc = idn2_to_ascii_8z(in, &a, IDN2_NFC_INPUT | IDN2_NONTRANSITIONAL);
+    int rc =
+        idn2_to_ascii_8z(in, &a, IDN2_NFC_INPUT | IDN2_NONTRANSITIONAL | IDN2_USE_STD3_ASCII_RULES);
     if (rc != IDN2_OK) {
         *why = idn2_strerror(rc);
         return -1;

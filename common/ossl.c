@@ -6,6 +6,7 @@
 #include "common/ossl.h"
 
 #include <openssl/crypto.h>
+#include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/objects.h>
 #include <pthread.h>
@@ -60,6 +61,7 @@ static void init_once(void)
         why = "registration failed";
         if (e)
             ENGINE_free(e);
+        ERR_clear_error();
         return;
     }
     ENGINE_free(e); /* the engine list keeps its own reference */

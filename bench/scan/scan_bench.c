@@ -138,8 +138,8 @@ int main(int argc, char **argv)
         else if (strcmp(argv[i], "--repeat") == 0)
             repeat = arg_long(argv[i + 1], "repeat");
     }
-    if (hold)
-        CRYPTO_set_mem_functions(ossl_malloc, ossl_realloc, ossl_free);
+    if (hold && !CRYPTO_set_mem_functions(ossl_malloc, ossl_realloc, ossl_free))
+        fprintf(stderr, "scan_bench: OpenSSL allocated before main; its bytes are not counted\n");
     if (!cidr) {
         fprintf(stderr, "usage: scan_bench --cidr CIDR --port N --slots N [--timeout MS] "
                         "[--fingerprints FILE] [--hold N]\n");

@@ -21,24 +21,28 @@ static X509 *pem_cert(const char *pem)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    static X509 *issuer, *leaf;
+    static X509 *issuer, *leaf, *lookalike;
     if (!issuer) {
         issuer = pem_cert(REV_FIXTURE_ISSUER_PEM);
         leaf = pem_cert(REV_FIXTURE_LEAF_PEM);
+        lookalike = pem_cert(REV_FIXTURE_LOOKALIKE_PEM);
     }
-    if (size < 1 || !issuer || !leaf)
+    if (size < 1 || !issuer || !leaf || !lookalike)
         return 0;
     struct cap_revocation_answer a;
     if ((data[0] & 1) == 0) {
         if (cap_revocation_read_ocsp(data + 1, size - 1, leaf, issuer, &a) != 0 && !a.why[0])
             __builtin_trap(); /* a refusal always says why */
         (void)cap_revocation_read_ocsp(data + 1, size - 1, leaf, NULL, &a);
+        (void)cap_revocation_read_ocsp(data + 1, size - 1, leaf, lookalike, &a);
     } else {
         X509_CRL *crl = cap_revocation_parse_crl(data + 1, size - 1);
         if (crl) {
-            if (cap_revocation_crl_answer(crl, leaf, issuer, &a) != 0 && !a.why[0])
+            if (cap_revocation_crl_answer(crl, leaf, issuer, REV_FIXTURE_CRL_URL, &a) != 0 &&
+                !a.why[0])
                 __builtin_trap();
-            (void)cap_revocation_crl_answer(crl, leaf, NULL, &a);
+            (void)cap_revocation_crl_answer(crl, leaf, NULL, NULL, &a);
+            (void)cap_revocation_crl_answer(crl, leaf, lookalike, NULL, &a);
             X509_CRL_free(crl);
         }
     }

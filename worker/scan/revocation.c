@@ -21,6 +21,12 @@
 #define URL_MAX 512
 /* Cache lifetime of an answer that gives no nextUpdate. */
 #define DEFAULT_VALIDITY_S 3600
+/* Longest an answer is cached, whatever nextUpdate it gives. */
+#define MAX_VALIDITY_S (7 * 86400)
+/* Oldest thisUpdate (lastUpdate) accepted from an answer without a nextUpdate, and the clock
+ * skew allowed. */
+#define MAX_AGE_S (7 * 86400)
+#define SKEW_S 300
 
 static const char SQL_BEGIN[] = "BEGIN";
 static const char SQL_COMMIT[] = "COMMIT";
@@ -88,6 +94,22 @@ struct xfer {
     struct item *item; /* OCSP: the item asking */
     CURL *h;           /* while in the multi handle */
 };
+
+/* Whether issuer issued leaf: names, key identifiers and key usage match, and issuer's key
+ * verifies leaf's signature (a look-alike issuer with the same name is not enough). */
+static bool issued_by(X509 *leaf, X509 *issuer)
+{
+    EVP_PKEY *k = issuer ? X509_get0_pubkey(issuer) : NULL;
+    bool ok = k && X509_check_issued(issuer, leaf) == X509_V_OK && X509_verify(leaf, k) == 1;
+    ERR_clear_error();
+    return ok;
+}
+
+/* The cache lifetime of an answer: its nextUpdate, at most MAX_VALIDITY_S from now. */
+static int64_t capped_next_update(int64_t next_update, int64_t now)
+{
+    return next_update > now + MAX_VALIDITY_S ? now + MAX_VALIDITY_S : next_update;
+}
 
 int cap_revocation_global_init(struct cap_err *err)
 {
@@ -201,7 +223,7 @@ void cap_revocation_add_chain(struct cap_revocation *rv, STACK_OF(X509) * chain)
     it->leaf = leaf;
     if (sk_X509_num(chain) > 1) {
         X509 *iss = sk_X509_value(chain, 1);
-        if (X509_check_issued(iss, leaf) == X509_V_OK) {
+        if (issued_by(leaf, iss)) {
             X509_up_ref(iss);
             it->issuer = iss;
         }
@@ -412,6 +434,8 @@ int cap_revocation_read_ocsp(const uint8_t *buf, size_t len, X509 *leaf, X509 *i
     answer_clear(out);
     if (!leaf || !issuer)
         return answer_fail(out, "local: no issuer to check an OCSP response against");
+    if (!issued_by(leaf, issuer))
+        return answer_fail(out, "local: the issuer given did not sign the certificate");
     if (len > CAP_REVOCATION_OCSP_MAX)
         return answer_fail(out, "response is larger than an OCSP response may be");
     const unsigned char *p = buf;
@@ -457,7 +481,9 @@ int cap_revocation_read_ocsp(const uint8_t *buf, size_t len, X509 *leaf, X509 *i
         why = "response does not cover this certificate";
         goto out;
     }
-    if (!OCSP_check_validity(thisupd, nextupd, 300, -1)) {
+    /* Within its window; without a nextUpdate, no older than MAX_AGE_S (an old GOOD answer
+     * from before a revocation must not be replayable for ever). */
+    if (!OCSP_check_validity(thisupd, nextupd, SKEW_S, nextupd ? -1 : MAX_AGE_S)) {
         why = "response is outside its validity window";
         goto out;
     }
@@ -466,7 +492,9 @@ int cap_revocation_read_ocsp(const uint8_t *buf, size_t len, X509 *leaf, X509 *i
                                                         : CAP_REVOCATION_UNKNOWN;
     out->revoked_at = asn1_epoch(rev);
     out->this_update = asn1_epoch(thisupd);
-    out->next_update = nextupd ? asn1_epoch(nextupd) : (int64_t)time(NULL) + DEFAULT_VALIDITY_S;
+    int64_t now = (int64_t)time(NULL);
+    out->next_update =
+        capped_next_update(nextupd ? asn1_epoch(nextupd) : now + DEFAULT_VALIDITY_S, now);
     if (out->status == CAP_REVOCATION_REVOKED && reason >= 0)
         snprintf(out->reason, sizeof out->reason, "%s", OCSP_crl_reason_str(reason));
 out:
@@ -477,6 +505,7 @@ out:
     OCSP_RESPONSE_free(resp);
     if (why)
         return answer_fail(out, why);
+    ERR_clear_error();
     return 0;
 }
 
@@ -524,21 +553,79 @@ X509_CRL *cap_revocation_parse_crl(const uint8_t *buf, size_t len)
     return crl;
 }
 
-int cap_revocation_crl_answer(X509_CRL *crl, X509 *leaf, X509 *issuer,
+/* Whether the CRL's issuing distribution point (if any) lists url among its names. */
+static bool idp_names_url(const ISSUING_DIST_POINT *idp, const char *url)
+{
+    if (!idp->distpoint)
+        return true; /* no name: the scope is the issuer's whole CRL */
+    if (idp->distpoint->type != 0 || !url)
+        return false; /* a name relative to the issuer, or nothing to compare with */
+    GENERAL_NAMES *names = idp->distpoint->name.fullname;
+    for (int i = 0; i < sk_GENERAL_NAME_num(names); i++) {
+        const GENERAL_NAME *gn = sk_GENERAL_NAME_value(names, i);
+        if (gn->type != GEN_URI)
+            continue;
+        const ASN1_IA5STRING *u = gn->d.uniformResourceIdentifier;
+        if ((size_t)u->length == strlen(url) && memcmp(u->data, url, (size_t)u->length) == 0)
+            return true;
+    }
+    return false;
+}
+
+/* Why crl cannot answer for an end-entity certificate it was fetched for from url (NULL when
+ * it can): a delta CRL, a partitioned scope, or a critical extension not understood. */
+static const char *crl_scope_problem(X509_CRL *crl, const char *url)
+{
+    for (int i = 0; i < X509_CRL_get_ext_count(crl); i++) {
+        X509_EXTENSION *ex = X509_CRL_get_ext(crl, i);
+        int nid = OBJ_obj2nid(X509_EXTENSION_get_object(ex));
+        if (nid == NID_delta_crl)
+            return "CRL is a delta CRL (it lists only recent changes)";
+        if (X509_EXTENSION_get_critical(ex) && nid != NID_issuing_distribution_point)
+            return "CRL has a critical extension this reader does not understand";
+    }
+    int crit = 0;
+    ISSUING_DIST_POINT *idp =
+        X509_CRL_get_ext_d2i(crl, NID_issuing_distribution_point, &crit, NULL);
+    const char *why = NULL;
+    if (!idp && crit != -1)
+        why = "CRL has an unreadable issuing distribution point";
+    else if (idp &&
+             (idp->onlyCA > 0 || idp->onlyattr > 0 || idp->onlysomereasons || idp->indirectCRL > 0))
+        why = "CRL covers only part of what the issuer revokes (issuing distribution point)";
+    else if (idp && !idp_names_url(idp, url))
+        why = "CRL's issuing distribution point is not the URL it was fetched from";
+    ISSUING_DIST_POINT_free(idp);
+    ERR_clear_error();
+    return why;
+}
+
+int cap_revocation_crl_answer(X509_CRL *crl, X509 *leaf, X509 *issuer, const char *url,
                               struct cap_revocation_answer *out)
 {
     answer_clear(out);
     if (!issuer)
         return answer_fail(out, "issuer certificate not sent: CRL signature cannot be checked");
+    if (!crl || !leaf || !issued_by(leaf, issuer))
+        return answer_fail(out, "local: the issuer given did not sign the certificate");
     EVP_PKEY *ik = X509_get0_pubkey(issuer);
-    if (!crl || !leaf || !ik || X509_CRL_verify(crl, ik) != 1 ||
+    if (!ik || X509_CRL_verify(crl, ik) != 1 ||
         X509_NAME_cmp(X509_CRL_get_issuer(crl), X509_get_subject_name(issuer)) != 0)
         return answer_fail(out, "CRL signature does not verify against the issuer");
+    const char *scope = crl_scope_problem(crl, url);
+    if (scope)
+        return answer_fail(out, scope);
     const ASN1_TIME *next = X509_CRL_get0_nextUpdate(crl);
     int64_t now = (int64_t)time(NULL);
+    int64_t last = asn1_epoch(X509_CRL_get0_lastUpdate(crl));
+    if (last > now + SKEW_S)
+        return answer_fail(out, "CRL's last update is in the future");
+    if (!next && last < now - MAX_AGE_S)
+        return answer_fail(out, "CRL without a next update is more than 7 days old");
     int64_t nu = next ? asn1_epoch(next) : now + DEFAULT_VALIDITY_S;
     if (next && nu < now)
         return answer_fail(out, "CRL is past its next update");
+    nu = capped_next_update(nu, now);
     X509_REVOKED *rev = NULL;
     int found = X509_CRL_get0_by_serial(crl, &rev, X509_get0_serialNumber(leaf));
     out->status = found == 1 ? CAP_REVOCATION_REVOKED : CAP_REVOCATION_GOOD;
@@ -560,7 +647,7 @@ int cap_revocation_crl_answer(X509_CRL *crl, X509 *leaf, X509 *issuer,
 static void crl_answer(struct item *it, const char *url, X509_CRL *crl)
 {
     struct cap_revocation_answer a;
-    if (cap_revocation_crl_answer(crl, it->leaf, it->issuer, &a) == 0)
+    if (cap_revocation_crl_answer(crl, it->leaf, it->issuer, url, &a) == 0)
         item_take(it, "crl", url, &a);
     else
         add_error(it, url, a.why);

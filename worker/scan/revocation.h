@@ -64,10 +64,12 @@ struct cap_revocation_answer {
     char why[128];                                /* status NONE: what was wrong */
 };
 
-/* Reads an OCSP response body (DER, as a responder sent it) about leaf, issued by issuer: it
- * must be successful, signed by the issuer or by a responder certificate the issuer issued,
- * cover leaf, and be within its validity window (5 minutes of clock skew allowed). Returns 0
- * with *out, or -1 with out->why naming what was wrong. No I/O; any bytes are safe. */
+/* Reads an OCSP response body (DER, as a responder sent it) about leaf, which issuer must have
+ * signed (checked): the response must be successful, signed by the issuer or by a responder
+ * certificate the issuer issued, cover leaf, and be within its validity window (5 minutes of
+ * clock skew allowed; without a nextUpdate, a thisUpdate at most 7 days old). next_update is
+ * capped at 7 days from now (the cache lifetime). Returns 0 with *out, or -1 with out->why
+ * naming what was wrong. No I/O; any bytes are safe. */
 int cap_revocation_read_ocsp(const uint8_t *buf, size_t len, X509 *leaf, X509 *issuer,
                              struct cap_revocation_answer *out);
 
@@ -75,10 +77,14 @@ int cap_revocation_read_ocsp(const uint8_t *buf, size_t len, X509 *leaf, X509 *i
  * CAP_REVOCATION_CRL_MAX bytes. NULL when it is not one. Free with X509_CRL_free. */
 X509_CRL *cap_revocation_parse_crl(const uint8_t *buf, size_t len);
 
-/* What crl says about leaf: the CRL must verify against issuer's key, name issuer, and not be
- * past its next update. Returns 0 with *out (GOOD or REVOKED, with the date and reason), or -1
- * with out->why. */
-int cap_revocation_crl_answer(X509_CRL *crl, X509 *leaf, X509 *issuer,
+/* What crl, fetched from url (NULL: unknown), says about leaf, which issuer must have signed
+ * (checked). The CRL must verify against issuer's key and name issuer; be a complete CRL for
+ * the issuer's end-entity certificates (no delta CRL, no issuing distribution point limited to
+ * CA or attribute certificates, some reasons or an indirect CRL, nor naming a URL other than
+ * url; no critical extension not understood); have a lastUpdate not in the future and not be
+ * past its nextUpdate (without one, at most 7 days old). next_update is capped at 7 days from
+ * now. Returns 0 with *out (GOOD or REVOKED, with the date and reason), or -1 with out->why. */
+int cap_revocation_crl_answer(X509_CRL *crl, X509 *leaf, X509 *issuer, const char *url,
                               struct cap_revocation_answer *out);
 
 /* Frees rv and everything it holds. NULL is fine. */
