@@ -258,6 +258,8 @@ static int check_hostname(const char *opt, const char *quoted, const char *text,
         }
         text = alabels;
         len = strlen(alabels);
+        if (len > 0 && text[len - 1] == '.')
+            len--; /* a root dot written as an ideographic full stop, mapped to '.' */
     }
     if (len > CAP_CTL_HOSTNAME_MAX) {
         cap_err_set(err, CAP_E_INVALID, "%s \"%s\": longer than %d characters", opt, quoted,

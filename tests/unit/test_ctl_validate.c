@@ -205,6 +205,12 @@ static void test_hostname(void)
     CHECK_STR("xn--bcher-kva.example", out);
     CHECK_EQ(0, cap_ctl_validate_hostname("--host", "M\xc3\x9cNCHEN.de", out, sizeof out, &e));
     CHECK_STR("xn--mnchen-3ya.de", out);
+    /* U+3002 (ideographic full stop) separates labels and may end the name */
+    CHECK_EQ(0, cap_ctl_validate_hostname("--host",
+                                          "m\xc3\xbcnchen\xe3\x80\x82"
+                                          "de\xe3\x80\x82",
+                                          out, sizeof out, &e));
+    CHECK_STR("xn--mnchen-3ya.de", out);
     CHECK_ERR("--host \"b\\xffcher.example\": not a valid internationalised name (string "
               "encoding error)",
               cap_ctl_validate_hostname("--host",

@@ -60,6 +60,8 @@ int cap_ct_suffix_normalize(const char *in, char *out, struct cap_err *err)
         }
         s = alabels;
         len = strlen(alabels);
+        while (len && s[len - 1] == '.')
+            len--; /* a trailing ideographic full stop, mapped to '.' */
     }
     size_t o = 0;
     size_t i = 0;
