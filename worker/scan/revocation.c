@@ -606,7 +606,9 @@ int cap_revocation_crl_answer(X509_CRL *crl, X509 *leaf, X509 *issuer, const cha
     answer_clear(out);
     if (!issuer)
         return answer_fail(out, "issuer certificate not sent: CRL signature cannot be checked");
-    if (!crl || !leaf || !issued_by(leaf, issuer))
+    if (!crl || !leaf)
+        return answer_fail(out, "local: no CRL or certificate to read");
+    if (!issued_by(leaf, issuer))
         return answer_fail(out, "local: the issuer given did not sign the certificate");
     EVP_PKEY *ik = X509_get0_pubkey(issuer);
     if (!ik || X509_CRL_verify(crl, ik) != 1 ||
@@ -629,7 +631,7 @@ int cap_revocation_crl_answer(X509_CRL *crl, X509 *leaf, X509 *issuer, const cha
     X509_REVOKED *rev = NULL;
     int found = X509_CRL_get0_by_serial(crl, &rev, X509_get0_serialNumber(leaf));
     out->status = found == 1 ? CAP_REVOCATION_REVOKED : CAP_REVOCATION_GOOD;
-    out->this_update = asn1_epoch(X509_CRL_get0_lastUpdate(crl));
+    out->this_update = last;
     out->next_update = nu;
     if (found == 1 && rev) {
         out->revoked_at = asn1_epoch(X509_REVOKED_get0_revocationDate(rev));
