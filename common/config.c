@@ -50,6 +50,7 @@ enum ktype {
     KT_LEVEL,
     KT_FORMAT,
     KT_CIDRS,
+    KT_DNS,
     KT_CTLOGS,
 };
 
@@ -87,8 +88,11 @@ static const struct key_def keys[] = {
     {"worker.noop_sleep", KT_DUR, OFF(worker_noop_sleep_ms), 0, 3600000, false},
     {"network.deny", KT_CIDRS, OFF(network_deny), 0, 0, false},
     {"network.allow_loopback", KT_BOOL, OFF(network_allow_loopback), 0, 0, false},
+    {"network.dns_servers", KT_DNS, OFF(network_dns_servers), 0, 0, false},
     {"scan.max_targets", KT_I64, OFF(scan_max_targets), 1, 1LL << 32, false},
     {"scan.expiring_days", KT_INT, OFF(scan_expiring_days), 0, 3650, false},
+    {"scan.max_pending_connects", KT_INT, OFF(scan_max_pending_connects), 1, 1000000, false},
+    {"scan.connect_rate", KT_INT, OFF(scan_connect_rate), 1, 1000000, false},
     {"ct.logs", KT_CTLOGS, OFF(ct_logs), 0, 0, false},
     {"ct.log_list_file", KT_PATH, OFF(ct_log_list_file), 0, 0, false},
     {"ct.run_budget", KT_I64, OFF(ct_run_budget), 1, 1000000000000LL, false},
@@ -537,8 +541,27 @@ static void strvec_free(struct strvec *sv)
     memset(sv, 0, sizeof *sv);
 }
 
-/* Replaces cfg->network_deny with sv (taken over; sv is left empty). */
-static int deny_replace(struct cap_config *c, struct strvec *sv, struct cap_err *err)
+/* Where the count of a string-list key (network.deny, network.dns_servers) goes. */
+static size_t *field_count(struct cap_config *c, const struct key_def *k)
+{
+    return k->type == KT_DNS ? &c->network_dns_servers_n : &c->network_deny_n;
+}
+
+/* Frees the string list of key k (network.deny, network.dns_servers) and leaves it NULL. */
+static void strlist_field_free(struct cap_config *c, const struct key_def *k)
+{
+    char ***v = (char ***)((char *)c + k->off);
+    size_t *n = field_count(c, k);
+    for (size_t i = 0; *v && i < *n; i++)
+        free((*v)[i]);
+    free(*v);
+    *v = NULL;
+    *n = 0;
+}
+
+/* Replaces the string list of key k with sv (taken over; sv is left empty). */
+static int strlist_replace(struct cap_config *c, const struct key_def *k, struct strvec *sv,
+                           struct cap_err *err)
 {
     if (!sv->v) {
         sv->v = calloc(1, sizeof *sv->v);
@@ -547,11 +570,9 @@ static int deny_replace(struct cap_config *c, struct strvec *sv, struct cap_err 
             return -1;
         }
     }
-    for (size_t i = 0; i < c->network_deny_n; i++)
-        free(c->network_deny[i]);
-    free(c->network_deny);
-    c->network_deny = sv->v;
-    c->network_deny_n = sv->n;
+    strlist_field_free(c, k);
+    *(char ***)((char *)c + k->off) = sv->v;
+    *field_count(c, k) = sv->n;
     memset(sv, 0, sizeof *sv);
     return 0;
 }
@@ -565,6 +586,94 @@ static int deny_push(struct strvec *sv, const char *v, size_t vlen, const char *
         return fail_value(err, where, NULL, v, vlen, why ? why : "contains a NUL byte",
                           "an IPv4 or IPv6 CIDR such as 10.0.0.0/8 or fd00::/8");
     return strvec_push(sv, canon, err);
+}
+
+/* Checks a DNS server entry, "IP", "IP:PORT" or "[IPv6]:PORT", and writes its canonical form
+ * (the address as inet_ntop writes it, the port without leading zeros). Returns 0, or -1 with
+ * *why set. */
+static int check_dns_server(const char *s, char *out, size_t n, const char **why)
+{
+    char addr[INET6_ADDRSTRLEN + 1];
+    const char *port = NULL;
+    size_t alen;
+    bool bracketed = s[0] == '[';
+    *why = "is not an IP address, IP:PORT or [IPv6]:PORT";
+    if (bracketed) {
+        const char *close = strchr(s, ']');
+        if (!close || close[1] != ':')
+            return -1;
+        alen = (size_t)(close - s - 1);
+        port = close + 2;
+        s++;
+    } else {
+        const char *colon = strchr(s, ':');
+        /* One colon: IPv4:PORT. More: a bare IPv6 address, whose port needs brackets. */
+        if (colon && !strchr(colon + 1, ':')) {
+            alen = (size_t)(colon - s);
+            port = colon + 1;
+        } else {
+            alen = strlen(s);
+        }
+    }
+    if (alen == 0 || alen >= sizeof addr)
+        return -1;
+    memcpy(addr, s, alen);
+    addr[alen] = '\0';
+    unsigned char bin[16];
+    int family = AF_INET;
+    if (inet_pton(AF_INET, addr, bin) != 1) {
+        family = AF_INET6;
+        if (inet_pton(AF_INET6, addr, bin) != 1)
+            return -1;
+    }
+    if (bracketed && family != AF_INET6) {
+        *why = "has an IPv4 address in brackets";
+        return -1;
+    }
+    char canon[INET6_ADDRSTRLEN];
+    if (!inet_ntop(family, bin, canon, sizeof canon))
+        return -1;
+    int w;
+    if (port) {
+        long pv = 0;
+        size_t plen = strlen(port);
+        bool digits = plen > 0 && plen <= 5;
+        for (const char *p = port; digits && *p; p++) {
+            digits = *p >= '0' && *p <= '9';
+            pv = pv * 10 + (*p - '0');
+        }
+        if (!digits || pv < 1 || pv > 65535) {
+            *why = "has a port outside 1-65535";
+            return -1;
+        }
+        w = family == AF_INET6 ? snprintf(out, n, "[%s]:%ld", canon, pv)
+                               : snprintf(out, n, "%s:%ld", canon, pv);
+    } else {
+        w = snprintf(out, n, "%s", canon);
+    }
+    if (w < 0 || (size_t)w >= n)
+        return -1;
+    return 0;
+}
+
+static int dns_push(struct strvec *sv, const char *v, size_t vlen, const char *where,
+                    struct cap_err *err)
+{
+    const char *why = NULL;
+    char canon[INET6_ADDRSTRLEN + 16];
+    if (memchr(v, '\0', vlen) || check_dns_server(v, canon, sizeof canon, &why) != 0)
+        return fail_value(err, where, NULL, v, vlen, why ? why : "contains a NUL byte",
+                          "IP, IP:PORT or [IPv6]:PORT, such as 10.0.0.53 or [fd00::53]:5353");
+    return strvec_push(sv, canon, err);
+}
+
+/* Checks one entry of a string-list key and appends its canonical form to sv. */
+static int list_push(const struct key_def *k, struct strvec *sv, const char *v, size_t vlen,
+                     const char *where, struct cap_err *err)
+{
+    if (k->type == KT_DNS)
+        return dns_push(sv, v, vlen, where, err);
+    return deny_push(sv, v, vlen, where, err);
 }
 
 /* ---------------------------------------------------------------- CT logs */
@@ -728,12 +837,8 @@ static int ct_log_finish(struct cap_ct_log *l, const struct origin *o, const cha
 
 static void free_field(struct cap_config *c, const struct key_def *k)
 {
-    if (k->type == KT_CIDRS) {
-        for (size_t i = 0; i < c->network_deny_n; i++)
-            free(c->network_deny[i]);
-        free(c->network_deny);
-        c->network_deny = NULL;
-        c->network_deny_n = 0;
+    if (k->type == KT_CIDRS || k->type == KT_DNS) {
+        strlist_field_free(c, k);
     } else if (k->type == KT_CTLOGS) {
         cap_config_free_ct_logs(c->ct_logs, c->ct_logs_n);
         c->ct_logs = NULL;
@@ -909,7 +1014,8 @@ static int set_value(struct loader *L, int ki, const char *v, size_t vlen, const
         c->logging_format = fm;
         return 0;
     }
-    case KT_CIDRS: {
+    case KT_CIDRS:
+    case KT_DNS: {
         struct strvec raw = {0}, sv = {0};
         if (split_csv(v, &raw, err) != 0)
             goto cidr_fail;
@@ -917,11 +1023,11 @@ static int set_value(struct loader *L, int ki, const char *v, size_t vlen, const
             char path[64];
             snprintf(path, sizeof path, "%s[%zu]", k->key, i);
             where_fmt(o, path, where, sizeof where);
-            if (deny_push(&sv, raw.v[i], strlen(raw.v[i]), where, err) != 0)
+            if (list_push(k, &sv, raw.v[i], strlen(raw.v[i]), where, err) != 0)
                 goto cidr_fail;
         }
         strvec_free(&raw);
-        return deny_replace(c, &sv, err);
+        return strlist_replace(c, k, &sv, err);
     cidr_fail:
         strvec_free(&raw);
         strvec_free(&sv);
@@ -983,7 +1089,8 @@ static int set_defaults(struct cap_config *c, struct cap_err *err)
         !(c->redis_group = xstrdup("cap-workers", err)) ||
         !(c->redis_dead_letter_stream = xstrdup("cap:discovery:dead", err)) ||
         !(c->telemetry_metrics_listen = xstrdup("", err)) ||
-        !(c->network_deny = calloc(1, sizeof *c->network_deny))) {
+        !(c->network_deny = calloc(1, sizeof *c->network_deny)) ||
+        !(c->network_dns_servers = calloc(1, sizeof *c->network_dns_servers))) {
         cap_err_set(err, CAP_E_NOMEM, "out of memory");
         return -1;
     }
@@ -1002,6 +1109,8 @@ static int set_defaults(struct cap_config *c, struct cap_err *err)
     c->network_allow_loopback = false;
     c->scan_max_targets = 1048576;
     c->scan_expiring_days = 14;
+    c->scan_max_pending_connects = 8192;
+    c->scan_connect_rate = 2000;
     c->ct_run_budget = 1000000;
     return 0;
 }
@@ -1387,7 +1496,7 @@ static int yaml_value(const struct yctx *y, int ki, const yaml_node_t *v)
 {
     const struct key_def *k = &keys[ki];
     struct loader *L = y->L;
-    if (k->type == KT_CIDRS || k->type == KT_CTLOGS) {
+    if (k->type == KT_CIDRS || k->type == KT_DNS || k->type == KT_CTLOGS) {
         if (!node_is_null(v) && v->type != YAML_SEQUENCE_NODE)
             return yerr(y, v, "key \"%s\": expected a list, got %s", k->key, node_kind(v));
         struct strvec sv = {0};
@@ -1407,7 +1516,8 @@ static int yaml_value(const struct yctx *y, int ki, const yaml_node_t *v)
                 char path[64];
                 snprintf(path, sizeof path, "%s[%zu]", k->key, idx);
                 if (in->type != YAML_SCALAR_NODE || node_is_null(in)) {
-                    yerr(y, in, "key \"%s\": expected a CIDR, got %s", path,
+                    yerr(y, in, "key \"%s\": expected %s, got %s", path,
+                         k->type == KT_DNS ? "a DNS server address" : "a CIDR",
                          node_is_null(in) ? "null" : node_kind(in));
                     goto list_fail;
                 }
@@ -1415,13 +1525,13 @@ static int yaml_value(const struct yctx *y, int ki, const yaml_node_t *v)
                 struct origin o;
                 node_origin(y, in, &o);
                 where_fmt(&o, path, where, sizeof where);
-                if (deny_push(&sv, (const char *)in->data.scalar.value, in->data.scalar.length,
+                if (list_push(k, &sv, (const char *)in->data.scalar.value, in->data.scalar.length,
                               where, y->err) != 0)
                     goto list_fail;
             }
         }
-        if (k->type == KT_CIDRS)
-            return deny_replace(&L->cfg, &sv, y->err);
+        if (k->type != KT_CTLOGS)
+            return strlist_replace(&L->cfg, k, &sv, y->err);
         free_field(&L->cfg, k);
         L->cfg.ct_logs = lv.v;
         L->cfg.ct_logs_n = lv.n;

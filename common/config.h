@@ -51,9 +51,16 @@ struct cap_config {
     char **network_deny; /* CIDRs, NULL-terminated; never NULL after load */
     size_t network_deny_n;
     bool network_allow_loopback; /* default false */
+    /* Resolvers for host-name targets (split-horizon networks), NULL-terminated; never NULL
+     * after load; empty: the system's resolv.conf. Each entry is "IP", "IP:PORT" or
+     * "[IPv6]:PORT", the address as inet_ntop writes it, the port 1-65535 without zeros. */
+    char **network_dns_servers;
+    size_t network_dns_servers_n;
     /* scan */
-    int64_t scan_max_targets; /* default 1,048,576 */
-    int scan_expiring_days;   /* default 14 */
+    int64_t scan_max_targets;      /* default 1,048,576 */
+    int scan_expiring_days;        /* default 14 */
+    int scan_max_pending_connects; /* TCP connects pending at once per worker, default 8192 */
+    int scan_connect_rate;         /* connects started per second per worker, default 2000 */
     /* ct */
     struct cap_ct_log *ct_logs; /* curated list; ct_logs_n entries */
     size_t ct_logs_n;

@@ -151,8 +151,13 @@ static void test_defaults(void)
     CHECK(c.network_deny[0] == NULL);
     CHECK_EQ(0, c.network_deny_n);
     CHECK_EQ(0, c.network_allow_loopback);
+    CHECK(c.network_dns_servers != NULL);
+    CHECK(c.network_dns_servers[0] == NULL);
+    CHECK_EQ(0, c.network_dns_servers_n);
     CHECK_EQ(1048576, c.scan_max_targets);
     CHECK_EQ(14, c.scan_expiring_days);
+    CHECK_EQ(8192, c.scan_max_pending_connects);
+    CHECK_EQ(2000, c.scan_connect_rate);
     CHECK_EQ(0, c.ct_logs_n);
     CHECK(c.ct_logs == NULL);
     CHECK(c.ct_log_list_file == NULL);
@@ -199,9 +204,16 @@ static const char full_yaml[] = "database:\n"
                                 "    - \"fd00::/8\"\n"
                                 "    - 192.0.2.7\n"
                                 "  allow_loopback: on\n"
+                                "  dns_servers:\n"
+                                "    - 10.0.0.53\n"
+                                "    - \"10.0.0.54:5353\"\n"
+                                "    - \"[FD00::53]:053\"\n"
+                                "    - 2001:DB8::35\n"
                                 "scan:\n"
                                 "  max_targets: 4294967296\n"
                                 "  expiring_days: 0\n"
+                                "  max_pending_connects: 1000000\n"
+                                "  connect_rate: 1\n"
                                 "ct:\n"
                                 "  run_budget: 5000\n";
 
@@ -234,8 +246,17 @@ static void test_file_values(void)
     CHECK_STR("192.0.2.7/32", c.network_deny[2]);
     CHECK(c.network_deny[3] == NULL);
     CHECK_EQ(1, c.network_allow_loopback);
+    /* DNS servers keep their form, written canonically. */
+    CHECK_EQ(4, c.network_dns_servers_n);
+    CHECK_STR("10.0.0.53", c.network_dns_servers[0]);
+    CHECK_STR("10.0.0.54:5353", c.network_dns_servers[1]);
+    CHECK_STR("[fd00::53]:53", c.network_dns_servers[2]);
+    CHECK_STR("2001:db8::35", c.network_dns_servers[3]);
+    CHECK(c.network_dns_servers[4] == NULL);
     CHECK_EQ(4294967296LL, c.scan_max_targets);
     CHECK_EQ(0, c.scan_expiring_days);
+    CHECK_EQ(1000000, c.scan_max_pending_connects);
+    CHECK_EQ(1, c.scan_connect_rate);
     CHECK_EQ(5000, c.ct_run_budget);
     cap_config_cleanup(&c);
 
@@ -275,6 +296,9 @@ static void test_env_overrides(void)
                    "CERTAUTOPILOT_TELEMETRY_METRICS_LISTEN=off",
                    "CERTAUTOPILOT_CT_LOGS=https://a.example/log, http://127.0.0.1:8080/ct/",
                    "CERTAUTOPILOT_CT_RUN_BUDGET=77",
+                   "CERTAUTOPILOT_SCAN_MAX_PENDING_CONNECTS=64",
+                   "CERTAUTOPILOT_SCAN_CONNECT_RATE=500",
+                   "CERTAUTOPILOT_NETWORK_DNS_SERVERS=192.0.2.53:53, [2001:db8::53]:5353,,::1",
                    "OTHER_VAR=1",
                    NULL};
     load_ok(&c, full_yaml, env);
@@ -292,6 +316,13 @@ static void test_env_overrides(void)
     CHECK_EQ(10, c.scan_max_targets);
     CHECK_STR("off", c.telemetry_metrics_listen);
     CHECK_EQ(77, c.ct_run_budget);
+    CHECK_EQ(64, c.scan_max_pending_connects);
+    CHECK_EQ(500, c.scan_connect_rate);
+    CHECK_EQ(3, c.network_dns_servers_n);
+    CHECK_STR("192.0.2.53:53", c.network_dns_servers[0]);
+    CHECK_STR("[2001:db8::53]:5353", c.network_dns_servers[1]);
+    CHECK_STR("::1", c.network_dns_servers[2]);
+    CHECK(c.network_dns_servers[3] == NULL);
     CHECK_EQ(2, c.ct_logs_n);
     CHECK_STR("https://a.example/log/", c.ct_logs[0].url);
     CHECK_STR("auto", c.ct_logs[0].protocol);
@@ -304,10 +335,13 @@ static void test_env_overrides(void)
     cap_config_cleanup(&c);
 
     /* An empty list variable clears the file's list. */
-    char *env2[] = {"CERTAUTOPILOT_NETWORK_DENY=", NULL};
+    char *env2[] = {"CERTAUTOPILOT_NETWORK_DENY=", "CERTAUTOPILOT_NETWORK_DNS_SERVERS=", NULL};
     load_ok(&c, full_yaml, env2);
     CHECK_EQ(0, c.network_deny_n);
     CHECK(c.network_deny && c.network_deny[0] == NULL);
+    CHECK_EQ(0, c.network_dns_servers_n);
+    CHECK(c.network_dns_servers && c.network_dns_servers[0] == NULL);
+    CHECK_EQ(1000000, c.scan_max_pending_connects); /* the file's, the environment left it */
     cap_config_cleanup(&c);
 }
 
@@ -445,6 +479,31 @@ static void test_bad_values(void)
         {"ct:\n  log_list_file: \"\"\n", {"\"ct.log_list_file\"", "is empty"}},
         {"network:\n  deny: [[[[[[[[[[[[[[[[[[[[[[[[]]]]]]]]]]]]]]]]]]]]]]]]\n",
          {"bad.yaml:2:23: nested deeper than 16 levels"}},
+        {"scan:\n  max_pending_connects: 0\n",
+         {"key \"scan.max_pending_connects\": value \"0\" is out of range (allowed 1-1000000)"}},
+        {"scan:\n  max_pending_connects: 1000001\n",
+         {"\"scan.max_pending_connects\"", "value \"1000001\" is out of range"}},
+        {"scan:\n  connect_rate: fast\n",
+         {"key \"scan.connect_rate\": value \"fast\" is not an integer (allowed 1-1000000)"}},
+        {"scan:\n  connect_rate: 0\n", {"\"scan.connect_rate\"", "is out of range"}},
+        {"network:\n  dns_servers: [10.0.0.53, resolver.example]\n",
+         {"bad.yaml:2:28: key \"network.dns_servers[1]\": value \"resolver.example\" is not an IP "
+          "address, IP:PORT or [IPv6]:PORT (allowed IP, IP:PORT or [IPv6]:PORT, such as "
+          "10.0.0.53 or [fd00::53]:5353)"}},
+        {"network:\n  dns_servers: [\"10.0.0.53:0\"]\n",
+         {"\"network.dns_servers[0]\": value \"10.0.0.53:0\" has a port outside 1-65535"}},
+        {"network:\n  dns_servers: [\"10.0.0.53:65536\"]\n", {"has a port outside 1-65535"}},
+        {"network:\n  dns_servers: [\"10.0.0.53:\"]\n", {"has a port outside 1-65535"}},
+        {"network:\n  dns_servers: [\"[10.0.0.53]:53\"]\n",
+         {"value \"[10.0.0.53]:53\" has an IPv4 address in brackets"}},
+        {"network:\n  dns_servers: [\"[fd00::53]\"]\n",
+         {"value \"[fd00::53]\" is not an IP address"}},
+        {"network:\n  dns_servers: [\"10.0.0.300\"]\n", {"value \"10.0.0.300\" is not an IP"}},
+        {"network:\n  dns_servers: [\"fe80::1%eth0\"]\n", {"\"fe80::1%eth0\" is not an IP"}},
+        {"network:\n  dns_servers: 10.0.0.53\n",
+         {"key \"network.dns_servers\": expected a list, got a scalar"}},
+        {"network:\n  dns_servers: [{a: 1}]\n",
+         {"key \"network.dns_servers[0]\": expected a DNS server address, got a map"}},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         struct cap_err err;
@@ -466,6 +525,20 @@ static void test_bad_values(void)
     char *e2[] = {"CERTAUTOPILOT_NETWORK_DENY=10.0.0.0/8,300.1.1.1/32", NULL};
     load_fail(NULL, e2, &err);
     CHECK_MSG(err.msg, "environment CERTAUTOPILOT_NETWORK_DENY item [1]", "\"300.1.1.1/32\"");
+    char *e2b[] = {"CERTAUTOPILOT_NETWORK_DNS_SERVERS=10.0.0.53, 10.0.0.54:99999", NULL};
+    load_fail(NULL, e2b, &err);
+    CHECK_STR("environment CERTAUTOPILOT_NETWORK_DNS_SERVERS item [1]: value \"10.0.0.54:99999\" "
+              "has a port outside 1-65535 (allowed IP, IP:PORT or [IPv6]:PORT, such as 10.0.0.53 "
+              "or [fd00::53]:5353)",
+              err.msg);
+    char *e2c[] = {"CERTAUTOPILOT_SCAN_CONNECT_RATE=1000001", NULL};
+    load_fail(NULL, e2c, &err);
+    CHECK_STR("environment CERTAUTOPILOT_SCAN_CONNECT_RATE: value \"1000001\" is out of range "
+              "(allowed 1-1000000)",
+              err.msg);
+    char *e2d[] = {"CERTAUTOPILOT_SCAN_MAX_PENDING_CONNECTS=", NULL};
+    load_fail(NULL, e2d, &err);
+    CHECK_MSG(err.msg, "CERTAUTOPILOT_SCAN_MAX_PENDING_CONNECTS: value \"\" is not an integer");
     char *e3[] = {"CERTAUTOPILOT_NETWORK_ALLOW_LOOPBACK=", NULL};
     load_fail(NULL, e3, &err);
     CHECK_MSG(err.msg, "CERTAUTOPILOT_NETWORK_ALLOW_LOOPBACK: value \"\" is not a boolean");
@@ -762,8 +835,11 @@ static void test_example_file(void)
     CHECK_EQ(def.worker_noop_sleep_ms, ex.worker_noop_sleep_ms);
     CHECK_EQ(def.network_deny_n, ex.network_deny_n);
     CHECK_EQ(def.network_allow_loopback, ex.network_allow_loopback);
+    CHECK_EQ(def.network_dns_servers_n, ex.network_dns_servers_n);
     CHECK_EQ(def.scan_max_targets, ex.scan_max_targets);
     CHECK_EQ(def.scan_expiring_days, ex.scan_expiring_days);
+    CHECK_EQ(def.scan_max_pending_connects, ex.scan_max_pending_connects);
+    CHECK_EQ(def.scan_connect_rate, ex.scan_connect_rate);
     CHECK_EQ(def.ct_logs_n, ex.ct_logs_n);
     CHECK(ex.ct_log_list_file == NULL);
     CHECK_EQ(def.ct_run_budget, ex.ct_run_budget);
@@ -800,8 +876,11 @@ static void test_example_file(void)
                                             "CERTAUTOPILOT_WORKER_NOOP_SLEEP",
                                             "CERTAUTOPILOT_NETWORK_DENY",
                                             "CERTAUTOPILOT_NETWORK_ALLOW_LOOPBACK",
+                                            "CERTAUTOPILOT_NETWORK_DNS_SERVERS",
                                             "CERTAUTOPILOT_SCAN_MAX_TARGETS",
                                             "CERTAUTOPILOT_SCAN_EXPIRING_DAYS",
+                                            "CERTAUTOPILOT_SCAN_MAX_PENDING_CONNECTS",
+                                            "CERTAUTOPILOT_SCAN_CONNECT_RATE",
                                             "CERTAUTOPILOT_CT_LOGS",
                                             "CERTAUTOPILOT_CT_LOG_LIST_FILE",
                                             "CERTAUTOPILOT_CT_RUN_BUDGET",
