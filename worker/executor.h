@@ -23,6 +23,7 @@ struct cap_source {
     int *ports; size_t ports_n;     /* empty: type defaults */
     int timeout_ms;
     int concurrency;
+    int connect_rate; /* connects per second, lowers scan.connect_rate; 0 when NULL */
     /* ct_log */
     char **domains; size_t domains_n;
     char **log_urls; size_t log_urls_n;
@@ -36,8 +37,8 @@ struct cap_source {
 #define CAP_SOURCE_COLUMNS_SQL                                                                     \
     "s.id, s.name, s.type, s.schedule, s.cidrs::text[], s.hosts, s.ports, s.timeout_ms, "         \
     "s.concurrency, s.domains, s.log_urls, s.log_protocol, s.log_key, s.expected_issuers, "       \
-    "s.backfill_from"
-#define CAP_SOURCE_COLUMNS_N 15
+    "s.backfill_from, s.connect_rate"
+#define CAP_SOURCE_COLUMNS_N 16
 
 /* Fills out from row `row` of r, whose columns col0.. are CAP_SOURCE_COLUMNS_SQL. */
 int cap_source_from_row(const PGresult *r, int row, int col0, struct cap_source *out,

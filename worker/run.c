@@ -77,6 +77,7 @@ int cap_source_from_row(const PGresult *r, int row, int col0, struct cap_source 
     s.log_key = dup_or_null(r, row, col0 + 12);
     s.expected_issuers = text_array(r, row, col0 + 13, &s.expected_issuers_n, err);
     s.backfill_from = PQgetisnull(r, row, col0 + 14) ? -1 : cap_pg_get_i64(r, row, col0 + 14);
+    s.connect_rate = PQgetisnull(r, row, col0 + 15) ? 0 : (int)cap_pg_get_i64(r, row, col0 + 15);
     if (ports) {
         s.ports = calloc(np ? np : 1, sizeof(int));
         for (size_t i = 0; s.ports && i < np; i++)

@@ -50,7 +50,8 @@ def insert_fixture(c):
 
     ids["run1"] = run("scan-a", "succeeded", 7200, 60, targets_total=2, targets_done=2, ok_count=2)
     ids["run2"] = run("scan-a", "partial", 3600, 120, targets_total=10, targets_done=10,
-                      ok_count=7, unreachable_count=3, error="3 endpoints unreachable")
+                      ok_count=7, unreachable_count=3, error="3 endpoints unreachable",
+                      stats='{"silent": 4000, "closed": 90, "no_route": 6, "batches": 2}')
     ids["run3"] = run("ct-a", "failed", 600, 30, error="log unreachable")
 
     certs = [
@@ -168,11 +169,24 @@ def check_views(c, ids):
         ("failing", "log unreachable", None), t
     assert t["last_run_unreachable_share"] is None, t
     assert health["scan-off"]["health"] == "disabled", health["scan-off"]
+    # The last run's addresses that never answered: from its stats; 0 when it has none;
+    # NULL before any run.
+    assert (s["last_run_silent"], s["last_run_closed"], s["last_run_no_route"]) == \
+        (4000, 90, 6), s
+    assert (t["last_run_silent"], t["last_run_closed"], t["last_run_no_route"]) == (0, 0, 0), t
+    assert health["scan-off"]["last_run_silent"] is None, health["scan-off"]
 
     runs = c.sql("SELECT source_name, status, round(duration_seconds), round(wait_seconds) "
                  "FROM cap_run_history ORDER BY run_id")
     assert runs == [("scan-a", "succeeded", 60, 5), ("scan-a", "partial", 120, 5),
                     ("ct-a", "failed", 30, 5)], runs
+    counts = c.sql("SELECT silent, closed, no_route FROM cap_run_history ORDER BY run_id")
+    assert counts == [(0, 0, 0), (4000, 90, 6), (0, 0, 0)], counts
+    # Existing columns keep their places; the counts come last.
+    cols = [r[0] for r in c.sql("SELECT column_name FROM information_schema.columns WHERE "
+                                "table_name = 'cap_run_history' ORDER BY ordinal_position")]
+    assert cols[:3] == ["run_id", "source_id", "source_name"] and \
+        cols[-4:] == ["error", "silent", "closed", "no_route"], cols
 
     lag = c.sql_dicts("SELECT * FROM cap_ct_lag")
     assert len(lag) == 1 and lag[0]["backlog_entries"] == 100 and lag[0]["source_name"] == "ct-a", lag
