@@ -35,8 +35,11 @@ static const char SQL_RUNS_JSON[] =
     " FROM discovery_runs r JOIN discovery_sources s ON s.id = r.source_id"
     " WHERE ($1::text IS NULL OR s.name = $1)"
     " ORDER BY r.id DESC LIMIT $2::bigint";
+/* Every column, then the counts of a sweep's addresses that never answered, read from stats
+ * (0 when the run did not count them). */
 static const char SQL_RUN_SHOW[] =
-    "SELECT r.*, s.name AS source_name"
+    "SELECT r.*, s.name AS source_name, cap_run_stat(r.stats, 'silent') AS silent,"
+    " cap_run_stat(r.stats, 'closed') AS closed, cap_run_stat(r.stats, 'no_route') AS no_route"
     " FROM discovery_runs r JOIN discovery_sources s ON s.id = r.source_id WHERE r.id = $1::bigint";
 
 static const char SQL_FINDINGS_TABLE[] =

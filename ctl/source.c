@@ -22,7 +22,7 @@ static const char SYN_SOURCE[] =
 static const char SYN_ADD[] =
     "capctl source add NAME --type network_scan [--cidr CIDR]... [--host NAME]...\n"
     "         [--port N]... [--starttls PORT:PROTOCOL]... [--timeout 5s] [--concurrency 8]\n"
-    "         [--schedule S] [--trigger] [--trigger-on-save] [--disabled]\n"
+    "         [--connect-rate N] [--schedule S] [--trigger] [--trigger-on-save] [--disabled]\n"
     "       capctl source add NAME --type ct_log --domain SUFFIX... [--log URL]...\n"
     "         [--log-protocol auto|rfc6962|static-ct] [--log-key FILE]\n"
     "         [--expected-issuer SUBSTRING]... [--poll 1h | --schedule S]\n"
@@ -36,7 +36,7 @@ static const char SYN_EDIT[] =
     "         [--add-log|--remove-log URL]...\n"
     "         [--add-expected-issuer|--remove-expected-issuer SUBSTRING]...\n"
     "         [--enabled|--disabled] [--no-trigger-on-save] [--no-log-key] [--no-backfill]\n"
-    "         [--rename NEW]";
+    "         [--no-connect-rate] [--rename NEW]";
 static const char SYN_LIST[] = "capctl source list";
 static const char SYN_SHOW[] = "capctl source show NAME";
 static const char SYN_ENABLE[] = "capctl source enable|disable NAME";
@@ -48,22 +48,22 @@ static const char SYN_TRIGGER[] = "capctl source trigger NAME [--wait [--timeout
 static const char SQL_INSERT[] =
     "INSERT INTO discovery_sources (name, type, enabled, schedule, trigger_on_save, cidrs,"
     " hosts, ports, timeout_ms, concurrency, domains, log_urls, log_protocol, log_key,"
-    " expected_issuers, backfill_from, starttls)"
+    " expected_issuers, backfill_from, starttls, connect_rate)"
     " VALUES ($1, $2, $3::boolean, $4, $5::boolean, $6::cidr[], $7::text[], $8::int[],"
     " $9::int, $10::int, $11::text[], $12::text[], $13, $14, $15::text[], $16::bigint,"
-    " $17::text[])"
+    " $17::text[], $18::int)"
     " RETURNING id";
 static const char SQL_UPDATE[] =
     "UPDATE discovery_sources SET name = $1, enabled = $3::boolean, schedule = $4,"
     " trigger_on_save = $5::boolean, cidrs = $6::cidr[], hosts = $7::text[], ports = $8::int[],"
     " timeout_ms = $9::int, concurrency = $10::int, domains = $11::text[],"
     " log_urls = $12::text[], log_protocol = $13, log_key = $14, expected_issuers = $15::text[],"
-    " backfill_from = $16::bigint, starttls = $17::text[]"
-    " WHERE id = $18::bigint AND type = $2 RETURNING id";
+    " backfill_from = $16::bigint, starttls = $17::text[], connect_rate = $18::int"
+    " WHERE id = $19::bigint AND type = $2 RETURNING id";
 static const char SQL_LOAD[] =
     "SELECT id, name, type, enabled, schedule, trigger_on_save, cidrs::text[], hosts, ports,"
     " timeout_ms, concurrency, domains, log_urls, log_protocol, log_key, expected_issuers,"
-    " backfill_from, starttls FROM discovery_sources WHERE name = $1 FOR UPDATE";
+    " backfill_from, starttls, connect_rate FROM discovery_sources WHERE name = $1 FOR UPDATE";
 static const char SQL_MAX_RUN[] =
     "SELECT coalesce(max(id), 0) FROM discovery_runs WHERE source_id = $1::bigint";
 static const char SQL_SAVE_RUN[] =
@@ -130,6 +130,8 @@ enum {
     O_NO_BACKFILL,
     O_RENAME,
     O_WAIT,
+    O_CONNECT_RATE,
+    O_NO_CONNECT_RATE,
     O_LIST_BASE = 100,
 };
 
@@ -189,6 +191,8 @@ static const struct {
     {"type", CAP_CTL_VALUE, O_TYPE, T_ANY},
     {"timeout", CAP_CTL_VALUE, O_TIMEOUT, T_NET},
     {"concurrency", CAP_CTL_VALUE, O_CONCURRENCY, T_NET},
+    {"connect-rate", CAP_CTL_VALUE, O_CONNECT_RATE, T_NET},
+    {"no-connect-rate", CAP_CTL_FLAG, O_NO_CONNECT_RATE, T_NET},
     {"schedule", CAP_CTL_VALUE, O_SCHEDULE, T_ANY},
     {"poll", CAP_CTL_VALUE, O_POLL, T_CT},
     {"trigger", CAP_CTL_FLAG, O_TRIGGER, T_ANY},
@@ -211,7 +215,7 @@ static bool edit_only(int id)
     if (id >= O_LIST_BASE)
         return (id - O_LIST_BASE) % 3 != 0;
     return id == O_NO_TOS || id == O_ENABLED || id == O_NO_LOG_KEY || id == O_NO_BACKFILL ||
-           id == O_RENAME;
+           id == O_NO_CONNECT_RATE || id == O_RENAME;
 }
 
 /* Builds the option table of add (edit false) or edit. specs has room for every option. */
@@ -321,6 +325,7 @@ struct source_row {
     char *log_key;
     bool has_backfill;
     int64_t backfill_from;
+    int connect_rate; /* 0: NULL, the worker's scan.connect_rate */
 };
 
 static void row_cleanup(struct source_row *r)
@@ -343,8 +348,8 @@ struct list_op {
 struct changes {
     struct list_op *ops;
     size_t nops;
-    bool has_timeout, has_concurrency, has_schedule, has_protocol, has_backfill;
-    int timeout_ms, concurrency;
+    bool has_timeout, has_concurrency, has_schedule, has_protocol, has_backfill, has_connect_rate;
+    int timeout_ms, concurrency, connect_rate;
     int64_t backfill_from;
     char schedule[CAP_SCHEDULE_TEXT_MAX + 1];
     char protocol[16];
@@ -448,6 +453,11 @@ static int collect_changes(const struct cap_ctl_args *a, struct changes *ch, str
             ch->has_concurrency = true;
             break;
         }
+        case O_CONNECT_RATE:
+            if (cap_ctl_validate_connect_rate(opt, o->value, &ch->connect_rate, err) < 0)
+                return -1;
+            ch->has_connect_rate = true;
+            break;
         case O_SCHEDULE:
             if (cap_ctl_validate_schedule(opt, o->value, err) < 0)
                 return -1;
@@ -521,11 +531,10 @@ static int check_combination(const struct cap_ctl_args *a, int type, const char 
             return cap_ctl_usage(syn, "--%s applies to %s sources, not %s", a->opts[i].name,
                                  type_name(t), type_name(type));
     }
-    static const int pairs[][2] = {{O_POLL, O_SCHEDULE},
-                                   {O_TOS, O_NO_TOS},
-                                   {O_ENABLED, O_DISABLED},
-                                   {O_LOG_KEY, O_NO_LOG_KEY},
-                                   {O_BACKFILL, O_NO_BACKFILL}};
+    static const int pairs[][2] = {
+        {O_POLL, O_SCHEDULE},        {O_TOS, O_NO_TOS},
+        {O_ENABLED, O_DISABLED},     {O_LOG_KEY, O_NO_LOG_KEY},
+        {O_BACKFILL, O_NO_BACKFILL}, {O_CONNECT_RATE, O_NO_CONNECT_RATE}};
     for (size_t i = 0; i < sizeof pairs / sizeof pairs[0]; i++) {
         const char *x = NULL, *y = NULL;
         for (size_t k = 0; k < a->nopts; k++) {
@@ -619,6 +628,10 @@ static int apply_changes(struct source_row *row, const struct changes *ch,
     }
     if (cap_ctl_args_has(a, O_NO_BACKFILL))
         row->has_backfill = false;
+    if (ch->has_connect_rate)
+        row->connect_rate = ch->connect_rate;
+    if (cap_ctl_args_has(a, O_NO_CONNECT_RATE))
+        row->connect_rate = 0;
     if (cap_ctl_args_has(a, O_TOS))
         row->trigger_on_save = true;
     if (cap_ctl_args_has(a, O_NO_TOS))
@@ -708,8 +721,8 @@ static int write_row(PGconn *c, struct source_row *row, struct cap_err *err)
             goto out;
         }
     }
-    char tmo[24], conc[24], bf[24], idb[24];
-    const char *p[18] = {
+    char tmo[24], conc[24], bf[24], rate[24], idb[24];
+    const char *p[19] = {
         row->name,
         type_name(row->type),
         row->enabled ? "true" : "false",
@@ -727,11 +740,12 @@ static int write_row(PGconn *c, struct source_row *row, struct cap_err *err)
         arrays[L_ISSUERS],
         row->has_backfill ? cap_pg_i64(bf, row->backfill_from) : NULL,
         arrays[L_STARTTLS],
+        row->connect_rate > 0 ? cap_pg_i64(rate, row->connect_rate) : NULL,
         cap_pg_i64(idb, row->id),
     };
     bool update = row->id != 0;
     PGresult *r =
-        PQexecParams(c, update ? SQL_UPDATE : SQL_INSERT, update ? 18 : 17, NULL, p, NULL, NULL, 0);
+        PQexecParams(c, update ? SQL_UPDATE : SQL_INSERT, update ? 19 : 18, NULL, p, NULL, NULL, 0);
     if (!r || PQresultStatus(r) != PGRES_TUPLES_OK) {
         write_error(r, c, row->name, err);
         PQclear(r);
@@ -800,6 +814,7 @@ static int load_row(PGconn *c, const char *name, struct source_row *row, struct 
     }
     row->has_backfill = !PQgetisnull(r, 0, 16);
     row->backfill_from = cap_pg_get_i64(r, 0, 16);
+    row->connect_rate = PQgetisnull(r, 0, 18) ? 0 : (int)cap_pg_get_i64(r, 0, 18);
     PQclear(r);
     return rc;
 }

@@ -163,6 +163,20 @@ int cap_ctl_validate_port(const char *opt, const char *text, int *out, struct ca
     return 0;
 }
 
+int cap_ctl_validate_connect_rate(const char *opt, const char *text, int *out, struct cap_err *err)
+{
+    char q[QUOTE_MAX];
+    int64_t v = 0;
+    struct cap_err e = {0};
+    if (cap_ctl_validate_int(opt, text, 1, CAP_CTL_CONNECT_RATE_MAX, &v, &e) < 0) {
+        cap_err_set(err, CAP_E_INVALID, "%s \"%s\": must be 1-%d connects per second", opt,
+                    Q(q, text), CAP_CTL_CONNECT_RATE_MAX);
+        return -1;
+    }
+    *out = (int)v;
+    return 0;
+}
+
 int cap_ctl_validate_timeout(const char *opt, const char *text, int *out_ms, struct cap_err *err)
 {
     char q[QUOTE_MAX];

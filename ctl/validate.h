@@ -23,6 +23,8 @@
 #define CAP_CTL_TIMEOUT_MIN_MS 100
 #define CAP_CTL_TIMEOUT_MAX_MS 600000
 #define CAP_CTL_CONCURRENCY_MAX 100000
+/* Bounds of a source's connect rate (connects per second), as the database checks them. */
+#define CAP_CTL_CONNECT_RATE_MAX 1000000
 /* Room for a normalised STARTTLS override ("65535:postgres"), NUL included, and the most
  * overrides one source keeps (the scanner reads at most this many). */
 #define CAP_CTL_STARTTLS_TEXT_MAX 16
@@ -49,6 +51,10 @@ int cap_ctl_validate_timeout(const char *opt, const char *text, int *out_ms, str
 /* Parses an integer in min..max. */
 int cap_ctl_validate_int(const char *opt, const char *text, int64_t min, int64_t max, int64_t *out,
                          struct cap_err *err);
+
+/* Parses a source's connect rate, connects per second 1-CAP_CTL_CONNECT_RATE_MAX, into *out
+ * (only on success): `--connect-rate "0": must be 1-1000000 connects per second`. Pure. */
+int cap_ctl_validate_connect_rate(const char *opt, const char *text, int *out, struct cap_err *err);
 
 /* Parses a STARTTLS override "PORT:PROTOCOL" as discovery_sources.starttls and the scanner
  * take it: a port 1-65535 and smtp, imap, pop3, ldap, postgres or none (implicit TLS); the

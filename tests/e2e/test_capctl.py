@@ -121,6 +121,104 @@ def test_migrate(c):
     print("ok: migrate")
 
 
+def test_migrate_sparse(c):
+    """An installation at migration 007 with endpoints a CIDR sweep stored for addresses that
+    never answered: 008 removes those (with their observations and findings) and keeps every
+    endpoint that answered once, was listed alone, or is a host name."""
+    import hashlib
+    c.sql("CREATE DATABASE sparse")
+    url = c.pg_url.rsplit("/", 1)[0] + "/sparse"
+    conn = harness.psycopg2.connect(url)
+    conn.autocommit = True
+    cur = conn.cursor()
+    cur.execute("CREATE TABLE schema_migrations (version integer PRIMARY KEY, name text NOT NULL,"
+                " checksum text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())")
+    mdir = os.path.join(harness.source_dir(), "migrations")
+    for f in sorted(os.listdir(mdir)):
+        if not f.endswith(".sql") or int(f.split("_")[0]) >= 8:
+            continue
+        text = open(os.path.join(mdir, f), "rb").read()
+        cur.execute("BEGIN")
+        cur.execute(text.decode())
+        cur.execute("INSERT INTO schema_migrations (version, name, checksum) VALUES (%s, %s, %s)",
+                    (int(f.split("_")[0]), f, hashlib.sha256(text).hexdigest()))
+        cur.execute("COMMIT")
+
+    def one(q, params=None):
+        cur.execute(q, params)
+        return cur.fetchone()[0]
+
+    sid = one("INSERT INTO discovery_sources (name, type, cidrs, hosts) VALUES ('sweep',"
+              " 'network_scan', '{10.0.0.0/24,10.0.1.5/32,2001:db8::/120}', '{web.example}')"
+              " RETURNING id")
+    run1 = one("INSERT INTO discovery_runs (source_id, status) VALUES (%s, 'succeeded')"
+               " RETURNING id", (sid,))
+    run2 = one("INSERT INTO discovery_runs (source_id, status) VALUES (%s, 'partial')"
+               " RETURNING id", (sid,))
+    for fp in (FP_A, FP_B):
+        cur.execute("INSERT INTO discovered_certificates (fingerprint_sha256, subject, issuer,"
+                    " serial, key_algorithm, signature_algorithm, pqc_class, der) VALUES"
+                    " (%s, 'CN=x', 'CN=ca', '01', 'RSA', 'sha256WithRSAEncryption',"
+                    " 'transition', '\\x30')", (fp,))
+    ids = {}
+
+    def endpoint(name, addr, sni="", fp=None, outcomes=()):
+        ids[name] = one("INSERT INTO endpoints (host, address, port, sni, source_id,"
+                        " fingerprint_sha256) VALUES (%s, %s, 443, %s, %s, %s) RETURNING id",
+                        (sni or addr, addr, sni, sid, fp))
+        for run, outcome in zip((run1, run2), outcomes):
+            cur.execute("INSERT INTO endpoint_observations (endpoint_id, run_id, outcome,"
+                        " fingerprint_sha256) VALUES (%s, %s, %s, %s)",
+                        (ids[name], run, outcome, FP_A if outcome == "ok" else None))
+        cur.execute("INSERT INTO findings (kind, severity, subject_key, source_id, run_id,"
+                    " endpoint_id) VALUES ('unreachable', 'low', %s, %s, %s, %s)",
+                    ("endpoint:%d" % ids[name], sid, run2, ids[name]))
+
+    endpoint("silent", "10.0.0.1", outcomes=("timeout", "timeout"))
+    endpoint("closed", "10.0.0.2", outcomes=("refused",))
+    endpoint("bare", "10.0.0.3")
+    endpoint("v6", "2001:db8::9", outcomes=("timeout", "refused"))
+    endpoint("answered", "10.0.0.4", fp=FP_A, outcomes=("ok", "timeout"))
+    endpoint("tls", "10.0.0.5", outcomes=("timeout", "tls_error"))
+    endpoint("policy", "10.0.0.7", outcomes=("policy_block",))
+    endpoint("listed", "10.0.1.5", outcomes=("timeout", "timeout"))
+    endpoint("name", "10.0.0.6", sni="web.example", outcomes=("timeout", "timeout"))
+    endpoint("pruned", "10.0.0.8", fp=FP_B, outcomes=("timeout",))  # ok observations pruned
+    cur.execute("INSERT INTO drift_events (endpoint_id, run_id, old_fingerprint_sha256,"
+                " new_fingerprint_sha256, changed) VALUES (%s, %s, %s, %s, '{fingerprint}')",
+                (ids["answered"], run2, FP_B, FP_A))
+    # A finding that names a never-answered endpoint only by its subject, and one unrelated.
+    cur.execute("INSERT INTO findings (kind, severity, subject_key, source_id) VALUES"
+                " ('tls_error', 'low', %s, %s), ('expired', 'high', %s, %s)",
+                ("endpoint:%d" % ids["silent"], sid, "cert:" + FP_A, sid))
+
+    cfg = c.config_with({"database.url": url})
+    r = c.capctl_ok("migrate", config_path=cfg)
+    check("applied 008_sparse.sql" in r.stdout and "applied 007" not in r.stdout,
+          "only 008 applied", r)
+    gone = {"silent", "closed", "bare", "v6"}
+    cur.execute("SELECT id FROM endpoints")
+    present = {x[0] for x in cur.fetchall()}
+    left = {n for n, i in ids.items() if i in present}
+    check(left == set(ids) - gone, "endpoints kept: %s" % sorted(left))
+    cur.execute("SELECT count(*) FROM endpoint_observations WHERE endpoint_id = ANY(%s)",
+                ([ids[n] for n in gone],))
+    check(cur.fetchone()[0] == 0, "their observations are gone")
+    cur.execute("SELECT subject_key FROM findings ORDER BY id")
+    subjects = [x[0] for x in cur.fetchall()]
+    check(subjects == ["endpoint:%d" % ids[n] for n in ("answered", "tls", "policy", "listed",
+                                                        "name", "pruned")] + ["cert:" + FP_A],
+          "findings kept: %s" % subjects)
+    cur.execute("SELECT count(*) FROM drift_events")
+    check(cur.fetchone()[0] == 1, "drift kept")
+    # The new column and view columns are there; a migration that deletes nothing is fine too.
+    cur.execute("SELECT connect_rate, silent, closed, no_route FROM discovery_sources s"
+                " JOIN cap_run_history h ON h.source_id = s.id WHERE h.run_id = %s", (run1,))
+    check(cur.fetchone() == (None, 0, 0, 0), "connect_rate and run counts")
+    conn.close()
+    print("ok: migrate 008 over an existing installation")
+
+
 # ----------------------------------------------------------------------------- sources
 
 def test_sources(c):
@@ -247,6 +345,52 @@ def test_sources(c):
     check(got == ["5433:postgres"], "refused edits change nothing: %r" % got)
     c.capctl_ok("source", "delete", "mail")
 
+    # Connect rate: a network_scan source may lower the worker's; NULL (JSON null) when unset.
+    c.capctl_ok("source", "add", "slow", "--type", "network_scan", "--cidr", "10.20.0.0/16",
+                "--connect-rate", "250")
+    check(c.sql("SELECT connect_rate FROM discovery_sources WHERE name = 'slow'")[0][0] == 250,
+          "connect_rate stored")
+    shown = c.capctl_json("source", "show", "slow")
+    check(shown[0]["connect_rate"] == 250, "show --json connect_rate: %s" % shown)
+    r = c.capctl_ok("source", "show", "slow")
+    check(any(ln.split() == ["connect_rate", "250"] for ln in r.stdout.splitlines()),
+          "show prints connect_rate", r)
+    shown = c.capctl_json("source", "show", "lab")
+    check("connect_rate" in shown[0] and shown[0]["connect_rate"] is None,
+          "connect_rate is null when unset: %s" % shown)
+    r = c.capctl_ok("source", "show", "lab")
+    check(any(ln.split() == ["connect_rate", "-"] for ln in r.stdout.splitlines()),
+          "show prints an unset connect_rate as -", r)
+    c.capctl_ok("source", "edit", "slow", "--connect-rate", "1000000", "--concurrency", "4")
+    row = c.sql_dicts("SELECT * FROM discovery_sources WHERE name = 'slow'")[0]
+    check(row["connect_rate"] == 1000000 and row["concurrency"] == 4, row)
+    c.capctl_ok("source", "edit", "slow", "--concurrency", "5")
+    check(c.sql("SELECT connect_rate FROM discovery_sources WHERE name = 'slow'")[0][0] ==
+          1000000, "an edit of something else keeps the connect rate")
+    before_edit = c.sql("SELECT updated_at FROM discovery_sources WHERE name = 'slow'")[0][0]
+    c.capctl_ok("source", "edit", "slow", "--no-connect-rate")
+    row = c.sql_dicts("SELECT * FROM discovery_sources WHERE name = 'slow'")[0]
+    check(row["connect_rate"] is None, "--no-connect-rate clears it: %s" % row)
+    check(row["updated_at"] > before_edit, "a connect rate change moves updated_at: %s" % row)
+    check(c.capctl_json("source", "show", "slow")[0]["connect_rate"] is None, "null again")
+    expect_fail(c, ["source", "edit", "slow", "--connect-rate", "0"], 1,
+                'capctl: --connect-rate "0": must be 1-1000000 connects per second')
+    expect_fail(c, ["source", "edit", "slow", "--connect-rate", "1000001"], 1,
+                'capctl: --connect-rate "1000001": must be 1-1000000 connects per second')
+    expect_fail(c, ["source", "edit", "slow", "--connect-rate", "fast"], 1,
+                'capctl: --connect-rate "fast": must be 1-1000000 connects per second')
+    expect_fail(c, ["source", "edit", "slow", "--connect-rate", "5", "--no-connect-rate"], 2,
+                "--connect-rate and --no-connect-rate contradict each other")
+    expect_fail(c, ["source", "edit", "ct", "--connect-rate", "5"], 2,
+                "--connect-rate applies to network_scan sources, not ct_log")
+    expect_fail(c, ["source", "edit", "ct", "--no-connect-rate"], 2,
+                "--no-connect-rate applies to network_scan sources, not ct_log")
+    expect_fail(c, ["source", "add", "slow2", "--type", "network_scan", "--cidr", "10.0.0.0/8",
+                    "--no-connect-rate"], 2, 'unknown option "--no-connect-rate"')
+    check(c.sql("SELECT connect_rate FROM discovery_sources WHERE name = 'slow'")[0][0] is None,
+          "refused edits change nothing")
+    c.capctl_ok("source", "delete", "slow")
+
     c.capctl_ok("source", "edit", "ct2", "--rename", "ct-renamed")
     check(c.sql("SELECT count(*) FROM discovery_sources WHERE name = 'ct-renamed'")[0][0] == 1,
           "rename")
@@ -353,6 +497,12 @@ def test_validation(c):
         (net + ["--cidr", "10.0.0.0/8", "--domain", "example.com"], 2,
          "--domain applies to ct_log sources, not network_scan"),
         (ct + ["--port", "443"], 2, "--port applies to network_scan sources, not ct_log"),
+        (ct + ["--connect-rate", "100"], 2,
+         "--connect-rate applies to network_scan sources, not ct_log"),
+        (net + ["--cidr", "10.0.0.0/8", "--connect-rate", "0"], 1,
+         'capctl: --connect-rate "0": must be 1-1000000 connects per second'),
+        (net + ["--cidr", "10.0.0.0/8", "--connect-rate", "-1"], 1,
+         'capctl: --connect-rate "-1": must be 1-1000000 connects per second'),
         (ct + ["--poll", "1h", "--schedule", "hourly"], 2,
          "--poll and --schedule contradict each other"),
         (net + ["--cidr"], 2, "option --cidr needs a value"),
@@ -439,7 +589,8 @@ def test_database_checks(c):
             check(db.split(" ", 2)[2] in r.stderr, "same reason for %s: %r" % (cidr, db), r)
         else:
             c.capctl_ok("source", "delete", "probe%d" % i)
-    for bad in ({"ports": [70000]}, {"concurrency": 0}, {"timeout_ms": 50}):
+    for bad in ({"ports": [70000]}, {"concurrency": 0}, {"timeout_ms": 50}, {"connect_rate": 0},
+                {"connect_rate": 1000001}):
         try:
             c.add_source_sql("ui-bad2", **bad)
             raise AssertionError("the database accepted %s" % bad)
@@ -516,6 +667,30 @@ def test_triggers(c):
     check(shown[0]["status"] == "failed" and shown[0]["error"] == "boom", str(shown))
     r = c.capctl_ok("runs", "show", str(run_id))
     check("status" in r.stdout and "failed" in r.stdout, "runs show text", r)
+    # The counts of a sweep's addresses that never answered: 0 when the run has none...
+    check((shown[0]["silent"], shown[0]["closed"], shown[0]["no_route"]) == (0, 0, 0),
+          "counts default to 0: %s" % shown)
+    rec = dict(ln.split(None, 1) for ln in r.stdout.splitlines() if len(ln.split(None, 1)) == 2)
+    check((rec.get("silent"), rec.get("closed"), rec.get("no_route")) == ("0", "0", "0"),
+          "runs show text prints the counts", r)
+    # ...and what the worker wrote in stats otherwise, at the top level and inside stats.
+    c.sql("UPDATE discovery_runs SET stats = stats || '{\"silent\": 3810, \"closed\": 256, "
+          "\"no_route\": 2, \"other\": \"x\"}'::jsonb WHERE id = %s", (run_id,))
+    shown = c.capctl_json("runs", "show", str(run_id))
+    check((shown[0]["silent"], shown[0]["closed"], shown[0]["no_route"]) == (3810, 256, 2),
+          "counts from stats: %s" % shown)
+    check(shown[0]["stats"]["silent"] == 3810 and shown[0]["stats"]["other"] == "x", str(shown))
+    r = c.capctl_ok("runs", "show", str(run_id))
+    rec = dict(ln.split(None, 1) for ln in r.stdout.splitlines() if len(ln.split(None, 1)) == 2)
+    check((rec.get("silent"), rec.get("closed"), rec.get("no_route")) == ("3810", "256", "2"),
+          "runs show text prints the counts from stats", r)
+    # A value that is not a count is shown as 0, never an error.
+    c.sql("UPDATE discovery_runs SET stats = '{\"silent\": \"many\", \"closed\": -4, "
+          "\"no_route\": 1e30}'::jsonb WHERE id = %s", (run_id,))
+    shown = c.capctl_json("runs", "show", str(run_id))
+    check((shown[0]["silent"], shown[0]["closed"], shown[0]["no_route"]) == (0, 0, 0),
+          "odd stats values: %s" % shown)
+    c.sql("UPDATE discovery_runs SET stats = '{}' WHERE id = %s", (run_id,))
     print("ok: triggers and runs")
 
 
@@ -603,6 +778,7 @@ def test_inventory(c):
 def main():
     with harness.Cluster(name="capctl") as c:
         test_migrate(c)
+        test_migrate_sparse(c)
         test_sources(c)
         test_validation(c)
         test_database_checks(c)

@@ -138,6 +138,25 @@ static void test_port_and_numbers(void)
     CHECK_ERR("--concurrency \"99999999999999999999\": must be an integer 1-100000",
               cap_ctl_validate_int("--concurrency", "99999999999999999999", 1, 100000, &v, err));
 
+    int rate = 0;
+    CHECK_EQ(0, cap_ctl_validate_connect_rate("--connect-rate", "1", &rate, &e));
+    CHECK_EQ(1, rate);
+    CHECK_EQ(0, cap_ctl_validate_connect_rate("--connect-rate", "1000000", &rate, &e));
+    CHECK_EQ(1000000, rate);
+    CHECK_ERR("--connect-rate \"0\": must be 1-1000000 connects per second",
+              cap_ctl_validate_connect_rate("--connect-rate", "0", &rate, err));
+    CHECK_ERR("--connect-rate \"1000001\": must be 1-1000000 connects per second",
+              cap_ctl_validate_connect_rate("--connect-rate", "1000001", &rate, err));
+    CHECK_ERR("--connect-rate \"-5\": must be 1-1000000 connects per second",
+              cap_ctl_validate_connect_rate("--connect-rate", "-5", &rate, err));
+    CHECK_ERR("--connect-rate \"2k\": must be 1-1000000 connects per second",
+              cap_ctl_validate_connect_rate("--connect-rate", "2k", &rate, err));
+    CHECK_ERR("--connect-rate \"\": must be 1-1000000 connects per second",
+              cap_ctl_validate_connect_rate("--connect-rate", "", &rate, err));
+    CHECK_ERR("--connect-rate \"99999999999999999999\": must be 1-1000000 connects per second",
+              cap_ctl_validate_connect_rate("--connect-rate", "99999999999999999999", &rate, err));
+    CHECK_EQ(1000000, rate); /* untouched by the refusals */
+
     int ms = 0;
     CHECK_EQ(0, cap_ctl_validate_timeout("--timeout", "5s", &ms, &e));
     CHECK_EQ(5000, ms);
