@@ -186,12 +186,14 @@ int main(int argc, char **argv)
             }
         have:;
             struct cap_scan_req q;
+            char host[INET6_ADDRSTRLEN];
             memset(&q, 0, sizeof q);
             q.family = tg.family;
             memcpy(q.addr, tg.addr, sizeof q.addr);
             q.port = tg.port;
             q.timeout_ms = timeout;
-            inet_ntop(tg.family, tg.addr, q.host, sizeof q.host);
+            inet_ntop(tg.family, tg.addr, host, sizeof host);
+            q.host = host;
             cap_scan_job_submit(j, &q, &err);
             n++;
             if (hold && n >= (uint64_t)hold)

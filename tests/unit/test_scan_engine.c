@@ -1,6 +1,9 @@
 /* Tests of the scan engine against servers in this process on 127.0.0.1: a TLS server with a
  * generated certificate, a closed port (refused), a listener that never answers (timeout),
- * one that sends garbage (tls_error), per-job concurrency and two jobs sharing the slots. */
+ * one that sends garbage (tls_error), per-job concurrency and two jobs sharing the slots; and
+ * pending connects apart from TLS slots: a silent address (a listener whose accept queue is
+ * full drops SYNs, as a firewalled host does), the connect rate, and a job over a silent
+ * range beside one over a live server. */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
@@ -81,6 +84,19 @@ struct conn_arg {
 
 static atomic_int resets_done, silences_done;
 
+/* The server's count of a handshake ends when its first flight is out (the client cannot
+ * have finished before), so the count never exceeds the client's real concurrency. */
+static __thread bool counted;
+
+static void flight_cb(const SSL *s, int where, int ret)
+{
+    (void)ret;
+    if (counted && (where & SSL_CB_ACCEPT_LOOP) && SSL_get_state(s) == TLS_ST_SW_FINISHED) {
+        counted = false;
+        atomic_fetch_sub(&tls_inflight, 1);
+    }
+}
+
 static void *conn_main(void *arg)
 {
     struct conn_arg *c = arg;
@@ -104,15 +120,25 @@ static void *conn_main(void *arg)
         return NULL;
     }
     if (c->mode == 0 || c->mode == 3 || c->mode == 4) {
+        /* A handshake is in flight from the ClientHello on (a connected socket may wait a
+         * little for a TLS slot of the client's before it sends anything). */
+        char b1;
+        struct pollfd pf = {.fd = c->fd, .events = POLLIN};
+        (void)poll(&pf, 1, 10000);
+        (void)recv(c->fd, &b1, 1, MSG_PEEK);
         int now = atomic_fetch_add(&tls_inflight, 1) + 1;
         int m = atomic_load(&tls_inflight_max);
         while (now > m && !atomic_compare_exchange_weak(&tls_inflight_max, &m, now))
             ;
+        counted = true;
         usleep(50000); /* hold the slot a little so concurrency shows */
         SSL *s = SSL_new(server_ctx);
         SSL_set_fd(s, c->fd);
+        SSL_set_info_callback(s, flight_cb);
         (void)SSL_accept(s);
-        atomic_fetch_sub(&tls_inflight, 1);
+        if (counted)
+            atomic_fetch_sub(&tls_inflight, 1);
+        counted = false;
         char b[16];
         (void)SSL_read(s, b, sizeof b);
         SSL_free(s);
@@ -170,7 +196,7 @@ static void req_for(struct cap_scan_req *q, int port, int timeout_ms, uint64_t t
     q->port = port;
     q->timeout_ms = timeout_ms;
     q->tag = tag;
-    snprintf(q->host, sizeof q->host, "127.0.0.1");
+    q->host = "127.0.0.1";
 }
 
 static size_t collect(struct cap_scan_job *j, size_t want, struct cap_scan_result **all,
@@ -188,6 +214,173 @@ static size_t collect(struct cap_scan_job *j, size_t want, struct cap_scan_resul
         }
     }
     return n;
+}
+
+/* A port that drops SYNs: a listener with a full accept queue (nobody accepts). The sockets
+ * that filled it are returned through fill (closed by the caller). */
+static int silent_port(int *port, int fill[2])
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET};
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (fd < 0 || bind(fd, (struct sockaddr *)&a, sizeof a) != 0 || listen(fd, 0) != 0)
+        abort();
+    socklen_t l = sizeof a;
+    getsockname(fd, (struct sockaddr *)&a, &l);
+    *port = ntohs(a.sin_port);
+    for (int i = 0; i < 2; i++) {
+        fill[i] = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+        (void)connect(fill[i], (struct sockaddr *)&a, sizeof a);
+    }
+    usleep(100000);
+    return fd;
+}
+
+/* Outcomes of a batch of probes. */
+struct tally {
+    size_t n, ok, silent, closed, other;
+    int64_t max_elapsed;
+};
+
+/* Counts the results of list and frees them. */
+static void tally_add(struct tally *t, struct cap_scan_result *list)
+{
+    for (struct cap_scan_result *r = list; r; r = r->next) {
+        t->n++;
+        if (strcmp(r->outcome, "ok") == 0 && !r->empty)
+            t->ok++;
+        else if (r->empty && strcmp(r->empty, "silent") == 0 && strcmp(r->outcome, "timeout") == 0)
+            t->silent++;
+        else if (r->empty && strcmp(r->empty, "closed") == 0 && strcmp(r->outcome, "refused") == 0)
+            t->closed++;
+        else
+            t->other++;
+        if (r->elapsed_ms > t->max_elapsed)
+            t->max_elapsed = r->elapsed_ms;
+    }
+    cap_scan_result_free(list);
+}
+
+static void submit_n(struct cap_scan_job *j, int port, int n, int timeout_ms)
+{
+    struct cap_err err;
+    cap_err_clear(&err);
+    struct cap_scan_req q;
+    for (int i = 0; i < n; i++) {
+        req_for(&q, port, timeout_ms, (uint64_t)i);
+        CHECK(cap_scan_job_submit(j, &q, &err) == 0);
+    }
+}
+
+/* Pending connects are not TLS slots: 300 silent targets with a 1 s timeout behind 3 slots end
+ * in about one timeout (a slot per connect would take 100 s), the live ones are found, the
+ * empty ones say why, and the live server never sees more than the job's concurrency. */
+static void test_sparse(int tls_port, int closed_port, int silent)
+{
+    struct cap_err err;
+    cap_err_clear(&err);
+    struct cap_scan_engine_opts o = {
+        .slots = 6, .max_pending_connects = 1024, .connect_rate = 2000};
+    struct cap_scan_engine *e = cap_scan_engine_new_opts(&o, &err);
+    CHECK(e != NULL);
+    if (!e)
+        return;
+    struct cap_scan_job *j = cap_scan_job_new(e, 3, &err);
+    atomic_store(&tls_inflight_max, 0);
+    int64_t t0 = now_ms();
+    submit_n(j, silent, 150, 1000);
+    submit_n(j, tls_port, 6, 5000);
+    submit_n(j, closed_port, 4, 5000);
+    submit_n(j, silent, 150, 1000);
+    struct tally t = {0};
+    while (t.n < 310 && now_ms() - t0 < 20000)
+        tally_add(&t, cap_scan_job_wait(j, 200));
+    tally_add(&t, cap_scan_job_wait(j, 0));
+    int64_t took = now_ms() - t0;
+    fprintf(stderr, "sparse: %zu results in %lld ms: %zu ok, %zu silent, %zu closed, %zu other\n",
+            t.n, (long long)took, t.ok, t.silent, t.closed, t.other);
+    CHECK(t.n == 310 && t.ok == 6 && t.silent == 300 && t.closed == 4 && t.other == 0);
+    CHECK(took < 8000);
+    struct cap_scan_engine_stats st;
+    cap_scan_engine_stats(e, &st);
+    CHECK(st.pending_peak > 6);   /* far more connects out than TLS slots */
+    CHECK(st.inflight_peak <= 3); /* the job's concurrency */
+    CHECK(st.pending == 0 && st.inflight == 0);
+    CHECK(atomic_load(&tls_inflight_max) <= 3);
+    cap_scan_job_free(j);
+
+    /* The rate: 60 connects at 100 per second take about half a second. */
+    cap_scan_engine_free(e);
+    o.connect_rate = 100;
+    e = cap_scan_engine_new_opts(&o, &err);
+    j = cap_scan_job_new(e, 3, &err);
+    t0 = now_ms();
+    submit_n(j, closed_port, 60, 5000);
+    memset(&t, 0, sizeof t);
+    while (t.n < 60 && now_ms() - t0 < 10000)
+        tally_add(&t, cap_scan_job_wait(j, 100));
+    took = now_ms() - t0;
+    fprintf(stderr, "rate 100/s: 60 connects in %lld ms\n", (long long)took);
+    CHECK(t.n == 60 && t.closed == 60);
+    CHECK(took >= 450);
+    cap_scan_job_free(j);
+    cap_scan_engine_free(e);
+
+    /* A job's own rate lowers the engine's: 30 connects at 50 per second. */
+    o.connect_rate = 2000;
+    e = cap_scan_engine_new_opts(&o, &err);
+    j = cap_scan_job_new(e, 3, &err);
+    cap_scan_job_set_connect_rate(j, 50);
+    t0 = now_ms();
+    submit_n(j, closed_port, 30, 5000);
+    memset(&t, 0, sizeof t);
+    while (t.n < 30 && now_ms() - t0 < 10000)
+        tally_add(&t, cap_scan_job_wait(j, 100));
+    took = now_ms() - t0;
+    fprintf(stderr, "job rate 50/s: 30 connects in %lld ms\n", (long long)took);
+    CHECK(t.n == 30 && took >= 450);
+    cap_scan_job_free(j);
+    cap_scan_engine_free(e);
+}
+
+/* A job over a silent range holds most of the pending-connect budget for whole timeouts; a job
+ * over a live server beside it keeps its pace (budgets shared by what is held). */
+static void test_fair(int tls_port, int silent)
+{
+    struct cap_err err;
+    cap_err_clear(&err);
+    struct cap_scan_engine_opts o = {.slots = 6, .max_pending_connects = 400, .connect_rate = 2000};
+    struct cap_scan_engine *e = cap_scan_engine_new_opts(&o, &err);
+    CHECK(e != NULL);
+    if (!e)
+        return;
+    int64_t alone = 0, beside = 0;
+    for (int pass = 0; pass < 2; pass++) {
+        struct cap_scan_job *dead = NULL;
+        if (pass == 1) {
+            dead = cap_scan_job_new(e, 3, &err);
+            submit_n(dead, silent, 3000, 1500);
+            usleep(300000); /* it holds the budget now */
+        }
+        struct cap_scan_job *live = cap_scan_job_new(e, 3, &err);
+        int64_t t0 = now_ms();
+        submit_n(live, tls_port, 30, 5000);
+        struct tally t = {0};
+        while (t.n < 30 && now_ms() - t0 < 20000)
+            tally_add(&t, cap_scan_job_wait(live, 50));
+        int64_t took = now_ms() - t0;
+        CHECK(t.n == 30 && t.ok == 30);
+        if (pass == 0)
+            alone = took;
+        else
+            beside = took;
+        cap_scan_job_free(live);
+        cap_scan_job_free(dead);
+    }
+    fprintf(stderr, "live job: %lld ms alone, %lld ms beside a silent range\n", (long long)alone,
+            (long long)beside);
+    CHECK(beside <= alone * 3 / 2 + 300);
+    cap_scan_engine_free(e);
 }
 
 /* OpenSSL group NIDs map onto their IANA code points; unknown groups keep theirs. */
@@ -325,6 +518,14 @@ int main(void)
     CHECK(st.handshaking == 0 && st.connecting == 0);
 
     cap_scan_engine_free(e);
+
+    int sfill[2], sport_silent;
+    int sfd = silent_port(&sport_silent, sfill);
+    test_sparse(ports[0], closed_port, sport_silent);
+    test_fair(ports[0], sport_silent);
+    close(sfill[0]);
+    close(sfill[1]);
+    close(sfd);
 
     /* The first-attempt group list (hybrid ML-KEM on OpenSSL >= 3.5; here P-384 stands in) and
      * the one classical retry after a server resets that first ClientHello. */
