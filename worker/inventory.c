@@ -197,6 +197,10 @@ static const char SQL_UPSERT_FINDINGS[] =
     "endpoint_id = EXCLUDED.endpoint_id, fingerprint_sha256 = EXCLUDED.fingerprint_sha256, "
     "details = EXCLUDED.details, last_seen_at = now()";
 
+/* $1 run, $2 attempt, $3 the run's counts of empty addresses as a JSON object. */
+static const char SQL_RUN_EMPTY[] = "UPDATE discovery_runs SET stats = stats || $3::jsonb "
+                                    "WHERE id = $1 AND attempts = $2 AND status = 'running'";
+
 /* $1 run: what this run has written so far. */
 static const char SQL_RUN_COUNTS[] =
     "SELECT (SELECT count(*) FROM discovered_certificates WHERE first_seen_run_id = $1::bigint), "
@@ -223,7 +227,8 @@ static const char SQL_RESOLVE_MISSING[] =
     "  OR NOT EXISTS (SELECT 1 FROM endpoint_observations o "
     "   WHERE o.chain @> ARRAY[f.fingerprint_sha256] "
     "   AND o.endpoint_id NOT IN (SELECT endpoint_id FROM reexamined)))) "
-    " OR f.subject_key LIKE 'run:%' OR f.subject_key LIKE 'source:%')";
+    " OR f.subject_key LIKE 'run:%' OR f.subject_key LIKE 'source:%' "
+    " OR f.subject_key LIKE 'name:%')";
 
 /* ---- queued rows: a table of owned strings (NULL cells are SQL NULL) ---- */
 
@@ -245,7 +250,12 @@ struct cap_inventory {
     cap_inventory_commit_cb commit_cb;
     void *commit_arg;
     struct cap_inventory_stats stats;
+    int64_t empty[3];         /* silent, closed, no_route (see cap_inventory_count_empty) */
+    bool empty_dirty;         /* counted since the run's row last got them */
+    int64_t empty_written_ms; /* when it last got them */
 };
+
+static const char *const empty_reasons[3] = {"silent", "closed", "no_route"};
 
 static int64_t mono_ms(void)
 {
@@ -1202,10 +1212,9 @@ int cap_inventory_add_sighting(struct cap_inventory *inv, const char *fingerprin
 /* Runs sql with the first ncols columns of r as array parameters followed by extra. */
 /* Runs sql with the parameters: the nlead scalars lead, then one array per column of r, then
  * the nextra scalars. */
-static PGresult *exec_rows(PGconn *c, const char *name, const char *sql,
-                           const char *const *lead, size_t nlead, const struct rows *r,
-                           size_t ncols, const char *const *extra, size_t nextra,
-                           struct cap_err *err)
+static PGresult *exec_rows(PGconn *c, const char *name, const char *sql, const char *const *lead,
+                           size_t nlead, const struct rows *r, size_t ncols,
+                           const char *const *extra, size_t nextra, struct cap_err *err)
 {
     const char *params[32];
     char *arrays[32] = {0};
@@ -1249,6 +1258,31 @@ static int cmd_rows(PGconn *c, const char *name, const char *sql, const char *co
 }
 
 /* The batch's statements, inside the open transaction. */
+/* Writes the run's counts of empty addresses into its stats (when there are any). */
+static int write_empty(struct cap_inventory *inv, struct cap_err *err)
+{
+    if (!inv->empty_dirty) {
+        return 0;
+    }
+    char json[160];
+    snprintf(json, sizeof json, "{\"silent\": %lld, \"closed\": %lld, \"no_route\": %lld}",
+             (long long)inv->empty[0], (long long)inv->empty[1], (long long)inv->empty[2]);
+    char run[24], att[24];
+    const char *p[] = {cap_pg_i64(run, inv->ctx->run_id), cap_pg_i64(att, inv->ctx->attempt), json};
+    PGresult *r = cap_pg_exec(inv->ctx->pg, "record empty addresses", SQL_RUN_EMPTY, 3, p, err);
+    if (!r) {
+        return -1;
+    }
+    bool mine = strtol(PQcmdTuples(r), NULL, 10) == 1;
+    PQclear(r);
+    if (!mine) {
+        cap_err_set(err, CAP_E_FENCED, "run %lld: attempt %lld is no longer current",
+                    (long long)inv->ctx->run_id, (long long)inv->ctx->attempt);
+        return -1;
+    }
+    return 0;
+}
+
 static int write_batch(struct cap_inventory *inv, struct cap_err *err)
 {
     struct cap_run_ctx *ctx = inv->ctx;
@@ -1262,14 +1296,15 @@ static int write_batch(struct cap_inventory *inv, struct cap_err *err)
     }
     if (inv->certs.n > 0) {
         const char *extra[] = {run};
-        if (cmd_rows(c, "upsert certificates", SQL_UPSERT_CERTS, NULL, 0, &inv->certs, CERT_COLS, extra, 1,
-                     err)) {
+        if (cmd_rows(c, "upsert certificates", SQL_UPSERT_CERTS, NULL, 0, &inv->certs, CERT_COLS,
+                     extra, 1, err)) {
             return -1;
         }
     }
     if (inv->obs.n > 0) {
         const char *ep_extra[] = {src};
-        if (cmd_rows(c, "upsert endpoints", SQL_UPSERT_ENDPOINTS, NULL, 0, &inv->obs, 7, ep_extra, 1, err)) {
+        if (cmd_rows(c, "upsert endpoints", SQL_UPSERT_ENDPOINTS, NULL, 0, &inv->obs, 7, ep_extra,
+                     1, err)) {
             return -1;
         }
         const char *drift_extra[] = {run, src};
@@ -1277,8 +1312,8 @@ static int write_batch(struct cap_inventory *inv, struct cap_err *err)
             return -1;
         }
         const char *obs_extra[] = {run};
-        if (cmd_rows(c, "upsert observations", SQL_UPSERT_OBSERVATIONS, NULL, 0, &inv->obs, OBS_COLS,
-                     obs_extra, 1, err)) {
+        if (cmd_rows(c, "upsert observations", SQL_UPSERT_OBSERVATIONS, NULL, 0, &inv->obs,
+                     OBS_COLS, obs_extra, 1, err)) {
             return -1;
         }
     }
@@ -1312,8 +1347,10 @@ static int write_batch(struct cap_inventory *inv, struct cap_err *err)
     st.unreachable = cap_pg_get_i64(r, 0, 4);
     PQclear(r);
     bool obs = inv->flags & CAP_INVENTORY_PROGRESS_OBSERVATIONS;
-    if (cap_run_progress(ctx, -1, obs ? st.observations : -1, obs ? st.ok : -1,
-                         obs ? st.unreachable : -1, st.certs_new, st.drifts, err) != 0) {
+    int64_t empties = inv->empty[0] + inv->empty[1] + inv->empty[2];
+    if (cap_run_progress(ctx, -1, obs ? st.observations + empties : -1, obs ? st.ok : -1,
+                         obs ? st.unreachable : -1, st.certs_new, st.drifts, err) != 0 ||
+        write_empty(inv, err) != 0) {
         return -1;
     }
     st.batches++;
@@ -1321,10 +1358,24 @@ static int write_batch(struct cap_inventory *inv, struct cap_err *err)
     return 0;
 }
 
+/* Only the progress: targets done (observations + empty addresses) and the empty counts. */
+static int write_progress_only(struct cap_inventory *inv, struct cap_err *err)
+{
+    const struct cap_inventory_stats *st = &inv->stats;
+    int64_t done = st->observations + inv->empty[0] + inv->empty[1] + inv->empty[2];
+    if (cap_run_progress(inv->ctx, -1, done, -1, -1, -1, -1, err) != 0 ||
+        write_empty(inv, err) != 0) {
+        return -1;
+    }
+    inv->empty_dirty = false;
+    inv->empty_written_ms = mono_ms();
+    return 0;
+}
+
 int cap_inventory_flush(struct cap_inventory *inv, struct cap_err *err)
 {
     if (queued(inv) == 0) {
-        return 0;
+        return inv->empty_dirty ? write_progress_only(inv, err) : 0;
     }
     PGconn *c = inv->ctx->pg;
     struct cap_inventory_stats before = inv->stats;
@@ -1353,6 +1404,8 @@ int cap_inventory_flush(struct cap_inventory *inv, struct cap_err *err)
     rows_clear(&inv->sights);
     rows_clear(&inv->finds);
     inv->first_queued_ms = 0;
+    inv->empty_dirty = false;
+    inv->empty_written_ms = mono_ms();
     return 0;
 }
 
@@ -1362,7 +1415,23 @@ int cap_inventory_flush_if_due(struct cap_inventory *inv, struct cap_err *err)
         mono_ms() - inv->first_queued_ms >= CAP_INVENTORY_FLUSH_MS) {
         return cap_inventory_flush(inv, err);
     }
+    if (queued(inv) == 0 && inv->empty_dirty &&
+        mono_ms() - inv->empty_written_ms >= CAP_INVENTORY_FLUSH_MS) {
+        return write_progress_only(inv, err);
+    }
     return 0;
+}
+
+int cap_inventory_count_empty(struct cap_inventory *inv, const char *reason)
+{
+    for (size_t i = 0; i < 3; i++) {
+        if (reason && strcmp(reason, empty_reasons[i]) == 0) {
+            inv->empty[i]++;
+            inv->empty_dirty = true;
+            return 0;
+        }
+    }
+    return -1;
 }
 
 /* Kinds the network scan raises and re-examines on every run. drift is left to people;
@@ -1371,7 +1440,7 @@ static const char *const scan_kinds[] = {
     "expired",     "self_signed",        "weak_signature", "weak_key",
     "expiring",    "san_case_duplicate", "pqc_vulnerable", "deprecated_tls",
     "weak_cipher", "name_mismatch",      "untrusted",      "unreachable",
-    "tls_error",   "policy_block",
+    "tls_error",   "policy_block",       "unresolvable",
 };
 
 int cap_findings_resolve_missing(struct cap_inventory *inv, const char *const *kinds,

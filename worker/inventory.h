@@ -146,6 +146,13 @@ int cap_inventory_flush(struct cap_inventory *inv, struct cap_err *err);
  * written as they come even when they come slowly. Call it from time to time. 0 or -1. */
 int cap_inventory_flush_if_due(struct cap_inventory *inv, struct cap_err *err);
 
+/* Counts one address of a sweep that never completed a TCP connect and was not an endpoint
+ * before: reason "silent", "closed" or "no_route". Nothing is stored for it but the count: the
+ * run's targets_done includes these counts and its stats carry them (keys silent, closed,
+ * no_route), written with the next batch or by cap_inventory_flush_if_due within a second.
+ * Returns -1 for an unknown reason (nothing counted). Does not block. */
+int cap_inventory_count_empty(struct cap_inventory *inv, const char *reason);
+
 /* Called inside every batch transaction after the batch's writes and before COMMIT, with the
  * run's PGconn; returning -1 (with err) rolls the batch back. Lets the CT monitor move its
  * checkpoint atomically with the entries it stored. NULL removes it. */
@@ -177,10 +184,10 @@ int cap_findings_raise_endpoint(struct cap_inventory *inv, const char *kind, con
  * run re-examined: endpoint findings of endpoints this run observed; certificate findings of
  * certificates in a chain this run observed (the cause is a property of the certificate), or
  * seen only at endpoints from which this run received a different chain (none of them serves
- * it any more); run:/source: findings. An endpoint this run did not reach, or reached without
- * receiving a certificate (refused, timeout), keeps its certificates' findings. Fenced,
- * one transaction. Returns the number resolved through *resolved (may be NULL): 0, or -1 with
- * err. Blocks. */
+ * it any more); run:, source: and name: findings (a listed host name that resolved again). An
+ * endpoint this run did not reach, or reached without receiving a certificate (refused, timeout),
+ * keeps its certificates' findings. Fenced, one transaction. Returns the number resolved through
+ * *resolved (may be NULL): 0, or -1 with err. Blocks. */
 int cap_findings_resolve_missing(struct cap_inventory *inv, const char *const *kinds,
                                  size_t kinds_n, int64_t *resolved, struct cap_err *err);
 

@@ -2,7 +2,6 @@
  * thread, applies the network policy to every address, feeds the worker's scan engine within
  * the source's concurrency and writes each result through the inventory as it comes. */
 #include <arpa/inet.h>
-#include <netdb.h>
 #include <netinet/in.h>
 #include <openssl/x509.h>
 #include <openssl/x509_vfy.h>
@@ -24,12 +23,19 @@
 #include "worker/executor.h"
 #include "worker/inventory.h"
 #include "worker/scan/engine.h"
+#include "worker/scan/resolve.h"
 #include "worker/scan/revocation.h"
 
 /* Per-source STARTTLS overrides kept (discovery_sources.starttls). */
 #define STARTTLS_OVERRIDES_MAX 64
 
 static const char SQL_SOURCE_STARTTLS[] = "SELECT starttls FROM discovery_sources WHERE id = $1";
+/* $1 the source's CIDRs, $2 its host names: endpoints already in the inventory inside them
+ * (they answered once, or were listed one by one): there a failed connect is news, not an
+ * empty address. */
+static const char SQL_KNOWN_ENDPOINTS[] =
+    "SELECT host(e.address), e.port FROM endpoints e "
+    "WHERE (e.sni = '' AND e.address <<= ANY($1::text[]::inet[])) OR e.sni = ANY($2::text[])";
 
 /* Distinct refusal reasons and failing host names kept for the run's details. */
 #define REFUSED_REASONS_MAX 32
@@ -40,7 +46,7 @@ static const char SQL_SOURCE_STARTTLS[] = "SELECT starttls FROM discovery_source
 #define REVOCATION_BUDGET_MS 30000
 
 static struct cap_scan_engine *g_engine;
-static struct cap_metric *g_m_handshakes, *g_m_duration;
+static struct cap_metric *g_m_handshakes, *g_m_duration, *g_m_empty;
 static struct cap_policy g_policy;
 static X509_STORE *g_trust;
 
@@ -48,6 +54,66 @@ struct refused_reason {
     char reason[CAP_POLICY_REASON_MAX];
     uint64_t count;
 };
+
+/* A set of (family, address, port), open addressing. */
+struct known_set {
+    uint8_t (*keys)[20];
+    size_t cap, n;
+};
+
+static void known_key(uint8_t key[20], int family, const uint8_t *addr, int port)
+{
+    memset(key, 0, 20);
+    key[0] = (uint8_t)(family == AF_INET ? 4 : 6);
+    memcpy(key + 1, addr, family == AF_INET ? 4 : 16);
+    key[17] = (uint8_t)(port >> 8);
+    key[18] = (uint8_t)port;
+}
+
+static size_t known_slot(const struct known_set *k, const uint8_t key[20])
+{
+    uint64_t h = 1469598103934665603ULL;
+    for (int i = 0; i < 20; i++)
+        h = (h ^ key[i]) * 1099511628211ULL;
+    size_t i = (size_t)h & (k->cap - 1);
+    while (k->keys[i][0] != 0 && memcmp(k->keys[i], key, 20) != 0)
+        i = (i + 1) & (k->cap - 1);
+    return i;
+}
+
+static int known_add(struct known_set *k, int family, const uint8_t *addr, int port)
+{
+    if ((k->n + 1) * 2 > k->cap) {
+        size_t ncap = k->cap ? k->cap * 2 : 64;
+        struct known_set nk = {.keys = calloc(ncap, 20), .cap = ncap};
+        if (!nk.keys)
+            return -1;
+        for (size_t i = 0; i < k->cap; i++) {
+            if (k->keys[i][0] != 0)
+                memcpy(nk.keys[known_slot(&nk, k->keys[i])], k->keys[i], 20);
+        }
+        nk.n = k->n;
+        free(k->keys);
+        *k = nk;
+    }
+    uint8_t key[20];
+    known_key(key, family, addr, port);
+    size_t i = known_slot(k, key);
+    if (k->keys[i][0] == 0) {
+        memcpy(k->keys[i], key, 20);
+        k->n++;
+    }
+    return 0;
+}
+
+static bool known_has(const struct known_set *k, int family, const uint8_t *addr, int port)
+{
+    if (k->n == 0)
+        return false;
+    uint8_t key[20];
+    known_key(key, family, addr, port);
+    return k->keys[known_slot(k, key)][0] != 0;
+}
 
 struct scan_run {
     struct cap_run_ctx *ctx;
@@ -62,15 +128,16 @@ struct scan_run {
     size_t reasons_n;
     char refused_hosts[HOSTS_LISTED_MAX][CAP_HOSTNAME_MAX + 1];
     size_t refused_hosts_n;
-    uint64_t dns_failed;
-    char dns_failed_hosts[HOSTS_LISTED_MAX][CAP_HOSTNAME_MAX + 1];
-    size_t dns_failed_hosts_n;
+    uint64_t dns_failed;           /* listed names that did not resolve */
+    struct cap_resolved *resolved; /* per listed host (src->hosts), from resolve_hosts */
     char dns_error[160];
     int override_port[STARTTLS_OVERRIDES_MAX];
     enum cap_starttls_proto override_proto[STARTTLS_OVERRIDES_MAX];
     size_t overrides_n;
     int64_t last_progress_ms;
     uint64_t last_total_sent;
+    struct known_set known; /* address endpoints inside the source's CIDRs */
+    uint64_t empty[3];      /* silent, closed, no_route: never connected, never an endpoint */
 };
 
 static int64_t mono_ms(void)
@@ -104,8 +171,14 @@ static void note_refused(struct scan_run *r, const char *reason, uint64_t count,
     }
 }
 
+/* Request tag: the target came from a sweep (a CIDR wider than one address), where an address
+ * that never completes a TCP connect and was not an endpoint before is only counted. */
+#define TAG_SWEEP 1u
+/* Request tag: an address of a host name that has addresses of both families. */
+#define TAG_ALT_FAMILY 2u
+
 static void fill_req(struct cap_scan_req *q, const struct scan_run *r, int family,
-                     const uint8_t *addr, int port, const char *host, bool is_name)
+                     const uint8_t *addr, int port, const char *host, bool is_name, bool sweep)
 {
     memset(q, 0, sizeof *q);
     q->family = family;
@@ -117,73 +190,114 @@ static void fill_req(struct cap_scan_req *q, const struct scan_run *r, int famil
         if (r->override_port[i] == port)
             q->starttls = r->override_proto[i];
     }
-    if (is_name) {
-        snprintf(q->sni, sizeof q->sni, "%s", host);
-        snprintf(q->host, sizeof q->host, "%s", host);
-    } else if (host) {
-        snprintf(q->host, sizeof q->host, "%s", host);
-    } else {
-        inet_ntop(family, addr, q->host, sizeof q->host);
-    }
+    /* No host text for an address target: the result's address says it. */
+    q->sni = is_name ? host : NULL;
+    q->host = host;
+    q->tag = sweep ? TAG_SWEEP : 0;
 }
 
-/* Resolves a host name (on this job thread) and submits one probe per distinct address the
- * policy allows. */
+/* Names resolved per c-ares batch (a few rounds of CAP_RESOLVE_INFLIGHT). */
+#define RESOLVE_CHUNK 1024
+
+/* Resolves every listed host name once for the whole run (whatever the number of ports), many
+ * at once, on this job thread; a name that does not resolve is an unresolvable finding on it. */
+static int resolve_hosts(struct scan_run *r, struct cap_err *err)
+{
+    const struct cap_source *src = r->ctx->src;
+    if (src->hosts_n == 0)
+        return 0;
+    r->resolved = calloc(src->hosts_n, sizeof *r->resolved);
+    if (!r->resolved) {
+        cap_err_set(err, CAP_E_NOMEM, "network scan: out of memory for %zu host names",
+                    src->hosts_n);
+        return -1;
+    }
+    const struct cap_config *cfg = r->ctx->cfg;
+    int timeout = src->timeout_ms > 0 ? src->timeout_ms : 5000;
+    for (size_t at = 0; at < src->hosts_n; at += RESOLVE_CHUNK) {
+        size_t n = src->hosts_n - at < RESOLVE_CHUNK ? src->hosts_n - at : RESOLVE_CHUNK;
+        struct cap_resolved *out = NULL;
+        if (cap_resolve_names((const char *const *)src->hosts + at, n,
+                              (const char *const *)cfg->network_dns_servers,
+                              cfg->network_dns_servers_n, timeout, &out, err) != 0) {
+            cap_err_prefix(err, "resolving host names: ");
+            return -1;
+        }
+        memcpy(r->resolved + at, out, n * sizeof *out);
+        free(out);
+    }
+    for (size_t i = 0; i < src->hosts_n; i++) {
+        const struct cap_resolved *a = &r->resolved[i];
+        if (a->status == 0 || !cap_targets_valid_hostname(src->hosts[i]))
+            continue;
+        r->dns_failed++;
+        if (!r->dns_error[0])
+            snprintf(r->dns_error, sizeof r->dns_error, "host %s: %s", src->hosts[i], a->error);
+        cap_log(CAP_LOG_INFO, "scan_dns_failed", CAP_LI("run_id", r->ctx->run_id),
+                CAP_LS("target", src->hosts[i]), CAP_LS("err", a->error));
+        json_object *d = json_object_new_object();
+        json_object_object_add(d, "host", json_object_new_string(src->hosts[i]));
+        json_object_object_add(d, "reason", json_object_new_string(a->error));
+        char subject[CAP_HOSTNAME_MAX + 8];
+        snprintf(subject, sizeof subject, "name:%s", src->hosts[i]);
+        int rc = cap_findings_raise(r->inv, "unresolvable", "low", subject, 0, 0, NULL,
+                                    json_object_to_json_string_ext(d, JSON_C_TO_STRING_PLAIN), err);
+        json_object_put(d);
+        if (rc != 0)
+            return -1;
+    }
+    return 0;
+}
+
+/* Submits one probe per distinct address of a listed host name (resolved by resolve_hosts)
+ * that the policy allows, its deadline what is left of the per-host timeout after the name
+ * resolved. */
 static int submit_host(struct scan_run *r, const struct cap_target *tg, struct cap_err *err)
 {
-    struct addrinfo hints, *res = NULL;
-    memset(&hints, 0, sizeof hints);
-    hints.ai_family = AF_UNSPEC;
-    hints.ai_socktype = SOCK_STREAM;
-    int rc = getaddrinfo(tg->host, NULL, &hints, &res);
-    if (rc != 0) {
-        r->dns_failed++;
-        if (r->dns_failed_hosts_n < HOSTS_LISTED_MAX)
-            snprintf(r->dns_failed_hosts[r->dns_failed_hosts_n++], CAP_HOSTNAME_MAX + 1, "%s",
-                     tg->host);
-        if (!r->dns_error[0])
-            snprintf(r->dns_error, sizeof r->dns_error, "host %s: %s", tg->host, gai_strerror(rc));
-        cap_log(CAP_LOG_INFO, "scan_dns_failed", CAP_LI("run_id", r->ctx->run_id),
-                CAP_LS("target", tg->host), CAP_LS("err", gai_strerror(rc)));
+    const struct cap_resolved *a = &r->resolved[tg->item];
+    if (a->status != 0) {
         r->total = r->total > 0 ? r->total - 1 : 0;
         return 0;
     }
-    uint8_t seen[16][17];
-    size_t seen_n = 0, submitted = 0;
-    for (struct addrinfo *ai = res; ai; ai = ai->ai_next) {
-        uint8_t key[17];
-        memset(key, 0, sizeof key);
-        key[0] = (uint8_t)ai->ai_family;
-        const uint8_t *ab;
-        if (ai->ai_family == AF_INET)
-            ab = (const uint8_t *)&((struct sockaddr_in *)(void *)ai->ai_addr)->sin_addr;
-        else if (ai->ai_family == AF_INET6)
-            ab = (const uint8_t *)&((struct sockaddr_in6 *)(void *)ai->ai_addr)->sin6_addr;
-        else
-            continue;
-        memcpy(key + 1, ab, ai->ai_family == AF_INET ? 4 : 16);
-        bool dup = false;
-        for (size_t i = 0; i < seen_n; i++)
-            dup = dup || memcmp(seen[i], key, sizeof key) == 0;
-        if (dup || seen_n == 16)
-            continue;
-        memcpy(seen[seen_n++], key, sizeof key);
+    bool v4 = false, v6 = false;
+    for (size_t i = 0; i < a->n; i++) {
+        v4 = v4 || a->addrs[i].family == AF_INET;
+        v6 = v6 || a->addrs[i].family == AF_INET6;
+    }
+    size_t submitted = 0;
+    for (size_t i = 0; i < a->n; i++) {
+        const struct cap_resolved_addr *ad = &a->addrs[i];
+        struct sockaddr_storage ss;
+        memset(&ss, 0, sizeof ss);
+        if (ad->family == AF_INET) {
+            struct sockaddr_in *s4 = (struct sockaddr_in *)&ss;
+            s4->sin_family = AF_INET;
+            memcpy(&s4->sin_addr, ad->addr, 4);
+        } else {
+            struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&ss;
+            s6->sin6_family = AF_INET6;
+            memcpy(&s6->sin6_addr, ad->addr, 16);
+        }
         /* Checked after resolution, every time: no verdict is cached for a name. */
         char why[CAP_POLICY_REASON_MAX];
-        if (cap_policy_check_addr(&g_policy, ai->ai_addr, why, sizeof why) != CAP_POLICY_ALLOWED) {
+        if (cap_policy_check_addr(&g_policy, (struct sockaddr *)&ss, why, sizeof why) !=
+            CAP_POLICY_ALLOWED) {
             note_refused(r, why, 1, tg->host);
             continue;
         }
         struct cap_scan_req q;
-        fill_req(&q, r, ai->ai_family, ab, tg->port, tg->host, true);
-        if (cap_scan_job_submit(r->job, &q, err) != 0) {
-            freeaddrinfo(res);
+        fill_req(&q, r, ad->family, ad->addr, tg->port, tg->host, true, false);
+        int left = q.timeout_ms - (int)a->elapsed_ms;
+        q.timeout_ms = left < 250 ? 250 : left;
+        /* A dual-stack name: an address of a family this worker has no route for is counted,
+         * not stored, as long as the other family is there to be scanned. */
+        if (v4 && v6)
+            q.tag |= TAG_ALT_FAMILY;
+        if (cap_scan_job_submit(r->job, &q, err) != 0)
             return -1;
-        }
         submitted++;
         r->submitted++;
     }
-    freeaddrinfo(res);
     /* The name counted as one target; it is as many endpoints as allowed addresses. */
     r->total = r->total - 1 + submitted;
     return 0;
@@ -218,6 +332,16 @@ static int verify_chain(STACK_OF(X509) * chain, const char **text)
 static int handle_result(struct scan_run *r, struct cap_scan_result *res, struct cap_err *err)
 {
     const struct cap_scan_req *q = &res->req;
+    bool empty = res->empty && ((q->tag & TAG_SWEEP) ||
+                                ((q->tag & TAG_ALT_FAMILY) && strcmp(res->empty, "no_route") == 0));
+    if (empty && !known_has(&r->known, q->family, q->addr, q->port)) {
+        /* An address of a sweep that never answered: counted on the run, nothing stored. */
+        int k = strcmp(res->empty, "silent") == 0 ? 0 : strcmp(res->empty, "closed") == 0 ? 1 : 2;
+        r->empty[k]++;
+        cap_metric_add(g_m_empty, res->empty, 1);
+        (void)cap_inventory_count_empty(r->inv, res->empty);
+        return 0;
+    }
     char addr[INET6_ADDRSTRLEN];
     inet_ntop(q->family, q->addr, addr, sizeof addr);
     int n = res->chain ? sk_X509_num(res->chain) : 0;
@@ -310,6 +434,43 @@ static int load_overrides(struct scan_run *r, struct cap_err *err)
     return rc;
 }
 
+/* Reads the address endpoints the inventory already has inside the source's CIDRs. */
+static int load_known(struct scan_run *r, struct cap_err *err)
+{
+    const struct cap_source *src = r->ctx->src;
+    if (src->cidrs_n == 0 && src->hosts_n == 0)
+        return 0;
+    char *cidrs = cap_pg_text_array((const char *const *)src->cidrs, src->cidrs_n);
+    char *hosts = cap_pg_text_array((const char *const *)src->hosts, src->hosts_n);
+    if (!cidrs || !hosts) {
+        free(cidrs);
+        free(hosts);
+        cap_err_set(err, CAP_E_NOMEM, "network scan: out of memory");
+        return -1;
+    }
+    const char *p[] = {cidrs, hosts};
+    PGresult *res = cap_pg_exec(r->ctx->pg, "read known endpoints", SQL_KNOWN_ENDPOINTS, 2, p, err);
+    free(cidrs);
+    free(hosts);
+    if (!res)
+        return -1;
+    int rc = 0;
+    for (int i = 0; i < PQntuples(res) && rc == 0; i++) {
+        const char *a = PQgetvalue(res, i, 0);
+        int port = (int)strtol(PQgetvalue(res, i, 1), NULL, 10);
+        uint8_t b[16];
+        int family = strchr(a, ':') ? AF_INET6 : AF_INET;
+        if (inet_pton(family, a, b) != 1)
+            continue;
+        if (known_add(&r->known, family, b, port) != 0) {
+            cap_err_set(err, CAP_E_NOMEM, "network scan: out of memory for known endpoints");
+            rc = -1;
+        }
+    }
+    PQclear(res);
+    return rc;
+}
+
 static int progress(struct scan_run *r, bool force, struct cap_err *err)
 {
     int64_t t = mono_ms();
@@ -353,6 +514,10 @@ static int raise_policy_block(struct scan_run *r, struct cap_err *err)
 static int scan_init(const struct cap_config *cfg, struct cap_err *err)
 {
     g_m_handshakes = cap_metrics_counter("cap_handshakes_total", "Endpoint outcomes.", "outcome");
+    g_m_empty = cap_metrics_counter("cap_scan_empty_addresses_total",
+                                    "Addresses of a sweep that never completed a TCP connect and "
+                                    "were not endpoints before (stored as counts only).",
+                                    "reason");
     g_m_duration = cap_metrics_histogram("cap_handshake_duration_seconds",
                                          "Connect, STARTTLS and handshake time of one endpoint.",
                                          NULL, NULL, 0);
@@ -371,7 +536,10 @@ static int scan_init(const struct cap_config *cfg, struct cap_err *err)
         cap_policy_cleanup(&g_policy);
         return -1;
     }
-    g_engine = cap_scan_engine_new(cfg->worker_max_concurrent_discovery, err);
+    struct cap_scan_engine_opts eo = {.slots = cfg->worker_max_concurrent_discovery,
+                                      .max_pending_connects = cfg->scan_max_pending_connects,
+                                      .connect_rate = cfg->scan_connect_rate};
+    g_engine = cap_scan_engine_new_opts(&eo, err);
     if (!g_engine) {
         X509_STORE_free(g_trust);
         g_trust = NULL;
@@ -434,18 +602,26 @@ static int scan_execute(struct cap_run_ctx *ctx, struct cap_run_outcome *out, st
     r->job = cap_scan_job_new(g_engine, concurrency, err);
     if (!r->job)
         goto done;
+    /* A source may only lower the worker's connect rate (fragile networks). */
+    if (src->connect_rate > 0 && src->connect_rate < ctx->cfg->scan_connect_rate)
+        cap_scan_job_set_connect_rate(r->job, src->connect_rate);
+    if (load_known(r, err) != 0 || resolve_hosts(r, err) != 0)
+        goto done;
     if (progress(r, true, err) != 0)
         goto done;
     cap_log(CAP_LOG_INFO, "scan_started", CAP_LI("run_id", ctx->run_id),
             CAP_LI("targets", (long long)r->total), CAP_LI("concurrency", concurrency),
             CAP_LI("timeout_ms", src->timeout_ms));
 
-    /* Probes kept queued or in flight: two rounds of what can really run at once, so a source
-     * with concurrency 100000 on a worker with 256 slots queues hundreds, not 200000. */
+    /* Probes kept queued or in flight: enough to fill the engine's pending-connect budget
+     * (a sparse range needs thousands of connects out at once) plus two rounds of what can
+     * really hold TLS slots at once; never the whole range. */
     int effective = concurrency < ctx->cfg->worker_max_concurrent_discovery
                         ? concurrency
                         : ctx->cfg->worker_max_concurrent_discovery;
-    size_t window = (size_t)(effective > 0 ? effective : 1) * 2 + 8;
+    struct cap_scan_engine_stats est;
+    cap_scan_engine_stats(g_engine, &est);
+    size_t window = (size_t)est.pending_max + (size_t)(effective > 0 ? effective : 1) * 2 + 8;
     bool more = true, interrupted = false;
     size_t last_item = SIZE_MAX;
     for (;;) {
@@ -485,7 +661,9 @@ static int scan_execute(struct cap_run_ctx *ctx, struct cap_run_outcome *out, st
                 continue;
             }
             struct cap_scan_req q;
-            fill_req(&q, r, tg.family, tg.addr, tg.port, tg.host, false);
+            const struct cap_cidr *c = tg.host ? NULL : &t.cidrs[tg.item];
+            bool sweep = c && cap_targets_cidr_size(c) > 1;
+            fill_req(&q, r, tg.family, tg.addr, tg.port, tg.host, false, sweep);
             if (cap_scan_job_submit(r->job, &q, err) != 0)
                 goto done;
             r->submitted++;
@@ -554,13 +732,17 @@ static int scan_execute(struct cap_run_ctx *ctx, struct cap_run_outcome *out, st
             CAP_LI("timeout", (long long)r->timeouts),
             CAP_LI("tls_error", (long long)r->tls_errors),
             CAP_LI("policy_refused", (long long)r->policy_refused),
-            CAP_LI("peak_inflight", r->peak), CAP_LI("findings_resolved", resolved));
+            CAP_LI("silent", (long long)r->empty[0]), CAP_LI("closed", (long long)r->empty[1]),
+            CAP_LI("no_route", (long long)r->empty[2]), CAP_LI("peak_inflight", r->peak),
+            CAP_LI("findings_resolved", resolved));
     rc = 0;
 done:
     cap_scan_job_free(r->job);
     cap_revocation_free(r->rev);
     cap_inventory_free(r->inv);
     cap_targets_cleanup(&t);
+    free(r->known.keys);
+    free(r->resolved);
     free(r);
     return rc;
 }
