@@ -803,6 +803,35 @@ def msgpack_pack(obj):
     return bytes(out)
 
 
+def in_own_netns(what):
+    """Runs the rest of this test in a network namespace of its own (unshare --net, loopback
+    up): nftables tables and routes the test sets there live and die with it, and the test's
+    traffic cannot leave the namespace. Needs root (CI runs as root); without root, or where
+    the kernel refuses namespaces, prints a NOTE naming `what` and exits 0. Call it first."""
+    if os.environ.get("CAP_IN_NETNS") == "1":
+        return
+    if os.geteuid() != 0:
+        print("NOTE: not root, so no network namespace of its own: %s is skipped" % what)
+        sys.exit(0)
+    probe = subprocess.run(["unshare", "--net", "true"], capture_output=True, text=True)
+    if probe.returncode != 0:
+        print("NOTE: network namespaces unavailable here (%s): %s is skipped"
+              % (probe.stderr.strip()[:200], what))
+        sys.exit(0)
+    env = dict(os.environ, CAP_IN_NETNS="1")
+    argv = ["unshare", "--net", "--", "sh", "-c", 'ip link set lo up && exec "$@"', "sh",
+            sys.executable, "-u"] + sys.argv
+    sys.stdout.flush()
+    sys.exit(subprocess.call(argv, env=env))
+
+
+def nft(script):
+    """Applies an nftables script (nft -f -); raises with nft's message on failure."""
+    r = subprocess.run(["nft", "-f", "-"], input=script, capture_output=True, text=True)
+    if r.returncode != 0:
+        raise RuntimeError("nft failed: %s\n%s" % (r.stderr.strip(), script))
+
+
 def _tail(path, n):
     try:
         with open(path, "rb") as f:
