@@ -445,6 +445,8 @@ static void probe_connect_failed(struct cap_scan_engine *e, struct probe *p, int
 
 static int probe_connect(struct cap_scan_engine *e, struct probe *p)
 {
+    /* Connecting from here on: a connect that fails at once still ends through probe_finish. */
+    probe_set_state(e, p, PROBE_CONNECTING);
     const struct cap_scan_req *q = &p->res->req;
     struct sockaddr_storage ss;
     socklen_t sl;
@@ -488,7 +490,6 @@ static int probe_connect(struct cap_scan_engine *e, struct probe *p)
         return -1;
     }
     p->events = EPOLLOUT;
-    probe_set_state(e, p, PROBE_CONNECTING);
     return 0;
 }
 
