@@ -7,6 +7,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
+#include <openssl/core_names.h>
 #include <openssl/evp.h>
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
@@ -16,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -74,6 +76,39 @@ static void make_server_ctx(void)
     SSL_CTX_use_certificate(server_ctx, x);
     SSL_CTX_use_PrivateKey(server_ctx, k);
     server_cert = x;
+    EVP_PKEY_free(k);
+}
+
+/* A TLS 1.2 server that only does DHE with an 8192-bit group (RSA certificate). */
+static SSL_CTX *dhe_ctx;
+
+static void make_dhe_ctx(void)
+{
+    EVP_PKEY *k = EVP_RSA_gen(2048);
+    X509 *x = X509_new();
+    X509_set_version(x, 2);
+    ASN1_INTEGER_set(X509_get_serialNumber(x), 9);
+    X509_gmtime_adj(X509_getm_notBefore(x), -3600);
+    X509_gmtime_adj(X509_getm_notAfter(x), 86400);
+    X509_set_pubkey(x, k);
+    X509_NAME *n = X509_get_subject_name(x);
+    X509_NAME_add_entry_by_txt(n, "CN", MBSTRING_ASC, (const unsigned char *)"dhe.test", -1, -1, 0);
+    X509_set_issuer_name(x, n);
+    X509_sign(x, k, EVP_sha256());
+    dhe_ctx = SSL_CTX_new(TLS_server_method());
+    SSL_CTX_use_certificate(dhe_ctx, x);
+    SSL_CTX_use_PrivateKey(dhe_ctx, k);
+    SSL_CTX_set_max_proto_version(dhe_ctx, TLS1_2_VERSION);
+    SSL_CTX_set_cipher_list(dhe_ctx, "DHE-RSA-AES128-GCM-SHA256:@SECLEVEL=0");
+    EVP_PKEY_CTX *pc = EVP_PKEY_CTX_new_from_name(NULL, "DH", NULL);
+    EVP_PKEY *dh = NULL;
+    OSSL_PARAM prm[] = {OSSL_PARAM_construct_utf8_string("group", "ffdhe8192", 0),
+                        OSSL_PARAM_construct_end()};
+    if (!pc || EVP_PKEY_paramgen_init(pc) != 1 || EVP_PKEY_CTX_set_params(pc, prm) != 1 ||
+        EVP_PKEY_paramgen(pc, &dh) != 1 || SSL_CTX_set0_tmp_dh_pkey(dhe_ctx, dh) != 1)
+        abort();
+    EVP_PKEY_CTX_free(pc);
+    X509_free(x);
     EVP_PKEY_free(k);
 }
 
@@ -141,6 +176,11 @@ static void *conn_main(void *arg)
         counted = false;
         char b[16];
         (void)SSL_read(s, b, sizeof b);
+        SSL_free(s);
+    } else if (c->mode == 5) {
+        SSL *s = SSL_new(dhe_ctx);
+        SSL_set_fd(s, c->fd);
+        (void)SSL_accept(s);
         SSL_free(s);
     } else if (c->mode == 2) {
         char b[2048];
@@ -383,6 +423,80 @@ static void test_fair(int tls_port, int silent)
     cap_scan_engine_free(e);
 }
 
+/* A server whose DH group is larger than the client computes with (its cost grows without
+ * bound and would stall every probe of the loop) is refused at once, with the reason; the
+ * other probes' deadlines hold. */
+static void test_dh_refused(int dhe_port, int tarpit_port)
+{
+    struct cap_err err;
+    cap_err_clear(&err);
+    struct cap_scan_engine *e = cap_scan_engine_new(8, &err);
+    struct cap_scan_job *j = cap_scan_job_new(e, 8, &err);
+    struct cap_scan_req q;
+    req_for(&q, dhe_port, 5000, 1);
+    cap_scan_job_submit(j, &q, &err);
+    submit_n(j, tarpit_port, 5, 1000);
+    struct cap_scan_result *all[8];
+    size_t n = collect(j, 6, all, 10000);
+    CHECK(n == 6);
+    for (size_t i = 0; i < n; i++) {
+        struct cap_scan_result *r = all[i];
+        if (r->req.port == dhe_port) {
+            fprintf(stderr, "dhe server: %s %s (%lld ms)\n", r->outcome, r->error,
+                    (long long)r->elapsed_ms);
+            CHECK(strcmp(r->outcome, "tls_error") == 0);
+            CHECK(strstr(r->error, "DH group of 8192 bits refused") != NULL);
+        } else {
+            CHECK(strcmp(r->outcome, "timeout") == 0);
+            CHECK(r->elapsed_ms < 1300);
+        }
+        cap_scan_result_free(r);
+    }
+    cap_scan_job_free(j);
+    cap_scan_engine_free(e);
+}
+
+/* A local failure (no descriptor left) is not the endpoint's: the probes wait and are scanned
+ * once descriptors are back, none recorded as failed. */
+static void test_local_failure(int tls_port)
+{
+    struct cap_err err;
+    cap_err_clear(&err);
+    struct cap_scan_engine *e = cap_scan_engine_new(4, &err);
+    struct cap_scan_job *j = cap_scan_job_new(e, 4, &err);
+    struct rlimit old;
+    getrlimit(RLIMIT_NOFILE, &old);
+    /* every descriptor taken but for none: socket() fails with EMFILE */
+    int fds[4096];
+    int nfds = 0;
+    struct rlimit low = old;
+    low.rlim_cur = 512;
+    setrlimit(RLIMIT_NOFILE, &low);
+    for (; nfds < 4096; nfds++) {
+        fds[nfds] = dup(0);
+        if (fds[nfds] < 0)
+            break;
+    }
+    submit_n(j, tls_port, 10, 5000);
+    usleep(400000);
+    struct cap_scan_engine_stats st;
+    cap_scan_engine_stats(e, &st);
+    CHECK(st.local_failures > 0);
+    CHECK(cap_scan_job_outstanding(j) == 10); /* nothing came back as a result */
+    for (int i = 0; i < nfds; i++)
+        close(fds[i]);
+    setrlimit(RLIMIT_NOFILE, &old);
+    struct tally t = {0};
+    int64_t t0 = now_ms();
+    while (t.n < 10 && now_ms() - t0 < 10000)
+        tally_add(&t, cap_scan_job_wait(j, 100));
+    fprintf(stderr, "local failure: %llu failures, then %zu ok of %zu\n",
+            (unsigned long long)st.local_failures, t.ok, t.n);
+    CHECK(t.n == 10 && t.ok == 10);
+    cap_scan_job_free(j);
+    cap_scan_engine_free(e);
+}
+
 /* OpenSSL group NIDs map onto their IANA code points; unknown groups keep theirs. */
 static void test_group_codepoints(void)
 {
@@ -523,6 +637,13 @@ int main(void)
     int sfd = silent_port(&sport_silent, sfill);
     test_sparse(ports[0], closed_port, sport_silent);
     test_fair(ports[0], sport_silent);
+    test_local_failure(ports[0]);
+    make_dhe_ctx();
+    struct server dhs = {.mode = 5};
+    int dport;
+    dhs.fd = listen_on(&dport);
+    pthread_create(&dhs.th, NULL, server_main, &dhs);
+    test_dh_refused(dport, ports[1]);
     close(sfill[0]);
     close(sfill[1]);
     close(sfd);
@@ -581,6 +702,9 @@ int main(void)
     CHECK(cap_scan_engine_new_groups(1, "NO-SUCH-GROUP", &err) == NULL);
 
     atomic_store(&stop_servers, true);
+    pthread_join(dhs.th, NULL);
+    close(dhs.fd);
+    SSL_CTX_free(dhe_ctx);
     pthread_join(rs.th, NULL);
     close(rs.fd);
     pthread_join(ss.th, NULL);

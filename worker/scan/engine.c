@@ -44,8 +44,13 @@
     "TLS_AES_128_CCM_SHA256:TLS_AES_128_CCM_8_SHA256"
 /* Largest certificate list accepted from a server; a bigger one fails its handshake. */
 #define CERT_LIST_MAX (100 * 1024)
-/* File descriptors kept free for everything else in the process. */
-#define FD_MARGIN 256
+/* File descriptors kept free for everything else in the process when the caller gives no
+ * reserve. */
+#define FD_RESERVE_DEFAULT 256
+/* After a local failure (no descriptor, no memory), new connects pause this long. */
+#define LOCAL_BACKOFF_MS 100
+/* Largest Diffie-Hellman group a server may make us compute with (bits). */
+#define DH_BITS_MAX 4096
 #define EVFD_TAG UINT32_MAX
 
 /* A connected socket waits at most this long for a TLS slot; then it is closed and its target
@@ -94,6 +99,7 @@ struct probe {
     int64_t connected_ms;
     size_t heap_idx;
     bool hybrid, retried, judged, requeue;
+    int dh_bits_refused; /* the server offered a DH group of this many bits: refused */
     STACK_OF(X509) * chain;
     struct probe *done_next;
     struct probe *prev, *next; /* the engine's young list, or the job's waiting list */
@@ -140,6 +146,7 @@ struct cap_scan_engine {
     struct probe *young_head, *young_tail; /* pending connects by start, not judged yet */
     double srtt_ms;                        /* smoothed time a connect takes to be answered */
     int64_t wake_ms;                       /* admission wants the loop back by then (0: no) */
+    int64_t local_backoff_ms;              /* no new connects before then (a local failure) */
     struct probe **heap;
     size_t heap_n;
     struct probe *done;
@@ -148,7 +155,7 @@ struct cap_scan_engine {
     struct cap_metric *m_empty;    /* cap_scan_empty_targets_total{reason} */
     /* stats (under mu) */
     int inflight, inflight_peak;
-    uint64_t started, finished, requeued;
+    uint64_t started, finished, requeued, local_failures;
     atomic_int in_state[PROBE_DONE]; /* probes per phase */
 };
 
@@ -443,6 +450,22 @@ static void probe_connect_failed(struct cap_scan_engine *e, struct probe *p, int
     probe_finish(e, p, connect_outcome(ce), "connect: %s", strerror(ce));
 }
 
+/* A failure of this worker (no descriptor, no memory), not of the endpoint: the target goes
+ * back to its job's queue and new connects pause a little; nothing is recorded against the
+ * endpoint. */
+static void probe_local_failure(struct cap_scan_engine *e, struct probe *p, const char *what,
+                                int en)
+{
+    e->local_failures++;
+    if (e->local_failures < 10 || e->local_failures % 1000 == 0)
+        cap_log(CAP_LOG_WARN, "scan_local_failure", CAP_LS("err", what),
+                CAP_LS("reason", strerror(en)), CAP_LI("count", (long long)e->local_failures),
+                CAP_LS("target", p->res->req.host), CAP_LI("port", p->res->req.port));
+    e->local_backoff_ms = now_ms() + LOCAL_BACKOFF_MS;
+    p->requeue = true;
+    probe_finish(e, p, "timeout", NULL);
+}
+
 static int probe_connect(struct cap_scan_engine *e, struct probe *p)
 {
     /* Connecting from here on: a connect that fails at once still ends through probe_finish. */
@@ -471,7 +494,7 @@ static int probe_connect(struct cap_scan_engine *e, struct probe *p)
             probe_connect_failed(e, p, se);
             return -1;
         }
-        probe_finish(e, p, "tls_error", "local: cannot create a socket: %s", strerror(se));
+        probe_local_failure(e, p, "cannot create a socket", se);
         return -1;
     }
     int one = 1;
@@ -486,7 +509,7 @@ static int probe_connect(struct cap_scan_engine *e, struct probe *p)
     }
     struct epoll_event ee = {.events = EPOLLOUT, .data.u32 = (uint32_t)(p - e->probes)};
     if (epoll_ctl(e->epfd, EPOLL_CTL_ADD, fd, &ee) != 0) {
-        probe_finish(e, p, "tls_error", "local: epoll: %s", strerror(errno));
+        probe_local_failure(e, p, "cannot watch a socket (epoll)", errno);
         return -1;
     }
     p->events = EPOLLOUT;
@@ -545,12 +568,12 @@ static void probe_start_tls(struct cap_scan_engine *e, struct probe *p)
     struct tls_slot *t = probe_tls(e, p);
     t->ssl = SSL_new(p->hybrid ? e->ctx_hybrid : e->ctx_classical);
     if (!t->ssl || SSL_set_fd(t->ssl, p->fd) != 1) {
-        probe_finish(e, p, "tls_error", "local: cannot create TLS state");
+        probe_local_failure(e, p, "cannot create TLS state", ENOMEM);
         return;
     }
     SSL_set_ex_data(t->ssl, ssl_ex_idx, p);
     if (p->res->req.sni[0] && SSL_set_tlsext_host_name(t->ssl, p->res->req.sni) != 1) {
-        probe_finish(e, p, "tls_error", "local: cannot set SNI");
+        probe_finish(e, p, "tls_error", "cannot send server name \"%.64s\" (SNI)", p->res->req.sni);
         return;
     }
     SSL_set_connect_state(t->ssl);
@@ -596,6 +619,11 @@ static void probe_handshake(struct cap_scan_engine *e, struct probe *p)
         ssl_reason(why, sizeof why);
         unsigned long le = ERR_peek_last_error();
         reset_like = ERR_GET_REASON(le) == SSL_R_UNEXPECTED_EOF_WHILE_READING;
+    }
+    if (p->dh_bits_refused > 0) {
+        probe_finish(e, p, "tls_error", "server's DH group of %d bits refused (more than %d)",
+                     p->dh_bits_refused, DH_BITS_MAX);
+        return;
     }
     /* A server that chokes on the hybrid ClientHello gets one classical retry. */
     if (p->hybrid && !p->retried && (reset_like || se == SSL_ERROR_SSL) && now_ms() < p->final_ms) {
@@ -1034,6 +1062,10 @@ static void admit(struct cap_scan_engine *e)
     }
 
     refill(&e->tokens, &e->tokens_ms, e->rate, t);
+    if (t < e->local_backoff_ms) {
+        e->wake_ms = e->local_backoff_ms;
+        goto out;
+    }
     int demanding = 0;
     double load = 0.0;
     for (struct cap_scan_job *j = e->jobs; j; j = j->next) {
@@ -1098,6 +1130,7 @@ static void admit(struct cap_scan_engine *e)
         load += job_answer_share(best);
         probe_start(e, best, r, t);
     }
+out:
     /* Back when the oldest young connect is due to be judged (the estimate may open up). */
     if (e->young_head && (!e->wake_ms || e->young_head->start_ms + age < e->wake_ms))
         e->wake_ms = e->young_head->start_ms + age;
@@ -1166,6 +1199,26 @@ static int capture_chain_cb(X509_STORE_CTX *x, void *arg)
     return 1;
 }
 
+/* OpenSSL asks before it computes with the server's parameters: a finite-field DH group
+ * larger than DH_BITS_MAX (whose cost grows without bound, prime or not, and would stall every
+ * probe of the loop) is refused; the probe records why. Everything else is allowed: the
+ * client runs at security level 0 to see weak servers. */
+static int security_cb(const SSL *s, const SSL_CTX *ctx, int op, int bits, int nid, void *other,
+                       void *ex)
+{
+    (void)ctx, (void)bits, (void)nid, (void)ex;
+    if ((op & ~SSL_SECOP_PEER) == SSL_SECOP_TMP_DH && other) {
+        int dh_bits = EVP_PKEY_get_bits((EVP_PKEY *)other);
+        if (dh_bits > DH_BITS_MAX) {
+            struct probe *p = s ? SSL_get_ex_data(s, ssl_ex_idx) : NULL;
+            if (p)
+                p->dh_bits_refused = dh_bits;
+            return 0;
+        }
+    }
+    return 1;
+}
+
 static SSL_CTX *make_ctx(const char *groups)
 {
     SSL_CTX *c = SSL_CTX_new(TLS_client_method());
@@ -1185,17 +1238,18 @@ static SSL_CTX *make_ctx(const char *groups)
     SSL_CTX_set_verify(c, SSL_VERIFY_NONE, NULL);
     SSL_CTX_set_cert_verify_callback(c, capture_chain_cb, NULL);
     SSL_CTX_set_max_cert_list(c, CERT_LIST_MAX);
+    SSL_CTX_set_security_callback(c, security_cb);
     return c;
 }
 
 /* Raises RLIMIT_NOFILE for the slots and pending connects; cuts the pending connects (then the
  * slots) to what the hard limit allows, with a warning that names it. */
-static void fit_fd_limit(int *slots, int *pending)
+static void fit_fd_limit(int *slots, int *pending, int reserve)
 {
     struct rlimit rl;
     if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
         return;
-    rlim_t need = (rlim_t)*slots + (rlim_t)*pending + FD_MARGIN;
+    rlim_t need = (rlim_t)*slots + (rlim_t)*pending + (rlim_t)reserve;
     if (rl.rlim_cur < need) {
         rlim_t want = rl.rlim_max == RLIM_INFINITY || rl.rlim_max >= need ? need : rl.rlim_max;
         rl.rlim_cur = want;
@@ -1204,7 +1258,7 @@ static void fit_fd_limit(int *slots, int *pending)
     }
     if (rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur >= need)
         return;
-    long long room = (long long)rl.rlim_cur - FD_MARGIN;
+    long long room = (long long)rl.rlim_cur - reserve;
     int want_slots = *slots, want_pending = *pending;
     if (room < 2)
         room = 2;
@@ -1248,7 +1302,8 @@ struct cap_scan_engine *cap_scan_engine_new_opts(const struct cap_scan_engine_op
     signal(SIGPIPE, SIG_IGN);
     int slots = o->slots < 1 ? 1 : o->slots;
     int pending = o->max_pending_connects < 1 ? 1 : o->max_pending_connects;
-    fit_fd_limit(&slots, &pending);
+    int reserve = o->reserve_fds > 0 ? o->reserve_fds : FD_RESERVE_DEFAULT;
+    fit_fd_limit(&slots, &pending, reserve);
     struct cap_scan_engine *e = calloc(1, sizeof *e);
     if (!e) {
         cap_err_set(err, CAP_E_NOMEM, "scan engine: out of memory");
@@ -1388,6 +1443,7 @@ void cap_scan_engine_stats(struct cap_scan_engine *e, struct cap_scan_engine_sta
     out->pending_peak = e->pending_peak;
     out->connect_rate = e->rate;
     out->requeued = e->requeued;
+    out->local_failures = e->local_failures;
     out->hybrid = e->ctx_hybrid != NULL;
     pthread_mutex_unlock(&e->mu);
     out->connecting = atomic_load(&e->in_state[PROBE_CONNECTING]);

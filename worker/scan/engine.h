@@ -65,13 +65,16 @@ struct cap_scan_engine_stats {
     uint64_t started, finished;
     int connecting, starttls, handshaking; /* probes per phase now (connecting: pending and
                                             * hybrid-retry connects alike) */
-    int pending_max;   /* the pending-connect budget (scan.max_pending_connects, as fitted) */
-    int pending;       /* pending connects and connected sockets waiting for a TLS slot */
-    int pending_peak;  /* most of them at once */
-    int waiting;       /* connected, waiting for a TLS slot */
-    int connect_rate;  /* connects per second (scan.connect_rate) */
-    uint64_t requeued; /* connected sockets that waited 1 s for a slot, closed and queued again */
-    bool hybrid;       /* ML-KEM hybrid groups offered (OpenSSL >= 3.5 at run time) */
+    int pending_max;         /* the pending-connect budget (scan.max_pending_connects, as fitted) */
+    int pending;             /* pending connects and connected sockets waiting for a TLS slot */
+    int pending_peak;        /* most of them at once */
+    int waiting;             /* connected, waiting for a TLS slot */
+    int connect_rate;        /* connects per second (scan.connect_rate) */
+    uint64_t requeued;       /* probes queued again: a connected socket that waited 1 s for a
+                              * slot, or a local failure */
+    uint64_t local_failures; /* sockets, epoll entries or TLS states this worker could not
+                              * create (never counted against the endpoint) */
+    bool hybrid;             /* ML-KEM hybrid groups offered (OpenSSL >= 3.5 at run time) */
 };
 
 /* Engine settings. */
@@ -80,6 +83,7 @@ struct cap_scan_engine_opts {
     int max_pending_connects; /* connects in progress (and connected sockets waiting) at once */
     int connect_rate;         /* new connects per second, the whole engine */
     const char *first_groups; /* NULL: hybrid ML-KEM first when OpenSSL >= 3.5 (see below) */
+    int reserve_fds;          /* descriptors kept for the rest of the process (0: 256) */
 };
 
 /* Creates the engine and starts its loop thread. Raises the open-file soft limit to fit the

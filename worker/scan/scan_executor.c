@@ -42,6 +42,9 @@ static const char SQL_KNOWN_ENDPOINTS[] =
 #define HOSTS_LISTED_MAX 20
 /* Results fetched per wait; the job keeps about two windows of probes queued. */
 #define WAIT_MS 200
+/* Descriptors one job may hold besides its probes: its PostgreSQL connection, OCSP and CRL
+ * transfers, DNS sockets, CT transfers (a CT job runs in the same worker). */
+#define FDS_PER_JOB 24
 /* Time a run may spend on OCSP and CRL after its handshakes. */
 #define REVOCATION_BUDGET_MS 30000
 
@@ -538,7 +541,8 @@ static int scan_init(const struct cap_config *cfg, struct cap_err *err)
     }
     struct cap_scan_engine_opts eo = {.slots = cfg->worker_max_concurrent_discovery,
                                       .max_pending_connects = cfg->scan_max_pending_connects,
-                                      .connect_rate = cfg->scan_connect_rate};
+                                      .connect_rate = cfg->scan_connect_rate,
+                                      .reserve_fds = 64 + FDS_PER_JOB * cfg->worker_max_jobs};
     g_engine = cap_scan_engine_new_opts(&eo, err);
     if (!g_engine) {
         X509_STORE_free(g_trust);
