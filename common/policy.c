@@ -27,6 +27,9 @@ static const struct fixed_block ALWAYS_REFUSED[] = {
     {"fd00:ec2::254/128", "cloud metadata (AWS fd00:ec2::254)"},
     {"192.0.0.192/32", "cloud metadata (Oracle 192.0.0.192)"},
     {"::/128", "unspecified address (::)"},
+    {"168.63.129.16/32", "cloud platform (Azure wireserver 168.63.129.16)"},
+    {"fd20:ce::254/128", "cloud metadata (GCP fd20:ce::254)"},
+    {"fd00:ec2::23/128", "cloud credentials (AWS EKS Pod Identity fd00:ec2::23)"},
 };
 #define ALWAYS_REFUSED_N (sizeof ALWAYS_REFUSED / sizeof ALWAYS_REFUSED[0])
 
@@ -36,9 +39,13 @@ static const struct fixed_block LOOPBACK[] = {
 };
 
 static const uint8_t V4MAPPED_PREFIX[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
-/* NAT64 well-known prefix 64:ff9b::/96 (RFC 6052) and 6to4 2002::/16 (RFC 3056): both carry an
- * IPv4 address that a gateway may connect to, so that address is checked too. */
+/* NAT64 well-known prefix 64:ff9b::/96 (RFC 6052), the local-use NAT64 prefix 64:ff9b:1::/48
+ * (RFC 8215, IPv4 address in the last 32 bits), 6to4 2002::/16 (RFC 3056) and IPv4-compatible
+ * addresses ::a.b.c.d (RFC 4291, deprecated; some stacks still route them): each carries an
+ * IPv4 address that a gateway or the stack may connect to, so that address is checked too. */
 static const uint8_t NAT64_PREFIX[12] = {0, 0x64, 0xff, 0x9b, 0, 0, 0, 0, 0, 0, 0, 0};
+static const uint8_t NAT64_LOCAL_PREFIX[6] = {0, 0x64, 0xff, 0x9b, 0, 0x01};
+static const uint8_t V4COMPAT_PREFIX[12] = {0};
 
 /* Parses the decimal prefix length; strict digits only. */
 static int parse_prefix(const char *s, unsigned max, unsigned *out)
@@ -246,9 +253,14 @@ enum cap_policy_verdict cap_policy_check_bytes(const struct cap_policy *p, int f
     if (a.family == AF_INET6) {
         const uint8_t *embedded = NULL;
         const char *via = NULL;
-        if (memcmp(a.addr, NAT64_PREFIX, 12) == 0) {
+        if (memcmp(a.addr, NAT64_PREFIX, 12) == 0 || memcmp(a.addr, NAT64_LOCAL_PREFIX, 6) == 0) {
             embedded = a.addr + 12;
             via = "NAT64";
+        } else if (memcmp(a.addr, V4COMPAT_PREFIX, 12) == 0 && a.addr[12] != 0) {
+            /* ::a.b.c.d outside ::/104 (:: and ::1 are themselves; ::0.x.y.z carries
+             * nothing a stack would route) */
+            embedded = a.addr + 12;
+            via = "IPv4-compatible";
         } else if (a.addr[0] == 0x20 && a.addr[1] == 0x02) {
             embedded = a.addr + 2;
             via = "6to4";

@@ -127,6 +127,19 @@ static void test_always_refused(void)
     CHECK(strstr(why, "link-local") && strstr(why, "NAT64"));
     CHECK(check(&p, "2002:a9fe:a9fe::1", why, sizeof why) == CAP_POLICY_REFUSED);
     CHECK(strstr(why, "6to4") != NULL);
+    CHECK(check(&p, "64:ff9b:1::a9fe:a9fe", why, sizeof why) == CAP_POLICY_REFUSED);
+    CHECK(strstr(why, "link-local") && strstr(why, "NAT64"));
+    CHECK(check(&p, "::a9fe:a9fe", why, sizeof why) == CAP_POLICY_REFUSED);
+    CHECK(strstr(why, "link-local") && strstr(why, "IPv4-compatible"));
+    CHECK(check(&p, "::808:808", why, sizeof why) == CAP_POLICY_ALLOWED);
+    CHECK(check(&p, "64:ff9b:1::808:808", why, sizeof why) == CAP_POLICY_ALLOWED);
+    /* cloud platform and credential endpoints */
+    CHECK(check(&p, "168.63.129.16", why, sizeof why) == CAP_POLICY_REFUSED);
+    CHECK(strstr(why, "Azure") != NULL);
+    CHECK(check(&p, "fd20:ce::254", why, sizeof why) == CAP_POLICY_REFUSED);
+    CHECK(strstr(why, "GCP") != NULL);
+    CHECK(check(&p, "fd00:ec2::23", why, sizeof why) == CAP_POLICY_REFUSED);
+    CHECK(strstr(why, "EKS") != NULL);
     CHECK(check(&p, "64:ff9b::808:808", why, sizeof why) == CAP_POLICY_ALLOWED);
     CHECK(check(&p, "2002:808:808::1", why, sizeof why) == CAP_POLICY_ALLOWED);
     /* a NULL reason buffer is fine */
