@@ -2,6 +2,8 @@
  * variables, with validation messages that name the key, the value and what is allowed. */
 #include "common/config.h"
 
+#include "common/dnsaddr.h"
+
 #include <libpq-fe.h>
 
 #include <arpa/inet.h>
@@ -588,82 +590,31 @@ static int deny_push(struct strvec *sv, const char *v, size_t vlen, const char *
     return strvec_push(sv, canon, err);
 }
 
-/* Checks a DNS server entry, "IP", "IP:PORT" or "[IPv6]:PORT", and writes its canonical form
- * (the address as inet_ntop writes it, the port without leading zeros). Returns 0, or -1 with
- * *why set. */
-static int check_dns_server(const char *s, char *out, size_t n, const char **why)
-{
-    char addr[INET6_ADDRSTRLEN + 1];
-    const char *port = NULL;
-    size_t alen;
-    bool bracketed = s[0] == '[';
-    *why = "is not an IP address, IP:PORT or [IPv6]:PORT";
-    if (bracketed) {
-        const char *close = strchr(s, ']');
-        if (!close || close[1] != ':')
-            return -1;
-        alen = (size_t)(close - s - 1);
-        port = close + 2;
-        s++;
-    } else {
-        const char *colon = strchr(s, ':');
-        /* One colon: IPv4:PORT. More: a bare IPv6 address, whose port needs brackets. */
-        if (colon && !strchr(colon + 1, ':')) {
-            alen = (size_t)(colon - s);
-            port = colon + 1;
-        } else {
-            alen = strlen(s);
-        }
-    }
-    if (alen == 0 || alen >= sizeof addr)
-        return -1;
-    memcpy(addr, s, alen);
-    addr[alen] = '\0';
-    unsigned char bin[16];
-    int family = AF_INET;
-    if (inet_pton(AF_INET, addr, bin) != 1) {
-        family = AF_INET6;
-        if (inet_pton(AF_INET6, addr, bin) != 1)
-            return -1;
-    }
-    if (bracketed && family != AF_INET6) {
-        *why = "has an IPv4 address in brackets";
-        return -1;
-    }
-    char canon[INET6_ADDRSTRLEN];
-    if (!inet_ntop(family, bin, canon, sizeof canon))
-        return -1;
-    int w;
-    if (port) {
-        long pv = 0;
-        size_t plen = strlen(port);
-        bool digits = plen > 0 && plen <= 5;
-        for (const char *p = port; digits && *p; p++) {
-            digits = *p >= '0' && *p <= '9';
-            pv = pv * 10 + (*p - '0');
-        }
-        if (!digits || pv < 1 || pv > 65535) {
-            *why = "has a port outside 1-65535";
-            return -1;
-        }
-        w = family == AF_INET6 ? snprintf(out, n, "[%s]:%ld", canon, pv)
-                               : snprintf(out, n, "%s:%ld", canon, pv);
-    } else {
-        w = snprintf(out, n, "%s", canon);
-    }
-    if (w < 0 || (size_t)w >= n)
-        return -1;
-    return 0;
-}
+#define DNS_ALLOWED "IP, IP:PORT or [IPv6]:PORT, such as 10.0.0.53 or [fd00::53]:5353"
 
+/* Checks a DNS server entry (cap_dns_server_parse) and appends its canonical form. The message
+ * is the parser's, which names the value, after where and before the forms allowed. */
 static int dns_push(struct strvec *sv, const char *v, size_t vlen, const char *where,
                     struct cap_err *err)
 {
-    const char *why = NULL;
-    char canon[INET6_ADDRSTRLEN + 16];
-    if (memchr(v, '\0', vlen) || check_dns_server(v, canon, sizeof canon, &why) != 0)
-        return fail_value(err, where, NULL, v, vlen, why ? why : "contains a NUL byte",
-                          "IP, IP:PORT or [IPv6]:PORT, such as 10.0.0.53 or [fd00::53]:5353");
+    if (memchr(v, '\0', vlen)) {
+        char q[96];
+        cap_err_set(err, CAP_E_INVALID,
+                    "%s: dns server \"%s\": contains a NUL byte (allowed " DNS_ALLOWED ")", where,
+                    cap_err_quote(q, sizeof q, v, vlen));
+        return -1;
+    }
+    struct cap_dns_server d;
+    struct cap_err perr = {0};
+    if (cap_dns_server_parse(v, &d, &perr) != 0) {
+        cap_err_set(err, perr.code, "%s: %s (allowed " DNS_ALLOWED ")", where, perr.msg);
+        return -1;
+    }
+    char canon[CAP_DNS_SERVER_LEN_MAX + 1];
+    if (cap_dns_server_format(&d, canon, sizeof canon) != 0) {
+        cap_err_set(err, CAP_E_INVALID, "%s: dns server: cannot write its canonical form", where);
+        return -1;
+    }
     return strvec_push(sv, canon, err);
 }
 

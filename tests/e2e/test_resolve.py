@@ -194,7 +194,8 @@ def check_failover():
 
 def check_bad_servers():
     for bad, why in (("localhost:53", "not an IP address"), ("10.0.0.1:0", "port must be"),
-                     ("[::1]", None), ("::1:53", None), ("[fe80::1%eth0]:53", "not an IPv6")):
+                     ("[::1]", 'expected ":PORT"'), ("::1:53", None),
+                     ("[fe80::1%eth0]:53", "not an IPv6")):
         p = subprocess.run([cli_path(), "--server", bad, "--timeout", "50", "192.0.2.1"],
                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=60)
         if why is None:

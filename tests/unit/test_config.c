@@ -487,19 +487,30 @@ static void test_bad_values(void)
          {"key \"scan.connect_rate\": value \"fast\" is not an integer (allowed 1-1000000)"}},
         {"scan:\n  connect_rate: 0\n", {"\"scan.connect_rate\"", "is out of range"}},
         {"network:\n  dns_servers: [10.0.0.53, resolver.example]\n",
-         {"bad.yaml:2:28: key \"network.dns_servers[1]\": value \"resolver.example\" is not an IP "
-          "address, IP:PORT or [IPv6]:PORT (allowed IP, IP:PORT or [IPv6]:PORT, such as "
-          "10.0.0.53 or [fd00::53]:5353)"}},
+         {"bad.yaml:2:28: key \"network.dns_servers[1]\": dns server \"resolver.example\": not an "
+          "IP address (a server is given by address, not by name) (allowed IP, IP:PORT or "
+          "[IPv6]:PORT, such as 10.0.0.53 or [fd00::53]:5353)"}},
         {"network:\n  dns_servers: [\"10.0.0.53:0\"]\n",
-         {"\"network.dns_servers[0]\": value \"10.0.0.53:0\" has a port outside 1-65535"}},
-        {"network:\n  dns_servers: [\"10.0.0.53:65536\"]\n", {"has a port outside 1-65535"}},
-        {"network:\n  dns_servers: [\"10.0.0.53:\"]\n", {"has a port outside 1-65535"}},
+         {"\"network.dns_servers[0]\": dns server \"10.0.0.53:0\": port must be a number from 1 "
+          "to 65535"}},
+        {"network:\n  dns_servers: [\"10.0.0.53:65536\"]\n",
+         {"port must be a number from 1 to 65535"}},
+        {"network:\n  dns_servers: [\"10.0.0.53:\"]\n", {"port must be a number from 1 to 65535"}},
         {"network:\n  dns_servers: [\"[10.0.0.53]:53\"]\n",
-         {"value \"[10.0.0.53]:53\" has an IPv4 address in brackets"}},
+         {"dns server \"[10.0.0.53]:53\": an IPv4 address in brackets"}},
         {"network:\n  dns_servers: [\"[fd00::53]\"]\n",
-         {"value \"[fd00::53]\" is not an IP address"}},
-        {"network:\n  dns_servers: [\"10.0.0.300\"]\n", {"value \"10.0.0.300\" is not an IP"}},
-        {"network:\n  dns_servers: [\"fe80::1%eth0\"]\n", {"\"fe80::1%eth0\" is not an IP"}},
+         {"dns server \"[fd00::53]\": expected \":PORT\" after \"]\""}},
+        {"network:\n  dns_servers: [\"10.0.0.300\"]\n",
+         {"dns server \"10.0.0.300\": not an IP address"}},
+        {"network:\n  dns_servers: [\"fe80::1%eth0\"]\n",
+         {"dns server \"fe80::1%eth0\": not an IPv6 address (no zone index"}},
+        {"network:\n  dns_servers: [\"10.0.0.1\\0:53\"]\n",
+         {"\"network.dns_servers[0]\": dns server \"10.0.0.1\\x00:53\": contains a NUL byte"}},
+        {"network:\n  dns_servers: [\"0.0.0.0:53\"]\n",
+         {"\"network.dns_servers[0]\": dns server \"0.0.0.0:53\": the unspecified address is "
+          "not a server"}},
+        {"network:\n  dns_servers: [\"10.0.0.53\", \"[::]:53\"]\n",
+         {"\"network.dns_servers[1]\": dns server \"[::]:53\": the unspecified address"}},
         {"network:\n  dns_servers: 10.0.0.53\n",
          {"key \"network.dns_servers\": expected a list, got a scalar"}},
         {"network:\n  dns_servers: [{a: 1}]\n",
@@ -527,9 +538,9 @@ static void test_bad_values(void)
     CHECK_MSG(err.msg, "environment CERTAUTOPILOT_NETWORK_DENY item [1]", "\"300.1.1.1/32\"");
     char *e2b[] = {"CERTAUTOPILOT_NETWORK_DNS_SERVERS=10.0.0.53, 10.0.0.54:99999", NULL};
     load_fail(NULL, e2b, &err);
-    CHECK_STR("environment CERTAUTOPILOT_NETWORK_DNS_SERVERS item [1]: value \"10.0.0.54:99999\" "
-              "has a port outside 1-65535 (allowed IP, IP:PORT or [IPv6]:PORT, such as 10.0.0.53 "
-              "or [fd00::53]:5353)",
+    CHECK_STR("environment CERTAUTOPILOT_NETWORK_DNS_SERVERS item [1]: dns server "
+              "\"10.0.0.54:99999\": port must be a number from 1 to 65535 (allowed IP, IP:PORT or "
+              "[IPv6]:PORT, such as 10.0.0.53 or [fd00::53]:5353)",
               err.msg);
     char *e2c[] = {"CERTAUTOPILOT_SCAN_CONNECT_RATE=1000001", NULL};
     load_fail(NULL, e2c, &err);

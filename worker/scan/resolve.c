@@ -23,6 +23,8 @@
  *   they make c-ares ask the next server, as the system resolver does. */
 #include "worker/scan/resolve.h"
 
+#include "common/dnsaddr.h"
+
 #include <arpa/inet.h>
 #include <ares.h>
 #include <errno.h>
@@ -56,98 +58,6 @@ static int g_init_rc = ARES_ENOTINITIALIZED;
 static void library_init(void)
 {
     g_init_rc = ares_library_init(ARES_LIB_INIT_ALL);
-}
-
-/* ---------------------------------------------------------------- server entries */
-
-struct server_addr {
-    int family;
-    uint8_t addr[16];
-    int port;
-};
-
-static int server_fail(const char *s, const char *why, struct cap_err *err)
-{
-    char q[CAP_ERR_VALUE_MAX * 4 + 8];
-    cap_err_set(err, CAP_E_INVALID, "dns server \"%s\": %s",
-                cap_err_quote(q, sizeof q, s, strlen(s)), why);
-    return -1;
-}
-
-static int parse_server(const char *s, struct server_addr *out, struct cap_err *err)
-{
-    if (!s) {
-        cap_err_set(err, CAP_E_INVALID, "dns server: no value given");
-        return -1;
-    }
-    size_t len = strlen(s);
-    if (len == 0)
-        return server_fail(s, "empty; expected IP, IP:PORT or [IPv6]:PORT", err);
-    if (len > CAP_RESOLVE_SERVER_LEN_MAX)
-        return server_fail(s, "longer than 64 bytes; expected IP, IP:PORT or [IPv6]:PORT", err);
-    char host[CAP_RESOLVE_SERVER_LEN_MAX + 1];
-    const char *port_s = NULL;
-    int family;
-    if (s[0] == '[') {
-        const char *close = strchr(s, ']');
-        if (!close)
-            return server_fail(s, "missing \"]\" after the IPv6 address", err);
-        size_t hl = (size_t)(close - (s + 1));
-        memcpy(host, s + 1, hl);
-        host[hl] = '\0';
-        if (close[1] == ':')
-            port_s = close + 2;
-        else if (close[1] != '\0')
-            return server_fail(s, "expected \":PORT\" after \"]\"", err);
-        family = AF_INET6;
-    } else {
-        const char *colon = strchr(s, ':');
-        if (colon && strchr(colon + 1, ':')) {
-            /* Two colons or more: a bare IPv6 address (a port needs the brackets). */
-            memcpy(host, s, len + 1);
-            family = AF_INET6;
-        } else if (colon) {
-            memcpy(host, s, (size_t)(colon - s));
-            host[colon - s] = '\0';
-            port_s = colon + 1;
-            family = AF_INET;
-        } else {
-            memcpy(host, s, len + 1);
-            family = AF_INET;
-        }
-    }
-    struct server_addr a;
-    memset(&a, 0, sizeof a);
-    a.family = family;
-    a.port = 53;
-    if (inet_pton(family, host, a.addr) != 1)
-        return server_fail(s,
-                           family == AF_INET6
-                               ? "not an IPv6 address (no host names, no zone index)"
-                               : "not an IP address (a server is given by address, not by name)",
-                           err);
-    static const uint8_t zero[16];
-    if (memcmp(a.addr, zero, family == AF_INET ? 4 : 16) == 0)
-        return server_fail(s, "the unspecified address is not a server", err);
-    if (port_s) {
-        size_t pl = strlen(port_s);
-        char *end = NULL;
-        errno = 0;
-        long port = pl >= 1 && pl <= 5 && strspn(port_s, "0123456789") == pl
-                        ? strtol(port_s, &end, 10)
-                        : -1;
-        if (port < 1 || port > 65535 || errno || !end || *end)
-            return server_fail(s, "port must be a number from 1 to 65535", err);
-        a.port = (int)port;
-    }
-    *out = a;
-    return 0;
-}
-
-int cap_resolve_check_server(const char *s, struct cap_err *err)
-{
-    struct server_addr a;
-    return parse_server(s, &a, err);
 }
 
 /* ---------------------------------------------------------------- one batch */
@@ -615,7 +525,7 @@ static int init_failed(int rc, const char *what, struct cap_err *err)
 
 /* Sets up b->ch: the given servers, else the system's, which b->hosts (the /etc/hosts lookup
  * of the system configuration) also counts. 0, or -1 with err. */
-static int open_channels(struct batch *b, const struct server_addr *sv, size_t sv_n,
+static int open_channels(struct batch *b, const struct cap_dns_server *sv, size_t sv_n,
                          struct cap_err *err)
 {
     size_t nservers = sv_n;
@@ -690,9 +600,9 @@ int cap_resolve_names(const char *const *names, size_t n, const char *const *ser
                     CAP_RESOLVE_SERVERS_MAX);
         return -1;
     }
-    struct server_addr sv[CAP_RESOLVE_SERVERS_MAX];
+    struct cap_dns_server sv[CAP_RESOLVE_SERVERS_MAX];
     for (size_t i = 0; i < servers_n; i++) {
-        if (parse_server(servers[i], &sv[i], err) != 0)
+        if (cap_dns_server_parse(servers[i], &sv[i], err) != 0)
             return -1;
     }
     if (n == 0) {

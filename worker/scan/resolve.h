@@ -16,9 +16,8 @@
  * at about this many names per server round trip (256 per 200 ms: 1280 names a second); names
  * still waiting at the deadline fail "not asked", so callers pass chunks of about 1000 names. */
 #define CAP_RESOLVE_INFLIGHT 256
-/* DNS servers accepted in one list, and the longest entry ("[IPv6]:PORT"). */
+/* DNS servers accepted in one list. */
 #define CAP_RESOLVE_SERVERS_MAX 16
-#define CAP_RESOLVE_SERVER_LEN_MAX 64
 /* Largest timeout_ms accepted (one hour). */
 #define CAP_RESOLVE_TIMEOUT_MAX 3600000
 /* Size of the error text of one name. */
@@ -52,13 +51,13 @@ struct cap_resolved {
  * asked (a batch far larger than CAP_RESOLVE_INFLIGHT against slow servers) with "not asked
  * within N ms ...". The search-domain list is never applied: names are taken as FQDNs.
  *
- * servers[0..servers_n) are "IP", "IP:PORT" or "[IPv6]:PORT" entries (cap_resolve_check_server;
- * port 53 when none; at most CAP_RESOLVE_SERVERS_MAX). Only those servers are asked, in order
- * (split horizon), and /etc/hosts is not read. With servers NULL or servers_n 0, the system's
- * configuration is used as getaddrinfo would: /etc/hosts first (every line that names the host),
- * then the servers of /etc/resolv.conf. With several servers, one answering SERVFAIL or REFUSED
- * makes the next one be asked; with one, that answer is the name's error. A name with addresses
- * of one family is resolved even when the query for the other failed or timed out. An IP
+ * servers[0..servers_n) are "IP", "IPv4:PORT" or "[IPv6]:PORT" entries (cap_dns_server_parse
+ * in common/dnsaddr.h; port 53 when none; at most CAP_RESOLVE_SERVERS_MAX). Only those servers are
+ * asked, in order (split horizon), and /etc/hosts is not read. With servers NULL or servers_n 0,
+ * the system's configuration is used as getaddrinfo would: /etc/hosts first (every line that names
+ * the host), then the servers of /etc/resolv.conf. With several servers, one answering SERVFAIL or
+ * REFUSED makes the next one be asked; with one, that answer is the name's error. A name with
+ * addresses of one family is resolved even when the query for the other failed or timed out. An IP
  * literal given as a name is its own answer, without a query.
  *
  * Duplicate names (compared without case and without a trailing dot) are looked up once and
@@ -74,11 +73,5 @@ struct cap_resolved {
 int cap_resolve_names(const char *const *names, size_t n, const char *const *servers,
                       size_t servers_n, int timeout_ms, struct cap_resolved **out,
                       struct cap_err *err);
-
-/* Checks one DNS server entry: "IP" (IPv4 or IPv6), "IPv4:PORT" or "[IPv6]:PORT", at most
- * CAP_RESOLVE_SERVER_LEN_MAX bytes, port 1..65535, not the unspecified address; no host names,
- * no spaces, no IPv6 zone. Returns 0, or -1 with err naming the value (`dns server "x": ...`).
- * Pure: no I/O, safe on any input (the config loader calls it). */
-int cap_resolve_check_server(const char *s, struct cap_err *err);
 
 #endif
