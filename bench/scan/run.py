@@ -61,8 +61,9 @@ def build(build_dir):
         os.path.join(SRC, "bench", "scan", "scan_bench.c"),
         os.path.join(build_dir, "worker", "libcap_worker.a"),
         os.path.join(build_dir, "common", "libcap_common.a"),
-        "-o", exe] + sh(["pkg-config", "--libs", "openssl", "libcurl", "libmicrohttpd", "json-c",
-                         "libidn2", "libpq", "hiredis", "msgpack", "yaml-0.1"]).stdout.split() +
+        "-o", exe] + sh(["pkg-config", "--libs", "libcares", "openssl", "libcurl", "libmicrohttpd",
+                         "json-c", "libidn2", "libpq", "hiredis", "msgpack",
+                         "yaml-0.1"]).stdout.split() +
        ["-lpthread", "-lm"])
     fleet_exe = os.path.join(build_dir, "fleet")
     sh(["cc", "-O2", "-std=c11", "-D_GNU_SOURCE", os.path.join(SRC, "bench", "scan", "fleet.c"),
