@@ -12,6 +12,14 @@
 /* Widest cell of a text table, in bytes; longer values are cut and end in "...". */
 #define CAP_CTL_CELL_MAX 64
 
+/* Writes v for a terminal into out (size n, always NUL-terminated): well-formed UTF-8 kept,
+ * newlines, tabs and carriage returns as spaces, other C0 controls, DEL and bytes that are not
+ * UTF-8 as \xNN, C1 controls, bidirectional controls and line separators as \uNNNN, so text
+ * from the database (subjects, SANs, errors from servers) cannot move the cursor, recolour
+ * the terminal or reorder what is shown. Reads at most max_in bytes of v, stops before out
+ * would overflow; returns the bytes of v consumed. Pure. */
+size_t cap_ctl_out_display(const char *v, size_t max_in, char *out, size_t n);
+
 /* Prints every row of r as an aligned table with a header line of the column names, to f.
  * NULL is shown as "-". When r has no rows prints `empty` (if not NULL) instead. */
 void cap_ctl_out_table(FILE *f, const PGresult *r, const char *empty);
