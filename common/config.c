@@ -423,8 +423,13 @@ const char *cap_config_redact_url(const char *url, char *out, size_t n)
         const char *at = strrchr(auth, '@');
         if (at) {
             const char *colon = memchr(auth, ':', (size_t)(at - auth));
-            if (colon)
-                nr = add_range(r, nr, (size_t)(colon + 1 - url), (size_t)(at - url));
+            /* redis://TOKEN@host: a Redis client takes a bare userinfo as the password (cloud
+             * Redis tokens are given so): the whole userinfo. Elsewhere it is a user name. */
+            bool redis =
+                strncasecmp(url, "redis://", 8) == 0 || strncasecmp(url, "rediss://", 9) == 0;
+            if (colon || redis)
+                nr = add_range(r, nr, (size_t)((colon ? colon + 1 : auth) - url),
+                               (size_t)(at - url));
         }
     }
     /* password=... in a query string or a libpq keyword string (value maybe quoted). */

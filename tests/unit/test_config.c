@@ -775,6 +775,8 @@ static void test_redact(void)
         {"redis://:s3cret@127.0.0.1:6379/0", "redis://:****@127.0.0.1:6379/0"},
         {"redis://user:s3cret@h", "redis://user:****@h"},
         {"redis://127.0.0.1:6379/0", "redis://127.0.0.1:6379/0"},
+        {"rediss://tok3nS3cret@cache.example:6380", "rediss://****@cache.example:6380"},
+        {"redis://s3cret@h/0", "redis://****@h/0"},
         {"postgresql://db/cap?sslmode=require&password=s3cret&x=1",
          "postgresql://db/cap?sslmode=require&password=****&x=1"},
         {"host=db user=cap password=s3cret dbname=cap",
