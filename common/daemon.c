@@ -13,11 +13,23 @@
 #include "common/ossl.h"
 
 static atomic_int stop_flag;
+static atomic_uint reload_count;
 
 static void on_signal(int sig)
 {
     (void)sig;
     atomic_store(&stop_flag, 1);
+}
+
+static void on_hangup(int sig)
+{
+    (void)sig;
+    atomic_fetch_add(&reload_count, 1);
+}
+
+unsigned cap_daemon_reload_count(void)
+{
+    return atomic_load(&reload_count);
 }
 
 int cap_daemon_main(int argc, char **argv, const char *program, const char *component,
@@ -54,6 +66,8 @@ int cap_daemon_main(int argc, char **argv, const char *program, const char *comp
     sa.sa_handler = on_signal;
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGINT, &sa, NULL);
+    sa.sa_handler = on_hangup;
+    sigaction(SIGHUP, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
 
     const char *listen = cfg.telemetry_metrics_listen && cfg.telemetry_metrics_listen[0]

@@ -15,10 +15,14 @@ typedef int (*cap_daemon_run_fn)(const struct cap_config *cfg, atomic_int *stop,
                                  struct cap_err *err);
 
 /* Parses `[--config FILE]`, loads the configuration (a bad one stops start-up with one line
- * naming the key), installs SIGTERM/SIGINT handlers, serves /metrics, /healthz and /readyz on
- * telemetry.metrics_listen (default_listen when unset), and calls run. Returns the exit code:
- * 0 clean, 1 failure, 2 usage. Blocks until run returns. */
+ * naming the key), installs SIGTERM/SIGINT handlers (stop) and a SIGHUP handler (reload), serves
+ * /metrics, /healthz and /readyz on telemetry.metrics_listen (default_listen when unset), and calls
+ * run. Returns the exit code: 0 clean, 1 failure, 2 usage. Blocks until run returns. */
 int cap_daemon_main(int argc, char **argv, const char *program, const char *component,
                     const char *default_listen, cap_daemon_run_fn run);
+
+/* SIGHUPs received so far (the handler only counts): modules that hold files read at start
+ * (the worker's trust store) reload when the count moves. Async-signal-safe to update. */
+unsigned cap_daemon_reload_count(void);
 
 #endif

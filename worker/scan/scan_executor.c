@@ -3,6 +3,7 @@
  * the source's concurrency and writes each result through the inventory as it comes. */
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <openssl/evp.h>
 #include <openssl/x509.h>
 #include <openssl/x509_vfy.h>
 #include <openssl/x509v3.h>
@@ -25,6 +26,7 @@
 #include "worker/scan/engine.h"
 #include "worker/scan/resolve.h"
 #include "worker/scan/revocation.h"
+#include "worker/scan/trust.h"
 
 /* Per-source STARTTLS overrides kept (discovery_sources.starttls). */
 #define STARTTLS_OVERRIDES_MAX 64
@@ -42,6 +44,8 @@ static const char SQL_KNOWN_ENDPOINTS[] =
 #define HOSTS_LISTED_MAX 20
 /* Results fetched per wait; the job keeps about two windows of probes queued. */
 #define WAIT_MS 200
+/* Distinct chains whose verification a run remembers. */
+#define VERIFIED_MAX 256
 /* Descriptors one job may hold besides its probes: its PostgreSQL connection, OCSP and CRL
  * transfers, DNS sockets, CT transfers (a CT job runs in the same worker). */
 #define FDS_PER_JOB 24
@@ -51,7 +55,6 @@ static const char SQL_KNOWN_ENDPOINTS[] =
 static struct cap_scan_engine *g_engine;
 static struct cap_metric *g_m_handshakes, *g_m_duration, *g_m_empty;
 static struct cap_policy g_policy;
-static X509_STORE *g_trust;
 
 struct refused_reason {
     char reason[CAP_POLICY_REASON_MAX];
@@ -140,7 +143,14 @@ struct scan_run {
     int64_t last_progress_ms;
     uint64_t last_total_sent;
     struct known_set known; /* address endpoints inside the source's CIDRs */
-    uint64_t empty[3];      /* silent, closed, no_route: never connected, never an endpoint */
+    X509_STORE *trust;      /* the worker's trust store as the run started (a reference) */
+    struct verified {
+        uint8_t key[32]; /* SHA-256 over the chain's certificates */
+        int result;
+        const char *text;
+    } verified[VERIFIED_MAX]; /* chains verified in this run */
+    size_t verified_n;
+    uint64_t empty[3]; /* silent, closed, no_route: never connected, never an endpoint */
 };
 
 static int64_t mono_ms(void)
@@ -306,29 +316,38 @@ static int submit_host(struct scan_run *r, const struct cap_target *tg, struct c
     return 0;
 }
 
-/* Verifies the chain as sent against the system trust store (after the handshake, off the
- * loop). Returns 0 when it verifies, else the X509_V_ERR code; -1 when it could not run. */
-static int verify_chain(STACK_OF(X509) * chain, const char **text)
+/* Verifies the chain as sent against the run's trust store (after the handshake, off the
+ * loop), once per distinct chain in the run: many endpoints serve the same one. Returns 0 when
+ * it verifies, else the X509_V_ERR code; -1 when it could not run. */
+static int verify_chain(struct scan_run *r, STACK_OF(X509) * chain, const struct cap_der *ders,
+                        size_t nd, const char **text)
 {
-    *text = NULL;
-    if (!g_trust || !chain || sk_X509_num(chain) == 0)
-        return -1;
-    X509_STORE_CTX *vc = X509_STORE_CTX_new();
-    if (!vc)
-        return -1;
-    int res = -1;
-    if (X509_STORE_CTX_init(vc, g_trust, sk_X509_value(chain, 0), chain) == 1) {
-        X509_STORE_CTX_set_purpose(vc, X509_PURPOSE_SSL_SERVER);
-        if (X509_verify_cert(vc) == 1) {
-            res = 0;
-        } else {
-            res = X509_STORE_CTX_get_error(vc);
-            if (res <= 0)
-                res = X509_V_ERR_UNSPECIFIED;
-            *text = X509_verify_cert_error_string(res);
+    uint8_t key[32];
+    EVP_MD_CTX *md = EVP_MD_CTX_new();
+    bool keyed = md && EVP_DigestInit_ex(md, EVP_sha256(), NULL) == 1;
+    for (size_t i = 0; keyed && i < nd; i++) {
+        uint8_t len[4] = {(uint8_t)(ders[i].len >> 24), (uint8_t)(ders[i].len >> 16),
+                          (uint8_t)(ders[i].len >> 8), (uint8_t)ders[i].len};
+        keyed = EVP_DigestUpdate(md, len, 4) == 1 &&
+                EVP_DigestUpdate(md, ders[i].der, ders[i].len) == 1;
+    }
+    keyed = keyed && EVP_DigestFinal_ex(md, key, NULL) == 1;
+    EVP_MD_CTX_free(md);
+    if (keyed) {
+        for (size_t i = 0; i < r->verified_n; i++) {
+            if (memcmp(r->verified[i].key, key, 32) == 0) {
+                *text = r->verified[i].text;
+                return r->verified[i].result;
+            }
         }
     }
-    X509_STORE_CTX_free(vc);
+    int res = cap_trust_verify(r->trust, chain, text);
+    if (keyed && r->verified_n < VERIFIED_MAX) {
+        memcpy(r->verified[r->verified_n].key, key, 32);
+        r->verified[r->verified_n].result = res;
+        r->verified[r->verified_n].text = *text;
+        r->verified_n++;
+    }
     return res;
 }
 
@@ -378,7 +397,7 @@ static int handle_result(struct scan_run *r, struct cap_scan_result *res, struct
     o.chain_n = nd;
     o.verify_result = -1;
     if (strcmp(res->outcome, "ok") == 0 && nd > 0)
-        o.verify_result = verify_chain(res->chain, &o.verify_error);
+        o.verify_result = verify_chain(r, res->chain, ders, nd, &o.verify_error);
     int rc = cap_inventory_add_observation(r->inv, &o, err);
     if (rc == 0 && nd > 0 && strcmp(res->outcome, "ok") == 0)
         cap_revocation_add_chain(r->rev, res->chain);
@@ -526,16 +545,9 @@ static int scan_init(const struct cap_config *cfg, struct cap_err *err)
                                          NULL, NULL, 0);
     if (cap_policy_init(&g_policy, cfg, err) != 0)
         return -1;
-    g_trust = X509_STORE_new();
-    if (g_trust && X509_STORE_set_default_paths(g_trust) != 1) {
-        cap_log(CAP_LOG_WARN, "scan_trust_store_missing",
-                CAP_LS("err", "cannot load the system trust store; untrusted is not checked"));
-        X509_STORE_free(g_trust);
-        g_trust = NULL;
-    }
+    (void)cap_trust_init(); /* without a store, untrusted is not checked (logged) */
     if (cap_revocation_global_init(err) != 0) {
-        X509_STORE_free(g_trust);
-        g_trust = NULL;
+        cap_trust_cleanup();
         cap_policy_cleanup(&g_policy);
         return -1;
     }
@@ -545,8 +557,7 @@ static int scan_init(const struct cap_config *cfg, struct cap_err *err)
                                       .reserve_fds = 64 + FDS_PER_JOB * cfg->worker_max_jobs};
     g_engine = cap_scan_engine_new_opts(&eo, err);
     if (!g_engine) {
-        X509_STORE_free(g_trust);
-        g_trust = NULL;
+        cap_trust_cleanup();
         cap_policy_cleanup(&g_policy);
         cap_revocation_global_cleanup();
         return -1;
@@ -558,8 +569,7 @@ static void scan_shutdown(void)
 {
     cap_scan_engine_free(g_engine);
     g_engine = NULL;
-    X509_STORE_free(g_trust);
-    g_trust = NULL;
+    cap_trust_cleanup();
     cap_policy_cleanup(&g_policy);
     cap_revocation_global_cleanup();
 }
@@ -591,6 +601,7 @@ static int scan_execute(struct cap_run_ctx *ctx, struct cap_run_outcome *out, st
     }
     r->ctx = ctx;
     r->total = cap_targets_count(&t);
+    r->trust = cap_trust_get();
     int concurrency = src->concurrency > 0 ? src->concurrency : 8;
     int rc = -1;
     r->inv = cap_inventory_new(ctx, CAP_INVENTORY_PROGRESS_OBSERVATIONS, err);
@@ -737,7 +748,8 @@ static int scan_execute(struct cap_run_ctx *ctx, struct cap_run_outcome *out, st
             CAP_LI("tls_error", (long long)r->tls_errors),
             CAP_LI("policy_refused", (long long)r->policy_refused),
             CAP_LI("silent", (long long)r->empty[0]), CAP_LI("closed", (long long)r->empty[1]),
-            CAP_LI("no_route", (long long)r->empty[2]), CAP_LI("peak_inflight", r->peak),
+            CAP_LI("no_route", (long long)r->empty[2]),
+            CAP_LI("chains_verified", (long long)r->verified_n), CAP_LI("peak_inflight", r->peak),
             CAP_LI("findings_resolved", resolved));
     rc = 0;
 done:
@@ -747,6 +759,7 @@ done:
     cap_targets_cleanup(&t);
     free(r->known.keys);
     free(r->resolved);
+    X509_STORE_free(r->trust);
     free(r);
     return rc;
 }
