@@ -609,6 +609,10 @@ static int dns_push(struct strvec *sv, const char *v, size_t vlen, const char *w
                     cap_err_quote(q, sizeof q, v, vlen));
         return -1;
     }
+    if (sv->n >= CAP_DNS_SERVERS_MAX) {
+        cap_err_set(err, CAP_E_INVALID, "%s: more than %d dns servers", where, CAP_DNS_SERVERS_MAX);
+        return -1;
+    }
     struct cap_dns_server d;
     struct cap_err perr = {0};
     if (cap_dns_server_parse(v, &d, &perr) != 0) {

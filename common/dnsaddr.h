@@ -15,6 +15,8 @@
 #define CAP_DNS_SERVER_LEN_MAX 64
 /* Port of an entry that gives none. */
 #define CAP_DNS_PORT_DEFAULT 53
+/* DNS servers one list may name (network.dns_servers; the resolver asks them in order). */
+#define CAP_DNS_SERVERS_MAX 16
 
 /* One DNS server. */
 struct cap_dns_server {

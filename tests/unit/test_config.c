@@ -19,7 +19,7 @@
     do {                                                                                           \
         const char *const subs_[] = {__VA_ARGS__, NULL};                                           \
         for (const char *const *s_ = subs_; *s_; s_++) {                                           \
-            cap_test_checks++;                                                                              \
+            cap_test_checks++;                                                                     \
             if (!strstr((msg), *s_)) {                                                             \
                 fprintf(stderr, "%s:%d: message lacks \"%s\":\n  %s\n", __FILE__, __LINE__, *s_,   \
                         (msg));                                                                    \
@@ -541,6 +541,13 @@ static void test_bad_values(void)
     CHECK_STR("environment CERTAUTOPILOT_NETWORK_DNS_SERVERS item [1]: dns server "
               "\"10.0.0.54:99999\": port must be a number from 1 to 65535 (allowed IP, IP:PORT or "
               "[IPv6]:PORT, such as 10.0.0.53 or [fd00::53]:5353)",
+              err.msg);
+    char *e2m[] = {"CERTAUTOPILOT_NETWORK_DNS_SERVERS=10.0.0.1,10.0.0.2,10.0.0.3,10.0.0.4,"
+                   "10.0.0.5,10.0.0.6,10.0.0.7,10.0.0.8,10.0.0.9,10.0.0.10,10.0.0.11,10.0.0.12,"
+                   "10.0.0.13,10.0.0.14,10.0.0.15,10.0.0.16,10.0.0.17",
+                   NULL};
+    load_fail(NULL, e2m, &err);
+    CHECK_STR("environment CERTAUTOPILOT_NETWORK_DNS_SERVERS item [16]: more than 16 dns servers",
               err.msg);
     char *e2c[] = {"CERTAUTOPILOT_SCAN_CONNECT_RATE=1000001", NULL};
     load_fail(NULL, e2c, &err);

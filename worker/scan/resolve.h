@@ -17,7 +17,7 @@
  * still waiting at the deadline fail "not asked", so callers pass chunks of about 1000 names. */
 #define CAP_RESOLVE_INFLIGHT 256
 /* DNS servers accepted in one list. */
-#define CAP_RESOLVE_SERVERS_MAX 16
+#define CAP_RESOLVE_SERVERS_MAX CAP_DNS_SERVERS_MAX
 /* Largest timeout_ms accepted (one hour). */
 #define CAP_RESOLVE_TIMEOUT_MAX 3600000
 /* Size of the error text of one name. */
