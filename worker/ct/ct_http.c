@@ -1,56 +1,35 @@
-/* libcurl multi client for CT logs, guarded by the network policy. */
+/* CT requests over the worker's HTTP client, each with the body cap of its endpoint. */
 #include "worker/ct/ct_http.h"
 
-#include <curl/curl.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 struct cap_ct_http {
-    CURLM *multi;
-    const struct cap_policy *policy;
-    long connect_ms, stall_s, total_ms;
-    int inflight;
+    struct cap_http *http;
 };
 
-static size_t write_cb(char *data, size_t size, size_t nmemb, void *ud)
-{
-    struct cap_ct_req *r = ud;
-    size_t n = size * nmemb;
-    if (r->len + n > CAP_CT_BODY_MAX) {
-        r->too_big = true;
-        return 0; /* aborts the transfer */
-    }
-    if (r->len + n + 1 > r->cap) {
-        size_t nc = r->cap ? r->cap : 65536;
-        while (nc < r->len + n + 1)
-            nc *= 2;
-        char *nb = realloc(r->body, nc);
-        if (!nb)
-            return 0;
-        r->body = nb;
-        r->cap = nc;
-    }
-    memcpy(r->body + r->len, data, n);
-    r->len += n;
-    r->body[r->len] = '\0';
-    return n;
-}
-
-struct cap_ct_http *cap_ct_http_new(const struct cap_policy *policy, long connect_ms,
-                                    long stall_s, long total_ms, struct cap_err *err)
+struct cap_ct_http *cap_ct_http_new(const struct cap_policy *policy, long connect_ms, long stall_s,
+                                    long total_ms, struct cap_err *err)
 {
     struct cap_ct_http *h = calloc(1, sizeof *h);
-    if (!h || !(h->multi = curl_multi_init())) {
-        free(h);
+    if (!h) {
         cap_err_set(err, CAP_E_NOMEM, "cannot create the CT HTTP client");
         return NULL;
     }
-    h->policy = policy;
-    h->connect_ms = connect_ms;
-    h->stall_s = stall_s;
-    h->total_ms = total_ms;
-    curl_multi_setopt(h->multi, CURLMOPT_MAX_HOST_CONNECTIONS, 8L);
+    struct cap_http_limits lim = {.connect_ms = connect_ms,
+                                  .stall_s = stall_s,
+                                  .total_ms = total_ms,
+                                  .max_inflight = CAP_CT_INFLIGHT_MAX,
+                                  .max_host_connections = 8,
+                                  .user_agent = "certautopilot-discovery-ct/1"};
+    h->http = cap_http_new(policy, &lim, err);
+    if (!h->http) {
+        free(h);
+        cap_err_prefix(err, "CT log client: ");
+        return NULL;
+    }
     return h;
 }
 
@@ -58,134 +37,114 @@ void cap_ct_http_free(struct cap_ct_http *h)
 {
     if (!h)
         return;
-    curl_multi_cleanup(h->multi);
+    cap_http_free(h->http);
     free(h);
+}
+
+/* The last occurrence of needle in s, or NULL. */
+static const char *last_of(const char *s, const char *needle)
+{
+    const char *found = NULL;
+    for (const char *p = strstr(s, needle); p; p = strstr(p + 1, needle))
+        found = p;
+    return found;
+}
+
+static size_t entries_cap(uint64_t n, size_t base)
+{
+    uint64_t most = (CAP_CT_BODY_MAX - base) / CAP_CT_ENTRY_MAX;
+    return n >= most ? CAP_CT_BODY_MAX : base + (size_t)n * CAP_CT_ENTRY_MAX;
+}
+
+size_t cap_ct_body_cap(const char *url, uint64_t count)
+{
+    /* The endpoint is what follows the log's base URL, which may itself hold any path: only
+     * the last piece of the path counts. */
+    const char *q = strchr(url, '?');
+    size_t path_len = q ? (size_t)(q - url) : strlen(url);
+    const char *ge = last_of(url, "/ct/v1/get-entries");
+    if (ge && (size_t)(ge - url) + strlen("/ct/v1/get-entries") == path_len)
+        return entries_cap(count ? count : 1, CAP_CT_HEAD_MAX);
+    const char *gp = last_of(url, "/ct/v1/get-entry-and-proof");
+    if (gp && (size_t)(gp - url) + strlen("/ct/v1/get-entry-and-proof") == path_len)
+        return entries_cap(1, CAP_CT_HEAD_MAX);
+    const char *t = last_of(url, "/tile/");
+    if (t && !q) {
+        /* tile/<level>/<index>[.p/<width>] or tile/data/<index>[.p/<width>]. */
+        const char *rest = t + 6;
+        bool data = strncmp(rest, "data/", 5) == 0;
+        size_t lvl = data ? 4 : strspn(rest, "0123456789");
+        if (lvl > 0 && rest[lvl] == '/' && rest[lvl + 1] &&
+            strspn(rest + lvl + 1, "0123456789x/.p") == strlen(rest + lvl + 1))
+            return data ? entries_cap(count ? count : 256, 0) : CAP_CT_HASH_TILE_MAX;
+    }
+    return CAP_CT_HEAD_MAX;
 }
 
 void cap_ct_req_reset(struct cap_ct_req *r)
 {
     free(r->body);
     r->body = NULL;
-    r->len = r->cap = 0;
+    r->len = 0;
     r->done = false;
     r->status = 0;
     r->retry_after_s = -1;
     r->error[0] = '\0';
-    r->too_big = false;
     r->timed_out = false;
+    cap_http_req_reset(&r->http);
 }
 
 int cap_ct_http_start(struct cap_ct_http *h, struct cap_ct_req *r, struct cap_err *err)
 {
     cap_ct_req_reset(r);
-    CURL *e = curl_easy_init();
-    if (!e) {
-        cap_err_set(err, CAP_E_NOMEM, "cannot create an HTTP request");
+    struct cap_http_req *q = &r->http;
+    memcpy(q->url, r->url, sizeof q->url);
+    q->body_max = cap_ct_body_cap(r->url, r->count);
+    q->post = NULL;
+    q->content_type = NULL;
+    q->max_redirects = 0;
+    q->decode = true;
+    q->data = r;
+    if (cap_http_start(h->http, q, err) != 0) {
+        cap_err_prefix(err, "CT log: ");
         return -1;
     }
-    r->guard.policy = h->policy;
-    if (cap_policy_curl_guard(e, &r->guard) < 0 ||
-        curl_easy_setopt(e, CURLOPT_URL, r->url) != CURLE_OK) {
-        curl_easy_cleanup(e);
-        cap_err_set(err, CAP_E_INVALID, "cannot set up a request to the log");
-        return -1;
-    }
-    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, write_cb);
-    curl_easy_setopt(e, CURLOPT_WRITEDATA, r);
-    curl_easy_setopt(e, CURLOPT_PRIVATE, r);
-    curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
-    curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, h->connect_ms);
-    curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, h->total_ms);
-    curl_easy_setopt(e, CURLOPT_LOW_SPEED_LIMIT, 1L);
-    curl_easy_setopt(e, CURLOPT_LOW_SPEED_TIME, h->stall_s);
-    curl_easy_setopt(e, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)CAP_CT_BODY_MAX);
-    curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(e, CURLOPT_ACCEPT_ENCODING, "");
-    curl_easy_setopt(e, CURLOPT_USERAGENT, "certautopilot-discovery-ct/1");
-    curl_easy_setopt(e, CURLOPT_ERRORBUFFER, NULL);
-    if (curl_multi_add_handle(h->multi, e) != CURLM_OK) {
-        curl_easy_cleanup(e);
-        cap_err_set(err, CAP_E_IO, "cannot start a request to the log");
-        return -1;
-    }
-    r->easy = e;
-    h->inflight++;
     return 0;
 }
 
-static void finish(struct cap_ct_http *h, CURL *e, CURLcode cc)
+/* Copies what the HTTP client says of the completed request into r, taking the body. */
+static void take(struct cap_ct_req *r)
 {
-    struct cap_ct_req *r = NULL;
-    curl_easy_getinfo(e, CURLINFO_PRIVATE, (char **)&r);
-    long status = 0;
-    curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &status);
-    curl_off_t ra = -1;
-    if (curl_easy_getinfo(e, CURLINFO_RETRY_AFTER, &ra) != CURLE_OK || ra < 0)
-        ra = -1;
-    r->retry_after_s = (long)ra;
-    if (r->guard.refused) {
-        snprintf(r->error, sizeof r->error, "refused by network policy: %s", r->guard.reason);
-        r->status = 0;
-    } else if (r->too_big || cc == CURLE_FILESIZE_EXCEEDED) {
-        snprintf(r->error, sizeof r->error, "response larger than %u bytes", CAP_CT_BODY_MAX);
-        r->status = 0;
-    } else if (cc == CURLE_OPERATION_TIMEDOUT) {
-        snprintf(r->error, sizeof r->error,
-                 "timed out (stalled connection: under 1 byte/s for %ld s, or over %ld ms)",
-                 h->stall_s, h->total_ms);
-        r->timed_out = true;
-        r->status = 0;
-    } else if (cc != CURLE_OK) {
-        snprintf(r->error, sizeof r->error, "%s", curl_easy_strerror(cc));
-        r->status = 0;
-    } else {
-        r->status = status;
-    }
+    struct cap_http_req *q = &r->http;
     r->done = true;
-    curl_multi_remove_handle(h->multi, e);
-    curl_easy_cleanup(e);
-    r->easy = NULL;
-    h->inflight--;
+    r->status = q->result == CAP_HTTP_DONE ? q->status : 0;
+    r->body = q->body;
+    r->len = q->len;
+    q->body = NULL;
+    q->len = 0;
+    r->retry_after_s = q->retry_after_s;
+    r->timed_out = q->result == CAP_HTTP_TIMEOUT;
+    snprintf(r->error, sizeof r->error, "%s", q->error);
 }
 
 struct cap_ct_req *cap_ct_http_wait(struct cap_ct_http *h, long timeout_ms)
 {
-    for (;;) {
-        int running = 0;
-        curl_multi_perform(h->multi, &running);
-        int q = 0;
-        CURLMsg *m;
-        while ((m = curl_multi_info_read(h->multi, &q))) {
-            if (m->msg != CURLMSG_DONE)
-                continue;
-            CURL *e = m->easy_handle;
-            struct cap_ct_req *r = NULL;
-            curl_easy_getinfo(e, CURLINFO_PRIVATE, (char **)&r);
-            finish(h, e, m->data.result);
-            return r;
-        }
-        if (timeout_ms <= 0 || h->inflight == 0)
-            return NULL;
-        long step = timeout_ms < 100 ? timeout_ms : 100;
-        int fds = 0;
-        curl_multi_poll(h->multi, NULL, 0, (int)step, &fds);
-        timeout_ms -= step;
-    }
+    struct cap_http_req *q = cap_http_wait(h->http, timeout_ms);
+    if (!q)
+        return NULL;
+    struct cap_ct_req *r = q->data;
+    take(r);
+    return r;
 }
 
 int cap_ct_http_inflight(const struct cap_ct_http *h)
 {
-    return h->inflight;
+    return cap_http_inflight(h->http);
 }
 
 void cap_ct_http_cancel(struct cap_ct_http *h, struct cap_ct_req *r)
 {
-    if (r->easy) {
-        curl_multi_remove_handle(h->multi, r->easy);
-        curl_easy_cleanup(r->easy);
-        r->easy = NULL;
-        h->inflight--;
-    }
+    cap_http_cancel(h->http, &r->http);
     cap_ct_req_reset(r);
 }
 
