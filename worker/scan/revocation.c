@@ -1,8 +1,7 @@
-/* OCSP and CRL revocation checks over libcurl multi: requests built with OpenSSL, responses
- * verified against the certificate's issuer, answers cached per (certificate, URL). */
+/* OCSP and CRL revocation checks over the worker's HTTP client: requests built with OpenSSL,
+ * responses verified against the certificate's issuer, answers cached per (certificate, URL). */
 #include "worker/scan/revocation.h"
 
-#include <curl/curl.h>
 #include <json-c/json.h>
 #include <openssl/err.h>
 #include <openssl/ocsp.h>
@@ -16,6 +15,7 @@
 #include "common/log.h"
 #include "common/pg.h"
 #include "common/x509.h"
+#include "worker/http.h"
 
 #define URLS_MAX 2
 #define URL_MAX 512
@@ -75,24 +75,20 @@ struct cap_revocation {
     struct cap_inventory *inv;
     const struct cap_policy *policy;
     int timeout_ms;
+    struct cap_http *http;
     struct item *items;
     size_t n, cap;
     size_t dropped;
 };
 
 struct xfer {
-    char url[URL_MAX];
-    uint8_t *req;
-    size_t req_len;
-    uint8_t *buf;
-    size_t len, max;
-    bool too_big;
-    long http;
-    char error[200];
-    bool ok;
-    struct cap_policy_guard guard;
+    struct cap_http_req req; /* url, body cap and OCSP body; the answer */
+    uint8_t *ocsp_der;       /* OCSP: the request, OPENSSL_free */
+    size_t ocsp_len;
+    bool started;
+    bool ok; /* HTTP 200 with a body */
+    char error[CAP_HTTP_ERROR_MAX];
     struct item *item; /* OCSP: the item asking */
-    CURL *h;           /* while in the multi handle */
 };
 
 /* Whether issuer issued leaf: names, key identifiers and key usage match, and issuer's key
@@ -113,8 +109,8 @@ static int64_t capped_next_update(int64_t next_update, int64_t now)
 
 int cap_revocation_global_init(struct cap_err *err)
 {
-    if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
-        cap_err_set(err, CAP_E_IO, "revocation checks: libcurl did not initialise");
+    if (cap_http_global_init(err) != 0) {
+        cap_err_prefix(err, "revocation checks: ");
         return -1;
     }
     return 0;
@@ -122,7 +118,7 @@ int cap_revocation_global_init(struct cap_err *err)
 
 void cap_revocation_global_cleanup(void)
 {
-    curl_global_cleanup();
+    cap_http_global_cleanup();
 }
 
 struct cap_revocation *cap_revocation_new(struct cap_run_ctx *ctx, struct cap_inventory *inv,
@@ -138,6 +134,15 @@ struct cap_revocation *cap_revocation_new(struct cap_run_ctx *ctx, struct cap_in
     rv->inv = inv;
     rv->policy = policy;
     rv->timeout_ms = timeout_ms < 2000 ? 2000 : (timeout_ms > 15000 ? 15000 : timeout_ms);
+    struct cap_http_limits lim = {.total_ms = rv->timeout_ms,
+                                  .max_inflight = CAP_REVOCATION_PARALLEL,
+                                  .user_agent = "certautopilot-discovery"};
+    rv->http = cap_http_new(policy, &lim, err);
+    if (!rv->http) {
+        free(rv);
+        cap_err_prefix(err, "revocation checks: ");
+        return NULL;
+    }
     return rv;
 }
 
@@ -151,6 +156,7 @@ void cap_revocation_free(struct cap_revocation *rv)
         json_object_put(rv->items[i].errors);
     }
     free(rv->items);
+    cap_http_free(rv->http);
     free(rv);
 }
 
@@ -257,51 +263,6 @@ static int64_t asn1_epoch(const ASN1_TIME *t)
 
 /* ---- transfers ---- */
 
-static size_t write_cb(char *data, size_t size, size_t nmemb, void *userp)
-{
-    struct xfer *x = userp;
-    size_t n = size * nmemb;
-    if (n > x->max - x->len) {
-        x->too_big = true;
-        return 0;
-    }
-    if (!x->buf) {
-        x->buf = malloc(x->max);
-        if (!x->buf)
-            return 0;
-    }
-    memcpy(x->buf + x->len, data, n);
-    x->len += n;
-    return n;
-}
-
-static CURL *xfer_easy(struct cap_revocation *rv, struct xfer *x)
-{
-    CURL *h = curl_easy_init();
-    if (!h)
-        return NULL;
-    x->guard.policy = rv->policy;
-    if (cap_policy_curl_guard(h, &x->guard) != 0) {
-        curl_easy_cleanup(h);
-        return NULL;
-    }
-    curl_easy_setopt(h, CURLOPT_URL, x->url);
-    curl_easy_setopt(h, CURLOPT_PRIVATE, x);
-    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, write_cb);
-    curl_easy_setopt(h, CURLOPT_WRITEDATA, x);
-    curl_easy_setopt(h, CURLOPT_FOLLOWLOCATION, 1L);
-    curl_easy_setopt(h, CURLOPT_MAXREDIRS, 3L);
-    curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, (long)rv->timeout_ms);
-    curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(h, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)x->max);
-    curl_easy_setopt(h, CURLOPT_USERAGENT, "certautopilot-discovery");
-    if (x->req) {
-        curl_easy_setopt(h, CURLOPT_POSTFIELDS, x->req);
-        curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE, (long)x->req_len);
-    }
-    return h;
-}
-
 static int64_t mono_ms(void)
 {
     struct timespec ts;
@@ -310,84 +271,52 @@ static int64_t mono_ms(void)
 }
 
 /* Runs xs[0..n) with at most CAP_REVOCATION_PARALLEL at once until all ended, the deadline
- * passes or *stopping is set; each xfer ends with ok, or error set. */
+ * passes or *stopping is set; each xfer ends with ok, or error set. Redirects are followed (3 at
+ * most), each one checked by the network policy. */
 static void run_transfers(struct cap_revocation *rv, struct xfer *xs, size_t n, int64_t deadline,
                           const atomic_int *stopping)
 {
-    CURLM *m = curl_multi_init();
-    struct curl_slist *ocsp_hdr = curl_slist_append(NULL, "Content-Type: application/ocsp-request");
-    if (!m || !ocsp_hdr) {
-        for (size_t i = 0; i < n; i++)
-            snprintf(xs[i].error, sizeof xs[i].error, "local: cannot start a transfer");
-        curl_slist_free_all(ocsp_hdr);
-        if (m)
-            curl_multi_cleanup(m);
-        return;
-    }
-    size_t next = 0, running_n = 0;
+    size_t next = 0;
     for (;;) {
-        while (running_n < CAP_REVOCATION_PARALLEL && next < n) {
+        while (cap_http_inflight(rv->http) < CAP_REVOCATION_PARALLEL && next < n) {
             struct xfer *x = &xs[next++];
-            CURL *h = xfer_easy(rv, x);
-            if (!h) {
+            struct cap_err e = {0};
+            x->req.data = x;
+            x->req.max_redirects = 3;
+            x->req.post = x->ocsp_der;
+            x->req.post_len = x->ocsp_len;
+            x->req.content_type = x->ocsp_der ? "application/ocsp-request" : NULL;
+            if (cap_http_start(rv->http, &x->req, &e) != 0) {
                 snprintf(x->error, sizeof x->error, "local: cannot start a transfer");
                 continue;
             }
-            if (x->req)
-                curl_easy_setopt(h, CURLOPT_HTTPHEADER, ocsp_hdr);
-            curl_multi_add_handle(m, h);
-            x->h = h;
-            running_n++;
+            x->started = true;
         }
-        if (running_n == 0 && next >= n)
+        if (cap_http_inflight(rv->http) == 0 && next >= n)
             break;
-        int still = 0;
-        curl_multi_perform(m, &still);
-        CURLMsg *msg;
-        int left = 0;
-        while ((msg = curl_multi_info_read(m, &left))) {
-            if (msg->msg != CURLMSG_DONE)
-                continue;
-            CURL *h = msg->easy_handle;
-            struct xfer *x = NULL;
-            curl_easy_getinfo(h, CURLINFO_PRIVATE, (char **)&x);
-            curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &x->http);
-            CURLcode rc = msg->data.result;
-            if (x->guard.refused > 0)
-                snprintf(x->error, sizeof x->error, "refused by the network policy: %s",
-                         x->guard.reason);
-            else if (rc != CURLE_OK)
-                snprintf(x->error, sizeof x->error, "%s%s", curl_easy_strerror(rc),
-                         x->too_big ? " (response too large)" : "");
-            else if (x->http != 200)
-                snprintf(x->error, sizeof x->error, "HTTP status %ld", x->http);
-            else
+        struct cap_http_req *d = cap_http_wait(rv->http, 100);
+        if (d) {
+            struct xfer *x = d->data;
+            if (d->result == CAP_HTTP_DONE && d->status == 200)
                 x->ok = true;
-            curl_multi_remove_handle(m, h);
-            curl_easy_cleanup(h);
-            x->h = NULL;
-            running_n--;
+            else if (d->result == CAP_HTTP_DONE)
+                snprintf(x->error, sizeof x->error, "HTTP status %ld", d->status);
+            else
+                snprintf(x->error, sizeof x->error, "%s", d->error);
         }
-        bool out_of_time = mono_ms() >= deadline || (stopping && atomic_load(stopping));
-        if (out_of_time)
+        if (mono_ms() >= deadline || (stopping && atomic_load(stopping)))
             break;
-        curl_multi_poll(m, NULL, 0, 100, NULL);
     }
     /* Whatever did not end in time. */
     for (size_t i = 0; i < next; i++) {
         struct xfer *x = &xs[i];
-        if (!x->h)
+        if (!x->started || x->req.result != CAP_HTTP_PENDING)
             continue;
-        if (!x->ok && !x->error[0])
-            snprintf(x->error, sizeof x->error, "no answer within the revocation time budget");
-        curl_multi_remove_handle(m, x->h);
-        curl_easy_cleanup(x->h);
-        x->h = NULL;
+        snprintf(x->error, sizeof x->error, "no answer within the revocation time budget");
+        cap_http_cancel(rv->http, &x->req);
     }
     for (size_t i = next; i < n; i++)
         snprintf(xs[i].error, sizeof xs[i].error, "not asked: revocation time budget exhausted");
-    curl_slist_free_all(ocsp_hdr);
-    curl_multi_cleanup(m);
 }
 
 /* ---- OCSP ---- */
@@ -405,8 +334,8 @@ static int ocsp_request(struct item *it, struct xfer *x)
     int len = i2d_OCSP_REQUEST(req, &der);
     if (len <= 0)
         goto fail;
-    x->req = der;
-    x->req_len = (size_t)len;
+    x->ocsp_der = der;
+    x->ocsp_len = (size_t)len;
     OCSP_REQUEST_free(req);
     return 0;
 fail:
@@ -528,10 +457,11 @@ static void item_take(struct item *it, const char *method, const char *url,
 static void ocsp_answer(struct item *it, struct xfer *x)
 {
     struct cap_revocation_answer a;
-    if (cap_revocation_read_ocsp(x->buf, x->len, it->leaf, it->issuer, &a) == 0)
-        item_take(it, "ocsp", x->url, &a);
+    const uint8_t *body = (const uint8_t *)x->req.body;
+    if (cap_revocation_read_ocsp(body, x->req.len, it->leaf, it->issuer, &a) == 0)
+        item_take(it, "ocsp", x->req.url, &a);
     else
-        add_error(it, x->url, a.why);
+        add_error(it, x->req.url, a.why);
 }
 
 /* ---- CRL ---- */
@@ -702,8 +632,8 @@ static int cache_read(struct cap_revocation *rv, struct cap_err *err)
 static void free_xfers(struct xfer *xs, size_t n)
 {
     for (size_t i = 0; i < n; i++) {
-        free(xs[i].buf);
-        OPENSSL_free(xs[i].req);
+        cap_http_req_reset(&xs[i].req);
+        OPENSSL_free(xs[i].ocsp_der);
     }
     free(xs);
 }
@@ -721,12 +651,12 @@ static void ocsp_round(struct cap_revocation *rv, size_t k, int64_t deadline,
         if (it->ans != ANS_NONE || !it->issuer || k >= it->ocsp_n)
             continue;
         struct xfer *x = &xs[n];
-        snprintf(x->url, sizeof x->url, "%s", it->ocsp[k]);
-        x->max = CAP_REVOCATION_OCSP_MAX;
+        snprintf(x->req.url, sizeof x->req.url, "%s", it->ocsp[k]);
+        x->req.body_max = CAP_REVOCATION_OCSP_MAX;
         x->item = it;
         if (ocsp_request(it, x) != 0) {
             add_error(it, it->ocsp[k], "local: cannot build the OCSP request");
-            OPENSSL_free(x->req);
+            OPENSSL_free(x->ocsp_der);
             memset(x, 0, sizeof *x);
             continue;
         }
@@ -738,7 +668,7 @@ static void ocsp_round(struct cap_revocation *rv, size_t k, int64_t deadline,
         if (xs[i].ok)
             ocsp_answer(xs[i].item, &xs[i]);
         else
-            add_error(xs[i].item, xs[i].url, xs[i].error);
+            add_error(xs[i].item, xs[i].req.url, xs[i].error);
     }
     free_xfers(xs, n);
 }
@@ -760,26 +690,30 @@ static void crl_round(struct cap_revocation *rv, int64_t deadline, const atomic_
         for (size_t k = 0; it->ans == ANS_NONE && k < it->crl_n; k++) {
             bool dup = false;
             for (size_t j = 0; j < n && !dup; j++)
-                dup = strcmp(xs[j].url, it->crl[k]) == 0;
+                dup = strcmp(xs[j].req.url, it->crl[k]) == 0;
             if (dup)
                 continue;
-            snprintf(xs[n].url, sizeof xs[n].url, "%s", it->crl[k]);
-            xs[n].max = CAP_REVOCATION_CRL_MAX;
+            snprintf(xs[n].req.url, sizeof xs[n].req.url, "%s", it->crl[k]);
+            xs[n].req.body_max = CAP_REVOCATION_CRL_MAX;
             n++;
         }
     }
     run_transfers(rv, xs, n, deadline, stopping);
     for (size_t j = 0; j < n; j++) {
-        X509_CRL *crl = xs[j].ok ? cap_revocation_parse_crl(xs[j].buf, xs[j].len) : NULL;
+        struct xfer *x = &xs[j];
+        X509_CRL *crl =
+            x->ok ? cap_revocation_parse_crl((const uint8_t *)x->req.body, x->req.len) : NULL;
+        /* Parsed: the fetched bytes are not needed any more. */
+        cap_http_req_reset(&x->req);
         for (size_t i = 0; i < rv->n; i++) {
             struct item *it = &rv->items[i];
             for (size_t k = 0; it->ans == ANS_NONE && k < it->crl_n; k++) {
-                if (strcmp(it->crl[k], xs[j].url) != 0)
+                if (strcmp(it->crl[k], x->req.url) != 0)
                     continue;
                 if (crl)
-                    crl_answer(it, xs[j].url, crl);
+                    crl_answer(it, x->req.url, crl);
                 else
-                    add_error(it, xs[j].url, xs[j].ok ? "response is not a CRL" : xs[j].error);
+                    add_error(it, x->req.url, x->ok ? "response is not a CRL" : x->error);
             }
         }
         X509_CRL_free(crl);
