@@ -4,6 +4,8 @@
 
 #include <string.h>
 
+#include <openssl/obj_mac.h>
+
 #include "common/x509.h"
 
 struct oid_name {
@@ -140,37 +142,42 @@ const char *cap_pqc_class_cert(const struct cap_cert_facts *f)
 struct group_name {
     uint16_t id;
     const char *name;
+    int nid; /* OpenSSL's NID for the group, 0 when it has none (3.0 lacks the ML-KEM ones) */
 };
 
-/* IANA TLS Supported Groups registry names of the groups scanners meet. */
+/* IANA TLS Supported Groups registry names of the groups scanners meet, with OpenSSL's NID
+ * where it has one. The one table of groups: the scan engine maps what OpenSSL negotiated
+ * through it, the inventory names and classes code points with it. */
 static const struct group_name groups[] = {
-    {0x0001, "sect163k1"},
-    {0x0017, "secp256r1"},
-    {0x0018, "secp384r1"},
-    {0x0019, "secp521r1"},
-    {0x0016, "secp256k1"},
-    {0x001a, "brainpoolP256r1"},
-    {0x001b, "brainpoolP384r1"},
-    {0x001c, "brainpoolP512r1"},
-    {0x001d, "x25519"},
-    {0x001e, "x448"},
-    {0x001f, "brainpoolP256r1tls13"},
-    {0x0020, "brainpoolP384r1tls13"},
-    {0x0021, "brainpoolP512r1tls13"},
-    {0x0029, "curveSM2"},
-    {0x0100, "ffdhe2048"},
-    {0x0101, "ffdhe3072"},
-    {0x0102, "ffdhe4096"},
-    {0x0103, "ffdhe6144"},
-    {0x0104, "ffdhe8192"},
-    {0x0200, "MLKEM512"},
-    {0x0201, "MLKEM768"},
-    {0x0202, "MLKEM1024"},
-    {0x11eb, "SecP256r1MLKEM768"},
-    {0x11ec, "X25519MLKEM768"},
-    {0x11ed, "SecP384r1MLKEM1024"},
-    {0x6399, "X25519Kyber768Draft00"},
-    {0x639a, "SecP256r1Kyber768Draft00"},
+    {0x0001, "sect163k1", 0},
+    {0x0013, "secp192r1", NID_X9_62_prime192v1},
+    {0x0015, "secp224r1", NID_secp224r1},
+    {0x0017, "secp256r1", NID_X9_62_prime256v1},
+    {0x0018, "secp384r1", NID_secp384r1},
+    {0x0019, "secp521r1", NID_secp521r1},
+    {0x0016, "secp256k1", NID_secp256k1},
+    {0x001a, "brainpoolP256r1", NID_brainpoolP256r1},
+    {0x001b, "brainpoolP384r1", NID_brainpoolP384r1},
+    {0x001c, "brainpoolP512r1", NID_brainpoolP512r1},
+    {0x001d, "x25519", NID_X25519},
+    {0x001e, "x448", NID_X448},
+    {0x001f, "brainpoolP256r1tls13", 0},
+    {0x0020, "brainpoolP384r1tls13", 0},
+    {0x0021, "brainpoolP512r1tls13", 0},
+    {0x0029, "curveSM2", 0},
+    {0x0100, "ffdhe2048", NID_ffdhe2048},
+    {0x0101, "ffdhe3072", NID_ffdhe3072},
+    {0x0102, "ffdhe4096", NID_ffdhe4096},
+    {0x0103, "ffdhe6144", NID_ffdhe6144},
+    {0x0104, "ffdhe8192", NID_ffdhe8192},
+    {0x0200, "MLKEM512", 0},
+    {0x0201, "MLKEM768", 0},
+    {0x0202, "MLKEM1024", 0},
+    {0x11eb, "SecP256r1MLKEM768", 0},
+    {0x11ec, "X25519MLKEM768", 0},
+    {0x11ed, "SecP384r1MLKEM1024", 0},
+    {0x6399, "X25519Kyber768Draft00", 0},
+    {0x639a, "SecP256r1Kyber768Draft00", 0},
 };
 
 const char *cap_pqc_group_name(uint16_t group)
@@ -181,6 +188,26 @@ const char *cap_pqc_group_name(uint16_t group)
         }
     }
     return NULL;
+}
+
+uint16_t cap_pqc_group_by_nid(int nid)
+{
+    for (size_t i = 0; nid != 0 && i < sizeof(groups) / sizeof(groups[0]); i++) {
+        if (groups[i].nid == nid) {
+            return groups[i].id;
+        }
+    }
+    return 0;
+}
+
+uint16_t cap_pqc_group_by_name(const char *name)
+{
+    for (size_t i = 0; name && i < sizeof(groups) / sizeof(groups[0]); i++) {
+        if (strcmp(groups[i].name, name) == 0) {
+            return groups[i].id;
+        }
+    }
+    return 0;
 }
 
 const char *cap_pqc_kex_class(uint16_t group)

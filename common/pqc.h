@@ -49,4 +49,13 @@ const char *cap_pqc_kex_class(uint16_t group);
  * "MLKEM768", ...), or NULL when the code point is not in the table. Static string. */
 const char *cap_pqc_group_name(uint16_t group);
 
+/* The IANA code point of the group OpenSSL calls nid (NID_X25519 is 0x001D), or 0 when the
+ * table has no such NID (0 included). */
+uint16_t cap_pqc_group_by_nid(int nid);
+
+/* The IANA code point of the group named name as in the IANA registry, which is how OpenSSL
+ * 3.5 names the ML-KEM and hybrid groups ("X25519MLKEM768" is 0x11EC), or 0 when unknown
+ * (NULL included). */
+uint16_t cap_pqc_group_by_name(const char *name);
+
 #endif

@@ -27,6 +27,7 @@
 #include "common/log.h"
 #include "common/metrics.h"
 #include "common/ossl.h"
+#include "common/pqc.h"
 
 /* Groups offered, classical and (OpenSSL >= 3.5) with the hybrid ML-KEM group first. */
 #define GROUPS_CLASSICAL "X25519:P-256:X448:P-521:P-384:ffdhe2048:ffdhe3072:ffdhe4096"
@@ -251,62 +252,7 @@ uint16_t cap_scan_group_codepoint(int nid)
 {
     if (nid & TLSEXT_nid_unknown)
         return (uint16_t)(nid & 0xffff);
-    switch (nid) {
-    case NID_X25519:
-        return 29;
-    case NID_X448:
-        return 30;
-    case NID_X9_62_prime256v1:
-        return 23;
-    case NID_secp384r1:
-        return 24;
-    case NID_secp521r1:
-        return 25;
-    case NID_secp224r1:
-        return 21;
-    case NID_secp256k1:
-        return 22;
-    case NID_X9_62_prime192v1:
-        return 19;
-    case NID_brainpoolP256r1:
-        return 26;
-    case NID_brainpoolP384r1:
-        return 27;
-    case NID_brainpoolP512r1:
-        return 28;
-    case NID_ffdhe2048:
-        return 256;
-    case NID_ffdhe3072:
-        return 257;
-    case NID_ffdhe4096:
-        return 258;
-    case NID_ffdhe6144:
-        return 259;
-    case NID_ffdhe8192:
-        return 260;
-    default:
-        return 0;
-    }
-}
-
-/* Names OpenSSL >= 3.5 gives the hybrid and ML-KEM groups (their NIDs are not in 3.0). */
-static uint16_t group_codepoint_by_name(const char *name)
-{
-    static const struct {
-        const char *name;
-        uint16_t id;
-    } t[] = {{"X25519MLKEM768", 0x11ec},
-             {"SecP256r1MLKEM768", 0x11eb},
-             {"SecP384r1MLKEM1024", 0x11ed},
-             {"MLKEM512", 0x0200},
-             {"MLKEM768", 0x0201},
-             {"MLKEM1024", 0x0202},
-             {"X25519Kyber768Draft00", 0x6399}};
-    for (size_t i = 0; name && i < sizeof t / sizeof t[0]; i++) {
-        if (strcmp(t[i].name, name) == 0)
-            return t[i].id;
-    }
-    return 0;
+    return cap_pqc_group_by_nid(nid);
 }
 
 /* ---- probe life ---- */
@@ -530,7 +476,7 @@ static void probe_capture(struct cap_scan_engine *e, struct probe *p)
         const char *gn = SSL_group_to_name(ssl, nid);
         r->group_id = cap_scan_group_codepoint(nid);
         if (r->group_id == 0)
-            r->group_id = group_codepoint_by_name(gn);
+            r->group_id = cap_pqc_group_by_name(gn);
         snprintf(r->group, sizeof r->group, "%s", gn ? gn : "");
     } else {
         EVP_PKEY *k = NULL;

@@ -143,7 +143,8 @@ void cap_scan_job_free(struct cap_scan_job *j);
 /* Frees a list of results. NULL is fine. */
 void cap_scan_result_free(struct cap_scan_result *r);
 
-/* The IANA code point of an OpenSSL group NID as SSL_get_negotiated_group returns it, or 0. */
+/* The IANA code point of an OpenSSL group NID as SSL_get_negotiated_group returns it (a group
+ * OpenSSL knows only by provider carries it in the low bits), or 0; the table is common/pqc.c. */
 uint16_t cap_scan_group_codepoint(int nid);
 
 #endif
