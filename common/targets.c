@@ -7,6 +7,8 @@
 #include <string.h>
 #include <sys/socket.h>
 
+#include "common/source/network_scan.h"
+
 bool cap_targets_valid_hostname(const char *s)
 {
     size_t len = strlen(s);
@@ -62,7 +64,7 @@ int cap_targets_init(struct cap_targets *t, const char *const *cidrs, size_t cid
 {
     struct cap_targets n;
     memset(&n, 0, sizeof n);
-    static const int defaults[] = CAP_TARGETS_DEFAULT_PORTS;
+    static const int defaults[] = CAP_SCAN_DEFAULT_PORTS;
     if (ports_n == 0) {
         ports = defaults;
         ports_n = sizeof defaults / sizeof defaults[0];

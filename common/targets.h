@@ -12,11 +12,6 @@
 
 /* Longest host name accepted (RFC 1035 text form without the trailing dot). */
 #define CAP_HOSTNAME_MAX 253
-/* Ports used when a source lists none. */
-#define CAP_TARGETS_DEFAULT_PORTS                                                                  \
-    {                                                                                              \
-        443, 8443                                                                                  \
-    }
 
 enum cap_target_kind {
     CAP_TARGET_ADDR = 0, /* an address from a CIDR (or an IP literal listed as a host) */
@@ -52,7 +47,8 @@ struct cap_targets {
 
 /* Validates and copies the lists: every CIDR parses (cap_policy_parse_cidr), every host is a
  * DNS name (letters, digits, '-', '_', dots; labels 1..63; at most CAP_HOSTNAME_MAX; one
- * trailing dot dropped) or an IP literal, every port is 1..65535; no ports means 443 and 8443.
+ * trailing dot dropped) or an IP literal, every port is 1..65535; no ports means the network_scan
+ * type's defaults (CAP_SCAN_DEFAULT_PORTS: 443 and 8443).
  * Returns 0, or -1 with err naming the bad value (t then needs no cleanup). */
 int cap_targets_init(struct cap_targets *t, const char *const *cidrs, size_t cidrs_n,
                      const char *const *hosts, size_t hosts_n, const int *ports, size_t ports_n,

@@ -11,6 +11,8 @@
 #include "common/pg.h"
 #include "common/policy.h"
 #include "common/schedule.h"
+#include "common/source/ct_log.h"
+#include "common/source/network_scan.h"
 #include "ctl/ctl.h"
 #include "ctl/out.h"
 #include "ctl/validate.h"
@@ -140,7 +142,7 @@ typedef int (*norm_fn)(const char *opt, const char *in, char *out, size_t n, str
 static int norm_port(const char *opt, const char *in, char *out, size_t n, struct cap_err *err)
 {
     int p = 0;
-    if (cap_ctl_validate_port(opt, in, &p, err) < 0)
+    if (cap_value_port(opt, in, &p, err) < 0)
         return -1;
     snprintf(out, n, "%d", p);
     return 0;
@@ -148,7 +150,7 @@ static int norm_port(const char *opt, const char *in, char *out, size_t n, struc
 
 static int norm_url(const char *opt, const char *in, char *out, size_t n, struct cap_err *err)
 {
-    if (cap_ctl_validate_log_url(opt, in, err) < 0)
+    if (cap_value_url(opt, in, err) < 0)
         return -1;
     snprintf(out, n, "%s", in);
     return 0;
@@ -156,7 +158,7 @@ static int norm_url(const char *opt, const char *in, char *out, size_t n, struct
 
 static int norm_issuer(const char *opt, const char *in, char *out, size_t n, struct cap_err *err)
 {
-    if (cap_ctl_validate_issuer(opt, in, err) < 0)
+    if (cap_value_text(opt, in, CAP_CT_ISSUER_MAX, err) < 0)
         return -1;
     snprintf(out, n, "%s", in);
     return 0;
@@ -172,15 +174,15 @@ struct list_def {
 /* Expected issuers are DN substrings, which contain commas ("O=Let's Encrypt, C=US"): they
  * are never split. */
 static const struct list_def LISTS[L_N] = {
-    [L_CIDRS] = {"cidr", "add-cidr", "remove-cidr", T_NET, true, cap_ctl_validate_cidr},
-    [L_HOSTS] = {"host", "add-host", "remove-host", T_NET, true, cap_ctl_validate_hostname},
+    [L_CIDRS] = {"cidr", "add-cidr", "remove-cidr", T_NET, true, cap_value_cidr},
+    [L_HOSTS] = {"host", "add-host", "remove-host", T_NET, true, cap_value_hostname},
     [L_PORTS] = {"port", "add-port", "remove-port", T_NET, true, norm_port},
-    [L_DOMAINS] = {"domain", "add-domain", "remove-domain", T_CT, true, cap_ctl_validate_domain},
+    [L_DOMAINS] = {"domain", "add-domain", "remove-domain", T_CT, true, cap_value_domain},
     [L_LOGS] = {"log", "add-log", "remove-log", T_CT, true, norm_url},
     [L_ISSUERS] = {"expected-issuer", "add-expected-issuer", "remove-expected-issuer", T_CT, false,
                    norm_issuer},
     [L_STARTTLS] = {"starttls", "add-starttls", "remove-starttls", T_NET, true,
-                    cap_ctl_validate_starttls},
+                    cap_starttls_normalise},
 };
 
 /* Scalar options with the type they belong to (T_ANY: both). */
@@ -366,7 +368,7 @@ static void changes_cleanup(struct changes *ch)
     memset(ch, 0, sizeof *ch);
 }
 
-/* Reads a file of at most CAP_CTL_PEM_MAX bytes into a malloc'd buffer. */
+/* Reads a file of at most CAP_VALUE_PEM_MAX bytes into a malloc'd buffer. */
 static char *read_small_file(const char *opt, const char *path, size_t *len, struct cap_err *err)
 {
     char q[QUOTE_MAX];
@@ -376,11 +378,11 @@ static char *read_small_file(const char *opt, const char *path, size_t *len, str
                     cap_err_quote(q, sizeof q, path, strlen(path)), strerror(errno));
         return NULL;
     }
-    char *buf = malloc(CAP_CTL_PEM_MAX + 1);
-    size_t n = buf ? fread(buf, 1, CAP_CTL_PEM_MAX + 1, f) : 0;
+    char *buf = malloc(CAP_VALUE_PEM_MAX + 1);
+    size_t n = buf ? fread(buf, 1, CAP_VALUE_PEM_MAX + 1, f) : 0;
     int bad = buf ? ferror(f) : 1;
     fclose(f);
-    if (bad || n > CAP_CTL_PEM_MAX) {
+    if (bad || n > CAP_VALUE_PEM_MAX) {
         cap_err_set(err, CAP_E_INVALID, "%s \"%s\": %s", opt,
                     cap_err_quote(q, sizeof q, path, strlen(path)),
                     bad ? "cannot read it" : "larger than 64 KiB, not a public key");
@@ -404,7 +406,7 @@ static int collect_changes(const struct cap_ctl_args *a, struct changes *ch, str
         snprintf(opt, sizeof opt, "--%s", o->name);
         if (o->id >= O_LIST_BASE) {
             int l = (o->id - O_LIST_BASE) / 3, what = (o->id - O_LIST_BASE) % 3;
-            char buf[CAP_CTL_URL_MAX * 2 + 2];
+            char buf[CAP_VALUE_URL_MAX * 2 + 2];
             const char *parts[256];
             int np = 1;
             if (LISTS[l].split) {
@@ -415,7 +417,7 @@ static int collect_changes(const struct cap_ctl_args *a, struct changes *ch, str
                 parts[0] = o->value;
             }
             for (int k = 0; k < np; k++) {
-                char norm[CAP_CTL_URL_MAX + 1];
+                char norm[CAP_VALUE_URL_MAX + 1];
                 if (LISTS[l].norm(opt, parts[k], norm, sizeof norm, err) < 0)
                     return -1;
                 if (ch->nops == cap) {
@@ -440,22 +442,31 @@ static int collect_changes(const struct cap_ctl_args *a, struct changes *ch, str
             continue;
         }
         switch (o->id) {
-        case O_TIMEOUT:
-            if (cap_ctl_validate_timeout(opt, o->value, &ch->timeout_ms, err) < 0)
+        case O_TIMEOUT: {
+            int64_t ms = 0;
+            if (cap_value_duration_ms(opt, o->value, CAP_SCAN_TIMEOUT_MIN_MS,
+                                      CAP_SCAN_TIMEOUT_MAX_MS, "100ms and 10m", &ms, err) < 0)
                 return -1;
+            ch->timeout_ms = (int)ms;
             ch->has_timeout = true;
             break;
+        }
         case O_CONCURRENCY: {
             int64_t v = 0;
-            if (cap_ctl_validate_int(opt, o->value, 1, CAP_CTL_CONCURRENCY_MAX, &v, err) < 0)
+            if (cap_ctl_validate_int(opt, o->value, 1, CAP_SCAN_CONCURRENCY_MAX, &v, err) < 0)
                 return -1;
             ch->concurrency = (int)v;
             ch->has_concurrency = true;
             break;
         }
-        case O_CONNECT_RATE:
-            if (cap_ctl_validate_connect_rate(opt, o->value, &ch->connect_rate, err) < 0)
+        case O_CONNECT_RATE: {
+            char norm[24];
+            const struct cap_source_field *f =
+                cap_source_field_find(&cap_network_scan_type, "connect_rate");
+            if (f->norm(f, opt, o->value, norm, sizeof norm, err) < 0)
                 return -1;
+            ch->connect_rate = (int)strtol(norm, NULL, 10);
+        }
             ch->has_connect_rate = true;
             break;
         case O_SCHEDULE:
@@ -494,7 +505,7 @@ static int collect_changes(const struct cap_ctl_args *a, struct changes *ch, str
             char *pem = read_small_file(opt, o->value, &len, err);
             if (!pem)
                 return -1;
-            char *key = cap_ctl_validate_log_key(opt, o->value, pem, len, err);
+            char *key = cap_value_pem_pubkey(opt, o->value, pem, len, err);
             free(pem);
             if (!key)
                 return -1;
@@ -654,9 +665,9 @@ static int check_row(const struct source_row *row, struct cap_err *err)
                     row->name);
         return -1;
     }
-    if (row->l[L_STARTTLS].n > CAP_CTL_STARTTLS_MAX) {
+    if (row->l[L_STARTTLS].n > CAP_STARTTLS_OVERRIDES_MAX) {
         cap_err_set(err, CAP_E_INVALID, "source \"%s\": at most %d --starttls overrides, not %zu",
-                    row->name, CAP_CTL_STARTTLS_MAX, row->l[L_STARTTLS].n);
+                    row->name, CAP_STARTTLS_OVERRIDES_MAX, row->l[L_STARTTLS].n);
         return -1;
     }
     if (row->type == T_CT && row->l[L_DOMAINS].n == 0) {

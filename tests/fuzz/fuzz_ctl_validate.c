@@ -1,4 +1,5 @@
-/* Fuzz target for capctl's input validators (ctl/validate.h) and option parser (ctl/args.h):
+/* Fuzz target for capctl's input validators (ctl/validate.h, and the source field normalisers
+ * of common/source/ it runs) and option parser (ctl/args.h):
  * everything an operator types before it reaches the database. Byte 0 picks the function, the
  * rest is the text (cut at the first NUL; for the option parser, NUL-separated words).
  * Properties: a failure sets a message naming the option and leaves the outputs untouched; a
@@ -9,6 +10,8 @@
 #include <string.h>
 
 #include "common/policy.h"
+#include "common/source/ct_log.h"
+#include "common/source/network_scan.h"
 #include "ctl/args.h"
 #include "ctl/validate.h"
 
@@ -123,7 +126,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         break;
     case 1: {
         memset(out, FILL, sizeof out);
-        rc = cap_ctl_validate_cidr(OPT, text, out, CAP_CTL_CIDR_MAX, &err);
+        rc = cap_value_cidr(OPT, text, out, CAP_VALUE_CIDR_MAX, &err);
         if (rc != 0) {
             want_fail(rc, &err, 1);
             want_untouched(out, sizeof out);
@@ -132,13 +135,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         /* Normalised: the policy reads it, and validating it again changes nothing. */
         struct cap_cidr c;
         struct cap_err e2 = {0};
-        if (!memchr(out, 0, CAP_CTL_CIDR_MAX) || cap_policy_parse_cidr(out, &c, &e2) != 0 ||
-            cap_ctl_validate_cidr(OPT, out, again, sizeof again, &e2) != 0 || strcmp(out, again))
+        if (!memchr(out, 0, CAP_VALUE_CIDR_MAX) || cap_policy_parse_cidr(out, &c, &e2) != 0 ||
+            cap_value_cidr(OPT, out, again, sizeof again, &e2) != 0 || strcmp(out, again))
             abort();
         break;
     }
     case 2:
-        rc = cap_ctl_validate_port(OPT, text, &iv, &err);
+        rc = cap_value_port(OPT, text, &iv, &err);
         if (rc != 0) {
             want_fail(rc, &err, 1);
             if (iv != 0x5A5A5A5A)
@@ -146,15 +149,18 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         } else if (iv < 1 || iv > 65535)
             abort();
         break;
-    case 3:
-        rc = cap_ctl_validate_timeout(OPT, text, &iv, &err);
+    case 3: {
+        int64_t ms = 0x5A5A5A5A;
+        rc = cap_value_duration_ms(OPT, text, CAP_SCAN_TIMEOUT_MIN_MS, CAP_SCAN_TIMEOUT_MAX_MS,
+                                   "100ms and 10m", &ms, &err);
         if (rc != 0) {
             want_fail(rc, &err, 1);
-            if (iv != 0x5A5A5A5A)
+            if (ms != 0x5A5A5A5A)
                 abort();
-        } else if (iv < CAP_CTL_TIMEOUT_MIN_MS || iv > CAP_CTL_TIMEOUT_MAX_MS)
+        } else if (ms < CAP_SCAN_TIMEOUT_MIN_MS || ms > CAP_SCAN_TIMEOUT_MAX_MS)
             abort();
         break;
+    }
     case 4: {
         int64_t v = 0x5A5A5A5A, min = -1000, max = 1000000;
         if (size > 0 && (text[0] & 1))
@@ -177,8 +183,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     case 7: {
         int domain = which == 7;
         memset(out, FILL, sizeof out);
-        rc = domain ? cap_ctl_validate_domain(OPT, text, out, CAP_CTL_HOSTNAME_MAX + 1, &err)
-                    : cap_ctl_validate_hostname(OPT, text, out, CAP_CTL_HOSTNAME_MAX + 1, &err);
+        rc = domain ? cap_value_domain(OPT, text, out, CAP_CTL_HOSTNAME_MAX + 1, &err)
+                    : cap_value_hostname(OPT, text, out, CAP_CTL_HOSTNAME_MAX + 1, &err);
         if (rc != 0) {
             want_fail(rc, &err, 1);
             want_untouched(out, sizeof out);
@@ -186,35 +192,35 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         }
         check_name_out(out, domain);
         struct cap_err e2 = {0};
-        rc = domain ? cap_ctl_validate_domain(OPT, out, again, sizeof again, &e2)
-                    : cap_ctl_validate_hostname(OPT, out, again, sizeof again, &e2);
+        rc = domain ? cap_value_domain(OPT, out, again, sizeof again, &e2)
+                    : cap_value_hostname(OPT, out, again, sizeof again, &e2);
         if (rc != 0 || strcmp(out, again) != 0)
             abort();
         break;
     }
     case 8:
-        rc = cap_ctl_validate_log_url(OPT, text, &err);
+        rc = cap_value_url(OPT, text, &err);
         if (rc != 0)
             want_fail(rc, &err, 1);
         else if (strncasecmp(text, "http://", 7) != 0 && strncasecmp(text, "https://", 8) != 0)
             abort();
         break;
     case 9:
-        rc = cap_ctl_validate_issuer(OPT, text, &err);
+        rc = cap_value_text(OPT, text, CAP_CT_ISSUER_MAX, &err);
         if (rc != 0)
             want_fail(rc, &err, 1);
-        else if (strlen(text) < 1 || strlen(text) > CAP_CTL_ISSUER_MAX)
+        else if (strlen(text) < 1 || strlen(text) > CAP_CT_ISSUER_MAX)
             abort();
         break;
     case 10: {
         /* The raw bytes, NULs included, as a key file's content. */
-        char *pem = cap_ctl_validate_log_key(OPT, "key.pem", (const char *)data, size, &err);
+        char *pem = cap_value_pem_pubkey(OPT, "key.pem", (const char *)data, size, &err);
         if (!pem) {
             want_fail(-1, &err, 1);
             break;
         }
         struct cap_err e2 = {0};
-        char *pem2 = cap_ctl_validate_log_key(OPT, "key.pem", pem, strlen(pem), &e2);
+        char *pem2 = cap_value_pem_pubkey(OPT, "key.pem", pem, strlen(pem), &e2);
         if (err.code || !pem2 || strcmp(pem, pem2) != 0)
             abort();
         free(pem);
@@ -250,26 +256,26 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         break;
     case 14: {
         memset(out, FILL, sizeof out);
-        rc = cap_ctl_validate_starttls(OPT, text, out, CAP_CTL_STARTTLS_TEXT_MAX, &err);
+        rc = cap_starttls_normalise(OPT, text, out, CAP_STARTTLS_OVERRIDE_TEXT_MAX, &err);
         if (rc != 0) {
             want_fail(rc, &err, 1);
             want_untouched(out, sizeof out);
             break;
         }
-        /* What the database's cap_starttls_valid() accepts: 1-5 digits, a port 1-65535, a
-         * known lower-case protocol; validating it again changes nothing. */
-        const char *colon = memchr(out, ':', CAP_CTL_STARTTLS_TEXT_MAX);
-        if (!colon || !memchr(out, 0, CAP_CTL_STARTTLS_TEXT_MAX) || colon == out ||
+        /* What the scanner and the database accept: 1-5 digits, a port 1-65535, a known
+         * lower-case protocol; validating it again changes nothing. */
+        const char *colon = memchr(out, ':', CAP_STARTTLS_OVERRIDE_TEXT_MAX);
+        if (!colon || !memchr(out, 0, CAP_STARTTLS_OVERRIDE_TEXT_MAX) || colon == out ||
             colon - out > 5 || strspn(out, "0123456789") != (size_t)(colon - out) || out[0] == '0')
             abort();
         long port = strtol(out, NULL, 10);
-        static const char *const protos[] = {"smtp", "imap", "pop3", "ldap", "postgres", "none"};
-        int known = 0;
-        for (size_t i = 0; i < sizeof protos / sizeof protos[0]; i++)
-            known |= strcmp(colon + 1, protos[i]) == 0;
+        int parsed_port = 0;
+        enum cap_starttls_proto proto;
+        int known = cap_starttls_parse_override(out, &parsed_port, &proto) == 0 &&
+                    parsed_port == port && strcmp(colon + 1, cap_starttls_name(proto)) == 0;
         struct cap_err e2 = {0};
         if (port < 1 || port > 65535 || !known ||
-            cap_ctl_validate_starttls(OPT, out, again, sizeof again, &e2) != 0 ||
+            cap_starttls_normalise(OPT, out, again, sizeof again, &e2) != 0 ||
             strcmp(out, again) != 0)
             abort();
         break;

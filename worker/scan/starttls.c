@@ -19,69 +19,6 @@ static const uint8_t LDAP_STARTTLS[] = {
 /* SSLRequest: length 8, code 80877103 */
 static const uint8_t PG_SSLREQUEST[] = {0x00, 0x00, 0x00, 0x08, 0x04, 0xd2, 0x16, 0x2f};
 
-enum cap_starttls_proto cap_starttls_for_port(int port)
-{
-    switch (port) {
-    case 25:
-    case 587:
-        return CAP_STARTTLS_SMTP;
-    case 143:
-        return CAP_STARTTLS_IMAP;
-    case 110:
-        return CAP_STARTTLS_POP3;
-    case 389:
-        return CAP_STARTTLS_LDAP;
-    case 5432:
-        return CAP_STARTTLS_POSTGRES;
-    default:
-        return CAP_STARTTLS_NONE;
-    }
-}
-
-int cap_starttls_parse_override(const char *spec, int *port, enum cap_starttls_proto *proto)
-{
-    const char *colon = spec ? strchr(spec, ':') : NULL;
-    if (!colon || colon == spec || colon - spec > 5)
-        return -1;
-    int p = 0;
-    for (const char *c = spec; c < colon; c++) {
-        if (*c < '0' || *c > '9')
-            return -1;
-        p = p * 10 + (*c - '0');
-    }
-    if (p < 1 || p > 65535)
-        return -1;
-    static const enum cap_starttls_proto all[] = {CAP_STARTTLS_NONE, CAP_STARTTLS_SMTP,
-                                                  CAP_STARTTLS_IMAP, CAP_STARTTLS_POP3,
-                                                  CAP_STARTTLS_LDAP, CAP_STARTTLS_POSTGRES};
-    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) {
-        if (strcmp(colon + 1, cap_starttls_name(all[i])) == 0) {
-            *port = p;
-            *proto = all[i];
-            return 0;
-        }
-    }
-    return -1;
-}
-
-const char *cap_starttls_name(enum cap_starttls_proto proto)
-{
-    switch (proto) {
-    case CAP_STARTTLS_SMTP:
-        return "smtp";
-    case CAP_STARTTLS_IMAP:
-        return "imap";
-    case CAP_STARTTLS_POP3:
-        return "pop3";
-    case CAP_STARTTLS_LDAP:
-        return "ldap";
-    case CAP_STARTTLS_POSTGRES:
-        return "postgres";
-    default:
-        return "none";
-    }
-}
-
 enum cap_starttls_status cap_starttls_begin(struct cap_starttls *st, enum cap_starttls_proto proto,
                                             const uint8_t **out, size_t *out_len)
 {

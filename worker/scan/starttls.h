@@ -7,17 +7,11 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* The protocols, their names and default ports: one table shared with capctl. */
+#include "common/source/network_scan.h"
+
 #define CAP_STARTTLS_LINE_MAX 1024
 #define CAP_STARTTLS_TOTAL_MAX 16384
-
-enum cap_starttls_proto {
-    CAP_STARTTLS_NONE = 0, /* implicit TLS */
-    CAP_STARTTLS_SMTP,
-    CAP_STARTTLS_IMAP,
-    CAP_STARTTLS_POP3,
-    CAP_STARTTLS_LDAP,
-    CAP_STARTTLS_POSTGRES,
-};
 
 enum cap_starttls_status {
     CAP_STARTTLS_MORE = 0, /* wait for more input */
@@ -34,17 +28,6 @@ struct cap_starttls {
     size_t total; /* bytes received in all */
     uint8_t buf[CAP_STARTTLS_LINE_MAX];
 };
-
-/* The protocol used by default on port: 25 and 587 SMTP, 143 IMAP, 110 POP3, 389 LDAP, 5432
- * PostgreSQL; any other port (465, 993, 995, 636 included) is implicit TLS. */
-enum cap_starttls_proto cap_starttls_for_port(int port);
-
-/* Parses a per-source override "PORT:PROTOCOL" (protocol smtp, imap, pop3, ldap, postgres or
- * none). Returns 0 with *port and *proto set, or -1 when spec is malformed. Pure. */
-int cap_starttls_parse_override(const char *spec, int *port, enum cap_starttls_proto *proto);
-
-/* Name of proto ("smtp", ...; "none"). Static string. */
-const char *cap_starttls_name(enum cap_starttls_proto proto);
 
 /* Starts the dialogue. Returns CAP_STARTTLS_SEND with *out and *out_len when the client speaks
  * first (LDAP, PostgreSQL), CAP_STARTTLS_MORE when it waits for a greeting, or
