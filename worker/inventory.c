@@ -5,13 +5,10 @@
 #include "worker/inventory.h"
 
 #include <arpa/inet.h>
-#include <json-c/json.h>
-#include <stdarg.h>
 #include <openssl/sha.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 #include <time.h>
 
 #include "common/log.h"
@@ -69,9 +66,10 @@ static const char SQL_UPSERT_ENDPOINTS[] =
     "fingerprint_sha256 = coalesce(EXCLUDED.fingerprint_sha256, e.fingerprint_sha256), "
     "last_outcome = EXCLUDED.last_outcome, last_seen_at = now()";
 
-/* $8 run, $9 source. An ok observation whose leaf differs from the endpoint's last ok
- * observation of an EARLIER run is a drift (so a re-run of the same run finds the same
- * comparison and the ON CONFLICT keeps one event); the drift finding is raised with it. */
+/* $8 run, $9 source, $10 and $11 the drift finding's kind and severity (the catalogue's). An
+ * ok observation whose leaf differs from the endpoint's last ok observation of an EARLIER run
+ * is a drift (so a re-run of the same run finds the same comparison and the ON CONFLICT keeps
+ * one event); the drift finding is raised with it. */
 static const char SQL_DRIFT[] =
     "WITH cur AS ("
     " SELECT DISTINCT ON (e.id) e.id AS endpoint_id, t.fp AS new_fp, p.fp AS old_fp "
@@ -105,7 +103,7 @@ static const char SQL_DRIFT[] =
     "f AS ("
     " INSERT INTO findings AS f (kind, severity, subject_key, source_id, run_id, endpoint_id, "
     " fingerprint_sha256, details) "
-    " SELECT 'drift', 'medium', 'endpoint:' || d.endpoint_id, $9::bigint, $8::bigint, "
+    " SELECT $10::text, $11::text, 'endpoint:' || d.endpoint_id, $9::bigint, $8::bigint, "
     " d.endpoint_id, d.new_fingerprint_sha256, "
     " jsonb_build_object('old_fingerprint', d.old_fingerprint_sha256, "
     "  'new_fingerprint', d.new_fingerprint_sha256, 'changed', to_jsonb(d.changed), "
@@ -209,7 +207,7 @@ static const char SQL_RUN_COUNTS[] =
     "count(*) FILTER (WHERE outcome IN ('refused', 'timeout')) "
     "FROM endpoint_observations WHERE run_id = $1::bigint";
 
-/* $1 source, $2 run, $3 kinds. See cap_findings_resolve_missing. The sets of what this run
+/* $1 source, $2 run, $3 kinds. See cap_inventory_resolve_missing. The sets of what this run
  * saw are computed once (hashed), and "seen elsewhere" goes through the GIN index on chain. */
 static const char SQL_RESOLVE_MISSING[] =
     "WITH seen AS (SELECT DISTINCT endpoint_id FROM endpoint_observations "
@@ -539,41 +537,17 @@ int cap_inventory_add_precert(struct cap_inventory *inv, const uint8_t *precert,
 
 /* ---- findings ---- */
 
-static const char *const severities[] = {"critical", "high", "medium", "low", "info"};
-
-static bool severity_ok(const char *s)
-{
-    for (size_t i = 0; i < sizeof(severities) / sizeof(severities[0]); i++) {
-        if (s && strcmp(s, severities[i]) == 0) {
-            return true;
-        }
-    }
-    return false;
-}
-
-static bool kind_ok(const char *k)
-{
-    if (!k || !*k || strlen(k) > 64) {
-        return false;
-    }
-    for (const char *p = k; *p; p++) {
-        if (!((*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') || *p == '_')) {
-            return false;
-        }
-    }
-    return true;
-}
-
-/* Queues one finding; details is taken over (a JSON object text). ep_addr non-NULL: an
- * endpoint finding resolved by (address, port, sni). */
-static int queue_finding(struct cap_inventory *inv, const char *kind, const char *severity,
+/* Queues one finding of kind d; details is taken over (a JSON object text). ep_addr non-NULL:
+ * an endpoint finding resolved by (address, port, sni). mode: the endpoints listed in a
+ * certificate finding's details (0 none, 1 serving it as leaf, 2 with it in this run's chain). */
+static int queue_finding(struct cap_inventory *inv, const struct cap_finding_def *d,
                          const char *subject, int64_t source_id, int64_t endpoint_id,
                          const char *fp, char *details, const char *ep_addr, int ep_port,
-                         const char *ep_sni, bool unmanaged_only, int mode, struct cap_err *err)
+                         const char *ep_sni, int mode, struct cap_err *err)
 {
     char *v[FIND_COLS] = {
-        strdup(kind),
-        strdup(severity),
+        strdup(d->kind),
+        strdup(d->severity),
         dup_or_null(subject),
         i64_text(source_id > 0 ? source_id : inv->ctx->source_id),
         endpoint_id > 0 ? i64_text(endpoint_id) : NULL,
@@ -582,130 +556,18 @@ static int queue_finding(struct cap_inventory *inv, const char *kind, const char
         dup_or_null(ep_addr),
         ep_addr ? i64_text(ep_port) : NULL,
         ep_addr ? strdup(ep_sni ? ep_sni : "") : NULL,
-        strdup(unmanaged_only ? "t" : "f"),
+        strdup(d->unmanaged_only ? "t" : "f"),
         i64_text(mode),
         i64_text(++inv->ord),
     };
     bool failed = !v[0] || !v[1] || (subject && !v[2]) || !v[3] || !v[6] || (fp && !v[5]) ||
                   (ep_addr && (!v[7] || !v[8] || !v[9])) || !v[10] || !v[11] || !v[12];
     if (rows_add(&inv->finds, v, failed) != 0) {
-        cap_err_set(err, CAP_E_NOMEM, "queueing finding %s: out of memory", kind);
+        cap_err_set(err, CAP_E_NOMEM, "queueing finding %s: out of memory", d->kind);
         return -1;
     }
     mark_queued(inv);
     return 0;
-}
-
-/* JSON text of obj (consumed); NULL on allocation failure. */
-static char *json_take(struct json_object *obj)
-{
-    if (!obj) {
-        return NULL;
-    }
-    const char *s = json_object_to_json_string_ext(obj, JSON_C_TO_STRING_PLAIN);
-    char *out = s ? strdup(s) : NULL;
-    json_object_put(obj);
-    return out;
-}
-
-/* A JSON string of outside text: valid UTF-8 without NUL or controls, which jsonb would refuse
- * (and a refused batch would be retried for ever). */
-static struct json_object *json_clean_string(const char *val, size_t len)
-{
-    char *c = cap_x509_clean_text(val, len);
-    struct json_object *s = c ? json_object_new_string(c) : NULL;
-    free(c);
-    return s;
-}
-
-static void json_add_str(struct json_object *o, const char *key, const char *val)
-{
-    if (val) {
-        json_object_object_add(o, key, json_clean_string(val, strlen(val)));
-    }
-}
-
-/* A copy of a caller's JSON value with every string and key made clean (values nested more
- * than 32 deep become null), or NULL on allocation failure. */
-static struct json_object *json_cleaned(struct json_object *v, int depth)
-{
-    if (depth > 32) {
-        return NULL;
-    }
-    switch (json_object_get_type(v)) {
-    case json_type_string:
-        return json_clean_string(json_object_get_string(v), (size_t)json_object_get_string_len(v));
-    case json_type_array: {
-        struct json_object *a = json_object_new_array();
-        size_t n = json_object_array_length(v);
-        for (size_t i = 0; a && i < n; i++) {
-            json_object_array_add(a, json_cleaned(json_object_array_get_idx(v, i), depth + 1));
-        }
-        return a;
-    }
-    case json_type_object: {
-        struct json_object *o = json_object_new_object();
-        json_object_object_foreach(v, key, val)
-        {
-            char *k = cap_x509_clean_text(key, strlen(key));
-            if (o && k) {
-                json_object_object_add(o, k, json_cleaned(val, depth + 1));
-            }
-            free(k);
-        }
-        return o;
-    }
-    default:
-        return json_object_get(v);
-    }
-}
-
-static void iso_time(int64_t t, char out[32])
-{
-    time_t tt = (time_t)t;
-    struct tm tm;
-    if (!gmtime_r(&tt, &tm) || strftime(out, 32, "%Y-%m-%dT%H:%M:%SZ", &tm) == 0) {
-        snprintf(out, 32, "%lld", (long long)t);
-    }
-}
-
-/* Details of a certificate finding: the reason and the certificate's identifying facts. */
-static char *cert_details(const struct cap_finding_spec *s, const struct cap_cert_facts *f)
-{
-    struct json_object *o = json_object_new_object();
-    if (!o) {
-        return NULL;
-    }
-    json_add_str(o, "reason", s->reason);
-    json_add_str(o, "subject", f->subject);
-    json_add_str(o, "issuer", f->issuer);
-    json_add_str(o, "serial", f->serial);
-    if (f->has_validity) {
-        char nb[32], na[32];
-        iso_time(f->not_before, nb);
-        iso_time(f->not_after, na);
-        json_add_str(o, "not_before", nb);
-        json_add_str(o, "not_after", na);
-    }
-    json_add_str(o, "key_algorithm", f->key_algorithm);
-    if (f->key_bits > 0) {
-        json_object_object_add(o, "key_bits", json_object_new_int(f->key_bits));
-    }
-    if (f->key_curve && *f->key_curve) {
-        json_add_str(o, "key_curve", f->key_curve);
-    }
-    json_add_str(o, "signature_algorithm", f->signature_algorithm);
-    json_add_str(o, "pqc_class", cap_pqc_class_cert(f));
-    if (strcmp(s->kind, "san_case_duplicate") == 0) {
-        const char *dups[64];
-        size_t n = cap_x509_san_case_duplicates(f, dups, 64);
-        struct json_object *arr = json_object_new_array();
-        for (size_t i = 0; arr && i < n && i < 64; i++) {
-            json_object_array_add(arr, json_object_new_string(dups[i]));
-        }
-        json_object_object_add(o, "sans", arr);
-    }
-    return json_take(o);
 }
 
 static int queue_cert_findings(struct cap_inventory *inv, const struct cap_cert_facts *f, bool leaf,
@@ -717,18 +579,17 @@ static int queue_cert_findings(struct cap_inventory *inv, const struct cap_cert_
     }
     struct cap_finding_spec specs[16];
     int days = inv->ctx->cfg ? inv->ctx->cfg->scan_expiring_days : 14;
-    size_t n = cap_inventory_cert_finding_specs(f, leaf, (int64_t)time(NULL), days, specs, 16);
+    size_t n = cap_findings_cert_specs(f, leaf, (int64_t)time(NULL), days, specs, 16);
     char subject[5 + CAP_X509_HEX256_LEN];
     snprintf(subject, sizeof(subject), "cert:%s", f->fingerprint_sha256);
     for (size_t i = 0; i < n && i < 16; i++) {
-        char *details = cert_details(&specs[i], f);
+        char *details = cap_findings_cert_details(&specs[i], f);
         if (!details) {
             cap_err_set(err, CAP_E_NOMEM, "queueing finding %s: out of memory", specs[i].kind);
             return -1;
         }
-        if (queue_finding(inv, specs[i].kind, specs[i].severity, subject, 0, 0,
-                          f->fingerprint_sha256, details, NULL, 0, NULL, specs[i].unmanaged_only,
-                          leaf ? 1 : 2, err) != 0) {
+        if (queue_finding(inv, cap_findings_def(specs[i].id), subject, 0, 0, f->fingerprint_sha256,
+                          details, NULL, 0, NULL, leaf ? 1 : 2, err) != 0) {
             return -1;
         }
     }
@@ -744,61 +605,57 @@ int cap_inventory_cert_findings(struct cap_inventory *inv, const struct cap_cert
     return maybe_flush(inv, err);
 }
 
-/* Checks a caller's details text: a JSON object, returned re-serialised (malloc'd). */
-static char *details_checked(const char *details_json, const char *kind, struct cap_err *err)
+int cap_inventory_raise(struct cap_inventory *inv, enum cap_finding_kind kind,
+                        const char *subject_key, int64_t source_id, int64_t endpoint_id,
+                        const char *fingerprint, const char *details_json, struct cap_err *err)
 {
-    if (!details_json) {
-        return strdup("{}");
-    }
-    struct json_object *o = json_tokener_parse(details_json);
-    if (!o || !json_object_is_type(o, json_type_object)) {
+    const struct cap_finding_def *d = cap_findings_def(kind);
+    const char *prefix = cap_findings_subject_prefix(d->subject);
+    if (!subject_key || strncmp(subject_key, prefix, strlen(prefix)) != 0 ||
+        !subject_key[strlen(prefix)]) {
         char q[CAP_ERR_VALUE_MAX * 4 + 8];
-        cap_err_set(err, CAP_E_INVALID, "finding %s: details are not a JSON object: \"%s\"", kind,
-                    cap_err_quote(q, sizeof(q), details_json, strlen(details_json)));
-        json_object_put(o);
-        return NULL;
+        const char *s = subject_key ? subject_key : "";
+        cap_err_set(err, CAP_E_INVALID, "finding %s: subject \"%s\" does not start with \"%s\"",
+                    d->kind, cap_err_quote(q, sizeof(q), s, strlen(s)), prefix);
+        return -1;
     }
-    struct json_object *clean = json_cleaned(o, 0);
-    json_object_put(o);
-    if (!clean) {
-        cap_err_set(err, CAP_E_NOMEM, "finding %s: out of memory", kind);
-        return NULL;
+    char *details = cap_findings_details_clean(details_json, d->kind, err);
+    if (!details) {
+        return -1;
     }
-    return json_take(clean);
+    char *subject = clean_or_null(subject_key);
+    if (!subject) {
+        free(details);
+        cap_err_set(err, CAP_E_NOMEM, "finding %s: out of memory", d->kind);
+        return -1;
+    }
+    int rc = queue_finding(inv, d, subject, source_id, endpoint_id, fingerprint, details, NULL, 0,
+                           NULL, 0, err);
+    free(subject);
+    return rc == 0 ? maybe_flush(inv, err) : -1;
 }
 
 int cap_findings_raise(struct cap_inventory *inv, const char *kind, const char *severity,
                        const char *subject_key, int64_t source_id, int64_t endpoint_id,
                        const char *fingerprint, const char *details_json, struct cap_err *err)
 {
-    if (!kind_ok(kind)) {
-        cap_err_set(err, CAP_E_INVALID, "finding: bad kind \"%s\"", kind ? kind : "");
+    const struct cap_finding_def *d = cap_findings_lookup(kind);
+    if (!d) {
+        char q[CAP_ERR_VALUE_MAX * 4 + 8];
+        const char *k = kind ? kind : "";
+        cap_err_set(err, CAP_E_INVALID, "finding: unknown kind \"%s\"",
+                    cap_err_quote(q, sizeof(q), k, strlen(k)));
         return -1;
     }
-    if (!severity_ok(severity)) {
-        cap_err_set(err, CAP_E_INVALID, "finding %s: bad severity \"%s\"", kind,
-                    severity ? severity : "");
+    if (!severity || strcmp(severity, d->severity) != 0) {
+        char q[CAP_ERR_VALUE_MAX * 4 + 8];
+        const char *v = severity ? severity : "";
+        cap_err_set(err, CAP_E_INVALID, "finding %s: severity \"%s\", the catalogue says \"%s\"",
+                    d->kind, cap_err_quote(q, sizeof(q), v, strlen(v)), d->severity);
         return -1;
     }
-    if (!subject_key || !*subject_key) {
-        cap_err_set(err, CAP_E_INVALID, "finding %s: empty subject", kind);
-        return -1;
-    }
-    char *details = details_checked(details_json, kind, err);
-    if (!details) {
-        cap_err_set(err, CAP_E_NOMEM, "finding %s: out of memory", kind);
-        return -1;
-    }
-    char *subject = clean_or_null(subject_key);
-    if (!subject) {
-        free(details);
-        cap_err_set(err, CAP_E_NOMEM, "finding %s: out of memory", kind);
-        return -1;
-    }
-    int rc = queue_finding(inv, kind, severity, subject, source_id, endpoint_id, fingerprint,
-                           details, NULL, 0, NULL, false, 0, err);
-    free(subject);
-    return rc == 0 ? maybe_flush(inv, err) : -1;
+    return cap_inventory_raise(inv, d->id, subject_key, source_id, endpoint_id, fingerprint,
+                               details_json, err);
 }
 
 static bool is_ip(const char *s)
@@ -807,178 +664,35 @@ static bool is_ip(const char *s)
     return s && (inet_pton(AF_INET, s, buf) == 1 || inet_pton(AF_INET6, s, buf) == 1);
 }
 
-int cap_findings_raise_endpoint(struct cap_inventory *inv, const char *kind, const char *severity,
-                                const char *address, int port, const char *sni,
-                                const char *details_json, struct cap_err *err)
+int cap_inventory_raise_endpoint(struct cap_inventory *inv, enum cap_finding_kind kind,
+                                 const char *address, int port, const char *sni,
+                                 const char *details_json, struct cap_err *err)
 {
-    if (!kind_ok(kind) || !severity_ok(severity)) {
-        cap_err_set(err, CAP_E_INVALID, "finding: bad kind \"%s\" or severity \"%s\"",
-                    kind ? kind : "", severity ? severity : "");
+    const struct cap_finding_def *d = cap_findings_def(kind);
+    if (d->subject != CAP_FINDING_ON_ENDPOINT) {
+        cap_err_set(err, CAP_E_INVALID, "finding %s: not about an endpoint", d->kind);
         return -1;
     }
     if (!is_ip(address) || port < 1 || port > 65535) {
-        cap_err_set(err, CAP_E_INVALID, "finding %s: bad endpoint address \"%s\" port %d", kind,
-                    address ? address : "", port);
+        char q[CAP_ERR_VALUE_MAX * 4 + 8];
+        const char *a = address ? address : "";
+        cap_err_set(err, CAP_E_INVALID, "finding %s: bad endpoint address \"%s\" port %d", d->kind,
+                    cap_err_quote(q, sizeof(q), a, strlen(a)), port);
         return -1;
     }
-    char *details = details_checked(details_json, kind, err);
+    char *details = cap_findings_details_clean(details_json, d->kind, err);
     if (!details) {
-        cap_err_set(err, CAP_E_NOMEM, "finding %s: out of memory", kind);
         return -1;
     }
     char *csni = cap_x509_clean_text(sni ? sni : "", sni ? strlen(sni) : 0);
     if (!csni) {
         free(details);
-        cap_err_set(err, CAP_E_NOMEM, "finding %s: out of memory", kind);
+        cap_err_set(err, CAP_E_NOMEM, "finding %s: out of memory", d->kind);
         return -1;
     }
-    int rc = queue_finding(inv, kind, severity, NULL, 0, 0, NULL, details, address, port, csni,
-                           false, 0, err);
+    int rc = queue_finding(inv, d, NULL, 0, 0, NULL, details, address, port, csni, 0, err);
     free(csni);
     return rc == 0 ? maybe_flush(inv, err) : -1;
-}
-
-/* ---- pure finding rules ---- */
-
-static size_t add_spec(struct cap_finding_spec *out, size_t max, size_t n, const char *kind,
-                       const char *severity, bool unmanaged_only, const char *fmt, ...)
-    __attribute__((format(printf, 7, 8)));
-
-static size_t add_spec(struct cap_finding_spec *out, size_t max, size_t n, const char *kind,
-                       const char *severity, bool unmanaged_only, const char *fmt, ...)
-{
-    if (out && n < max) {
-        out[n].kind = kind;
-        out[n].severity = severity;
-        out[n].unmanaged_only = unmanaged_only;
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(out[n].reason, sizeof(out[n].reason), fmt, ap);
-        va_end(ap);
-    }
-    return n + 1;
-}
-
-size_t cap_inventory_cert_finding_specs(const struct cap_cert_facts *f, bool leaf, int64_t now,
-                                        int expiring_days, struct cap_finding_spec *out, size_t max)
-{
-    size_t n = 0;
-    char when[32];
-    if (f->has_validity && f->not_after < now) {
-        iso_time(f->not_after, when);
-        n = add_spec(out, max, n, "expired", "critical", false, "expired at %s", when);
-    }
-    if (!leaf) {
-        return n;
-    }
-    if (f->self_signed) {
-        n = add_spec(out, max, n, "self_signed", "high", false,
-                     "issuer equals subject and the certificate's own key verifies it");
-    }
-    if (cap_x509_weak_signature(f)) {
-        n = add_spec(out, max, n, "weak_signature", "high", false, "signed with %s",
-                     f->signature_algorithm);
-    }
-    if (cap_x509_weak_key(f)) {
-        n = add_spec(out, max, n, "weak_key", "high", false, "%s key of %d bits", f->key_algorithm,
-                     f->key_bits);
-    }
-    if (f->has_validity && f->not_after >= now &&
-        f->not_after < now + (int64_t)expiring_days * 86400) {
-        iso_time(f->not_after, when);
-        n = add_spec(out, max, n, "expiring", "medium", true, "expires at %s, within %d days", when,
-                     expiring_days);
-    }
-    if (cap_x509_san_case_duplicates(f, NULL, 0) > 0) {
-        n = add_spec(out, max, n, "san_case_duplicate", "low", false,
-                     "DNS names that differ only in case");
-    }
-    const char *bucket = cap_pqc_class_cert(f);
-    if (strcmp(bucket, CAP_PQC_VULNERABLE) == 0 || strcmp(bucket, CAP_PQC_TRANSITION) == 0) {
-        char key[96];
-        if (f->key_curve && *f->key_curve) {
-            snprintf(key, sizeof(key), "%s %s", f->key_algorithm, f->key_curve);
-        } else if (f->key_bits > 0) {
-            snprintf(key, sizeof(key), "%s %d", f->key_algorithm, f->key_bits);
-        } else {
-            snprintf(key, sizeof(key), "%s", f->key_algorithm);
-        }
-        n = add_spec(out, max, n, "pqc_vulnerable", "info", false, "classical %s key: PQC class %s",
-                     key, bucket);
-    }
-    return n;
-}
-
-/* The reason a cipher suite name (IANA or OpenSSL spelling) is weak, or NULL. */
-static const char *weak_cipher_reason(const char *c)
-{
-    static const struct {
-        const char *needle;
-        const char *why;
-    } rules[] = {
-        {"NULL", "NULL encryption"},
-        {"RC4", "RC4"},
-        {"3DES", "3DES"},
-        {"DES-CBC3", "3DES"},
-        {"DES_CBC", "DES"},
-        {"DES-CBC", "DES"},
-        {"DES40", "DES"},
-        {"EXPORT", "EXPORT"},
-        {"EXP-", "EXPORT"},
-        {"EXP1024", "EXPORT"},
-        {"_anon_", "anonymous"},
-        {"ADH-", "anonymous"},
-        {"AECDH-", "anonymous"},
-        {"RC2", "RC2"},
-    };
-    for (size_t i = 0; i < sizeof(rules) / sizeof(rules[0]); i++) {
-        if (strcasestr(c, rules[i].needle)) {
-            return rules[i].why;
-        }
-    }
-    return NULL;
-}
-
-size_t cap_inventory_endpoint_finding_specs(const struct cap_observation *o,
-                                            const struct cap_cert_facts *leaf,
-                                            struct cap_finding_spec *out, size_t max)
-{
-    size_t n = 0;
-    const char *outcome = o->outcome ? o->outcome : "";
-    if (strcmp(outcome, "refused") == 0 || strcmp(outcome, "timeout") == 0) {
-        return add_spec(out, max, n, "unreachable", "low", false, "%s",
-                        strcmp(outcome, "refused") == 0 ? "connection refused" : "timed out");
-    }
-    if (strcmp(outcome, "tls_error") == 0) {
-        return add_spec(out, max, n, "tls_error", "low", false, "TLS handshake failed");
-    }
-    if (strcmp(outcome, "ok") != 0) {
-        return 0;
-    }
-    if (o->tls_version) {
-        static const char *const old[] = {"SSLv2", "SSLv3", "TLSv1", "TLSv1.0", "TLSv1.1"};
-        for (size_t i = 0; i < sizeof(old) / sizeof(old[0]); i++) {
-            if (strcmp(o->tls_version, old[i]) == 0) {
-                n = add_spec(out, max, n, "deprecated_tls", "high", false, "negotiated %s", old[i]);
-                break;
-            }
-        }
-    }
-    const char *why = o->cipher_suite ? weak_cipher_reason(o->cipher_suite) : NULL;
-    if (why) {
-        n = add_spec(out, max, n, "weak_cipher", "high", false, "negotiated %.200s (%s)",
-                     o->cipher_suite, why);
-    }
-    if (o->host_is_name && leaf && o->host && !cap_x509_host_matches(leaf, o->host)) {
-        n = add_spec(out, max, n, "name_mismatch", "medium", false,
-                     "host %.260s is not among the certificate's names", o->host);
-    }
-    if (o->verify_result > 0) {
-        n = add_spec(out, max, n, "untrusted", "medium", false,
-                     "chain does not verify against the trust store: %.200s",
-                     o->verify_error ? o->verify_error : "verification failed");
-    }
-    return n;
 }
 
 /* ---- observations ---- */
@@ -995,30 +709,6 @@ static bool outcome_ok(const char *o)
         }
     }
     return false;
-}
-
-/* Details of an endpoint finding. */
-static char *endpoint_details(const struct cap_finding_spec *s, const struct cap_observation *o,
-                              const char *error, const char *leaf_fp)
-{
-    struct json_object *d = json_object_new_object();
-    if (!d) {
-        return NULL;
-    }
-    json_add_str(d, "reason", s->reason);
-    json_add_str(d, "host", o->host);
-    json_add_str(d, "address", o->address);
-    json_object_object_add(d, "port", json_object_new_int(o->port));
-    json_add_str(d, "sni", o->sni ? o->sni : "");
-    json_add_str(d, "outcome", o->outcome);
-    json_add_str(d, "error", error);
-    json_add_str(d, "tls_version", o->tls_version);
-    json_add_str(d, "cipher_suite", o->cipher_suite);
-    json_add_str(d, "fingerprint", leaf_fp);
-    if (strcmp(s->kind, "untrusted") == 0) {
-        json_object_object_add(d, "verify_result", json_object_new_int(o->verify_result));
-    }
-    return json_take(d);
 }
 
 int cap_inventory_add_observation(struct cap_inventory *inv, const struct cap_observation *o,
@@ -1157,10 +847,10 @@ int cap_inventory_add_observation(struct cap_inventory *inv, const struct cap_ob
     /* Endpoint findings, then certificate findings of the chain (leaf: all kinds). */
     if (rc == 0) {
         struct cap_finding_spec specs[8];
-        size_t ns = cap_inventory_endpoint_finding_specs(o, leaf_fp ? &facts[0] : NULL, specs, 8);
+        size_t ns = cap_findings_endpoint_specs(o, leaf_fp ? &facts[0] : NULL, specs, 8);
         const char *row_error = inv->obs.cells[(inv->obs.n - 1) * OBS_COLS + 13];
         for (size_t i = 0; i < ns && i < 8 && rc == 0; i++) {
-            char *details = endpoint_details(&specs[i], o, row_error, leaf_fp);
+            char *details = cap_findings_endpoint_details(&specs[i], o, row_error, leaf_fp);
             char *sni = clean_or_null(o->sni ? o->sni : "");
             if (!details || !sni) {
                 free(details);
@@ -1169,8 +859,8 @@ int cap_inventory_add_observation(struct cap_inventory *inv, const struct cap_ob
                 rc = -1;
                 break;
             }
-            rc = queue_finding(inv, specs[i].kind, specs[i].severity, NULL, 0, 0, NULL, details,
-                               o->address, o->port, sni, false, 0, err);
+            rc = queue_finding(inv, cap_findings_def(specs[i].id), NULL, 0, 0, NULL, details,
+                               o->address, o->port, sni, 0, err);
             free(sni);
         }
     }
@@ -1307,8 +997,9 @@ static int write_batch(struct cap_inventory *inv, struct cap_err *err)
                      1, err)) {
             return -1;
         }
-        const char *drift_extra[] = {run, src};
-        if (cmd_rows(c, "record drift", SQL_DRIFT, NULL, 0, &inv->obs, 7, drift_extra, 2, err)) {
+        const struct cap_finding_def *drift = cap_findings_def(CAP_FINDING_DRIFT);
+        const char *drift_extra[] = {run, src, drift->kind, drift->severity};
+        if (cmd_rows(c, "record drift", SQL_DRIFT, NULL, 0, &inv->obs, 7, drift_extra, 4, err)) {
             return -1;
         }
         const char *obs_extra[] = {run};
@@ -1434,32 +1125,14 @@ int cap_inventory_count_empty(struct cap_inventory *inv, const char *reason)
     return -1;
 }
 
-/* Kinds the network scan raises and re-examines on every run. drift is left to people;
- * revoked to the revocation checker. */
-static const char *const scan_kinds[] = {
-    "expired",     "self_signed",        "weak_signature", "weak_key",
-    "expiring",    "san_case_duplicate", "pqc_vulnerable", "deprecated_tls",
-    "weak_cipher", "name_mismatch",      "untrusted",      "unreachable",
-    "tls_error",   "policy_block",       "unresolvable",
-};
-
-int cap_findings_resolve_missing(struct cap_inventory *inv, const char *const *kinds,
-                                 size_t kinds_n, int64_t *resolved, struct cap_err *err)
+int cap_inventory_resolve_missing(struct cap_inventory *inv, unsigned by, int64_t *resolved,
+                                  struct cap_err *err)
 {
     if (cap_inventory_flush(inv, err) != 0) {
         return -1;
     }
-    if (!kinds || kinds_n == 0) {
-        kinds = scan_kinds;
-        kinds_n = sizeof(scan_kinds) / sizeof(scan_kinds[0]);
-    }
-    for (size_t i = 0; i < kinds_n; i++) {
-        if (!kind_ok(kinds[i])) {
-            cap_err_set(err, CAP_E_INVALID, "resolving findings: bad kind \"%s\"",
-                        kinds[i] ? kinds[i] : "");
-            return -1;
-        }
-    }
+    const char *kinds[CAP_FINDING_KINDS];
+    size_t kinds_n = cap_findings_resolve_kinds(by, kinds, CAP_FINDING_KINDS);
     char *kind_arr = strv_literal((char *const *)kinds, kinds_n);
     if (!kind_arr) {
         cap_err_set(err, CAP_E_NOMEM, "resolving findings: out of memory");

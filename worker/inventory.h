@@ -11,6 +11,7 @@
 #include "common/err.h"
 #include "common/x509.h"
 #include "worker/executor.h"
+#include "worker/findings.h"
 
 /* Items (certificates + observations + sightings + findings) queued before a batch is written
  * on its own. */
@@ -59,15 +60,6 @@ struct cap_observation {
     const char *verify_error; /* text of verify_result for the finding details; may be NULL */
 };
 
-/* One finding a pure rule decided on (see cap_inventory_*_finding_specs). */
-#define CAP_FINDING_REASON_MAX 512
-struct cap_finding_spec {
-    const char *kind;     /* static: "expired", "weak_cipher", ... */
-    const char *severity; /* static: "critical" | "high" | "medium" | "low" | "info" */
-    bool unmanaged_only;  /* raise only when the certificate is not in managed_certificates */
-    char reason[CAP_FINDING_REASON_MAX]; /* human text, stored as details.reason */
-};
-
 struct cap_inventory;
 
 /* Counts of what this run has written (absolute for the run, read back after each batch, so a
@@ -113,10 +105,10 @@ int cap_inventory_add_precert(struct cap_inventory *inv, const uint8_t *precert,
  * endpoint upsert (host, address, port, sni; status online for ok, offline for refused or
  * timeout, unchanged otherwise; fingerprint moved only by an ok outcome), one
  * endpoint_observations row per (endpoint, run) (a repeat in the same run replaces it), drift
- * against the last ok observation of an earlier run (drift_events + a medium "drift" finding,
- * never for an outcome other than ok, at most one per endpoint and run), the certificate
- * findings of the chain (leaf: all kinds; others: expired) and the endpoint findings of
- * cap_inventory_endpoint_finding_specs. Returns -1 with err on a bad argument (unknown outcome,
+ * against the last ok observation of an earlier run (drift_events + a drift finding, never for
+ * an outcome other than ok, at most one per endpoint and run), the certificate findings of the
+ * chain (leaf: all kinds; others: expired) and the endpoint findings of
+ * cap_findings_endpoint_specs. Returns -1 with err on a bad argument (unknown outcome,
  * bad port, missing address: nothing queued) or a failed automatic flush. May block. */
 int cap_inventory_add_observation(struct cap_inventory *inv, const struct cap_observation *o,
                                   struct cap_err *err);
@@ -128,7 +120,7 @@ int cap_inventory_add_sighting(struct cap_inventory *inv, const char *fingerprin
                                const char *log_url, int64_t log_index, int64_t entry_ts_ms,
                                struct cap_err *err);
 
-/* Queues the certificate findings of f (from cap_inventory_cert_finding_specs with the
+/* Queues the certificate findings of f (from cap_findings_cert_specs with the
  * current time and cfg->scan_expiring_days): subject "cert:FINGERPRINT", details holding the
  * reason and the endpoints that serve the certificate. f must have a fingerprint. May block
  * (automatic flush). */
@@ -163,51 +155,41 @@ void cap_inventory_on_commit(struct cap_inventory *inv, cap_inventory_commit_cb 
 void cap_inventory_stats(const struct cap_inventory *inv, struct cap_inventory_stats *out);
 
 /* Queues a finding upsert on the open (kind, subject_key): a new open row, or the open one
- * refreshed (last_seen_at, run_id, severity, details, source, endpoint, fingerprint).
- * source_id 0 means the run's source; endpoint_id 0 and fingerprint NULL mean none;
- * details_json is a JSON object text (NULL: {}), checked when queued. kind and subject_key:
- * "cert:FINGERPRINT", "endpoint:ID", "run:ID" or "source:ID". May block (automatic flush). */
+ * refreshed (last_seen_at, run_id, severity, details, source, endpoint, fingerprint). The
+ * severity is the catalogue's; subject_key must start with the prefix of the kind's subject
+ * ("cert:FINGERPRINT", "endpoint:ID", "run:ID", "source:ID", "name:HOST"). source_id 0 means
+ * the run's source; endpoint_id 0 and fingerprint NULL mean none; details_json is a JSON object
+ * text (NULL: {}), checked and cleaned when queued. May block (automatic flush). */
+int cap_inventory_raise(struct cap_inventory *inv, enum cap_finding_kind kind,
+                        const char *subject_key, int64_t source_id, int64_t endpoint_id,
+                        const char *fingerprint, const char *details_json, struct cap_err *err);
+
+/* As cap_inventory_raise for an endpoint kind and an endpoint known by (address, port, sni)
+ * rather than id (the scanner does not know endpoint ids): subject "endpoint:ID" is resolved
+ * when written; the endpoint must have been observed (in this batch or before), else the
+ * finding is dropped. */
+int cap_inventory_raise_endpoint(struct cap_inventory *inv, enum cap_finding_kind kind,
+                                 const char *address, int port, const char *sni,
+                                 const char *details_json, struct cap_err *err);
+
+/* Compatibility for callers that still name a kind as text (worker/scan/revocation.c): as
+ * cap_inventory_raise for the catalogue kind named kind, whose severity must be the
+ * catalogue's. An unknown kind or another severity is an error (CAP_E_INVALID). */
 int cap_findings_raise(struct cap_inventory *inv, const char *kind, const char *severity,
                        const char *subject_key, int64_t source_id, int64_t endpoint_id,
                        const char *fingerprint, const char *details_json, struct cap_err *err);
 
-/* As cap_findings_raise for an endpoint known by (address, port, sni) rather than id (the
- * scanner does not know endpoint ids): subject "endpoint:ID" is resolved when written; the
- * endpoint must have been observed (in this batch or before), else the finding is dropped. */
-int cap_findings_raise_endpoint(struct cap_inventory *inv, const char *kind, const char *severity,
-                                const char *address, int port, const char *sni,
-                                const char *details_json, struct cap_err *err);
-
-/* After a run: flushes, then resolves the open findings of the run's source, of the given
- * kinds (NULL/0: every kind the network scan raises except drift, which people resolve, and
- * revoked, left to the revocation checker), that this run did not refresh and whose cause this
- * run re-examined: endpoint findings of endpoints this run observed; certificate findings of
- * certificates in a chain this run observed (the cause is a property of the certificate), or
- * seen only at endpoints from which this run received a different chain (none of them serves
- * it any more); run:, source: and name: findings (a listed host name that resolved again). An
- * endpoint this run did not reach, or reached without receiving a certificate (refused, timeout),
- * keeps its certificates' findings. Fenced, one transaction. Returns the number resolved through
- * *resolved (may be NULL): 0, or -1 with err. Blocks. */
-int cap_findings_resolve_missing(struct cap_inventory *inv, const char *const *kinds,
-                                 size_t kinds_n, int64_t *resolved, struct cap_err *err);
-
-/* Pure: the certificate findings of f at time now (Unix seconds): expired (critical; leaf or
- * chain), and for a leaf: self_signed (high), weak_signature (high), weak_key (high),
- * expiring within expiring_days (medium, unmanaged_only), san_case_duplicate (low),
- * pqc_vulnerable for the vulnerable and transition buckets (info). Fills out[0..max) and
- * returns the number of findings (may exceed max). */
-size_t cap_inventory_cert_finding_specs(const struct cap_cert_facts *f, bool leaf, int64_t now,
-                                        int expiring_days, struct cap_finding_spec *out,
-                                        size_t max);
-
-/* Pure: the endpoint findings of an observation (leaf: facts of the leaf or NULL):
- * unreachable (low) for refused/timeout; tls_error (low); for a handshake that completed:
- * deprecated_tls (high) for SSL, TLS 1.0 and 1.1; weak_cipher (high) for RC4, 3DES, DES,
- * EXPORT, NULL and anonymous suites; name_mismatch (medium) for a hostname target the leaf
- * does not cover; untrusted (medium) when verify_result > 0. Returns the count (may exceed
- * max). */
-size_t cap_inventory_endpoint_finding_specs(const struct cap_observation *o,
-                                            const struct cap_cert_facts *leaf,
-                                            struct cap_finding_spec *out, size_t max);
+/* After a run: flushes, then resolves the open findings of the run's source whose kinds the
+ * catalogue says runs of `by` (CAP_FINDING_BY_SCAN, CAP_FINDING_BY_CT) resolve, that this run
+ * did not refresh and whose cause this run re-examined: endpoint findings of endpoints this run
+ * observed; certificate findings of certificates in a chain this run observed (the cause is a
+ * property of the certificate), or seen only at endpoints from which this run received a
+ * different chain (none of them serves it any more); run:, source: and name: findings (a
+ * listed host name that resolved again). An endpoint this run did not reach, or reached
+ * without receiving a certificate (refused, timeout), keeps its certificates' findings.
+ * Fenced, one transaction. Returns the number resolved through *resolved (may be NULL): 0, or
+ * -1 with err. Blocks. */
+int cap_inventory_resolve_missing(struct cap_inventory *inv, unsigned by, int64_t *resolved,
+                                  struct cap_err *err);
 
 #endif

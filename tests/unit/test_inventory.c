@@ -1,7 +1,7 @@
-/* Tests of worker/inventory. Without arguments: the pure finding rules (certificate and
- * endpoint findings). With --pg URL (as tests/e2e/test_inventory.py runs it against a
- * migrated throwaway PostgreSQL): a three-run scenario through the real writer, checking the
- * rows, drift, idempotence, fencing and finding resolution. */
+/* Tests of worker/inventory. Without arguments: the checks made before anything is queued
+ * (the pure finding rules are in test_findings.c). With --pg URL (as tests/e2e/test_inventory.py
+ * runs it against a migrated throwaway PostgreSQL): a three-run scenario through the real writer,
+ * checking the rows, drift, idempotence, fencing and finding resolution. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -50,191 +50,52 @@ static int checks;
         }                                                                                          \
     } while (0)
 
-/* ---- pure rules ---- */
+/* ---- arguments, checked before anything is queued (no database needed) ---- */
 
-/* Whether kind is among the n specs (and with which severity). */
-static const char *has_kind(const struct cap_finding_spec *s, size_t n, const char *kind)
+static void test_raise_arguments(void)
 {
-    for (size_t i = 0; i < n; i++) {
-        if (strcmp(s[i].kind, kind) == 0) {
-            return s[i].severity;
-        }
-    }
-    return NULL;
-}
-
-static struct cap_cert_facts fake_facts(const char *alg, int bits, const char *curve,
-                                        const char *oid, const char *hash, char **sans,
-                                        size_t nsans)
-{
-    static char *none[] = {NULL};
-    struct cap_cert_facts f = {0};
-    snprintf(f.fingerprint_sha256, sizeof(f.fingerprint_sha256), "%064d", 7);
-    f.subject = "CN=x";
-    f.issuer = "CN=ca";
-    f.cn = "";
-    f.serial = "01";
-    f.key_algorithm = (char *)alg;
-    f.key_bits = bits;
-    f.key_curve = (char *)curve;
-    f.key_oid = (char *)oid;
-    f.signature_algorithm = "sig";
-    f.signature_oid = "1.2";
-    f.signature_hash = (char *)hash;
-    f.dns_sans = sans ? sans : none;
-    f.dns_sans_n = nsans;
-    f.ip_sans = none;
-    f.email_sans = none;
-    f.uri_sans = none;
-    f.has_validity = true;
-    return f;
-}
-
-static void test_cert_specs(void)
-{
-    const int64_t now = 1800000000;
-    struct cap_finding_spec s[16];
-    char *sans[] = {"www.example.test", "WWW.example.test", NULL};
-
-    struct cap_cert_facts f = fake_facts("RSA", 1024, "", "1.2.840.113549.1.1.1", "sha1", sans, 2);
-    f.self_signed = true;
-    f.not_before = now - 1000;
-    f.not_after = now - 1;
-    size_t n = cap_inventory_cert_finding_specs(&f, true, now, 14, s, 16);
-    CHECK_INT(6, n);
-    CHECK_STR("critical", has_kind(s, n, "expired"));
-    CHECK_STR("high", has_kind(s, n, "self_signed"));
-    CHECK_STR("high", has_kind(s, n, "weak_signature"));
-    CHECK_STR("high", has_kind(s, n, "weak_key"));
-    CHECK_STR("low", has_kind(s, n, "san_case_duplicate"));
-    CHECK_STR("info", has_kind(s, n, "pqc_vulnerable"));
-    CHECK(has_kind(s, n, "expiring") == NULL);
-    CHECK(strstr(s[0].reason, "expired at 2027-01-15T07:59:59Z") != NULL);
-
-    /* A chain certificate only ever gets expired. */
-    n = cap_inventory_cert_finding_specs(&f, false, now, 14, s, 16);
-    CHECK_INT(1, n);
-    CHECK_STR("expired", s[0].kind);
-
-    /* Expiring in 3 days: medium, only when not managed; a good EC key is transition. */
-    struct cap_cert_facts g =
-        fake_facts("EC", 256, "P-256", "1.2.840.10045.2.1", "sha256", NULL, 0);
-    g.not_before = now - 1000;
-    g.not_after = now + 3 * 86400;
-    n = cap_inventory_cert_finding_specs(&g, true, now, 14, s, 16);
-    CHECK_INT(2, n);
-    CHECK_STR("medium", has_kind(s, n, "expiring"));
-    CHECK(s[0].unmanaged_only);
-    CHECK_STR("info", has_kind(s, n, "pqc_vulnerable"));
-    CHECK(strstr(s[1].reason, "EC P-256") != NULL);
-    /* ... but not with a 2-day window, nor exactly at the window's end. */
-    CHECK_INT(1, cap_inventory_cert_finding_specs(&g, true, now, 2, s, 16));
-    g.not_after = now + 14 * 86400;
-    CHECK_INT(1, cap_inventory_cert_finding_specs(&g, true, now, 14, s, 16));
-
-    /* ML-DSA: nothing at all; EC on 192 bits: weak key, unknown bucket (no pqc finding). */
-    struct cap_cert_facts m =
-        fake_facts("ML-DSA-65", 0, "", "2.16.840.1.101.3.4.3.18", "", NULL, 0);
-    m.not_after = now + 400 * 86400;
-    CHECK_INT(0, cap_inventory_cert_finding_specs(&m, true, now, 14, s, 16));
-    struct cap_cert_facts w =
-        fake_facts("EC", 192, "P-192", "1.2.840.10045.2.1", "sha256", NULL, 0);
-    w.not_after = now + 400 * 86400;
-    n = cap_inventory_cert_finding_specs(&w, true, now, 14, s, 16);
-    CHECK_INT(1, n);
-    CHECK_STR("weak_key", s[0].kind);
-
-    /* The count is returned even when out is too small. */
-    CHECK_INT(6, cap_inventory_cert_finding_specs(&f, true, now, 14, s, 2));
-    CHECK_INT(6, cap_inventory_cert_finding_specs(&f, true, now, 14, NULL, 0));
-}
-
-static void test_endpoint_specs(void)
-{
-    struct cap_finding_spec s[8];
-    struct cap_observation o = {.host = "127.0.0.1",
-                                .address = "127.0.0.1",
-                                .port = 443,
-                                .outcome = "refused",
-                                .verify_result = -1};
-    size_t n = cap_inventory_endpoint_finding_specs(&o, NULL, s, 8);
-    CHECK_INT(1, n);
-    CHECK_STR("unreachable", s[0].kind);
-    CHECK_STR("low", s[0].severity);
-    o.outcome = "timeout";
-    CHECK_INT(1, cap_inventory_endpoint_finding_specs(&o, NULL, s, 8));
-    CHECK_STR("unreachable", s[0].kind);
-    CHECK(strstr(s[0].reason, "timed out") != NULL);
-    o.outcome = "tls_error";
-    CHECK_INT(1, cap_inventory_endpoint_finding_specs(&o, NULL, s, 8));
-    CHECK_STR("tls_error", s[0].kind);
-    o.outcome = "policy_block";
-    CHECK_INT(0, cap_inventory_endpoint_finding_specs(&o, NULL, s, 8));
-
-    static const struct {
-        const char *version;
-        const char *cipher;
-        bool deprecated;
-        bool weak;
-    } cases[] = {
-        {"TLSv1.3", "TLS_AES_128_GCM_SHA256", false, false},
-        {"TLSv1.2", "TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384", false, false},
-        {"TLSv1.2", "TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256", false, false},
-        {"TLSv1.2", "TLS_RSA_WITH_3DES_EDE_CBC_SHA", false, true},
-        {"TLSv1.2", "DES-CBC3-SHA", false, true},
-        {"TLSv1.2", "TLS_RSA_WITH_NULL_SHA256", false, true},
-        {"TLSv1.2", "TLS_DH_anon_WITH_AES_128_CBC_SHA", false, true},
-        {"TLSv1.2", "AECDH-AES128-SHA", false, true},
-        {"TLSv1.1", "TLS_RSA_WITH_RC4_128_SHA", true, true},
-        {"TLSv1", "TLS_RSA_EXPORT_WITH_RC4_40_MD5", true, true},
-        {"SSLv3", "TLS_RSA_WITH_AES_128_CBC_SHA", true, false},
-        {"TLSv1.1", "TLS_RSA_WITH_DES_CBC_SHA", true, true},
-    };
-    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-        struct cap_observation ok = {.host = "127.0.0.1",
-                                     .address = "127.0.0.1",
-                                     .port = 443,
-                                     .outcome = "ok",
-                                     .tls_version = cases[i].version,
-                                     .cipher_suite = cases[i].cipher,
-                                     .verify_result = 0};
-        n = cap_inventory_endpoint_finding_specs(&ok, NULL, s, 8);
-        CHECK_INT(cases[i].deprecated ? 1 : 0, has_kind(s, n, "deprecated_tls") != NULL);
-        CHECK_INT(cases[i].weak ? 1 : 0, has_kind(s, n, "weak_cipher") != NULL);
-        CHECK_INT((int)cases[i].deprecated + (int)cases[i].weak, n);
-    }
-
-    char *sans[] = {"*.example.test", "example.test", NULL};
-    struct cap_cert_facts leaf =
-        fake_facts("EC", 256, "P-256", "1.2.840.10045.2.1", "sha256", sans, 2);
-    struct cap_observation named = {.host = "www.example.test",
-                                    .address = "127.0.0.1",
-                                    .port = 443,
-                                    .sni = "www.example.test",
-                                    .host_is_name = true,
-                                    .outcome = "ok",
-                                    .tls_version = "TLSv1.3",
-                                    .cipher_suite = "TLS_AES_256_GCM_SHA384",
-                                    .verify_result = 0};
-    CHECK_INT(0, cap_inventory_endpoint_finding_specs(&named, &leaf, s, 8));
-    named.host = "a.b.example.test";
-    n = cap_inventory_endpoint_finding_specs(&named, &leaf, s, 8);
-    CHECK_INT(1, n);
-    CHECK_STR("medium", has_kind(s, n, "name_mismatch"));
-    /* An IP target is never a name mismatch. */
-    named.host_is_name = false;
-    CHECK_INT(0, cap_inventory_endpoint_finding_specs(&named, &leaf, s, 8));
-    named.verify_result = 18;
-    named.verify_error = "self-signed certificate";
-    n = cap_inventory_endpoint_finding_specs(&named, &leaf, s, 8);
-    CHECK_INT(1, n);
-    CHECK_STR("medium", has_kind(s, n, "untrusted"));
-    CHECK(strstr(s[0].reason, "self-signed certificate") != NULL);
-    /* Failed handshakes get no handshake findings even with a certificate. */
-    named.outcome = "tls_error";
-    n = cap_inventory_endpoint_finding_specs(&named, &leaf, s, 8);
-    CHECK_INT(1, n);
-    CHECK_STR("tls_error", s[0].kind);
+    struct cap_config cfg = {0};
+    struct cap_run_ctx ctx = {.cfg = &cfg, .run_id = 7, .source_id = 3, .attempt = 1};
+    struct cap_err err = {0};
+    struct cap_inventory *inv = cap_inventory_new(&ctx, CAP_INVENTORY_PROGRESS_OBSERVATIONS, &err);
+    CHECK(inv != NULL);
+    /* The subject must be the kind's (the catalogue's subject prefix, then something). */
+    CHECK_INT(
+        -1, cap_inventory_raise(inv, CAP_FINDING_POLICY_BLOCK, "source:3", 0, 0, NULL, NULL, &err));
+    CHECK_INT(CAP_E_INVALID, err.code);
+    CHECK(strstr(err.msg, "\"run:\"") != NULL);
+    cap_err_clear(&err);
+    CHECK_INT(-1,
+              cap_inventory_raise(inv, CAP_FINDING_UNRESOLVABLE, "name:", 0, 0, NULL, NULL, &err));
+    cap_err_clear(&err);
+    CHECK_INT(-1, cap_inventory_raise(inv, CAP_FINDING_EXPIRED, NULL, 0, 0, NULL, NULL, &err));
+    cap_err_clear(&err);
+    /* Details must be a JSON object. */
+    CHECK_INT(-1,
+              cap_inventory_raise(inv, CAP_FINDING_POLICY_BLOCK, "run:7", 0, 0, NULL, "[1]", &err));
+    CHECK(strstr(err.msg, "not a JSON object") != NULL);
+    cap_err_clear(&err);
+    /* Kinds named as text must be in the catalogue, with the catalogue's severity. */
+    CHECK_INT(-1, cap_findings_raise(inv, "expird", "critical", "cert:x", 0, 0, NULL, NULL, &err));
+    CHECK(strstr(err.msg, "unknown kind \"expird\"") != NULL);
+    cap_err_clear(&err);
+    CHECK_INT(-1, cap_findings_raise(inv, "revoked", "high", "cert:x", 0, 0, NULL, NULL, &err));
+    CHECK(strstr(err.msg, "\"critical\"") != NULL);
+    cap_err_clear(&err);
+    /* Endpoint findings by address are for endpoint kinds only. */
+    CHECK_INT(-1, cap_inventory_raise_endpoint(inv, CAP_FINDING_EXPIRED, "127.0.0.1", 443, "", NULL,
+                                               &err));
+    cap_err_clear(&err);
+    CHECK_INT(
+        -1, cap_inventory_raise_endpoint(inv, CAP_FINDING_TLS_ERROR, "host", 443, "", NULL, &err));
+    cap_err_clear(&err);
+    CHECK_INT(-1, cap_inventory_count_empty(inv, "quiet"));
+    /* What is valid is queued (and discarded with the writer: no database here). */
+    CHECK_INT(0,
+              cap_inventory_raise(inv, CAP_FINDING_POLICY_BLOCK, "run:7", 0, 0, NULL, NULL, &err));
+    CHECK_INT(0, cap_findings_raise(inv, "revoked", "critical", "cert:ab", 0, 0, "ab", "{}", &err));
+    CHECK_INT(0, cap_inventory_count_empty(inv, "silent"));
+    cap_inventory_free(inv);
 }
 
 /* ---- the PostgreSQL scenario ---- */
@@ -601,7 +462,7 @@ static int run_pg(const char *url)
     CHECK_INT(4, q_int("SELECT count(*) FROM endpoint_observations", NULL));
     CHECK_INT(total_open, q_int("SELECT count(*) FROM findings", NULL));
     int64_t resolved = -1;
-    CHECK_INT(0, cap_findings_resolve_missing(inv, NULL, 0, &resolved, &err));
+    CHECK_INT(0, cap_inventory_resolve_missing(inv, CAP_FINDING_BY_SCAN, &resolved, &err));
     CHECK_INT(0, resolved);
     cap_inventory_free(inv);
     end_run(run1);
@@ -645,7 +506,7 @@ static int run_pg(const char *url)
     CHECK_INT(1, q_int("SELECT drift_count FROM discovery_runs WHERE id = $1", r2));
 
     resolved = -1;
-    CHECK_INT(0, cap_findings_resolve_missing(inv, NULL, 0, &resolved, &err));
+    CHECK_INT(0, cap_inventory_resolve_missing(inv, CAP_FINDING_BY_SCAN, &resolved, &err));
     /* 127.0.0.2's deprecated_tls, weak_cipher, untrusted; a's pqc_vulnerable (only
      * 127.0.0.1 served it, and it now serves b). d (seen at the unreached 127.0.0.4) keeps
      * its findings, and so does 127.0.0.4. */
@@ -684,7 +545,7 @@ static int run_pg(const char *url)
     CHECK_STR(want, v);
     free(v);
     resolved = -1;
-    CHECK_INT(0, cap_findings_resolve_missing(inv, NULL, 0, &resolved, &err));
+    CHECK_INT(0, cap_inventory_resolve_missing(inv, CAP_FINDING_BY_SCAN, &resolved, &err));
     /* d's expiring (managed now), 127.0.0.4's tls_error, 127.0.0.3's unreachable. */
     CHECK_INT(3, resolved);
     CHECK_INT(0, count_findings("expiring", "%", "open"));
@@ -700,17 +561,18 @@ static int run_pg(const char *url)
     CHECK_INT(0,
               cap_inventory_add_sighting(inv, fa, "https://log.example/", 42, 1700000000123, &err));
     CHECK_INT(
-        -1, cap_findings_raise(inv, "policy_block", "medium", "run:1", 0, 0, NULL, "[1,2]", &err));
+        -1, cap_inventory_raise(inv, CAP_FINDING_POLICY_BLOCK, "run:1", 0, 0, NULL, "[1,2]", &err));
     cap_err_clear(&err);
-    CHECK_INT(0, cap_findings_raise(inv, "policy_block", "medium", "source:x", 0, 0, NULL,
-                                    "{\"refused\":{\"169.254.0.0/16\":4}}", &err));
+    CHECK_INT(0, cap_inventory_raise(inv, CAP_FINDING_POLICY_BLOCK, "run:x", 0, 0, NULL,
+                                     "{\"refused\":{\"169.254.0.0/16\":4}}", &err));
     /* Details with NUL escapes, controls and invalid UTF-8 are cleaned, not refused by jsonb. */
-    CHECK_INT(0, cap_findings_raise(inv, "tls_error", "low", "run:hostile", 0, 0, NULL,
-                                    "{\"a\":\"x\\u0000y\",\"k\\u0001\":[\"\xff\",1,null]}", &err));
+    CHECK_INT(0,
+              cap_inventory_raise(inv, CAP_FINDING_CT_LOG_MISBEHAVING, "source:hostile", 0, 0, NULL,
+                                  "{\"a\":\"x\\u0000y\",\"k\\u0001\":[\"\xff\",1,null]}", &err));
     CHECK_INT(0, flush(inv));
     v = q_text("SELECT (details->>'a') || ' ' || (details->'k\\x01'->>0) || ' ' || "
                "jsonb_array_length(details->'k\\x01') FROM findings "
-               "WHERE subject_key = 'run:hostile'",
+               "WHERE subject_key = 'source:hostile'",
                NULL);
     CHECK_STR("x\\x00y \\xff 3", v);
     free(v);
@@ -786,8 +648,7 @@ static int run_pg(const char *url)
 
 int main(int argc, char **argv)
 {
-    test_cert_specs();
-    test_endpoint_specs();
+    test_raise_arguments();
     if (argc == 3 && strcmp(argv[1], "--pg") == 0) {
         if (run_pg(argv[2]) != 0) {
             return 2;

@@ -3,7 +3,7 @@
  * reads the entries since the checkpoint with several requests in flight, hashes them into the
  * Merkle frontier, matches their names against the source's suffixes, stores matching
  * certificates with their sightings and findings (the CT ones and the certificate rules of
- * worker/inventory.h), and moves the checkpoint in the same
+ * worker/findings.h), and moves the checkpoint in the same
  * transaction, only over a contiguous, fully stored prefix. */
 #define OPENSSL_SUPPRESS_DEPRECATED
 #include <curl/curl.h>
@@ -310,8 +310,8 @@ static int raise_misbehaving(struct ct_reader *r, const char *reason, struct cap
     json_object_object_add(d, "log_url", json_object_new_string(r->log->url));
     json_object_object_add(d, "reason", json_object_new_string(reason));
     json_object_object_add(d, "tree_size", json_object_new_int64((int64_t)r->sth.tree_size));
-    int rc = cap_findings_raise(r->inv, "ct_log_misbehaving", "high", subject, 0, 0, NULL,
-                                json_object_to_json_string_ext(d, JSON_C_TO_STRING_PLAIN), err);
+    int rc = cap_inventory_raise(r->inv, CAP_FINDING_CT_LOG_MISBEHAVING, subject, 0, 0, NULL,
+                                 json_object_to_json_string_ext(d, JSON_C_TO_STRING_PLAIN), err);
     json_object_put(d);
     return rc;
 }
@@ -353,8 +353,8 @@ static int cert_findings(struct ct_reader *r, const struct ct_pending *m, bool i
     if (!m->precert || !is_managed)
         return cap_inventory_cert_findings(r->inv, &m->facts, true, err);
     struct cap_finding_spec specs[16];
-    size_t n = cap_inventory_cert_finding_specs(&m->facts, true, (int64_t)time(NULL),
-                                                expiring_days(r), specs, 16);
+    size_t n =
+        cap_findings_cert_specs(&m->facts, true, (int64_t)time(NULL), expiring_days(r), specs, 16);
     char subject[80];
     snprintf(subject, sizeof subject, "cert:%s", m->fp);
     for (size_t i = 0; i < n && i < 16; i++) {
@@ -367,8 +367,9 @@ static int cert_findings(struct ct_reader *r, const struct ct_pending *m, bool i
         json_object_object_add(d, "issuer",
                                json_object_new_string(m->facts.issuer ? m->facts.issuer : ""));
         json_object_object_add(d, "precert", json_object_new_boolean(true));
-        int rc = cap_findings_raise(r->inv, specs[i].kind, specs[i].severity, subject, 0, 0, m->fp,
-                                    json_object_to_json_string_ext(d, JSON_C_TO_STRING_PLAIN), err);
+        int rc =
+            cap_inventory_raise(r->inv, specs[i].id, subject, 0, 0, m->fp,
+                                json_object_to_json_string_ext(d, JSON_C_TO_STRING_PLAIN), err);
         json_object_put(d);
         if (rc < 0)
             return -1;
@@ -414,12 +415,11 @@ static int pending_findings(struct ct_reader *r, struct cap_err *err)
             is_managed = strcmp(PQgetvalue(res, k, 0), m->fp) == 0;
         char subject[80];
         snprintf(subject, sizeof subject, "cert:%s", m->fp);
-        if (!is_managed && cap_findings_raise(r->inv, "ct_new_certificate", "info", subject, 0, 0,
-                                              m->fp, m->details, err) < 0)
+        if (!is_managed && cap_inventory_raise(r->inv, CAP_FINDING_CT_NEW_CERTIFICATE, subject, 0,
+                                               0, m->fp, m->details, err) < 0)
             goto out;
-        if (m->unexpected_issuer &&
-            cap_findings_raise(r->inv, "ct_unexpected_issuer", "high", subject, 0, 0, m->fp,
-                               m->details, err) < 0)
+        if (m->unexpected_issuer && cap_inventory_raise(r->inv, CAP_FINDING_CT_UNEXPECTED_ISSUER,
+                                                        subject, 0, 0, m->fp, m->details, err) < 0)
             goto out;
         if (cert_findings(r, m, is_managed, err) < 0)
             goto out;
@@ -500,7 +500,7 @@ static int store_match(struct ct_reader *r, uint64_t index, const struct cap_ct_
     }
     /* The certificate rules, counted now so the commit cadence bounds the batch. */
     size_t rules =
-        cap_inventory_cert_finding_specs(&f, true, (int64_t)time(NULL), expiring_days(r), NULL, 0);
+        cap_findings_cert_specs(&f, true, (int64_t)time(NULL), expiring_days(r), NULL, 0);
     m->precert = leaf->entry_type == CAP_CT_ENTRY_PRECERT;
     m->facts = f; /* the pending match owns the facts from here */
     r->pend_n++;
@@ -1401,9 +1401,8 @@ static int ct_execute(struct cap_run_ctx *ctx, struct cap_run_outcome *out, stru
      * stored ones): the cause of an earlier ct_log_misbehaving finding is gone (or its log is
      * no longer listed). A run that missed a log, or stopped early, leaves it open. */
     if (failed == 0 && logs_done == nlogs) {
-        static const char *const kinds[] = {"ct_log_misbehaving"};
         int64_t resolved = 0;
-        if (cap_findings_resolve_missing(inv, kinds, 1, &resolved, err) != 0)
+        if (cap_inventory_resolve_missing(inv, CAP_FINDING_BY_CT, &resolved, err) != 0)
             goto done;
         if (resolved > 0)
             cap_log(CAP_LOG_INFO, "ct_log_misbehaving_resolved", CAP_LI("run_id", ctx->run_id),

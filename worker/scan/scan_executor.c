@@ -253,8 +253,9 @@ static int resolve_hosts(struct scan_run *r, struct cap_err *err)
         json_object_object_add(d, "reason", json_object_new_string(a->error));
         char subject[CAP_HOSTNAME_MAX + 8];
         snprintf(subject, sizeof subject, "name:%s", src->hosts[i]);
-        int rc = cap_findings_raise(r->inv, "unresolvable", "low", subject, 0, 0, NULL,
-                                    json_object_to_json_string_ext(d, JSON_C_TO_STRING_PLAIN), err);
+        int rc =
+            cap_inventory_raise(r->inv, CAP_FINDING_UNRESOLVABLE, subject, 0, 0, NULL,
+                                json_object_to_json_string_ext(d, JSON_C_TO_STRING_PLAIN), err);
         json_object_put(d);
         if (rc != 0)
             return -1;
@@ -527,8 +528,8 @@ static int raise_policy_block(struct scan_run *r, struct cap_err *err)
     json_object_object_add(d, "reason", json_object_new_string(reason));
     char subject[48];
     snprintf(subject, sizeof subject, "run:%lld", (long long)r->ctx->run_id);
-    int rc = cap_findings_raise(r->inv, "policy_block", "medium", subject, 0, 0, NULL,
-                                json_object_to_json_string_ext(d, JSON_C_TO_STRING_PLAIN), err);
+    int rc = cap_inventory_raise(r->inv, CAP_FINDING_POLICY_BLOCK, subject, 0, 0, NULL,
+                                 json_object_to_json_string_ext(d, JSON_C_TO_STRING_PLAIN), err);
     json_object_put(d);
     return rc;
 }
@@ -718,7 +719,7 @@ static int scan_execute(struct cap_run_ctx *ctx, struct cap_run_outcome *out, st
         goto done;
     }
     int64_t resolved = 0;
-    if (cap_findings_resolve_missing(r->inv, NULL, 0, &resolved, err) != 0)
+    if (cap_inventory_resolve_missing(r->inv, CAP_FINDING_BY_SCAN, &resolved, err) != 0)
         goto done;
 
     uint64_t bad = r->refused_conn + r->timeouts + r->tls_errors + r->dns_failed;
