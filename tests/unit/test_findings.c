@@ -1,6 +1,6 @@
 /* Tests of worker/findings: the catalogue (every kind has one row, names and severities valid,
  * the resolve lists the executors use), the pure certificate and endpoint rules, the details
- * they carry. */
+ * they carry, and docs/findings.md checked against the catalogue row by row. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -376,12 +376,145 @@ static void test_details(void)
     CHECK(strstr(err.msg, "finding drift: details are not a JSON object") != NULL);
 }
 
+/* ---- docs/findings.md ---- */
+
+/* The source tree: CAP_TEST_DATA is <source>/tests/data; cut two components as text. */
+static int source_dir(char *out, size_t n)
+{
+    const char *data = getenv("CAP_TEST_DATA");
+    if (!data || snprintf(out, n, "%s", data) >= (int)n) {
+        return -1;
+    }
+    for (int up = 0; up < 2; up++) {
+        size_t l = strlen(out);
+        while (l > 1 && out[l - 1] == '/') {
+            out[--l] = '\0';
+        }
+        char *slash = strrchr(out, '/');
+        if (!slash) {
+            return -1;
+        }
+        *slash = '\0';
+    }
+    return 0;
+}
+
+/* Cell i (0-based) of a Markdown table row, trimmed, into out. */
+static bool cell(const char *row, int i, char *out, size_t n)
+{
+    const char *p = row;
+    for (int k = 0; k <= i; k++) {
+        p = strchr(p, '|');
+        if (!p) {
+            return false;
+        }
+        p++;
+    }
+    const char *end = strchr(p, '|');
+    if (!end) {
+        return false;
+    }
+    while (p < end && *p == ' ') {
+        p++;
+    }
+    while (end > p && end[-1] == ' ') {
+        end--;
+    }
+    if ((size_t)(end - p) >= n) {
+        return false;
+    }
+    memcpy(out, p, (size_t)(end - p));
+    out[end - p] = '\0';
+    return true;
+}
+
+/* The names of the CAP_FINDING_BY_* bits of by, joined with ", "; "people" for none. */
+static void by_names(unsigned by, char *out, size_t n)
+{
+    out[0] = '\0';
+    for (unsigned bit = 1; bit <= CAP_FINDING_BY_CT; bit <<= 1) {
+        if (by & bit) {
+            size_t l = strlen(out);
+            snprintf(out + l, n - l, "%s%s", l ? ", " : "", cap_findings_by_name(bit));
+        }
+    }
+    if (!out[0]) {
+        snprintf(out, n, "people");
+    }
+}
+
+/* Every row of the kinds table is the catalogue's: kind, severity, subject, raised by, resolved
+ * by; every kind of the catalogue has exactly one row. */
+static void test_docs(void)
+{
+    char src[1024], path[1200];
+    if (source_dir(src, sizeof src) != 0) {
+        fprintf(stderr, "CAP_TEST_DATA is not set or too long: run through ctest\n");
+        failures++;
+        return;
+    }
+    snprintf(path, sizeof path, "%s/docs/findings.md", src);
+    FILE *fp = fopen(path, "r");
+    if (!fp) {
+        fprintf(stderr, "%s: cannot open\n", path);
+        failures++;
+        return;
+    }
+    int seen[CAP_FINDING_KINDS] = {0};
+    char line[4096];
+    int rows = 0;
+    while (fgets(line, sizeof line, fp)) {
+        if (strncmp(line, "| `", 3) != 0) {
+            continue;
+        }
+        rows++;
+        char kind[128], sev[64], subject[64], raised[128], resolved[128], when[2048], gone[2048];
+        bool ok = cell(line, 0, kind, sizeof kind) && cell(line, 1, sev, sizeof sev) &&
+                  cell(line, 2, subject, sizeof subject) && cell(line, 3, raised, sizeof raised) &&
+                  cell(line, 4, resolved, sizeof resolved) && cell(line, 5, when, sizeof when) &&
+                  cell(line, 6, gone, sizeof gone);
+        CHECK(ok);
+        size_t kl = strlen(kind);
+        if (!ok || kl < 3 || kind[kl - 1] != '`') {
+            fprintf(stderr, "docs/findings.md: bad row: %s", line);
+            failures++;
+            continue;
+        }
+        kind[kl - 1] = '\0';
+        const struct cap_finding_def *d = cap_findings_lookup(kind + 1);
+        if (!d) {
+            fprintf(stderr, "docs/findings.md: kind %s is not in the catalogue\n", kind + 1);
+            failures++;
+            continue;
+        }
+        seen[d->id]++;
+        char want[128];
+        CHECK_STR(d->severity, sev);
+        CHECK_STR(cap_findings_subject_name(d->subject), subject);
+        by_names(d->raised_by, want, sizeof want);
+        CHECK_STR(want, raised);
+        by_names(d->resolved_by, want, sizeof want);
+        CHECK_STR(want, resolved);
+        CHECK(when[0] != '\0' && gone[0] != '\0');
+    }
+    fclose(fp);
+    CHECK_INT(CAP_FINDING_KINDS, rows);
+    for (int k = 0; k < CAP_FINDING_KINDS; k++) {
+        if (seen[k] != 1) {
+            fprintf(stderr, "docs/findings.md: kind %s has %d rows, not 1\n",
+                    cap_findings_def((enum cap_finding_kind)k)->kind, seen[k]);
+            failures++;
+        }
+    }
+}
+
 int main(void)
 {
     test_catalogue();
     test_cert_specs();
     test_endpoint_specs();
     test_details();
+    test_docs();
     printf("test_findings: %d checks, %d failures\n", checks, failures);
     return failures ? 1 : 0;
 }
