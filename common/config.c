@@ -18,10 +18,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <json-c/json.h>
-#include <openssl/evp.h>
-#include <openssl/sha.h>
-#include <openssl/x509.h>
+#include <openssl/crypto.h>
 #include <yaml.h>
 
 extern char **environ;
@@ -30,12 +27,8 @@ extern char **environ;
 #define ENV_CONFIG "CERTAUTOPILOT_CONFIG"
 #define CONFIG_FILE_MAX (1 << 20) /* a config file larger than this is refused */
 #define SECRET_FILE_MAX (1 << 16) /* a *_FILE secret larger than this is refused */
-#define LOG_LIST_MAX (16 << 20)   /* a v3 log list larger than this is refused */
-#define LOG_LIST_DEPTH 16         /* JSON nesting a v3 log list may use */
 #define YAML_DEPTH_MAX 16         /* YAML nesting a config file may use (it needs 4) */
 #define DUR_MAX_MS (365LL * 86400 * 1000)
-#define CT_MMD_DEFAULT_S 86400
-#define CT_KEY_DER_MAX 4096
 #define NAME_MAX_LEN 256 /* redis stream and group names */
 #define WHERE_MAX 192    /* "config file x.yaml:3:5: key \"worker.max_jobs\"" */
 
@@ -332,60 +325,6 @@ static int check_cidr(const char *s, char *out, size_t n, const char **why)
     return 0;
 }
 
-/* Strict base64 (standard alphabet, padding required). Returns decoded length or -1. */
-static long b64_decode(const char *s, unsigned char *out, size_t cap)
-{
-    size_t len = strlen(s);
-    if (len == 0 || len % 4 != 0)
-        return -1;
-    size_t o = 0;
-    for (size_t i = 0; i < len; i += 4) {
-        int v[4];
-        int pad = 0;
-        for (int j = 0; j < 4; j++) {
-            char c = s[i + j];
-            if (c >= 'A' && c <= 'Z')
-                v[j] = c - 'A';
-            else if (c >= 'a' && c <= 'z')
-                v[j] = c - 'a' + 26;
-            else if (c >= '0' && c <= '9')
-                v[j] = c - '0' + 52;
-            else if (c == '+')
-                v[j] = 62;
-            else if (c == '/')
-                v[j] = 63;
-            else if (c == '=' && i + 4 == len && j >= 2) {
-                v[j] = 0;
-                pad++;
-            } else
-                return -1;
-            if (pad && c != '=')
-                return -1;
-        }
-        unsigned long w = ((unsigned long)v[0] << 18) | ((unsigned long)v[1] << 12) |
-                          ((unsigned long)v[2] << 6) | (unsigned long)v[3];
-        unsigned char b[3] = {(unsigned char)(w >> 16), (unsigned char)(w >> 8), (unsigned char)w};
-        for (int j = 0; j < 3 - pad; j++) {
-            if (o >= cap)
-                return -1;
-            out[o++] = b[j];
-        }
-    }
-    return (long)o;
-}
-
-static char *b64_encode(const unsigned char *in, size_t n, struct cap_err *err)
-{
-    size_t olen = 4 * ((n + 2) / 3) + 1;
-    char *out = malloc(olen);
-    if (!out) {
-        cap_err_set(err, CAP_E_NOMEM, "out of memory");
-        return NULL;
-    }
-    EVP_EncodeBlock((unsigned char *)out, in, (int)n);
-    return out;
-}
-
 /* ---------------------------------------------------------------- redaction */
 
 #define REDACT_MAX 16
@@ -492,7 +431,7 @@ const char *cap_config_redact_url(const char *url, char *out, size_t n)
 
 /* ---------------------------------------------------------------- where a value came from */
 
-enum { ORIG_FILE, ORIG_ENV, ORIG_LIST };
+enum { ORIG_FILE, ORIG_ENV };
 
 struct origin {
     int kind;
@@ -505,12 +444,16 @@ static void where_fmt(const struct origin *o, const char *path, char *out, size_
 {
     if (o->kind == ORIG_FILE)
         snprintf(out, n, "config file %s:%zu:%zu: key \"%s\"", o->name, o->line, o->col, path);
-    else if (o->kind == ORIG_LIST)
-        snprintf(out, n, "ct log list file %s: %s", o->name, path);
     else if (path && strchr(path, '['))
         snprintf(out, n, "environment %s item %s", o->name, strchr(path, '['));
     else
         snprintf(out, n, "environment %s", o->name);
+}
+
+/* The same, as the callback cap_ct_log_check takes (ctx is a struct origin). */
+static void origin_where_cb(const void *ctx, const char *path, char *out, size_t n)
+{
+    where_fmt(ctx, path, out, n);
 }
 
 /* ---------------------------------------------------------------- lists */
@@ -636,163 +579,6 @@ static int list_push(const struct key_def *k, struct strvec *sv, const char *v, 
     return deny_push(sv, v, vlen, where, err);
 }
 
-/* ---------------------------------------------------------------- CT logs */
-
-static void ct_log_clear(struct cap_ct_log *l)
-{
-    free(l->url);
-    free(l->protocol);
-    free(l->key_b64);
-    free(l->log_id_b64);
-    free(l->description);
-    memset(l, 0, sizeof *l);
-}
-
-void cap_config_free_ct_logs(struct cap_ct_log *logs, size_t n)
-{
-    if (!logs)
-        return;
-    for (size_t i = 0; i < n; i++)
-        ct_log_clear(&logs[i]);
-    free(logs);
-}
-
-struct logvec {
-    struct cap_ct_log *v;
-    size_t n, cap;
-};
-
-/* Appends *l (taken over; *l is zeroed). */
-static int logvec_push(struct logvec *lv, struct cap_ct_log *l, struct cap_err *err)
-{
-    if (lv->n == lv->cap) {
-        size_t ncap = lv->cap ? lv->cap * 2 : 8;
-        struct cap_ct_log *nv = realloc(lv->v, ncap * sizeof *nv);
-        if (!nv) {
-            cap_err_set(err, CAP_E_NOMEM, "out of memory");
-            return -1;
-        }
-        lv->v = nv;
-        lv->cap = ncap;
-    }
-    lv->v[lv->n++] = *l;
-    memset(l, 0, sizeof *l);
-    return 0;
-}
-
-static void logvec_free(struct logvec *lv)
-{
-    cap_config_free_ct_logs(lv->v, lv->n);
-    memset(lv, 0, sizeof *lv);
-}
-
-static bool has_ctl_or_space(const char *s)
-{
-    for (; *s; s++)
-        if ((unsigned char)*s <= 0x20 || (unsigned char)*s == 0x7f)
-            return true;
-    return false;
-}
-
-static int check_ct_url(char **url, const char *where, struct cap_err *err)
-{
-    const char *u = *url;
-    size_t plen = 0;
-    if (strncasecmp(u, "https://", 8) == 0)
-        plen = 8;
-    else if (strncasecmp(u, "http://", 7) == 0)
-        plen = 7;
-    if (plen == 0 || u[plen] == '\0' || u[plen] == '/' || has_ctl_or_space(u))
-        return fail_value(err, where, NULL, u, strlen(u), "is not an http:// or https:// URL",
-                          "a log URL such as https://ct.example.com/2026h1/");
-    size_t len = strlen(u);
-    if (u[len - 1] != '/') {
-        /* Keep one form: base URLs end with '/', so clients append paths without guessing. */
-        char *n = malloc(len + 2);
-        if (!n) {
-            cap_err_set(err, CAP_E_NOMEM, "out of memory");
-            return -1;
-        }
-        memcpy(n, u, len);
-        n[len] = '/';
-        n[len + 1] = '\0';
-        free(*url);
-        *url = n;
-    }
-    return 0;
-}
-
-/* Checks one CT log entry and fills in what follows from it (log ID from the key, the '/' at the
- * end of the URL). path names the entry in messages ("ct.logs[0]", "operators[0].logs[2]"). */
-static int ct_log_finish(struct cap_ct_log *l, const struct origin *o, const char *path,
-                         struct cap_err *err)
-{
-    char where[WHERE_MAX], sub[128];
-    if (!l->url) {
-        where_fmt(o, path, where, sizeof where);
-        cap_err_set(err, CAP_E_INVALID,
-                    "%s: missing \"url\" (allowed a map with url, protocol, key, "
-                    "log_id, description, mmd)",
-                    where);
-        return -1;
-    }
-    snprintf(sub, sizeof sub, "%s.url", path);
-    where_fmt(o, sub, where, sizeof where);
-    if (check_ct_url(&l->url, where, err) != 0)
-        return -1;
-    if (!l->protocol && !(l->protocol = xstrdup("rfc6962", err)))
-        return -1;
-    if (strcmp(l->protocol, "rfc6962") != 0 && strcmp(l->protocol, "static-ct") != 0 &&
-        strcmp(l->protocol, "auto") != 0) {
-        snprintf(sub, sizeof sub, "%s.protocol", path);
-        where_fmt(o, sub, where, sizeof where);
-        return fail_value(err, where, NULL, l->protocol, strlen(l->protocol),
-                          "is not a CT protocol", "rfc6962, static-ct, auto");
-    }
-    unsigned char id[SHA256_DIGEST_LENGTH];
-    bool have_id = false;
-    if (l->key_b64) {
-        snprintf(sub, sizeof sub, "%s.key", path);
-        where_fmt(o, sub, where, sizeof where);
-        unsigned char *der = malloc(CT_KEY_DER_MAX);
-        if (!der) {
-            cap_err_set(err, CAP_E_NOMEM, "out of memory");
-            return -1;
-        }
-        long dlen = b64_decode(l->key_b64, der, CT_KEY_DER_MAX);
-        const unsigned char *p = der;
-        EVP_PKEY *pk = dlen > 0 ? d2i_PUBKEY(NULL, &p, dlen) : NULL;
-        bool ok = pk && p == der + dlen;
-        EVP_PKEY_free(pk);
-        if (ok)
-            SHA256(der, (size_t)dlen, id);
-        free(der);
-        if (!ok)
-            return fail_value(err, where, NULL, l->key_b64, strlen(l->key_b64),
-                              dlen < 0 ? "is not base64" : "is not a DER SubjectPublicKeyInfo",
-                              "the log's public key as base64 DER SubjectPublicKeyInfo");
-        have_id = true;
-    }
-    if (l->log_id_b64) {
-        snprintf(sub, sizeof sub, "%s.log_id", path);
-        where_fmt(o, sub, where, sizeof where);
-        unsigned char given[SHA256_DIGEST_LENGTH + 1];
-        long glen = b64_decode(l->log_id_b64, given, sizeof given);
-        if (glen != SHA256_DIGEST_LENGTH)
-            return fail_value(err, where, NULL, l->log_id_b64, strlen(l->log_id_b64),
-                              "is not a base64 SHA-256 hash", "32 bytes in base64");
-        if (have_id && memcmp(given, id, sizeof id) != 0)
-            return fail_value(err, where, NULL, l->log_id_b64, strlen(l->log_id_b64),
-                              "does not match the key", "the base64 SHA-256 of key");
-    } else if (have_id) {
-        if (!(l->log_id_b64 = b64_encode(id, sizeof id, err)))
-            return -1;
-    }
-    if (l->mmd_s == 0)
-        l->mmd_s = CT_MMD_DEFAULT_S;
-    return 0;
-}
-
 /* ---------------------------------------------------------------- one value from outside */
 
 static void free_field(struct cap_config *c, const struct key_def *k)
@@ -800,7 +586,7 @@ static void free_field(struct cap_config *c, const struct key_def *k)
     if (k->type == KT_CIDRS || k->type == KT_DNS) {
         strlist_field_free(c, k);
     } else if (k->type == KT_CTLOGS) {
-        cap_config_free_ct_logs(c->ct_logs, c->ct_logs_n);
+        cap_ct_logs_free(c->ct_logs, c->ct_logs_n);
         c->ct_logs = NULL;
         c->ct_logs_n = 0;
     } else if (k->type <= KT_PATH) {
@@ -995,7 +781,7 @@ static int set_value(struct loader *L, int ki, const char *v, size_t vlen, const
     }
     case KT_CTLOGS: {
         struct strvec raw = {0};
-        struct logvec lv = {0};
+        struct cap_ct_loglist lv = {0};
         struct cap_ct_log l = {0};
         if (split_csv(v, &raw, err) != 0)
             goto logs_fail;
@@ -1004,7 +790,8 @@ static int set_value(struct loader *L, int ki, const char *v, size_t vlen, const
             snprintf(path, sizeof path, "%s[%zu]", k->key, i);
             if (!(l.url = xstrdup(raw.v[i], err)) || !(l.protocol = xstrdup("auto", err)))
                 goto logs_fail;
-            if (ct_log_finish(&l, o, path, err) != 0 || logvec_push(&lv, &l, err) != 0)
+            if (cap_ct_log_check(&l, path, origin_where_cb, o, err) != 0 ||
+                cap_ct_loglist_push(&lv, &l, err) != 0)
                 goto logs_fail;
         }
         strvec_free(&raw);
@@ -1013,9 +800,9 @@ static int set_value(struct loader *L, int ki, const char *v, size_t vlen, const
         c->ct_logs_n = lv.n;
         return 0;
     logs_fail:
-        ct_log_clear(&l);
+        cap_ct_log_clear(&l);
         strvec_free(&raw);
-        logvec_free(&lv);
+        cap_ct_loglist_free(&lv);
         return -1;
     }
     }
@@ -1366,7 +1153,8 @@ static int ct_field_str(const struct yctx *y, const yaml_node_t *v, const char *
     return 0;
 }
 
-static int yaml_ct_log(const struct yctx *y, const yaml_node_t *item, size_t idx, struct logvec *lv)
+static int yaml_ct_log(const struct yctx *y, const yaml_node_t *item, size_t idx,
+                       struct cap_ct_loglist *lv)
 {
     char path[64];
     snprintf(path, sizeof path, "ct.logs[%zu]", idx);
@@ -1444,11 +1232,12 @@ static int yaml_ct_log(const struct yctx *y, const yaml_node_t *item, size_t idx
              path, node_kind(item));
         goto fail;
     }
-    if (ct_log_finish(&l, &o, path, y->err) != 0 || logvec_push(lv, &l, y->err) != 0)
+    if (cap_ct_log_check(&l, path, origin_where_cb, &o, y->err) != 0 ||
+        cap_ct_loglist_push(lv, &l, y->err) != 0)
         goto fail;
     return 0;
 fail:
-    ct_log_clear(&l);
+    cap_ct_log_clear(&l);
     return -1;
 }
 
@@ -1460,7 +1249,7 @@ static int yaml_value(const struct yctx *y, int ki, const yaml_node_t *v)
         if (!node_is_null(v) && v->type != YAML_SEQUENCE_NODE)
             return yerr(y, v, "key \"%s\": expected a list, got %s", k->key, node_kind(v));
         struct strvec sv = {0};
-        struct logvec lv = {0};
+        struct cap_ct_loglist lv = {0};
         size_t idx = 0;
         if (v->type == YAML_SEQUENCE_NODE) {
             for (yaml_node_item_t *it = v->data.sequence.items.start;
@@ -1498,7 +1287,7 @@ static int yaml_value(const struct yctx *y, int ki, const yaml_node_t *v)
         return 0;
     list_fail:
         strvec_free(&sv);
-        logvec_free(&lv);
+        cap_ct_loglist_free(&lv);
         return -1;
     }
     if (v->type != YAML_SCALAR_NODE)
@@ -1711,199 +1500,6 @@ static int load_yaml(struct loader *L, const char *buf, size_t len, const char *
     return rc;
 }
 
-/* ---------------------------------------------------------------- v3 JSON log list */
-
-struct jctx {
-    struct origin o;
-    struct cap_err *err;
-};
-
-static int jerr_type(const struct jctx *j, const char *path, const char *want,
-                     const json_object *got)
-{
-    cap_err_set(j->err, CAP_E_INVALID, "ct log list file %s: %s: expected %s, got %s", j->o.name,
-                path, want, got ? json_type_to_name(json_object_get_type(got)) : "nothing");
-    return -1;
-}
-
-/* Copies the string member key of obj into *dst; absent is fine unless required. */
-static int jstr(const struct jctx *j, json_object *obj, const char *key, const char *path,
-                bool required, char **dst)
-{
-    json_object *v = NULL;
-    char sub[128];
-    snprintf(sub, sizeof sub, "%s.%s", path, key);
-    if (!json_object_object_get_ex(obj, key, &v) || json_object_is_type(v, json_type_null)) {
-        if (required)
-            return jerr_type(j, sub, "a string", NULL);
-        return 0;
-    }
-    if (!json_object_is_type(v, json_type_string))
-        return jerr_type(j, sub, "a string", v);
-    const char *s = json_object_get_string(v);
-    size_t len = (size_t)json_object_get_string_len(v);
-    if (memchr(s, '\0', len)) {
-        char where[WHERE_MAX];
-        where_fmt(&j->o, sub, where, sizeof where);
-        return fail_value(j->err, where, NULL, s, len, "contains a NUL byte",
-                          "text without NUL bytes");
-    }
-    char *d = xstrndup(s, len, j->err);
-    if (!d)
-        return -1;
-    free(*dst);
-    *dst = d;
-    return 0;
-}
-
-/* One entry of operators[].logs[] or operators[].tiled_logs[]; retired and rejected logs are
- * skipped. */
-static int jlog(const struct jctx *j, json_object *lo, const char *path, bool tiled,
-                struct logvec *lv)
-{
-    if (!json_object_is_type(lo, json_type_object))
-        return jerr_type(j, path, "an object", lo);
-    json_object *state = NULL;
-    char sub[128];
-    if (json_object_object_get_ex(lo, "state", &state) &&
-        !json_object_is_type(state, json_type_null)) {
-        snprintf(sub, sizeof sub, "%s.state", path);
-        if (!json_object_is_type(state, json_type_object))
-            return jerr_type(j, sub, "an object", state);
-        if (json_object_object_get_ex(state, "retired", NULL) ||
-            json_object_object_get_ex(state, "rejected", NULL))
-            return 0;
-    }
-    struct cap_ct_log l = {0};
-    if (jstr(j, lo, tiled ? "monitoring_url" : "url", path, true, &l.url) != 0 ||
-        jstr(j, lo, "key", path, true, &l.key_b64) != 0 ||
-        jstr(j, lo, "log_id", path, false, &l.log_id_b64) != 0 ||
-        jstr(j, lo, "description", path, false, &l.description) != 0 ||
-        !(l.protocol = xstrdup(tiled ? "static-ct" : "rfc6962", j->err)))
-        goto fail;
-    json_object *mmd = NULL;
-    if (json_object_object_get_ex(lo, "mmd", &mmd) && !json_object_is_type(mmd, json_type_null)) {
-        snprintf(sub, sizeof sub, "%s.mmd", path);
-        if (!json_object_is_type(mmd, json_type_int)) {
-            jerr_type(j, sub, "an integer number of seconds", mmd);
-            goto fail;
-        }
-        int64_t s = json_object_get_int64(mmd);
-        if (s < 1 || s > DUR_MAX_MS / 1000) {
-            char where[WHERE_MAX], num[32];
-            where_fmt(&j->o, sub, where, sizeof where);
-            snprintf(num, sizeof num, "%lld", (long long)s);
-            fail_value(j->err, where, NULL, num, strlen(num), "is out of range",
-                       "1-31536000 seconds");
-            goto fail;
-        }
-        l.mmd_s = s;
-    }
-    if (ct_log_finish(&l, &j->o, path, j->err) != 0 || logvec_push(lv, &l, j->err) != 0)
-        goto fail;
-    return 0;
-fail:
-    ct_log_clear(&l);
-    return -1;
-}
-
-static int jlogs_parse(const struct jctx *j, json_object *root, struct logvec *lv)
-{
-    if (!json_object_is_type(root, json_type_object))
-        return jerr_type(j, "(top level)", "an object", root);
-    json_object *ops = NULL;
-    if (!json_object_object_get_ex(root, "operators", &ops) ||
-        !json_object_is_type(ops, json_type_array))
-        return jerr_type(j, "operators", "an array", ops);
-    size_t nops = json_object_array_length(ops);
-    for (size_t i = 0; i < nops; i++) {
-        json_object *op = json_object_array_get_idx(ops, i);
-        char path[128];
-        snprintf(path, sizeof path, "operators[%zu]", i);
-        if (!json_object_is_type(op, json_type_object))
-            return jerr_type(j, path, "an object", op);
-        static const char *const kinds[] = {"logs", "tiled_logs"};
-        for (int t = 0; t < 2; t++) {
-            json_object *arr = NULL;
-            snprintf(path, sizeof path, "operators[%zu].%s", i, kinds[t]);
-            if (!json_object_object_get_ex(op, kinds[t], &arr) ||
-                json_object_is_type(arr, json_type_null))
-                continue;
-            if (!json_object_is_type(arr, json_type_array))
-                return jerr_type(j, path, "an array", arr);
-            size_t n = json_object_array_length(arr);
-            for (size_t k = 0; k < n; k++) {
-                char lpath[128];
-                snprintf(lpath, sizeof lpath, "operators[%zu].%s[%zu]", i, kinds[t], k);
-                if (jlog(j, json_object_array_get_idx(arr, k), lpath, t == 1, lv) != 0)
-                    return -1;
-            }
-        }
-    }
-    return 0;
-}
-
-int cap_config_parse_log_list(const char *buf, size_t len, const char *name,
-                              struct cap_ct_log **out, size_t *out_n, struct cap_err *err)
-{
-    char qname[96];
-    cap_err_quote(qname, sizeof qname, name ? name : "(buffer)", strlen(name ? name : "(buffer)"));
-    if (len > LOG_LIST_MAX) {
-        cap_err_set(err, CAP_E_LIMIT, "ct log list file %s: larger than %d bytes", qname,
-                    LOG_LIST_MAX);
-        return -1;
-    }
-    if (memchr(buf, '\0', len)) {
-        size_t at = (size_t)((const char *)memchr(buf, '\0', len) - buf);
-        cap_err_set(err, CAP_E_INVALID, "ct log list file %s: invalid JSON at byte %zu: NUL byte",
-                    qname, at);
-        return -1;
-    }
-    json_tokener *tok = json_tokener_new_ex(LOG_LIST_DEPTH);
-    if (!tok) {
-        cap_err_set(err, CAP_E_NOMEM, "out of memory");
-        return -1;
-    }
-    json_object *root = json_tokener_parse_ex(tok, buf, (int)len);
-    enum json_tokener_error je = json_tokener_get_error(tok);
-    size_t end = json_tokener_get_parse_end(tok);
-    if (je == json_tokener_continue) {
-        cap_err_set(err, CAP_E_INVALID, "ct log list file %s: invalid JSON: ends early at byte %zu",
-                    qname, len);
-        json_object_put(root);
-        json_tokener_free(tok);
-        return -1;
-    }
-    if (je != json_tokener_success) {
-        cap_err_set(err, CAP_E_INVALID, "ct log list file %s: invalid JSON at byte %zu: %s", qname,
-                    end, json_tokener_error_desc(je));
-        json_object_put(root);
-        json_tokener_free(tok);
-        return -1;
-    }
-    json_tokener_free(tok);
-    for (size_t i = end; i < len; i++) {
-        if (buf[i] != ' ' && buf[i] != '\n' && buf[i] != '\r' && buf[i] != '\t') {
-            cap_err_set(err, CAP_E_INVALID,
-                        "ct log list file %s: invalid JSON at byte %zu: data after the end", qname,
-                        i);
-            json_object_put(root);
-            return -1;
-        }
-    }
-    struct jctx j = {{ORIG_LIST, qname, 0, 0}, err};
-    struct logvec lv = {0};
-    int rc = jlogs_parse(&j, root, &lv);
-    json_object_put(root);
-    if (rc != 0) {
-        logvec_free(&lv);
-        return -1;
-    }
-    *out = lv.v;
-    *out_n = lv.n;
-    return 0;
-}
-
 /* ---------------------------------------------------------------- putting it together */
 
 /* Reads ct.log_list_file, fills the heartbeat default and checks rules across keys. */
@@ -1916,11 +1512,11 @@ static int finish(struct loader *L, struct cap_err *err)
         snprintf(what, sizeof what, "config key \"ct.log_list_file\": file \"%s\"", qp);
         char *buf = NULL;
         size_t len = 0;
-        if (read_file(c->ct_log_list_file, LOG_LIST_MAX, what, &buf, &len, err) != 0)
+        if (read_file(c->ct_log_list_file, CAP_CT_LOGLIST_MAX, what, &buf, &len, err) != 0)
             return -1;
         struct cap_ct_log *logs = NULL;
         size_t n = 0;
-        int rc = cap_config_parse_log_list(buf, len, c->ct_log_list_file, &logs, &n, err);
+        int rc = cap_ct_loglist_parse(buf, len, c->ct_log_list_file, &logs, &n, err);
         free(buf);
         if (rc != 0)
             return -1;
@@ -1928,7 +1524,7 @@ static int finish(struct loader *L, struct cap_err *err)
             /* Entries of ct.logs come first, then those of the list. */
             struct cap_ct_log *all = realloc(c->ct_logs, (c->ct_logs_n + n) * sizeof *all);
             if (!all) {
-                cap_config_free_ct_logs(logs, n);
+                cap_ct_logs_free(logs, n);
                 cap_err_set(err, CAP_E_NOMEM, "out of memory");
                 return -1;
             }

@@ -7,19 +7,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "common/ct_loglist.h"
 #include "common/err.h"
 #include "common/log.h"
-
-/* One CT log of the curated list (ct.logs or ct.log_list_file). */
-struct cap_ct_log {
-    char *url;          /* base URL: https://ct.example/2026h1/ (RFC 6962) or tile prefix;
-                           always ends with '/' after load */
-    char *protocol;     /* "rfc6962" or "static-ct"; "auto" (probe) for bare URLs */
-    char *key_b64;      /* DER SubjectPublicKeyInfo, base64; NULL when unknown */
-    char *log_id_b64;   /* SHA-256 of the key, base64; NULL when unknown (computed from key) */
-    char *description;
-    int64_t mmd_s;      /* maximum merge delay, seconds */
-};
 
 struct cap_config {
     /* database */
@@ -62,10 +52,10 @@ struct cap_config {
     int scan_max_pending_connects; /* TCP connects pending at once per worker, default 8192 */
     int scan_connect_rate;         /* connects started per second per worker, default 2000 */
     /* ct */
-    struct cap_ct_log *ct_logs; /* curated list; ct_logs_n entries */
+    struct cap_ct_log *ct_logs; /* curated list (common/ct_loglist.h); ct_logs_n entries */
     size_t ct_logs_n;
-    char *ct_log_list_file;     /* v3 log list JSON; NULL when unset */
-    int64_t ct_run_budget;      /* entries one run reads per log before it yields, default 1e6 */
+    char *ct_log_list_file; /* v3 log list JSON; NULL when unset */
+    int64_t ct_run_budget;  /* entries one run reads per log before it yields, default 1e6 */
 };
 
 /* Fills cfg with defaults, then the YAML file (path, or $CERTAUTOPILOT_CONFIG when path is NULL;
@@ -81,16 +71,6 @@ int cap_config_load(struct cap_config *cfg, const char *path, char *const *envp,
  * name labels it in messages. $CERTAUTOPILOT_CONFIG is not read. Does not block. */
 int cap_config_load_buffer(struct cap_config *cfg, const char *buf, size_t len, const char *name,
                            char *const *envp, struct cap_err *err);
-
-/* Parses a CT log list in the browsers' v3 JSON schema (operators[].logs[] and
- * operators[].tiled_logs[]; retired and rejected logs skipped; tiled logs use monitoring_url and
- * protocol "static-ct"). name labels messages, which give the JSON path. On success *out (an
- * array of *out_n entries, NULL when none) belongs to the caller: cap_config_free_ct_logs. */
-int cap_config_parse_log_list(const char *buf, size_t len, const char *name,
-                              struct cap_ct_log **out, size_t *out_n, struct cap_err *err);
-
-/* Frees n entries and the array. logs may be NULL. */
-void cap_config_free_ct_logs(struct cap_ct_log *logs, size_t n);
 
 /* Frees everything cfg owns. Safe on a zeroed struct. */
 void cap_config_cleanup(struct cap_config *cfg);

@@ -2,6 +2,7 @@
  * "#json", a CT log list in the v3 JSON schema. Either it loads and the result keeps the loader's
  * invariants, or it fails with a message and leaves the output untouched. */
 #include "common/config.h"
+#include "common/ct_loglist.h"
 
 #include <stdint.h>
 #include <stdlib.h>
@@ -57,11 +58,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (size >= ml && memcmp(data, json_marker, ml) == 0) {
         struct cap_ct_log *logs = (struct cap_ct_log *)&err; /* sentinel: must stay as it is */
         size_t n = 12345;
-        int rc = cap_config_parse_log_list((const char *)data + ml, size - ml, "fuzz.json", &logs,
-                                           &n, &err);
+        int rc =
+            cap_ct_loglist_parse((const char *)data + ml, size - ml, "fuzz.json", &logs, &n, &err);
         if (rc == 0) {
             check_logs(logs, n);
-            cap_config_free_ct_logs(logs, n);
+            cap_ct_logs_free(logs, n);
         } else if (rc != -1 || !err.code || !err.msg[0] || n != 12345 ||
                    logs != (struct cap_ct_log *)&err) {
             abort();

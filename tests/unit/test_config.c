@@ -1,6 +1,7 @@
 /* Unit tests of the configuration loader: defaults, YAML file, environment overrides, secrets
  * from files, error messages, the v3 CT log list, redaction and the shipped example file. */
 #include "common/config.h"
+#include "common/ct_loglist.h"
 
 #include <fcntl.h>
 #include <stdio.h>
@@ -674,7 +675,7 @@ static void test_log_list(void)
     size_t n = 0;
     struct cap_err err;
     cap_err_clear(&err);
-    CHECK_EQ(0, cap_config_parse_log_list(json, strlen(json), "list.json", &logs, &n, &err));
+    CHECK_EQ(0, cap_ct_loglist_parse(json, strlen(json), "list.json", &logs, &n, &err));
     CHECK_EQ(2, n);
     CHECK_STR("https://ct.a.example/2026h1/", logs[0].url);
     CHECK_STR("rfc6962", logs[0].protocol);
@@ -686,7 +687,7 @@ static void test_log_list(void)
     CHECK_STR("static-ct", logs[1].protocol);
     CHECK_STR(id3, logs[1].log_id_b64);
     CHECK_EQ(60, logs[1].mmd_s);
-    cap_config_free_ct_logs(logs, n);
+    cap_ct_logs_free(logs, n);
 
     /* Through the config: ct.logs entries first, then the list's; log_id computed from key. */
     char lpath[512], yaml[2048];
@@ -749,8 +750,8 @@ static void test_log_list(void)
         logs = NULL;
         n = 99;
         cap_err_clear(&err);
-        CHECK_EQ(-1, cap_config_parse_log_list(bad[i].json, strlen(bad[i].json), "l.json", &logs,
-                                               &n, &err));
+        CHECK_EQ(-1,
+                 cap_ct_loglist_parse(bad[i].json, strlen(bad[i].json), "l.json", &logs, &n, &err));
         CHECK(logs == NULL);
         CHECK_EQ(99, n);
         for (int k = 0; k < 3 && bad[i].want[k]; k++) {
