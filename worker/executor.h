@@ -95,10 +95,34 @@ void cap_executors_shutdown(void);
  * Every executor write transaction starts with it. */
 int cap_run_fence(struct cap_run_ctx *ctx, struct cap_err *err);
 
-/* Updates the run's progress counters (fenced, in its own statement). Pass -1 to leave a
- * counter unchanged. */
-int cap_run_progress(struct cap_run_ctx *ctx, int64_t targets_total, int64_t targets_done,
-                     int64_t ok, int64_t unreachable, int64_t new_certs, int64_t drifts,
-                     struct cap_err *err);
+/* A run's progress, as cap_run_progress writes it. A count at -1 is left as it is. The items
+ * are what the source type processes (network_scan: targets; ct_log: log entries). */
+struct cap_progress {
+    int64_t items_total;      /* to process */
+    int64_t items_done;       /* processed so far */
+    int64_t items_ok;         /* of which with a result */
+    int64_t items_failed;     /* of which failed */
+    int64_t new_certificates; /* certificates first seen by this run */
+    int64_t drifts;           /* drift events this run recorded */
+    const char *stats;        /* JSON object of the type's own counts, merged into the run's
+                               * stats (network_scan: silent, closed, no_route, unreachable,
+                               * tls_error; ct_log: matches); NULL: none */
+};
+
+/* Every count left as it is: start from this and set what changed. */
+#define CAP_PROGRESS_KEEP                                                                          \
+    {                                                                                              \
+        .items_total = -1, .items_done = -1, .items_ok = -1, .items_failed = -1,                   \
+        .new_certificates = -1, .drifts = -1, .stats = NULL                                        \
+    }
+
+/* The one writer of a run's progress: sets discovery_runs.items_*, new_certificates,
+ * drift_count and stats from p, keeps the older columns dashboards read in step with them
+ * (targets_total and targets_done: the items; ok_count: items_ok, or stats matches when the
+ * run has it; unreachable_count: stats unreachable), and moves heartbeat_at. Fenced, one
+ * statement (inside the caller's transaction when one is open). Returns 0, or -1 with err
+ * (CAP_E_FENCED when another attempt owns the run; CAP_E_INVALID when stats is not a JSON
+ * object). Blocks. */
+int cap_run_progress(struct cap_run_ctx *ctx, const struct cap_progress *p, struct cap_err *err);
 
 #endif

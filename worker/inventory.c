@@ -195,16 +195,13 @@ static const char SQL_UPSERT_FINDINGS[] =
     "endpoint_id = EXCLUDED.endpoint_id, fingerprint_sha256 = EXCLUDED.fingerprint_sha256, "
     "details = EXCLUDED.details, last_seen_at = now()";
 
-/* $1 run, $2 attempt, $3 the run's counts of empty addresses as a JSON object. */
-static const char SQL_RUN_EMPTY[] = "UPDATE discovery_runs SET stats = stats || $3::jsonb "
-                                    "WHERE id = $1 AND attempts = $2 AND status = 'running'";
-
 /* $1 run: what this run has written so far. */
 static const char SQL_RUN_COUNTS[] =
     "SELECT (SELECT count(*) FROM discovered_certificates WHERE first_seen_run_id = $1::bigint), "
     "(SELECT count(*) FROM drift_events WHERE run_id = $1::bigint), "
     "count(*), count(*) FILTER (WHERE outcome = 'ok'), "
-    "count(*) FILTER (WHERE outcome IN ('refused', 'timeout')) "
+    "count(*) FILTER (WHERE outcome IN ('refused', 'timeout')), "
+    "count(*) FILTER (WHERE outcome = 'tls_error') "
     "FROM endpoint_observations WHERE run_id = $1::bigint";
 
 /* $1 source, $2 run, $3 kinds. See cap_inventory_resolve_missing. The sets of what this run
@@ -947,32 +944,45 @@ static int cmd_rows(PGconn *c, const char *name, const char *sql, const char *co
     return 0;
 }
 
-/* The batch's statements, inside the open transaction. */
-/* Writes the run's counts of empty addresses into its stats (when there are any). */
-static int write_empty(struct cap_inventory *inv, struct cap_err *err)
+/* The run's progress (one cap_run_progress call) from st: with counts, the certificates and
+ * drifts and, for the network scan (CAP_INVENTORY_PROGRESS_OBSERVATIONS), its observations by
+ * outcome; without, only the items done. The counts of empty addresses go with either, when
+ * some were counted since they were last written. */
+static int write_progress(struct cap_inventory *inv, const struct cap_inventory_stats *st,
+                          bool counts, struct cap_err *err)
 {
-    if (!inv->empty_dirty) {
-        return 0;
+    struct cap_progress p = CAP_PROGRESS_KEEP;
+    bool obs = inv->flags & CAP_INVENTORY_PROGRESS_OBSERVATIONS;
+    char stats[320] = "";
+    size_t off = 0;
+    if (counts) {
+        p.new_certificates = st->certs_new;
+        p.drifts = st->drifts;
     }
-    char json[160];
-    snprintf(json, sizeof json, "{\"silent\": %lld, \"closed\": %lld, \"no_route\": %lld}",
-             (long long)inv->empty[0], (long long)inv->empty[1], (long long)inv->empty[2]);
-    char run[24], att[24];
-    const char *p[] = {cap_pg_i64(run, inv->ctx->run_id), cap_pg_i64(att, inv->ctx->attempt), json};
-    PGresult *r = cap_pg_exec(inv->ctx->pg, "record empty addresses", SQL_RUN_EMPTY, 3, p, err);
-    if (!r) {
-        return -1;
+    if (counts && obs) {
+        p.items_ok = st->ok;
+        p.items_failed = st->observations - st->ok;
+        off += (size_t)snprintf(stats + off, sizeof stats - off,
+                                "\"unreachable\": %lld, \"tls_error\": %lld",
+                                (long long)st->unreachable, (long long)st->tls_errors);
     }
-    bool mine = strtol(PQcmdTuples(r), NULL, 10) == 1;
-    PQclear(r);
-    if (!mine) {
-        cap_err_set(err, CAP_E_FENCED, "run %lld: attempt %lld is no longer current",
-                    (long long)inv->ctx->run_id, (long long)inv->ctx->attempt);
-        return -1;
+    if (counts ? obs : inv->empty_dirty) {
+        p.items_done = st->observations + inv->empty[0] + inv->empty[1] + inv->empty[2];
     }
-    return 0;
+    if (inv->empty_dirty) {
+        snprintf(stats + off, sizeof stats - off,
+                 "%s\"silent\": %lld, \"closed\": %lld, \"no_route\": %lld", off ? ", " : "",
+                 (long long)inv->empty[0], (long long)inv->empty[1], (long long)inv->empty[2]);
+    }
+    char json[sizeof stats + 4];
+    if (stats[0]) {
+        snprintf(json, sizeof json, "{%s}", stats);
+        p.stats = json;
+    }
+    return cap_run_progress(inv->ctx, &p, err);
 }
 
+/* The batch's statements, inside the open transaction. */
 static int write_batch(struct cap_inventory *inv, struct cap_err *err)
 {
     struct cap_run_ctx *ctx = inv->ctx;
@@ -1036,12 +1046,9 @@ static int write_batch(struct cap_inventory *inv, struct cap_err *err)
     st.observations = cap_pg_get_i64(r, 0, 2);
     st.ok = cap_pg_get_i64(r, 0, 3);
     st.unreachable = cap_pg_get_i64(r, 0, 4);
+    st.tls_errors = cap_pg_get_i64(r, 0, 5);
     PQclear(r);
-    bool obs = inv->flags & CAP_INVENTORY_PROGRESS_OBSERVATIONS;
-    int64_t empties = inv->empty[0] + inv->empty[1] + inv->empty[2];
-    if (cap_run_progress(ctx, -1, obs ? st.observations + empties : -1, obs ? st.ok : -1,
-                         obs ? st.unreachable : -1, st.certs_new, st.drifts, err) != 0 ||
-        write_empty(inv, err) != 0) {
+    if (write_progress(inv, &st, true, err) != 0) {
         return -1;
     }
     st.batches++;
@@ -1049,13 +1056,10 @@ static int write_batch(struct cap_inventory *inv, struct cap_err *err)
     return 0;
 }
 
-/* Only the progress: targets done (observations + empty addresses) and the empty counts. */
+/* Only the progress: items done (observations + empty addresses) and the empty counts. */
 static int write_progress_only(struct cap_inventory *inv, struct cap_err *err)
 {
-    const struct cap_inventory_stats *st = &inv->stats;
-    int64_t done = st->observations + inv->empty[0] + inv->empty[1] + inv->empty[2];
-    if (cap_run_progress(inv->ctx, -1, done, -1, -1, -1, -1, err) != 0 ||
-        write_empty(inv, err) != 0) {
+    if (write_progress(inv, &inv->stats, false, err) != 0) {
         return -1;
     }
     inv->empty_dirty = false;

@@ -23,9 +23,10 @@
 
 /* Flags of cap_inventory_new. */
 enum {
-    /* targets_done, ok_count and unreachable_count of the run are set after each batch from
-     * this run's endpoint_observations (done = observations, ok = outcome ok, unreachable =
-     * refused or timeout). Without it only new_certificates and drift_count are set. */
+    /* The run's items done, ok and failed are set after each batch from this run's
+     * endpoint_observations (done = observations + empty addresses, ok = outcome ok, failed =
+     * the others), and its stats unreachable (refused or timeout) and tls_error. Without it
+     * only new_certificates and drift_count are set (see cap_run_progress). */
     CAP_INVENTORY_PROGRESS_OBSERVATIONS = 1 << 0,
 };
 
@@ -70,6 +71,7 @@ struct cap_inventory_stats {
     int64_t observations; /* endpoint_observations of this run */
     int64_t ok;           /* of which outcome ok */
     int64_t unreachable;  /* of which refused or timeout */
+    int64_t tls_errors;   /* of which tls_error */
     int64_t batches;      /* batches this inventory committed */
 };
 
@@ -128,8 +130,8 @@ int cap_inventory_cert_findings(struct cap_inventory *inv, const struct cap_cert
                                 bool leaf, struct cap_err *err);
 
 /* Writes everything queued: one transaction per batch of up to CAP_INVENTORY_BATCH items,
- * each starting with cap_run_fence, using multi-row statements. Then sets the run's progress
- * counters with cap_run_progress. Returns 0 (also when nothing was queued), or -1 with err:
+ * each starting with cap_run_fence, using multi-row statements, and ending with the run's
+ * progress (cap_run_progress, see CAP_INVENTORY_PROGRESS_OBSERVATIONS). Returns 0 (also when nothing was queued), or -1 with err:
  * CAP_E_FENCED when another attempt owns the run (drop the job), else the failed statement
  * and its SQLSTATE; the batch is rolled back and stays queued. Blocks. */
 int cap_inventory_flush(struct cap_inventory *inv, struct cap_err *err);
@@ -140,7 +142,7 @@ int cap_inventory_flush_if_due(struct cap_inventory *inv, struct cap_err *err);
 
 /* Counts one address of a sweep that never completed a TCP connect and was not an endpoint
  * before: reason "silent", "closed" or "no_route". Nothing is stored for it but the count: the
- * run's targets_done includes these counts and its stats carry them (keys silent, closed,
+ * run's items_done includes these counts and its stats carry them (keys silent, closed,
  * no_route), written with the next batch or by cap_inventory_flush_if_due within a second.
  * Returns -1 for an unknown reason (nothing counted). Does not block. */
 int cap_inventory_count_empty(struct cap_inventory *inv, const char *reason);

@@ -2,6 +2,8 @@
  * write transaction starts with, and progress counters. */
 #include "worker/executor.h"
 
+#include <json-c/json.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -14,16 +16,26 @@ static const char SQL_FENCE[] =
     "SELECT 1 FROM discovery_runs WHERE id = $1 AND attempts = $2 AND status = 'running' "
     "FOR SHARE";
 
+/* $1 run, $2 attempt, $3..$8 items total, done, ok, failed, new certificates, drifts (-1:
+ * unchanged), $9 stats to merge. The new values are computed once (v), and the older columns
+ * are written from them in the same statement; the fence is checked again on the row updated. */
 static const char SQL_PROGRESS[] =
-    "UPDATE discovery_runs SET "
-    "targets_total = CASE WHEN $3::bigint < 0 THEN targets_total ELSE $3::bigint END, "
-    "targets_done = CASE WHEN $4::bigint < 0 THEN targets_done ELSE $4::bigint END, "
-    "ok_count = CASE WHEN $5::bigint < 0 THEN ok_count ELSE $5::bigint END, "
-    "unreachable_count = CASE WHEN $6::bigint < 0 THEN unreachable_count ELSE $6::bigint END, "
-    "new_certificates = CASE WHEN $7::bigint < 0 THEN new_certificates ELSE $7::bigint END, "
-    "drift_count = CASE WHEN $8::bigint < 0 THEN drift_count ELSE $8::bigint END, "
-    "heartbeat_at = now() "
-    "WHERE id = $1 AND attempts = $2 AND status = 'running'";
+    "WITH v AS (SELECT id, "
+    "CASE WHEN $3::bigint < 0 THEN items_total ELSE $3::bigint END AS total, "
+    "CASE WHEN $4::bigint < 0 THEN items_done ELSE $4::bigint END AS done, "
+    "CASE WHEN $5::bigint < 0 THEN items_ok ELSE $5::bigint END AS ok, "
+    "CASE WHEN $6::bigint < 0 THEN items_failed ELSE $6::bigint END AS failed, "
+    "CASE WHEN $7::bigint < 0 THEN new_certificates ELSE $7::bigint END AS new_certs, "
+    "CASE WHEN $8::bigint < 0 THEN drift_count ELSE $8::bigint END AS drifts, "
+    "stats || coalesce($9::jsonb, '{}'::jsonb) AS stats "
+    "FROM discovery_runs WHERE id = $1 AND attempts = $2 AND status = 'running') "
+    "UPDATE discovery_runs r SET items_total = v.total, items_done = v.done, items_ok = v.ok, "
+    "items_failed = v.failed, new_certificates = v.new_certs, drift_count = v.drifts, "
+    "stats = v.stats, targets_total = v.total, targets_done = v.done, "
+    "ok_count = CASE WHEN v.stats ? 'matches' THEN cap_run_stat(v.stats, 'matches') "
+    "ELSE v.ok END, "
+    "unreachable_count = cap_run_stat(v.stats, 'unreachable'), heartbeat_at = now() "
+    "FROM v WHERE r.id = v.id AND r.attempts = $2 AND r.status = 'running'";
 
 static char **text_array(const PGresult *r, int row, int col, size_t *n, struct cap_err *err)
 {
@@ -129,16 +141,31 @@ int cap_run_fence(struct cap_run_ctx *ctx, struct cap_err *err)
     return 0;
 }
 
-int cap_run_progress(struct cap_run_ctx *ctx, int64_t targets_total, int64_t targets_done,
-                     int64_t ok, int64_t unreachable, int64_t new_certs, int64_t drifts,
-                     struct cap_err *err)
+int cap_run_progress(struct cap_run_ctx *ctx, const struct cap_progress *p, struct cap_err *err)
 {
+    if (p->stats) {
+        struct json_object *o = json_tokener_parse(p->stats);
+        bool object = o && json_object_is_type(o, json_type_object);
+        json_object_put(o);
+        if (!object) {
+            char q[CAP_ERR_VALUE_MAX * 4 + 8];
+            cap_err_set(err, CAP_E_INVALID, "run %lld: progress stats are not a JSON object: \"%s\"",
+                        (long long)ctx->run_id,
+                        cap_err_quote(q, sizeof(q), p->stats, strlen(p->stats)));
+            return -1;
+        }
+    }
     char b[8][24];
-    const char *p[] = {cap_pg_i64(b[0], ctx->run_id),  cap_pg_i64(b[1], ctx->attempt),
-                       cap_pg_i64(b[2], targets_total), cap_pg_i64(b[3], targets_done),
-                       cap_pg_i64(b[4], ok),            cap_pg_i64(b[5], unreachable),
-                       cap_pg_i64(b[6], new_certs),     cap_pg_i64(b[7], drifts)};
-    PGresult *r = cap_pg_exec(ctx->pg, "update run progress", SQL_PROGRESS, 8, p, err);
+    const char *params[] = {cap_pg_i64(b[0], ctx->run_id),
+                            cap_pg_i64(b[1], ctx->attempt),
+                            cap_pg_i64(b[2], p->items_total),
+                            cap_pg_i64(b[3], p->items_done),
+                            cap_pg_i64(b[4], p->items_ok),
+                            cap_pg_i64(b[5], p->items_failed),
+                            cap_pg_i64(b[6], p->new_certificates),
+                            cap_pg_i64(b[7], p->drifts),
+                            p->stats};
+    PGresult *r = cap_pg_exec(ctx->pg, "update run progress", SQL_PROGRESS, 9, params, err);
     if (!r)
         return -1;
     int n = (int)strtol(PQcmdTuples(r), NULL, 10);

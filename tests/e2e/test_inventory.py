@@ -25,7 +25,11 @@ def main():
         assert c.sql("SELECT count(*) FROM drift_events")[0][0] == 1
         runs = c.sql("SELECT targets_done, ok_count, unreachable_count, new_certificates, "
                      "drift_count FROM discovery_runs ORDER BY id")
-        assert runs == [(4, 2, 1, 4, 0), (3, 2, 1, 1, 1), (4, 2, 2, 1, 0)], runs
+        assert runs == [(4, 2, 1, 4, 0), (3, 2, 1, 1, 1), (4, 2, 2, 1, 0), (50, 7, 0, 0, 0)], runs
+        # the same runs in the generic counters (the last one written as a CT run would)
+        items = c.sql("SELECT items_total, items_done, items_ok, items_failed "
+                      "FROM discovery_runs ORDER BY id")
+        assert items == [(0, 4, 2, 2), (0, 3, 2, 1), (0, 4, 2, 2), (100, 50, 49, 1)], items
         dup = c.sql("SELECT kind, subject_key, count(*) FROM findings WHERE status = 'open' "
                     "GROUP BY 1, 2 HAVING count(*) > 1")
         assert dup == [], dup

@@ -376,17 +376,24 @@ static int run_pg(const char *url)
     CHECK_INT(4, q_int("SELECT targets_done FROM discovery_runs WHERE id = $1", r1));
     CHECK_INT(2, q_int("SELECT ok_count FROM discovery_runs WHERE id = $1", r1));
     CHECK_INT(1, q_int("SELECT unreachable_count FROM discovery_runs WHERE id = $1", r1));
+    /* The generic counters: ok, and refused + tls_error failed; the scan's own in stats. */
+    char *v = q_text("SELECT items_done || ' ' || items_ok || ' ' || items_failed || ' ' || "
+                     "(stats->>'unreachable') || ' ' || (stats->>'tls_error') || ' ' || "
+                     "(stats ? 'silent')::text FROM discovery_runs WHERE id = $1",
+                     r1);
+    CHECK_STR("4 2 2 1 1 false", v);
+    free(v);
     struct cap_inventory_stats st;
     cap_inventory_stats(inv, &st);
     CHECK_INT(4, st.certs_new);
     CHECK_INT(1, st.batches);
 
     /* Certificate rows. */
-    char *v = q_text("SELECT pqc_class || ' ' || key_algorithm || ' ' || key_bits || ' ' || "
-                     "self_signed || ' ' || array_to_string(sans, ',') || ' ' || "
-                     "signature_algorithm FROM discovered_certificates "
-                     "WHERE fingerprint_sha256 = $1",
-                     fc);
+    v = q_text("SELECT pqc_class || ' ' || key_algorithm || ' ' || key_bits || ' ' || "
+               "self_signed || ' ' || array_to_string(sans, ',') || ' ' || "
+               "signature_algorithm FROM discovered_certificates "
+               "WHERE fingerprint_sha256 = $1",
+               fc);
     CHECK_STR("vulnerable RSA 1024 true X.test,x.test sha1WithRSAEncryption", v);
     free(v);
     v = q_text("SELECT key_curve || ' ' || pqc_class || ' ' || (first_seen_run_id IS NOT NULL) "
@@ -626,6 +633,39 @@ static int run_pg(const char *url)
     CHECK_INT(1, q_int("SELECT count(*) FROM endpoints WHERE address = '127.0.0.5'", NULL));
     cap_inventory_free(inv);
     end_run(run3);
+
+    /* The progress writer: a count at -1 stays; the older columns follow the new ones, ok_count
+     * from stats matches when a run has it (CT). */
+    int64_t run4 = new_run(src);
+    char r4[24];
+    snprintf(r4, sizeof(r4), "%lld", (long long)run4);
+    ctx.run_id = run4;
+    cap_err_clear(&err);
+    struct cap_progress p = CAP_PROGRESS_KEEP;
+    p.items_total = 100;
+    p.items_done = 40;
+    p.items_ok = 39;
+    p.items_failed = 1;
+    p.stats = "{\"matches\": 7}";
+    CHECK_INT(0, cap_run_progress(&ctx, &p, &err));
+    p = (struct cap_progress)CAP_PROGRESS_KEEP;
+    p.items_done = 50;
+    p.items_ok = 49;
+    CHECK_INT(0, cap_run_progress(&ctx, &p, &err));
+    v = q_text("SELECT concat_ws(' ', items_total, items_done, items_ok, items_failed, "
+               "targets_total, targets_done, ok_count, unreachable_count, stats->>'matches') "
+               "FROM discovery_runs WHERE id = $1",
+               r4);
+    CHECK_STR("100 50 49 1 100 50 7 0 7", v);
+    free(v);
+    p.stats = "[1]";
+    CHECK_INT(-1, cap_run_progress(&ctx, &p, &err));
+    CHECK_INT(CAP_E_INVALID, err.code);
+    cap_err_clear(&err);
+    end_run(run4);
+    p.stats = NULL;
+    CHECK_INT(-1, cap_run_progress(&ctx, &p, &err));
+    CHECK_INT(CAP_E_FENCED, err.code);
 
     EVP_PKEY_free(ca_key);
     EVP_PKEY_free(ka);

@@ -127,7 +127,7 @@ struct ct_reader {
     /* counters */
     int64_t entries, matches, items_queued, since_commit;
     int64_t last_commit_ms;
-    int64_t *run_entries, *run_matches, run_total;
+    int64_t *run_entries, *run_matches, *run_unreadable, run_total;
     uint64_t batch;
     bool db_failed; /* a database or fencing failure: ends the whole run */
     bool misbehaving; /* err is a failed verification (ct_log_misbehaving raised) */
@@ -263,6 +263,26 @@ static int on_commit_cb(struct cap_run_ctx *ctx, void *arg, struct cap_err *err)
 
 static int pending_findings(struct ct_reader *r, struct cap_err *err);
 
+/* The run's progress: entries to read (items total), read (done), matched but unreadable
+ * (failed), the others ok; the matches in stats. A failure is only logged: the counts are
+ * written again with the next commit. */
+static void write_progress(struct cap_run_ctx *ctx, int64_t total, int64_t entries,
+                           int64_t matches, int64_t unreadable)
+{
+    char stats[48];
+    snprintf(stats, sizeof stats, "{\"matches\": %lld}", (long long)matches);
+    struct cap_progress p = CAP_PROGRESS_KEEP;
+    p.items_total = total;
+    p.items_done = entries;
+    p.items_ok = entries - unreadable;
+    p.items_failed = unreadable;
+    p.stats = stats;
+    struct cap_err err = {0};
+    if (cap_run_progress(ctx, &p, &err) < 0)
+        cap_log(CAP_LOG_WARN, "ct_progress_failed", CAP_LI("run_id", ctx->run_id),
+                CAP_LS("err", err.msg));
+}
+
 /* Stores everything queued and moves the checkpoint to c in one transaction. */
 static int commit_pos(struct ct_reader *r, const struct ct_pos *c, struct cap_err *err)
 {
@@ -293,9 +313,8 @@ static int commit_pos(struct ct_reader *r, const struct ct_pos *c, struct cap_er
         r->items_queued = 0;
         r->since_commit = 0;
         r->last_commit_ms = now_ms();
-        struct cap_err e2 = {0};
-        cap_run_progress(r->ctx, r->run_total, *r->run_entries, *r->run_matches, -1, -1, -1,
-                         &e2);
+        write_progress(r->ctx, r->run_total, *r->run_entries, *r->run_matches,
+                       *r->run_unreadable);
     }
     return rc;
 }
@@ -549,6 +568,7 @@ static int process_entry(struct ct_reader *r, const uint8_t leaf_hash[32],
                     CAP_LS("log", r->log->url), CAP_LI("index", (long long)index),
                     CAP_LS("err", err->msg));
             cap_err_clear(err);
+            (*r->run_unreadable)++;
         } else {
             r->matches++;
             (*r->run_matches)++;
@@ -1342,7 +1362,7 @@ static int ct_execute(struct cap_run_ctx *ctx, struct cap_run_outcome *out, stru
     http = cap_ct_http_new(pol, 10000, 20, 120000, err);
     if (!http)
         goto done;
-    int64_t run_entries = 0, run_matches = 0;
+    int64_t run_entries = 0, run_matches = 0, run_unreadable = 0;
     size_t failed = 0, misbehaving = 0, logs_done = 0;
     bool backlog = false;
     char summary[512] = "";
@@ -1363,6 +1383,7 @@ static int ct_execute(struct cap_run_ctx *ctx, struct cap_run_outcome *out, stru
         r->http = http;
         r->run_entries = &run_entries;
         r->run_matches = &run_matches;
+        r->run_unreadable = &run_unreadable;
         r->run_total = total;
         cap_inventory_on_commit(inv, on_commit_cb, r);
         bool left = false;
@@ -1408,8 +1429,7 @@ static int ct_execute(struct cap_run_ctx *ctx, struct cap_run_outcome *out, stru
             cap_log(CAP_LOG_INFO, "ct_log_misbehaving_resolved", CAP_LI("run_id", ctx->run_id),
                     CAP_LI("findings", resolved));
     }
-    struct cap_err pe = {0};
-    cap_run_progress(ctx, total, run_entries, run_matches, -1, -1, -1, &pe);
+    write_progress(ctx, total, run_entries, run_matches, run_unreadable);
     out->run_again = backlog && failed < nlogs;
     snprintf(out->error, sizeof out->error, "%s", summary);
     if (failed == 0)

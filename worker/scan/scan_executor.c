@@ -501,7 +501,9 @@ static int progress(struct scan_run *r, bool force, struct cap_err *err)
         return 0;
     r->last_progress_ms = t;
     r->last_total_sent = r->total;
-    return cap_run_progress(r->ctx, (int64_t)r->total, -1, -1, -1, -1, -1, err);
+    struct cap_progress p = CAP_PROGRESS_KEEP;
+    p.items_total = (int64_t)r->total;
+    return cap_run_progress(r->ctx, &p, err);
 }
 
 /* Writes the run's policy_block finding: refused ranges and counts, host names. */
