@@ -7,6 +7,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "common/dnsaddr.h"
 #include "common/err.h"
 #include "common/targets.h"
 
