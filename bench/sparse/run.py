@@ -802,14 +802,16 @@ def main():
     command = "bench/sparse/run.py " + " ".join(sys.argv[1:])
     enter_namespace()
 
-    global scan_run, harness, tlsfleet
-    scan_run = load("scan_run", os.path.join(SRC, "bench", "scan", "run.py"))
-    tlsfleet = scan_run.tlsfleet
-    harness = load("harness", os.path.join(SRC, "tests", "e2e", "harness.py"))
     if a.keep:
         os.environ["CAP_E2E_KEEP"] = "1"
     log("building (Release, no sanitizers) in %s" % a.build_dir)
     bins, code = build(a.build_dir, a.worktree)
+    # the helpers of the tree that was built: bench/scan/run.py (CFleet, timed, pem_fp,
+    # cpu_model; it imports tests/e2e/tlsfleet.py) and tests/e2e/harness.py
+    global scan_run, harness, tlsfleet
+    scan_run = load("scan_run", os.path.join(bins["src"], "bench", "scan", "run.py"))
+    tlsfleet = scan_run.tlsfleet
+    harness = load("harness", os.path.join(bins["src"], "tests", "e2e", "harness.py"))
     os.environ["CAP_BUILD_DIR"] = bins["obj"]
     os.environ["CAP_SOURCE_DIR"] = bins["src"]
     tmp = tempfile.mkdtemp(prefix="cap-bench-sparse-")
