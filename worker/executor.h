@@ -1,5 +1,5 @@
 /* The executor interface: what a source type (network_scan, ct_log, and the benchmark-only
- * noop) implements to run one claimed run inside cap-worker. */
+ * noop) implements to run one claimed run inside cap-worker, and the source row it runs. */
 #ifndef CAP_EXECUTOR_H
 #define CAP_EXECUTOR_H
 
@@ -10,37 +10,27 @@
 
 #include "common/config.h"
 #include "common/err.h"
+#include "common/source/source.h"
 
-/* A source row as read from discovery_sources at execution time (never from the message). */
+/* A source row as read from discovery_sources at execution time (never from the message). What
+ * its type needs is spec, parsed by the type's descriptor (common/source/) into that type's
+ * struct: struct cap_network_scan_spec for network_scan, struct cap_ct_log_spec for ct_log. */
 struct cap_source {
     int64_t id;
     char *name;
-    char *type; /* "network_scan" | "ct_log" */
+    char *type;
     char *schedule;
-    /* network_scan */
-    char **cidrs; size_t cidrs_n;   /* NULL-terminated arrays, never NULL */
-    char **hosts; size_t hosts_n;
-    int *ports; size_t ports_n;     /* empty: type defaults */
-    int timeout_ms;
-    int concurrency;
-    int connect_rate; /* connects per second, lowers scan.connect_rate; 0 when NULL */
-    /* ct_log */
-    char **domains; size_t domains_n;
-    char **log_urls; size_t log_urls_n;
-    char *log_protocol;             /* auto | rfc6962 | static-ct */
-    char *log_key;                  /* PEM or NULL */
-    char **expected_issuers; size_t expected_issuers_n;
-    int64_t backfill_from;          /* -1 when NULL */
+    const struct cap_source_type *desc; /* NULL when this build has no descriptor of type */
+    void *spec;                         /* desc's typed struct; NULL with desc */
 };
 
 /* The columns cap_source_from_row reads, in order, for a query over discovery_sources AS s. */
-#define CAP_SOURCE_COLUMNS_SQL                                                                     \
-    "s.id, s.name, s.type, s.schedule, s.cidrs::text[], s.hosts, s.ports, s.timeout_ms, "         \
-    "s.concurrency, s.domains, s.log_urls, s.log_protocol, s.log_key, s.expected_issuers, "       \
-    "s.backfill_from, s.connect_rate"
-#define CAP_SOURCE_COLUMNS_N 16
+#define CAP_SOURCE_COLUMNS_SQL "s.id, s.name, s.type, s.schedule, s.spec"
+#define CAP_SOURCE_COLUMNS_N 5
 
-/* Fills out from row `row` of r, whose columns col0.. are CAP_SOURCE_COLUMNS_SQL. */
+/* Fills out from row `row` of r, whose columns col0.. are CAP_SOURCE_COLUMNS_SQL, parsing spec
+ * with the type's descriptor. A type without a descriptor loads with desc and spec NULL (its
+ * executor, if any, is told so). Returns 0, or -1 with err (a spec the descriptor refuses). */
 int cap_source_from_row(const PGresult *r, int row, int col0, struct cap_source *out,
                         struct cap_err *err);
 
@@ -85,6 +75,11 @@ struct cap_executor {
 
 /* The executor for type, or NULL. "noop" is only returned when worker.noop_executor is set. */
 const struct cap_executor *cap_executor_find(const struct cap_config *cfg, const char *type);
+
+/* Adds an executor (a test's, or one a build links in) beside the built-in ones; call it from
+ * main() before the worker starts. e must outlive the process. Returns 0, or -1 with err when
+ * its type has an executor already or the table is full. */
+int cap_executor_register(const struct cap_executor *e, struct cap_err *err);
 
 /* init/shutdown of every registered executor. */
 int cap_executors_init(const struct cap_config *cfg, struct cap_err *err);

@@ -1,5 +1,6 @@
-/* Per-run helpers for executors: loading the source definition, the fencing check every
- * write transaction starts with, and progress counters. */
+/* Per-run helpers for executors: loading the source definition (any type: its descriptor
+ * parses the spec), the fencing check every write transaction starts with, and progress
+ * counters. */
 #include "worker/executor.h"
 
 #include <json-c/json.h>
@@ -37,15 +38,6 @@ static const char SQL_PROGRESS[] =
     "unreachable_count = cap_run_stat(v.stats, 'unreachable'), heartbeat_at = now() "
     "FROM v WHERE r.id = v.id AND r.attempts = $2 AND r.status = 'running'";
 
-static char **text_array(const PGresult *r, int row, int col, size_t *n, struct cap_err *err)
-{
-    if (PQgetisnull(r, row, col)) {
-        *n = 0;
-        return calloc(1, sizeof(char *));
-    }
-    return cap_pg_parse_text_array(PQgetvalue(r, row, col), n, err);
-}
-
 static char *dup_or_null(const PGresult *r, int row, int col)
 {
     return PQgetisnull(r, row, col) ? NULL : strdup(PQgetvalue(r, row, col));
@@ -58,14 +50,8 @@ void cap_source_cleanup(struct cap_source *s)
     free(s->name);
     free(s->type);
     free(s->schedule);
-    cap_pg_free_strv(s->cidrs);
-    cap_pg_free_strv(s->hosts);
-    free(s->ports);
-    cap_pg_free_strv(s->domains);
-    cap_pg_free_strv(s->log_urls);
-    free(s->log_protocol);
-    free(s->log_key);
-    cap_pg_free_strv(s->expected_issuers);
+    if (s->desc)
+        cap_source_spec_free(s->desc, s->spec);
     memset(s, 0, sizeof *s);
 }
 
@@ -77,29 +63,16 @@ int cap_source_from_row(const PGresult *r, int row, int col0, struct cap_source 
     s.name = dup_or_null(r, row, col0 + 1);
     s.type = dup_or_null(r, row, col0 + 2);
     s.schedule = dup_or_null(r, row, col0 + 3);
-    s.cidrs = text_array(r, row, col0 + 4, &s.cidrs_n, err);
-    s.hosts = text_array(r, row, col0 + 5, &s.hosts_n, err);
-    size_t np = 0;
-    char **ports = text_array(r, row, col0 + 6, &np, err);
-    s.timeout_ms = (int)cap_pg_get_i64(r, row, col0 + 7);
-    s.concurrency = (int)cap_pg_get_i64(r, row, col0 + 8);
-    s.domains = text_array(r, row, col0 + 9, &s.domains_n, err);
-    s.log_urls = text_array(r, row, col0 + 10, &s.log_urls_n, err);
-    s.log_protocol = dup_or_null(r, row, col0 + 11);
-    s.log_key = dup_or_null(r, row, col0 + 12);
-    s.expected_issuers = text_array(r, row, col0 + 13, &s.expected_issuers_n, err);
-    s.backfill_from = PQgetisnull(r, row, col0 + 14) ? -1 : cap_pg_get_i64(r, row, col0 + 14);
-    s.connect_rate = PQgetisnull(r, row, col0 + 15) ? 0 : (int)cap_pg_get_i64(r, row, col0 + 15);
-    if (ports) {
-        s.ports = calloc(np ? np : 1, sizeof(int));
-        for (size_t i = 0; s.ports && i < np; i++)
-            s.ports[i] = (int)strtol(ports[i], NULL, 10);
-        s.ports_n = np;
-        cap_pg_free_strv(ports);
-    }
-    if (cap_err_isset(err) || !s.name || !s.type || !s.ports || !s.cidrs || !s.hosts ||
-        !s.domains || !s.log_urls || !s.expected_issuers) {
+    if (!s.name || !s.type || !s.schedule) {
         cap_err_set(err, CAP_E_NOMEM, "loading source %lld: out of memory", (long long)s.id);
+        cap_source_cleanup(&s);
+        return -1;
+    }
+    /* A type this build does not know keeps no spec: finding no executor says so later. */
+    s.desc = cap_source_type_find(s.type);
+    if (s.desc && cap_source_spec_parse(s.desc, PQgetvalue(r, row, col0 + 4), &s.spec, err) < 0) {
+        cap_err_prefix(err, "source \"%s\": ", s.name);
+        s.desc = NULL;
         cap_source_cleanup(&s);
         return -1;
     }

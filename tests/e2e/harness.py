@@ -640,19 +640,23 @@ class Cluster:
         return self.capctl_ok("migrate")
 
     def add_source_sql(self, name, type="network_scan", schedule="manual", **cols):
-        """Inserts a source row directly (as the product UI would); returns its id. A
+        """Inserts a source row directly (as the product UI would); returns its id. Keywords
+        naming a field of the type (discovery_source_types: cidrs, ports, timeout_ms, domains,
+        ...) go into its spec, the others are columns (enabled, trigger_on_save, ...). A
         network_scan source gets cidrs ['127.0.0.1/32'] and a ct_log source domains
         ['example.com'] unless given."""
         if type == "network_scan" and "cidrs" not in cols and "hosts" not in cols:
             cols["cidrs"] = ["127.0.0.1/32"]
         if type == "ct_log" and "domains" not in cols:
             cols["domains"] = ["example.com"]
-        names = ["name", "type", "schedule"] + list(cols)
-        values = [name, type, schedule] + list(cols.values())
-        casts = {"cidrs": "::cidr[]", "ports": "::int[]"}
-        ph = ", ".join("%s" + casts.get(n, "") for n in names)
+        rows = self.sql("SELECT fields FROM discovery_source_types WHERE type = %s", (type,))
+        fields = set(rows[0][0]) if rows else set()
+        spec = {k: v for k, v in cols.items() if k in fields}
+        cols = {k: v for k, v in cols.items() if k not in fields}
+        names = ["name", "type", "schedule", "spec"] + list(cols)
+        values = [name, type, schedule, json.dumps(spec)] + list(cols.values())
         return self.sql("INSERT INTO discovery_sources (%s) VALUES (%s) RETURNING id"
-                        % (", ".join(names), ph), values)[0][0]
+                        % (", ".join(names), ", ".join(["%s"] * len(names))), values)[0][0]
 
     def insert_run_sql(self, source_id, trigger="manual"):
         """Inserts a queued run directly; returns its id (a scheduler, if running, publishes it)."""

@@ -219,6 +219,115 @@ def test_migrate_sparse(c):
     print("ok: migrate 008 over an existing installation")
 
 
+def test_migrate_spec(c):
+    """An installation at migration 008 with sources of both types written through the old
+    columns: 009 gives each its spec (every field, the same values, nothing else moved), and
+    the old columns stay a window onto spec for the UI and scripts that read or write them."""
+    import hashlib
+    import psycopg2
+    c.sql("CREATE DATABASE spec8")
+    url = c.pg_url.rsplit("/", 1)[0] + "/spec8"
+    conn = harness.psycopg2.connect(url)
+    conn.autocommit = True
+    cur = conn.cursor()
+    cur.execute("CREATE TABLE schema_migrations (version integer PRIMARY KEY, name text NOT NULL,"
+                " checksum text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())")
+    mdir = os.path.join(harness.source_dir(), "migrations")
+    for f in sorted(os.listdir(mdir)):
+        if not f.endswith(".sql") or int(f.split("_")[0]) >= 9:
+            continue
+        text = open(os.path.join(mdir, f), "rb").read()
+        cur.execute("BEGIN")
+        cur.execute(text.decode())
+        cur.execute("INSERT INTO schema_migrations (version, name, checksum) VALUES (%s, %s, %s)",
+                    (int(f.split("_")[0]), f, hashlib.sha256(text).hexdigest()))
+        cur.execute("COMMIT")
+
+    def one(q, params=None):
+        cur.execute(q, params)
+        return cur.fetchone()[0]
+
+    one("INSERT INTO discovery_sources (name, type, cidrs, hosts, ports, timeout_ms, concurrency,"
+        " starttls, connect_rate, trigger_on_save) VALUES ('net', 'network_scan',"
+        " '{10.0.0.0/24,10.0.1.5}', '{web.example}', '{443,2525}', 2000, 16, '{2525:smtp}', 250,"
+        " true) RETURNING id")
+    one("INSERT INTO discovery_sources (name, type, domains, log_urls, log_protocol, log_key,"
+        " expected_issuers, backfill_from, schedule) VALUES ('ct', 'ct_log', '{example.com}',"
+        " '{https://ct.example/log/}', 'rfc6962', 'PEM TEXT', '{\"O=Let''s Encrypt, C=US\"}', 7,"
+        " 'every 30m') RETURNING id")
+    one("INSERT INTO discovery_sources (name, type, hosts) VALUES ('plain', 'network_scan',"
+        " '{a.example}') RETURNING id")
+    cur.execute("UPDATE discovery_runs SET status = 'succeeded'")
+    cur.execute("SELECT name, updated_at FROM discovery_sources ORDER BY name")
+    before = dict(cur.fetchall())
+    runs_before = one("SELECT count(*) FROM discovery_runs")
+
+    cfg = c.config_with({"database.url": url})
+    r = c.capctl_ok("migrate", config_path=cfg)
+    check("applied 009_source_spec.sql" in r.stdout and "applied 008" not in r.stdout,
+          "009 applied", r)
+    cur.execute("SELECT name, spec, updated_at FROM discovery_sources ORDER BY name")
+    got = {n: (s, u) for n, s, u in cur.fetchall()}
+    check(got["net"][0] == {"cidrs": ["10.0.0.0/24", "10.0.1.5/32"], "hosts": ["web.example"],
+                            "ports": [443, 2525], "starttls": ["2525:smtp"], "timeout_ms": 2000,
+                            "concurrency": 16, "connect_rate": 250}, got["net"])
+    check(got["ct"][0] == {"domains": ["example.com"], "log_urls": ["https://ct.example/log/"],
+                           "log_protocol": "rfc6962", "log_key": "PEM TEXT",
+                           "expected_issuers": ["O=Let's Encrypt, C=US"], "backfill_from": 7},
+          got["ct"])
+    check(got["plain"][0] == {"cidrs": [], "hosts": ["a.example"], "ports": [], "starttls": [],
+                              "timeout_ms": 5000, "concurrency": 8, "connect_rate": None},
+          "defaults filled in: %s" % (got["plain"],))
+    check(all(got[n][1] == before[n] for n in before), "updated_at unchanged by the migration")
+    check(one("SELECT count(*) FROM discovery_runs") == runs_before,
+          "the migration queued no run (trigger on save)")
+
+    # The old columns, read and written as before: a write through them lands in spec...
+    cur.execute("UPDATE discovery_sources SET ports = '{8443}', concurrency = 4 WHERE name = 'net'")
+    check(one("SELECT spec FROM discovery_sources WHERE name = 'net'")["ports"] == [8443],
+          "a column write reaches spec")
+    check(one("SELECT spec->>'concurrency' FROM discovery_sources WHERE name = 'net'") == "4", "")
+    check(one("SELECT count(*) FROM discovery_runs WHERE status = 'queued'") == 1,
+          "a column write is a change of the source (trigger on save)")
+    # ...a write of spec shows in the columns...
+    cur.execute("UPDATE discovery_sources SET spec = spec || '{\"timeout_ms\": 900}'"
+                " WHERE name = 'net'")
+    cur.execute("SELECT timeout_ms, ports, cidrs::text[] FROM discovery_sources"
+                " WHERE name = 'net'")
+    check(cur.fetchone() == (900, [8443], ["10.0.0.0/24", "10.0.1.5/32"]), "columns from spec")
+    cur.execute("INSERT INTO discovery_sources (name, type, spec) VALUES ('new', 'ct_log',"
+                " '{\"domains\": [\"example.org\"], \"backfill_from\": 3}')")
+    cur.execute("SELECT domains, backfill_from, log_protocol FROM discovery_sources"
+                " WHERE name = 'new'")
+    check(cur.fetchone() == (["example.org"], 3, "auto"), "an insert with spec")
+    # ...and a write of both at once, or of a spec the type does not have, is refused.
+    for q, msg in (("UPDATE discovery_sources SET spec = spec || '{\"timeout_ms\": 800}',"
+                    " concurrency = 2 WHERE name = 'net'", "not both"),
+                   ("INSERT INTO discovery_sources (name, type, hosts, spec) VALUES ('both',"
+                    " 'network_scan', '{b.example}', '{\"hosts\": [\"c.example\"]}')", "not both"),
+                   ("INSERT INTO discovery_sources (name, type, spec) VALUES ('odd',"
+                    " 'network_scan', '{\"hosts\": [\"x\"], \"domains\": [\"x\"]}')",
+                    'a network_scan source has no field "domains"'),
+                   ("INSERT INTO discovery_sources (name, type, spec) VALUES ('smtp', 'smtp',"
+                    " '{}')", 'source "smtp": unknown type "smtp"'),
+                   ("INSERT INTO discovery_sources (name, type, spec) VALUES ('neg', 'ct_log',"
+                    " '{\"domains\": [\"a.example\"], \"backfill_from\": -1}')",
+                    'spec field "backfill_from": -1 is not an integer 0-9223372036854775807'),
+                   ("INSERT INTO discovery_sources (name, type, spec) VALUES ('tls', 'network_scan',"
+                    " '{\"hosts\": [\"x\"], \"starttls\": [\"25:ftp\"]}')", '"25:ftp"')):
+        try:
+            cur.execute(q)
+            raise AssertionError("the database accepted: %s" % q)
+        except psycopg2.Error as e:
+            check(e.pgcode == "23514" and msg in str(e), "%s: %s %s" % (q, e.pgcode, e))
+    # capctl edits a migrated row as any other.
+    c.capctl_ok("source", "edit", "ct", "--add-domain", "example.net", config_path=cfg)
+    check(one("SELECT spec->'domains' FROM discovery_sources WHERE name = 'ct'") ==
+          ["example.com", "example.net"], "capctl edit of a migrated row")
+    conn.close()
+    print("ok: migrate 009 over an existing installation")
+
+
 # ----------------------------------------------------------------------------- sources
 
 def test_sources(c):
@@ -779,6 +888,7 @@ def main():
     with harness.Cluster(name="capctl") as c:
         test_migrate(c)
         test_migrate_sparse(c)
+        test_migrate_spec(c)
         test_sources(c)
         test_validation(c)
         test_database_checks(c)

@@ -1,7 +1,7 @@
 /* Unit tests of the source type descriptors (common/source/): every descriptor is well formed,
  * a spec parses into the typed struct (defaults, nulls, wrong types), the schema the database
  * holds, the whole-source check, the list summaries, the shared tables (STARTTLS protocols,
- * default ports, TLS groups) and a type registered by a test (test_echo). */
+ * default ports, TLS groups), and a type (test_echo) and its executor registered by a test. */
 #include <openssl/obj_mac.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,6 +12,7 @@
 #include "common/source/source.h"
 #include "tests/tools/echo_type.h"
 #include "tests/unit/test.h"
+#include "worker/executor.h"
 
 /* Columns of discovery_sources a field may not be called (capctl prints both). */
 static const char *const COLUMNS[] = {"id",
@@ -73,16 +74,18 @@ static void test_descriptors(void)
     for (size_t i = 0; (t = cap_source_type_at(i)) != NULL; i++)
         check_descriptor(t);
     check_descriptor(&echo_type);
-    /* capctl takes the union of the types' options: one name is a list everywhere or a value
-     * everywhere. */
+    /* capctl takes the union of the types' options and checks a value before it knows the
+     * type: one option has one kind and one normaliser in every type that has it. */
     const struct cap_source_type *a, *b;
     for (size_t i = 0; (a = cap_source_type_at(i)) != NULL; i++)
         for (size_t k = 0; (b = cap_source_type_at(k)) != NULL; k++)
             for (size_t x = 0; x < a->nfields; x++)
                 for (size_t y = 0; y < b->nfields; y++)
                     if (strcmp(a->fields[x].option, b->fields[y].option) == 0)
-                        CHECK(cap_source_kind_is_list(a->fields[x].kind) ==
-                              cap_source_kind_is_list(b->fields[y].kind));
+                        CHECK(a->fields[x].kind == b->fields[y].kind &&
+                              a->fields[x].norm == b->fields[y].norm &&
+                              a->fields[x].norm_file == b->fields[y].norm_file &&
+                              a->fields[x].whole == b->fields[y].whole);
 }
 
 static void test_parse(void)
@@ -332,6 +335,32 @@ static void test_registered(void)
     json_object_put(d);
 }
 
+static int echo_execute(struct cap_run_ctx *ctx, struct cap_run_outcome *out, struct cap_err *err)
+{
+    (void)ctx;
+    (void)err;
+    out->status = CAP_RUN_SUCCEEDED;
+    return 0;
+}
+
+/* The worker's registry: the built-in executors, and one a program registers. */
+static void test_executors(void)
+{
+    static const struct cap_executor echo = {.type = "test_echo", .execute = echo_execute};
+    struct cap_config cfg = {0};
+    struct cap_err err = {0};
+    CHECK_STR("network_scan", cap_executor_find(&cfg, "network_scan")->type);
+    CHECK_STR("ct_log", cap_executor_find(&cfg, "ct_log")->type);
+    CHECK(cap_executor_find(&cfg, "test_echo") == NULL);
+    CHECK(cap_executor_find(&cfg, NULL) == NULL);
+    CHECK_EQ(0, cap_executor_register(&echo, &err));
+    CHECK(cap_executor_find(&cfg, "test_echo") == &echo);
+    CHECK_EQ(-1, cap_executor_register(&echo, &err));
+    CHECK_STR("source type \"test_echo\" has an executor already", err.msg);
+    cfg.worker_noop_executor = true;
+    CHECK_STR("noop", cap_executor_find(&cfg, "test_echo")->type);
+}
+
 int main(void)
 {
     test_descriptors();
@@ -342,5 +371,6 @@ int main(void)
     test_norm();
     test_tables();
     test_registered();
+    test_executors();
     TEST_DONE();
 }

@@ -20,6 +20,7 @@
 #include "common/log.h"
 #include "common/pg.h"
 #include "common/policy.h"
+#include "common/source/ct_log.h"
 #include "worker/ct/ct_http.h"
 #include "worker/ct/ct_match.h"
 #include "worker/ct/ct_merkle.h"
@@ -112,6 +113,7 @@ struct ct_pending {
 
 struct ct_reader {
     struct cap_run_ctx *ctx;
+    const struct cap_ct_log_spec *spec; /* the source's, ctx->src->spec */
     struct ct_log *log;
     struct cap_inventory *inv;
     const struct cap_ct_suffixes *sfx;
@@ -335,7 +337,7 @@ static int raise_misbehaving(struct ct_reader *r, const char *reason, struct cap
     return rc;
 }
 
-static bool issuer_expected(const struct cap_source *src, const char *issuer)
+static bool issuer_expected(const struct cap_ct_log_spec *src, const char *issuer)
 {
     for (size_t i = 0; i < src->expected_issuers_n; i++)
         if (src->expected_issuers[i][0] && strcasestr(issuer, src->expected_issuers[i]))
@@ -510,7 +512,7 @@ static int store_match(struct ct_reader *r, uint64_t index, const struct cap_ct_
     memcpy(m->fp, fp, sizeof m->fp);
     snprintf(m->tbs, sizeof m->tbs, "%s", f.tbs_sha256);
     m->unexpected_issuer =
-        r->ctx->src->expected_issuers_n > 0 && !issuer_expected(r->ctx->src, f.issuer);
+        r->spec->expected_issuers_n > 0 && !issuer_expected(r->spec, f.issuer);
     m->details = strdup(json_object_to_json_string_ext(d, JSON_C_TO_STRING_PLAIN));
     json_object_put(d);
     if (!m->details) {
@@ -1087,7 +1089,7 @@ static int probe_protocol(struct ct_reader *r, struct cap_err *err)
 static int run_log(struct ct_reader *r, int64_t budget, bool *backlog_left, struct cap_err *err)
 {
     struct cap_err le = {0};
-    const struct cap_source *src = r->ctx->src;
+    const struct cap_ct_log_spec *src = r->spec;
     r->batch = CT_BATCH_START;
     if (strcmp(r->log->protocol, "auto") == 0) {
         if (probe_protocol(r, &le) < 0)
@@ -1266,7 +1268,7 @@ static void logs_free(struct ct_log *v, size_t n)
 static struct ct_log *logs_resolve(const struct cap_run_ctx *ctx, size_t *n_out,
                                    struct cap_err *err)
 {
-    const struct cap_source *src = ctx->src;
+    const struct cap_ct_log_spec *src = ctx->src->spec;
     const struct cap_config *cfg = ctx->cfg;
     size_t n;
     struct ct_log *v = NULL;
@@ -1334,7 +1336,7 @@ static void ct_shutdown(void)
 
 static int ct_execute(struct cap_run_ctx *ctx, struct cap_run_outcome *out, struct cap_err *err)
 {
-    const struct cap_source *src = ctx->src;
+    const struct cap_ct_log_spec *src = ctx->src->spec;
     struct cap_policy local;
     const struct cap_policy *pol = &g_policy;
     bool local_policy = false;
@@ -1377,6 +1379,7 @@ static int ct_execute(struct cap_run_ctx *ctx, struct cap_run_outcome *out, stru
             goto done;
         }
         r->ctx = ctx;
+        r->spec = src;
         r->log = &logs[i];
         r->inv = inv;
         r->sfx = sfx;

@@ -20,6 +20,7 @@
 #include "common/metrics.h"
 #include "common/pg.h"
 #include "common/policy.h"
+#include "common/source/network_scan.h"
 #include "common/targets.h"
 #include "worker/executor.h"
 #include "worker/inventory.h"
@@ -28,10 +29,6 @@
 #include "worker/scan/revocation.h"
 #include "worker/scan/trust.h"
 
-/* Per-source STARTTLS overrides kept (discovery_sources.starttls). */
-#define STARTTLS_OVERRIDES_MAX 64
-
-static const char SQL_SOURCE_STARTTLS[] = "SELECT starttls FROM discovery_sources WHERE id = $1";
 /* $1 the source's CIDRs, $2 its host names: endpoints already in the inventory inside them
  * (they answered once, or were listed one by one): there a failed connect is news, not an
  * empty address. */
@@ -123,6 +120,7 @@ static bool known_has(const struct known_set *k, int family, const uint8_t *addr
 
 struct scan_run {
     struct cap_run_ctx *ctx;
+    const struct cap_network_scan_spec *spec; /* the source's, ctx->src->spec */
     struct cap_inventory *inv;
     int peak;
     struct cap_revocation *rev;
@@ -137,8 +135,8 @@ struct scan_run {
     uint64_t dns_failed;           /* listed names that did not resolve */
     struct cap_resolved *resolved; /* per listed host (src->hosts), from resolve_hosts */
     char dns_error[160];
-    int override_port[STARTTLS_OVERRIDES_MAX];
-    enum cap_starttls_proto override_proto[STARTTLS_OVERRIDES_MAX];
+    int override_port[CAP_STARTTLS_OVERRIDES_MAX];
+    enum cap_starttls_proto override_proto[CAP_STARTTLS_OVERRIDES_MAX];
     size_t overrides_n;
     int64_t last_progress_ms;
     uint64_t last_total_sent;
@@ -197,7 +195,7 @@ static void fill_req(struct cap_scan_req *q, const struct scan_run *r, int famil
     q->family = family;
     memcpy(q->addr, addr, family == AF_INET ? 4 : 16);
     q->port = port;
-    q->timeout_ms = r->ctx->src->timeout_ms > 0 ? r->ctx->src->timeout_ms : 5000;
+    q->timeout_ms = r->spec->timeout_ms > 0 ? r->spec->timeout_ms : 5000;
     q->starttls = cap_starttls_for_port(port);
     for (size_t i = 0; i < r->overrides_n; i++) {
         if (r->override_port[i] == port)
@@ -216,7 +214,7 @@ static void fill_req(struct cap_scan_req *q, const struct scan_run *r, int famil
  * at once, on this job thread; a name that does not resolve is an unresolvable finding on it. */
 static int resolve_hosts(struct scan_run *r, struct cap_err *err)
 {
-    const struct cap_source *src = r->ctx->src;
+    const struct cap_network_scan_spec *src = r->spec;
     if (src->hosts_n == 0)
         return 0;
     r->resolved = calloc(src->hosts_n, sizeof *r->resolved);
@@ -421,46 +419,31 @@ static int handle_result(struct scan_run *r, struct cap_scan_result *res, struct
     return rc;
 }
 
-/* Reads the source's STARTTLS overrides (a column of this module's migration, which the
- * shared source loader does not read). */
+/* Reads the source's STARTTLS overrides (spec starttls, "PORT:PROTOCOL"). */
 static int load_overrides(struct scan_run *r, struct cap_err *err)
 {
-    char id[24];
-    const char *p[] = {cap_pg_i64(id, r->ctx->source_id)};
-    PGresult *res = cap_pg_exec(r->ctx->pg, "read source starttls", SQL_SOURCE_STARTTLS, 1, p, err);
-    if (!res)
-        return -1;
-    int rc = 0;
-    if (PQntuples(res) == 1) {
-        size_t n = 0;
-        char **v = cap_pg_parse_text_array(PQgetvalue(res, 0, 0), &n, err);
-        if (!v) {
-            rc = -1;
-        } else {
-            for (size_t i = 0; i < n && rc == 0; i++) {
-                int port;
-                enum cap_starttls_proto proto;
-                char q[CAP_ERR_VALUE_MAX * 4 + 8];
-                if (cap_starttls_parse_override(v[i], &port, &proto) != 0) {
-                    cap_err_set(err, CAP_E_INVALID, "starttls \"%s\": expected PORT:PROTOCOL",
-                                cap_err_quote(q, sizeof q, v[i], strlen(v[i])));
-                    rc = -1;
-                } else if (r->overrides_n < STARTTLS_OVERRIDES_MAX) {
-                    r->override_port[r->overrides_n] = port;
-                    r->override_proto[r->overrides_n++] = proto;
-                }
-            }
-            cap_pg_free_strv(v);
+    const struct cap_network_scan_spec *src = r->spec;
+    for (size_t i = 0; i < src->starttls_n; i++) {
+        int port;
+        enum cap_starttls_proto proto;
+        char q[CAP_ERR_VALUE_MAX * 4 + 8];
+        if (cap_starttls_parse_override(src->starttls[i], &port, &proto) != 0) {
+            cap_err_set(err, CAP_E_INVALID, "starttls \"%s\": expected PORT:PROTOCOL",
+                        cap_err_quote(q, sizeof q, src->starttls[i], strlen(src->starttls[i])));
+            return -1;
+        }
+        if (r->overrides_n < CAP_STARTTLS_OVERRIDES_MAX) {
+            r->override_port[r->overrides_n] = port;
+            r->override_proto[r->overrides_n++] = proto;
         }
     }
-    PQclear(res);
-    return rc;
+    return 0;
 }
 
 /* Reads the address endpoints the inventory already has inside the source's CIDRs. */
 static int load_known(struct scan_run *r, struct cap_err *err)
 {
-    const struct cap_source *src = r->ctx->src;
+    const struct cap_network_scan_spec *src = r->spec;
     if (src->cidrs_n == 0 && src->hosts_n == 0)
         return 0;
     char *cidrs = cap_pg_text_array((const char *const *)src->cidrs, src->cidrs_n);
@@ -579,7 +562,7 @@ static void scan_shutdown(void)
 
 static int scan_execute(struct cap_run_ctx *ctx, struct cap_run_outcome *out, struct cap_err *err)
 {
-    const struct cap_source *src = ctx->src;
+    const struct cap_network_scan_spec *src = ctx->src->spec;
     if (!g_engine) {
         cap_err_set(err, CAP_E_IO, "network scan engine is not running in this worker");
         return -1;
@@ -588,11 +571,11 @@ static int scan_execute(struct cap_run_ctx *ctx, struct cap_run_outcome *out, st
     if (cap_targets_init(&t, (const char *const *)src->cidrs, src->cidrs_n,
                          (const char *const *)src->hosts, src->hosts_n, src->ports, src->ports_n,
                          err) != 0) {
-        cap_err_prefix(err, "source \"%s\": ", src->name);
+        cap_err_prefix(err, "source \"%s\": ", ctx->src->name);
         return -1;
     }
     if (cap_targets_check_limit(&t, ctx->cfg->scan_max_targets, err) != 0) {
-        cap_err_prefix(err, "source \"%s\": ", src->name);
+        cap_err_prefix(err, "source \"%s\": ", ctx->src->name);
         cap_targets_cleanup(&t);
         return -1;
     }
@@ -603,6 +586,7 @@ static int scan_execute(struct cap_run_ctx *ctx, struct cap_run_outcome *out, st
         return -1;
     }
     r->ctx = ctx;
+    r->spec = src;
     r->total = cap_targets_count(&t);
     r->trust = cap_trust_get();
     int concurrency = src->concurrency > 0 ? src->concurrency : 8;
@@ -611,7 +595,7 @@ static int scan_execute(struct cap_run_ctx *ctx, struct cap_run_outcome *out, st
     if (!r->inv)
         goto done;
     if (load_overrides(r, err) != 0) {
-        cap_err_prefix(err, "source \"%s\": ", src->name);
+        cap_err_prefix(err, "source \"%s\": ", ctx->src->name);
         goto done;
     }
     r->rev = cap_revocation_new(ctx, r->inv, &g_policy, src->timeout_ms, err);
