@@ -68,6 +68,17 @@ static const char SQL_ABANDON[] =
     "error = 'abandoned by worker ' || $3 || ' on shutdown; will be retried' "
     "WHERE id = $1 AND attempts = $2 AND status = 'running'";
 
+/* A run whose database connection broke under it (a PostgreSQL restart): back to queued, to be
+ * run again from the start by any worker (its attempts count on). */
+static const char SQL_REQUEUE_LOST_DB[] =
+    "UPDATE discovery_runs SET status = 'queued', heartbeat_at = NULL, "
+    "error = 'database connection lost during the run on worker ' || $3 || '; will be retried' "
+    "WHERE id = $1 AND attempts = $2 AND status = 'running'";
+
+/* How long a job thread tries to reach PostgreSQL again before it leaves the run to the
+ * scheduler's sweep of stale heartbeats. */
+#define DB_LOST_RETRY_MS 30000
+
 struct job {
     int64_t run_id;
     int64_t source_id;
@@ -75,7 +86,7 @@ struct job {
     char type[32];
     char stream_id[STREAM_ID_MAX];
     int64_t started_ms;
-    struct cap_source src;         /* read with the claim */
+    struct cap_source src; /* read with the claim */
     int have_src;
     char load_err[CAP_ERR_MSG_MAX];
     /* the result, for the finisher */
@@ -83,8 +94,8 @@ struct job {
     char error[600];
     bool run_again;
     double secs;
-    struct job *qnext;             /* waiting for a thread, or for the finisher */
-    struct job *anext, *aprev;     /* active list, for heartbeats and drain */
+    struct job *qnext;         /* waiting for a thread, or for the finisher */
+    struct job *anext, *aprev; /* active list, for heartbeats and drain */
 };
 
 struct worker {
@@ -103,8 +114,8 @@ struct worker {
     int fin_shutdown;
     pthread_t finisher;
     struct job *active;
-    int nactive;               /* claimed and not yet written back */
-    int nbusy;                 /* waiting for or inside a job thread */
+    int nactive; /* claimed and not yet written back */
+    int nbusy;   /* waiting for or inside a job thread */
     int shutdown_threads;
     pthread_t *threads;
     int nthreads;
@@ -182,6 +193,38 @@ static void ack(struct worker *w, redisContext *rd, const char *id)
     freeReplyObject(r);
 }
 
+/* The run's database connection broke: reconnect with backoff (up to DB_LOST_RETRY_MS, or
+ * until the worker drains) and put the run back to queued. When PostgreSQL stays away the run
+ * is left running: its heartbeat goes stale and the scheduler's sweep requeues it. */
+static void requeue_lost_db(struct worker *w, struct thread_conns *tc, struct job *j,
+                            const char *why)
+{
+    cap_log(CAP_LOG_WARN, "run_db_lost", CAP_LI("run_id", j->run_id), CAP_LI("attempt", j->attempt),
+            CAP_LS("err", why));
+    int64_t until = mono_ms() + DB_LOST_RETRY_MS;
+    useconds_t pause = 100000;
+    for (;;) {
+        struct cap_err e2 = {0};
+        if (ensure_pg(w, &tc->pg, "cap-worker-job", &e2) == 0) {
+            char rb[24], ab[24];
+            const char *p[] = {cap_pg_i64(rb, j->run_id), cap_pg_i64(ab, j->attempt), w->name};
+            if (cap_pg_cmd(tc->pg, "requeue run after a lost connection", SQL_REQUEUE_LOST_DB, 3, p,
+                           &e2) == 0) {
+                cap_log(CAP_LOG_INFO, "run_requeued", CAP_LI("run_id", j->run_id),
+                        CAP_LS("err", "database connection lost; the run will be retried"));
+                return;
+            }
+        }
+        if (mono_ms() >= until || atomic_load(&w->stopping)) {
+            cap_log(CAP_LOG_WARN, "run_left_to_sweep", CAP_LI("run_id", j->run_id),
+                    CAP_LS("err", e2.msg));
+            return;
+        }
+        usleep(pause);
+        pause = pause < 2000000 ? pause * 2 : pause;
+    }
+}
+
 /* Runs one claimed job on a job thread; the result goes to the finisher. Returns 1 when the
  * job was handed to the finisher, 0 when it is done with here (fenced or requeued). */
 static int execute_job(struct worker *w, struct thread_conns *tc, struct job *j)
@@ -231,6 +274,11 @@ static int execute_job(struct worker *w, struct thread_conns *tc, struct job *j)
             cap_log(CAP_LOG_WARN, "run_fenced", CAP_LI("run_id", j->run_id),
                     CAP_LI("attempt", j->attempt), CAP_LS("err", err.msg));
             return 0;
+        } else if (PQstatus(tc->pg) != CONNECTION_OK) {
+            /* Not the run's fault: nothing it wrote is lost (batches commit whole), so it is
+             * run again rather than recorded as failed. */
+            requeue_lost_db(w, tc, j, err.msg);
+            return 0;
         } else {
             snprintf(j->error, sizeof j->error, "%s", err.msg);
         }
@@ -250,8 +298,7 @@ static int execute_job(struct worker *w, struct thread_conns *tc, struct job *j)
         const char *p[] = {cap_pg_i64(rb, j->run_id), cap_pg_i64(ab, j->attempt), w->name};
         struct cap_err e2 = {0};
         cap_pg_cmd(tc->pg, "requeue interrupted run", SQL_ABANDON, 3, p, &e2);
-        cap_log(CAP_LOG_INFO, "run_requeued", CAP_LI("run_id", j->run_id),
-                CAP_LS("err", e2.msg));
+        cap_log(CAP_LOG_INFO, "run_requeued", CAP_LI("run_id", j->run_id), CAP_LS("err", e2.msg));
         return 0;
     }
     return 1;
@@ -478,7 +525,7 @@ struct entry {
     char id[STREAM_ID_MAX];
     const char *raw; /* job bytes, inside the reply */
     size_t raw_len;
-    int deleted;     /* the entry was trimmed while pending */
+    int deleted; /* the entry was trimmed while pending */
     struct cap_job job;
     int valid;
 };
@@ -495,12 +542,12 @@ static void dead_letter(struct worker *w, const struct entry *e, const char *rea
     struct cap_err err = {0};
     if (cap_stream_dead_letter(w->rd, w->cfg, e->id, reason, e->raw, e->raw_len, &err) < 0) {
         /* Keep it pending: a later reclaim retries the dead-lettering. */
-        cap_log(CAP_LOG_ERROR, "dead_letter_failed", CAP_LS("entry", e->id), CAP_LS("err", err.msg));
+        cap_log(CAP_LOG_ERROR, "dead_letter_failed", CAP_LS("entry", e->id),
+                CAP_LS("err", err.msg));
         return;
     }
     ack(w, w->rd, e->id);
 }
-
 
 /* Claims the runs of valid entries in one statement and hands them to job threads. */
 static void claim_and_dispatch(struct worker *w, struct entry *ents, size_t n)
@@ -628,7 +675,8 @@ static void claim_and_dispatch(struct worker *w, struct entry *ents, size_t n)
 static void parse_entry(struct worker *w, redisReply *e, struct entry *out)
 {
     memset(out, 0, sizeof *out);
-    if (e->type != REDIS_REPLY_ARRAY || e->elements < 1 || e->element[0]->type != REDIS_REPLY_STRING)
+    if (e->type != REDIS_REPLY_ARRAY || e->elements < 1 ||
+        e->element[0]->type != REDIS_REPLY_STRING)
         return;
     snprintf(out->id, sizeof out->id, "%s", e->element[0]->str);
     if (e->elements < 2 || e->element[1]->type != REDIS_REPLY_ARRAY) {
@@ -674,8 +722,9 @@ static int read_new(struct worker *w, int free_slots, int block_ms, struct cap_e
     char count[16], block[16];
     snprintf(count, sizeof count, "%d", free_slots);
     snprintf(block, sizeof block, "%d", block_ms);
-    const char *argv[] = {"XREADGROUP", "GROUP", w->cfg->redis_group, w->name, "COUNT", count,
-                          "BLOCK", block, "STREAMS", w->cfg->redis_stream, ">"};
+    const char *argv[] = {
+        "XREADGROUP", "GROUP",   w->cfg->redis_group,  w->name, "COUNT", count, "BLOCK",
+        block,        "STREAMS", w->cfg->redis_stream, ">"};
     redisReply *r = redisCommandArgv(w->rd, 11, argv, NULL);
     if (!r) {
         cap_err_set(err, CAP_E_IO, "reading jobs: redis connection failed: %s", w->rd->errstr);
@@ -712,8 +761,14 @@ static int autoclaim_step(struct worker *w, int free_slots)
     char idle[24], count[16];
     snprintf(idle, sizeof idle, "%" PRId64, w->cfg->worker_reclaim_idle_ms);
     snprintf(count, sizeof count, "%d", free_slots);
-    const char *argv[] = {"XAUTOCLAIM", w->cfg->redis_stream, w->cfg->redis_group, w->name,
-                          idle, w->claim_cursor, "COUNT", count};
+    const char *argv[] = {"XAUTOCLAIM",
+                          w->cfg->redis_stream,
+                          w->cfg->redis_group,
+                          w->name,
+                          idle,
+                          w->claim_cursor,
+                          "COUNT",
+                          count};
     struct cap_err err = {0};
     redisReply *r = cap_redis_cmd(w->rd, "reclaiming jobs", 8, argv, NULL, &err);
     if (!r) {
@@ -946,14 +1001,12 @@ static int worker_run(const struct cap_config *cfg, atomic_int *stop, struct cap
     w->m_finished = cap_metrics_counter("cap_jobs_finished_total",
                                         "Jobs finished, by source type and final status.",
                                         "source_type,status");
-    w->m_duration = cap_metrics_histogram("cap_job_duration_seconds",
-                                          "Time from claim to final status.", "source_type", NULL,
-                                          0);
+    w->m_duration = cap_metrics_histogram(
+        "cap_job_duration_seconds", "Time from claim to final status.", "source_type", NULL, 0);
     w->m_dead = cap_metrics_counter("cap_jobs_dead_total",
                                     "Runs given up after worker.max_attempts.", NULL);
-    w->m_poison = cap_metrics_counter("cap_stream_poison_total",
-                                      "Stream entries dead-lettered as unreadable or trimmed.",
-                                      NULL);
+    w->m_poison = cap_metrics_counter(
+        "cap_stream_poison_total", "Stream entries dead-lettered as unreadable or trimmed.", NULL);
     w->m_dup = cap_metrics_counter("cap_jobs_duplicate_total",
                                    "Deliveries of runs already live or finished (acked).", NULL);
 
@@ -993,12 +1046,12 @@ static int worker_run(const struct cap_config *cfg, atomic_int *stop, struct cap
             CAP_LI("max_jobs", w->nthreads),
             CAP_LI("max_concurrent_discovery", cfg->worker_max_concurrent_discovery));
 
-    int64_t hb_every = cfg->worker_heartbeat_ms > 0 ? cfg->worker_heartbeat_ms
-                                                    : cfg->worker_reclaim_idle_ms / 4;
+    int64_t hb_every =
+        cfg->worker_heartbeat_ms > 0 ? cfg->worker_heartbeat_ms : cfg->worker_reclaim_idle_ms / 4;
     if (hb_every < 100)
         hb_every = 100;
-    int64_t claim_every = cfg->worker_reclaim_idle_ms / 2 > 200 ? cfg->worker_reclaim_idle_ms / 2
-                                                                : 200;
+    int64_t claim_every =
+        cfg->worker_reclaim_idle_ms / 2 > 200 ? cfg->worker_reclaim_idle_ms / 2 : 200;
     int64_t next_hb = mono_ms() + hb_every, next_claim = mono_ms(), next_prune = mono_ms() + 60000;
     retry_ms = 200;
     while (!atomic_load(stop)) {

@@ -377,6 +377,38 @@ class Cluster:
                     raise
         raise last_err
 
+    def restart_postgres(self, down_s=0.0):
+        """Stops PostgreSQL (fast shutdown: every connection is cut), waits down_s seconds and
+        starts it again on the same port with the same data."""
+        p, _ = self._servers["postgres"]
+        self._kill(p, signal.SIGINT, 30)
+        if self._pg is not None:
+            try:
+                self._pg.close()
+            except psycopg2.Error:
+                pass
+            self._pg = None
+        time.sleep(down_s)
+        data = os.path.join(self._server_dir("pg"), "data")
+        sockdir = self._server_dir("pgsock")
+        p, path = self._spawn_server("postgres", [
+            os.path.join(PG_BIN, "postgres"), "-D", data, "-p", str(self.pg_port),
+            "-c", "listen_addresses=127.0.0.1", "-c", "unix_socket_directories=" + sockdir,
+            "-c", "fsync=off", "-c", "full_page_writes=off", "-c", "synchronous_commit=off",
+            "-c", "shared_buffers=32MB", "-c", "max_connections=200",
+            "-c", "log_min_messages=warning", "-c", "log_line_prefix=%m [%p] "])
+        self._servers["postgres"] = (p, path)
+        self._wait_port(p, self.pg_port, "postgres", 60)
+        deadline = time.time() + 30
+        while True:
+            try:
+                self._conn()
+                return
+            except psycopg2.OperationalError:
+                if time.time() > deadline:
+                    raise
+                time.sleep(0.1)
+
     def stop_redis(self):
         """Stops Redis (SIGTERM, no persistence: its data is gone)."""
         p, _ = self._servers.get("redis", (None, None))
