@@ -930,10 +930,11 @@ static void handle_cancels(struct cap_scan_engine *e)
     pthread_mutex_unlock(&e->mu);
 }
 
-/* Adds the tokens earned since the last refill, up to a burst of 1/50 s of the rate. */
+/* Adds the tokens earned since the last refill, up to a burst of 1/10 s of the rate (a loop
+ * pass slowed by a busy machine still admits what the rate allows). */
 static void refill(double *tokens, int64_t *last_ms, int rate, int64_t t)
 {
-    double burst = rate / 50.0 < 1.0 ? 1.0 : rate / 50.0;
+    double burst = rate / 10.0 < 1.0 ? 1.0 : rate / 10.0;
     if (*last_ms == 0)
         *tokens = burst;
     else if (t > *last_ms)
