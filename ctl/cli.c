@@ -10,20 +10,36 @@
 
 #include "common/log.h"
 #include "common/pg.h"
+#include "common/source/source.h"
 #include "ctl/migrations.h"
 
-static const char SYNOPSIS[] =
-    "capctl [--config FILE] [--json] COMMAND ...\n"
-    "commands:\n"
-    "  migrate [--status]\n"
-    "  source add NAME --type network_scan|ct_log [options]   (capctl source --help)\n"
-    "  source list | show NAME | edit NAME [options] | enable NAME | disable NAME\n"
-    "  source delete NAME | trigger NAME [--wait] [--timeout 10m]\n"
-    "  managed add|remove FINGERPRINT | managed list\n"
-    "  runs list [--source NAME] [--limit N] | runs show ID\n"
-    "  findings list [--source NAME] [--kind K] [--open] [--limit N]\n"
-    "  endpoints history HOST:PORT [--limit N]\n"
-    "  inventory [--expiring DAYS] [--limit N]";
+/* The synopsis of capctl; the source types come from the registry (common/source/). */
+static const char *synopsis(void)
+{
+    static char buf[1024];
+    if (buf[0])
+        return buf;
+    char types[256] = "";
+    const struct cap_source_type *t;
+    for (size_t i = 0; (t = cap_source_type_at(i)) != NULL; i++) {
+        size_t l = strlen(types);
+        snprintf(types + l, sizeof types - l, "%s%s", i ? "|" : "", t->type);
+    }
+    snprintf(buf, sizeof buf,
+             "capctl [--config FILE] [--json] COMMAND ...\n"
+             "commands:\n"
+             "  migrate [--status]\n"
+             "  source add NAME --type %s [options]   (capctl source --help)\n"
+             "  source list | show NAME | edit NAME [options] | enable NAME | disable NAME\n"
+             "  source delete NAME | trigger NAME [--wait] [--timeout 10m]\n"
+             "  managed add|remove FINGERPRINT | managed list\n"
+             "  runs list [--source NAME] [--limit N] | runs show ID\n"
+             "  findings list [--source NAME] [--kind K] [--open] [--limit N]\n"
+             "  endpoints history HOST:PORT [--limit N]\n"
+             "  inventory [--expiring DAYS] [--limit N]",
+             types);
+    return buf;
+}
 
 static const char SYN_MIGRATE[] = "capctl migrate [--status]";
 
@@ -170,24 +186,24 @@ int cap_ctl_main(int argc, char **argv)
             ctl.json = true;
         } else if (strcmp(w, "--config") == 0) {
             if (i + 1 >= argc)
-                return cap_ctl_usage(SYNOPSIS, "option --config needs a value");
+                return cap_ctl_usage(synopsis(), "option --config needs a value");
             ctl.config_path = argv[++i];
         } else if (strncmp(w, "--config=", 9) == 0) {
             ctl.config_path = w + 9;
         } else if (strcmp(w, "--help") == 0 || strcmp(w, "-h") == 0) {
-            printf("usage: %s\n", SYNOPSIS);
+            printf("usage: %s\n", synopsis());
             return CAP_CTL_OK;
         } else {
             char q[CAP_ERR_VALUE_MAX * 4 + 8];
-            return cap_ctl_usage(SYNOPSIS, "unknown option \"%s\"",
+            return cap_ctl_usage(synopsis(), "unknown option \"%s\"",
                                  cap_err_quote(q, sizeof q, w, strlen(w)));
         }
     }
     if (i >= argc)
-        return cap_ctl_usage(SYNOPSIS, "no command given");
+        return cap_ctl_usage(synopsis(), "no command given");
     const char *name = argv[i++];
     if (strcmp(name, "help") == 0) {
-        printf("usage: %s\n", SYNOPSIS);
+        printf("usage: %s\n", synopsis());
         return CAP_CTL_OK;
     }
     const struct command *cmd = NULL;
@@ -196,7 +212,7 @@ int cap_ctl_main(int argc, char **argv)
             cmd = c;
     if (!cmd) {
         char q[CAP_ERR_VALUE_MAX * 4 + 8];
-        return cap_ctl_usage(SYNOPSIS, "unknown command \"%s\"",
+        return cap_ctl_usage(synopsis(), "unknown command \"%s\"",
                              cap_err_quote(q, sizeof q, name, strlen(name)));
     }
 

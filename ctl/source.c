@@ -1,44 +1,37 @@
 /* capctl source commands: add, edit, list, show, enable, disable, delete, trigger [--wait].
- * Every value is validated before anything is written; database refusals (a duplicate name,
- * a CHECK the database enforces) become messages that name the source. */
+ * The options of add and edit, their checks, the spec they write and the summary source list
+ * prints come from the source type descriptors (common/source/): nothing here names a type or
+ * a field. Every value is validated before anything is written; database refusals (a
+ * duplicate name, a check the database enforces) become messages that name the source. */
+#include <assert.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
+#include <json-c/json.h>
+
 #include "common/config.h"
 #include "common/pg.h"
 #include "common/policy.h"
 #include "common/schedule.h"
-#include "common/source/ct_log.h"
-#include "common/source/network_scan.h"
+#include "common/source/source.h"
+#include "common/source/value.h"
 #include "ctl/ctl.h"
 #include "ctl/out.h"
 #include "ctl/validate.h"
 
 #define QUOTE_MAX (CAP_ERR_VALUE_MAX * 4 + 8)
+/* Room for a synopsis made from the descriptors. */
+#define SYN_MAX 4096
+/* Most options of fields (set, add, remove and clear of every field of every type). */
+#define FIELD_OPTS_MAX 256
+/* Most fields of one type. */
+#define FIELDS_MAX 64
 
 static const char SYN_SOURCE[] =
     "capctl source add|edit|list|show|enable|disable|delete|trigger ... (capctl source --help)";
-static const char SYN_ADD[] =
-    "capctl source add NAME --type network_scan [--cidr CIDR]... [--host NAME]...\n"
-    "         [--port N]... [--starttls PORT:PROTOCOL]... [--timeout 5s] [--concurrency 8]\n"
-    "         [--connect-rate N] [--schedule S] [--trigger] [--trigger-on-save] [--disabled]\n"
-    "       capctl source add NAME --type ct_log --domain SUFFIX... [--log URL]...\n"
-    "         [--log-protocol auto|rfc6962|static-ct] [--log-key FILE]\n"
-    "         [--expected-issuer SUBSTRING]... [--poll 1h | --schedule S]\n"
-    "         [--backfill-from INDEX] [--trigger] [--trigger-on-save] [--disabled]\n"
-    "       (repeatable options also take comma-separated values, except --expected-issuer)";
-static const char SYN_EDIT[] =
-    "capctl source edit NAME [any option of source add except --type]\n"
-    "         [--add-cidr|--remove-cidr CIDR]... [--add-host|--remove-host NAME]...\n"
-    "         [--add-port|--remove-port N]... [--add-starttls|--remove-starttls PORT:PROTOCOL]...\n"
-    "         [--add-domain|--remove-domain SUFFIX]...\n"
-    "         [--add-log|--remove-log URL]...\n"
-    "         [--add-expected-issuer|--remove-expected-issuer SUBSTRING]...\n"
-    "         [--enabled|--disabled] [--no-trigger-on-save] [--no-log-key] [--no-backfill]\n"
-    "         [--no-connect-rate] [--rename NEW]";
 static const char SYN_LIST[] = "capctl source list";
 static const char SYN_SHOW[] = "capctl source show NAME";
 static const char SYN_ENABLE[] = "capctl source enable|disable NAME";
@@ -48,24 +41,15 @@ static const char SYN_TRIGGER[] = "capctl source trigger NAME [--wait [--timeout
 /* --- SQL ------------------------------------------------------------------------------- */
 
 static const char SQL_INSERT[] =
-    "INSERT INTO discovery_sources (name, type, enabled, schedule, trigger_on_save, cidrs,"
-    " hosts, ports, timeout_ms, concurrency, domains, log_urls, log_protocol, log_key,"
-    " expected_issuers, backfill_from, starttls, connect_rate)"
-    " VALUES ($1, $2, $3::boolean, $4, $5::boolean, $6::cidr[], $7::text[], $8::int[],"
-    " $9::int, $10::int, $11::text[], $12::text[], $13, $14, $15::text[], $16::bigint,"
-    " $17::text[], $18::int)"
-    " RETURNING id";
+    "INSERT INTO discovery_sources (name, type, enabled, schedule, trigger_on_save, spec)"
+    " VALUES ($1, $2, $3::boolean, $4, $5::boolean, $6::jsonb) RETURNING id";
 static const char SQL_UPDATE[] =
     "UPDATE discovery_sources SET name = $1, enabled = $3::boolean, schedule = $4,"
-    " trigger_on_save = $5::boolean, cidrs = $6::cidr[], hosts = $7::text[], ports = $8::int[],"
-    " timeout_ms = $9::int, concurrency = $10::int, domains = $11::text[],"
-    " log_urls = $12::text[], log_protocol = $13, log_key = $14, expected_issuers = $15::text[],"
-    " backfill_from = $16::bigint, starttls = $17::text[], connect_rate = $18::int"
-    " WHERE id = $19::bigint AND type = $2 RETURNING id";
+    " trigger_on_save = $5::boolean, spec = $6::jsonb"
+    " WHERE id = $7::bigint AND type = $2 RETURNING id";
 static const char SQL_LOAD[] =
-    "SELECT id, name, type, enabled, schedule, trigger_on_save, cidrs::text[], hosts, ports,"
-    " timeout_ms, concurrency, domains, log_urls, log_protocol, log_key, expected_issuers,"
-    " backfill_from, starttls, connect_rate FROM discovery_sources WHERE name = $1 FOR UPDATE";
+    "SELECT id, name, type, enabled, schedule, trigger_on_save, spec FROM discovery_sources"
+    " WHERE name = $1 FOR UPDATE";
 static const char SQL_MAX_RUN[] =
     "SELECT coalesce(max(id), 0) FROM discovery_runs WHERE source_id = $1::bigint";
 static const char SQL_SAVE_RUN[] =
@@ -81,18 +65,15 @@ static const char SQL_ACTIVE_RUN[] =
     " AND status IN ('queued', 'running')";
 static const char SQL_RUN_STATUS[] =
     "SELECT status, coalesce(error, '') FROM discovery_runs WHERE id = $1::bigint";
+static const char SQL_LIST_SPECS[] = "SELECT name, type, spec FROM discovery_sources";
+/* $1, $2: source names and what their descriptors summarise them as. */
 static const char SQL_LIST_TABLE[] =
     "SELECT s.name, s.type, s.enabled, s.schedule,"
-    " date_trunc('second', s.next_run_at) AS next_run_at,"
-    " CASE WHEN s.type = 'network_scan' THEN"
-    "   concat_ws(' ', CASE WHEN cardinality(s.cidrs) > 0"
-    "                   THEN array_to_string(s.cidrs::text[], ',') END,"
-    "             CASE WHEN cardinality(s.hosts) > 0 THEN array_to_string(s.hosts, ',') END,"
-    "             'ports ' || CASE WHEN cardinality(s.ports) = 0 THEN '443,8443'"
-    "                         ELSE array_to_string(s.ports, ',') END)"
-    " ELSE array_to_string(s.domains, ',') END AS targets,"
+    " date_trunc('second', s.next_run_at) AS next_run_at, NULLIF(t.targets, '') AS targets,"
     " r.id AS last_run, r.status AS last_status, s.last_error"
-    " FROM discovery_sources s LEFT JOIN LATERAL (SELECT id, status FROM discovery_runs"
+    " FROM discovery_sources s"
+    " LEFT JOIN unnest($1::text[], $2::text[]) AS t(name, targets) ON t.name = s.name"
+    " LEFT JOIN LATERAL (SELECT id, status FROM discovery_runs"
     "   WHERE source_id = s.id ORDER BY id DESC LIMIT 1) r ON true"
     " ORDER BY s.name";
 static const char SQL_LIST_JSON[] = "SELECT * FROM discovery_sources ORDER BY name";
@@ -109,15 +90,9 @@ static const char SQL_DELETE[] = "DELETE FROM discovery_sources WHERE name = $1 
 
 /* --- options --------------------------------------------------------------------------- */
 
-enum source_type { T_ANY = 0, T_NET, T_CT };
-
-enum list_idx { L_CIDRS = 0, L_HOSTS, L_PORTS, L_DOMAINS, L_LOGS, L_ISSUERS, L_STARTTLS, L_N };
-
-/* Option ids: scalars below 100; list i has 100 + 3i (set), +1 (add), +2 (remove). */
+/* Options every type takes; the options of fields have ids from O_FIELD_BASE. */
 enum {
     O_TYPE = 1,
-    O_TIMEOUT,
-    O_CONCURRENCY,
     O_SCHEDULE,
     O_POLL,
     O_TRIGGER,
@@ -125,135 +100,238 @@ enum {
     O_NO_TOS,
     O_DISABLED,
     O_ENABLED,
-    O_LOG_PROTOCOL,
-    O_LOG_KEY,
-    O_NO_LOG_KEY,
-    O_BACKFILL,
-    O_NO_BACKFILL,
     O_RENAME,
-    O_WAIT,
-    O_CONNECT_RATE,
-    O_NO_CONNECT_RATE,
-    O_LIST_BASE = 100,
+    O_FIELD_BASE = 100,
 };
 
-typedef int (*norm_fn)(const char *opt, const char *in, char *out, size_t n, struct cap_err *err);
-
-static int norm_port(const char *opt, const char *in, char *out, size_t n, struct cap_err *err)
-{
-    int p = 0;
-    if (cap_value_port(opt, in, &p, err) < 0)
-        return -1;
-    snprintf(out, n, "%d", p);
-    return 0;
-}
-
-static int norm_url(const char *opt, const char *in, char *out, size_t n, struct cap_err *err)
-{
-    if (cap_value_url(opt, in, err) < 0)
-        return -1;
-    snprintf(out, n, "%s", in);
-    return 0;
-}
-
-static int norm_issuer(const char *opt, const char *in, char *out, size_t n, struct cap_err *err)
-{
-    if (cap_value_text(opt, in, CAP_CT_ISSUER_MAX, err) < 0)
-        return -1;
-    snprintf(out, n, "%s", in);
-    return 0;
-}
-
-struct list_def {
-    const char *set, *add, *remove; /* option names */
-    int type;
-    bool split; /* comma-separated values allowed */
-    norm_fn norm;
-};
-
-/* Expected issuers are DN substrings, which contain commas ("O=Let's Encrypt, C=US"): they
- * are never split. */
-static const struct list_def LISTS[L_N] = {
-    [L_CIDRS] = {"cidr", "add-cidr", "remove-cidr", T_NET, true, cap_value_cidr},
-    [L_HOSTS] = {"host", "add-host", "remove-host", T_NET, true, cap_value_hostname},
-    [L_PORTS] = {"port", "add-port", "remove-port", T_NET, true, norm_port},
-    [L_DOMAINS] = {"domain", "add-domain", "remove-domain", T_CT, true, cap_value_domain},
-    [L_LOGS] = {"log", "add-log", "remove-log", T_CT, true, norm_url},
-    [L_ISSUERS] = {"expected-issuer", "add-expected-issuer", "remove-expected-issuer", T_CT, false,
-                   norm_issuer},
-    [L_STARTTLS] = {"starttls", "add-starttls", "remove-starttls", T_NET, true,
-                    cap_starttls_normalise},
-};
-
-/* Scalar options with the type they belong to (T_ANY: both). */
 static const struct {
     const char *name;
-    int kind, id, type;
-} SCALARS[] = {
-    {"type", CAP_CTL_VALUE, O_TYPE, T_ANY},
-    {"timeout", CAP_CTL_VALUE, O_TIMEOUT, T_NET},
-    {"concurrency", CAP_CTL_VALUE, O_CONCURRENCY, T_NET},
-    {"connect-rate", CAP_CTL_VALUE, O_CONNECT_RATE, T_NET},
-    {"no-connect-rate", CAP_CTL_FLAG, O_NO_CONNECT_RATE, T_NET},
-    {"schedule", CAP_CTL_VALUE, O_SCHEDULE, T_ANY},
-    {"poll", CAP_CTL_VALUE, O_POLL, T_CT},
-    {"trigger", CAP_CTL_FLAG, O_TRIGGER, T_ANY},
-    {"trigger-on-save", CAP_CTL_FLAG, O_TOS, T_ANY},
-    {"no-trigger-on-save", CAP_CTL_FLAG, O_NO_TOS, T_ANY},
-    {"disabled", CAP_CTL_FLAG, O_DISABLED, T_ANY},
-    {"enabled", CAP_CTL_FLAG, O_ENABLED, T_ANY},
-    {"log-protocol", CAP_CTL_VALUE, O_LOG_PROTOCOL, T_CT},
-    {"log-key", CAP_CTL_VALUE, O_LOG_KEY, T_CT},
-    {"no-log-key", CAP_CTL_FLAG, O_NO_LOG_KEY, T_CT},
-    {"backfill-from", CAP_CTL_VALUE, O_BACKFILL, T_CT},
-    {"no-backfill", CAP_CTL_FLAG, O_NO_BACKFILL, T_CT},
-    {"rename", CAP_CTL_VALUE, O_RENAME, T_ANY},
+    int kind, id;
+    bool edit_only;
+} COMMON[] = {
+    {"type", CAP_CTL_VALUE, O_TYPE, false},
+    {"schedule", CAP_CTL_VALUE, O_SCHEDULE, false},
+    {"poll", CAP_CTL_VALUE, O_POLL, false},
+    {"trigger", CAP_CTL_FLAG, O_TRIGGER, false},
+    {"trigger-on-save", CAP_CTL_FLAG, O_TOS, false},
+    {"no-trigger-on-save", CAP_CTL_FLAG, O_NO_TOS, true},
+    {"disabled", CAP_CTL_FLAG, O_DISABLED, false},
+    {"enabled", CAP_CTL_FLAG, O_ENABLED, true},
+    {"rename", CAP_CTL_VALUE, O_RENAME, true},
 };
-#define N_SCALARS (sizeof SCALARS / sizeof SCALARS[0])
+#define COMMON_N (sizeof COMMON / sizeof COMMON[0])
 
-/* Options only `source edit` takes. */
-static bool edit_only(int id)
+/* What an option of a field does: set it (a list: replace it with what the command line
+ * lists), add to or remove from a list, set a nullable field to null. */
+enum field_op { OP_SET = 0, OP_ADD, OP_REMOVE, OP_CLEAR };
+
+/* One option of a field, the same for every type that has it: capctl checks a value before it
+ * knows the type (the descriptors give an option one kind and normaliser in every type). */
+struct field_opt {
+    char name[64];
+    enum field_op op;
+    const struct cap_source_field *field; /* the first type's field with this option */
+};
+
+static struct field_opt field_opts[FIELD_OPTS_MAX];
+static size_t field_opts_n;
+
+static void field_opt_add(const char *prefix, const char *option, enum field_op op,
+                          const struct cap_source_field *f)
 {
-    if (id >= O_LIST_BASE)
-        return (id - O_LIST_BASE) % 3 != 0;
-    return id == O_NO_TOS || id == O_ENABLED || id == O_NO_LOG_KEY || id == O_NO_BACKFILL ||
-           id == O_NO_CONNECT_RATE || id == O_RENAME;
+    char name[64];
+    int w = snprintf(name, sizeof name, "%s%s", prefix, option);
+    assert(w > 0 && (size_t)w < sizeof name);
+    for (size_t i = 0; i < field_opts_n; i++)
+        if (strcmp(field_opts[i].name, name) == 0)
+            return;
+    assert(field_opts_n < FIELD_OPTS_MAX);
+    struct field_opt *o = &field_opts[field_opts_n++];
+    memcpy(o->name, name, (size_t)w + 1);
+    o->op = op;
+    o->field = f;
 }
 
-/* Builds the option table of add (edit false) or edit. specs has room for every option. */
-static void build_specs(struct cap_ctl_opt_spec *specs, bool edit)
+/* Fills field_opts from the known types, once. */
+static void field_opts_build(void)
 {
-    size_t n = 0;
-    for (size_t i = 0; i < N_SCALARS; i++) {
-        if (!edit && edit_only(SCALARS[i].id))
-            continue;
-        specs[n++] = (struct cap_ctl_opt_spec){SCALARS[i].name, SCALARS[i].kind, SCALARS[i].id};
-    }
-    for (int l = 0; l < L_N; l++) {
-        int base = O_LIST_BASE + 3 * l;
-        specs[n++] = (struct cap_ctl_opt_spec){LISTS[l].set, CAP_CTL_LIST, base};
-        if (edit) {
-            specs[n++] = (struct cap_ctl_opt_spec){LISTS[l].add, CAP_CTL_LIST, base + 1};
-            specs[n++] = (struct cap_ctl_opt_spec){LISTS[l].remove, CAP_CTL_LIST, base + 2};
+    if (field_opts_n)
+        return;
+    const struct cap_source_type *t;
+    for (size_t i = 0; (t = cap_source_type_at(i)) != NULL; i++) {
+        for (size_t k = 0; k < t->nfields; k++) {
+            const struct cap_source_field *f = &t->fields[k];
+            field_opt_add("", f->option, OP_SET, f);
+            if (cap_source_kind_is_list(f->kind)) {
+                field_opt_add("add-", f->option, OP_ADD, f);
+                field_opt_add("remove-", f->option, OP_REMOVE, f);
+            }
+            if (f->nullable)
+                field_opt_add(f->clear_option ? "" : "no-",
+                              f->clear_option ? f->clear_option : f->option, OP_CLEAR, f);
         }
     }
+}
+
+static const struct field_opt *field_opt_of(int id)
+{
+    return id >= O_FIELD_BASE && (size_t)(id - O_FIELD_BASE) < field_opts_n
+               ? &field_opts[id - O_FIELD_BASE]
+               : NULL;
+}
+
+/* The field of type t that option o sets, or NULL when t has no such field. */
+static const struct cap_source_field *type_field(const struct cap_source_type *t,
+                                                 const struct field_opt *o)
+{
+    for (size_t i = 0; i < t->nfields; i++)
+        if (strcmp(t->fields[i].option, o->field->option) == 0)
+            return &t->fields[i];
+    return NULL;
+}
+
+/* The option table of add (edit false) or edit; static storage, ends with a NULL name. */
+static const struct cap_ctl_opt_spec *build_specs(bool edit)
+{
+    static struct cap_ctl_opt_spec specs[COMMON_N + FIELD_OPTS_MAX + 1];
+    field_opts_build();
+    size_t n = 0;
+    for (size_t i = 0; i < COMMON_N; i++)
+        if (edit || !COMMON[i].edit_only)
+            specs[n++] = (struct cap_ctl_opt_spec){COMMON[i].name, COMMON[i].kind, COMMON[i].id};
+    for (size_t i = 0; i < field_opts_n; i++) {
+        const struct field_opt *o = &field_opts[i];
+        if (!edit && o->op != OP_SET)
+            continue;
+        int kind = cap_source_kind_is_list(o->field->kind) && o->op != OP_CLEAR ? CAP_CTL_LIST
+                   : o->op == OP_CLEAR                                          ? CAP_CTL_FLAG
+                                                                                : CAP_CTL_VALUE;
+        specs[n++] = (struct cap_ctl_opt_spec){o->name, kind, O_FIELD_BASE + (int)i};
+    }
     specs[n] = (struct cap_ctl_opt_spec){NULL, 0, 0};
+    return specs;
 }
 
-static const char *type_name(int t)
+/* "a or b" (sep " or ") of the types that take option (field option o, or --poll when o is
+ * NULL), into out. */
+static const char *types_taking(const struct field_opt *o, char *out, size_t n)
 {
-    return t == T_NET ? "network_scan" : t == T_CT ? "ct_log" : "any";
+    const struct cap_source_type *t;
+    size_t used = 0;
+    out[0] = '\0';
+    for (size_t i = 0; (t = cap_source_type_at(i)) != NULL; i++) {
+        if (o ? type_field(t, o) == NULL : !t->poll)
+            continue;
+        int w = snprintf(out + used, n - used, "%s%s", used ? " or " : "", t->type);
+        if (w > 0 && (size_t)w < n - used)
+            used += (size_t)w;
+    }
+    return out;
 }
 
-/* The type an option belongs to. */
-static int opt_type(int id)
+/* --- synopses ---------------------------------------------------------------------------- */
+
+/* A synopsis being written: words wrapped at 88 columns, continuation lines indented. */
+struct syn {
+    char buf[SYN_MAX];
+    size_t used, col;
+};
+
+static void syn_raw(struct syn *s, const char *text)
 {
-    if (id >= O_LIST_BASE)
-        return LISTS[(id - O_LIST_BASE) / 3].type;
-    for (size_t i = 0; i < N_SCALARS; i++)
-        if (SCALARS[i].id == id)
-            return SCALARS[i].type;
-    return T_ANY;
+    size_t len = strlen(text);
+    assert(s->used + len < sizeof s->buf);
+    memcpy(s->buf + s->used, text, len + 1);
+    s->used += len;
+    const char *nl = strrchr(text, '\n');
+    s->col = nl ? strlen(nl + 1) : s->col + len;
+}
+
+static void syn_word(struct syn *s, const char *word)
+{
+    if (s->col + 1 + strlen(word) > 88)
+        syn_raw(s, "\n         ");
+    else
+        syn_raw(s, " ");
+    syn_raw(s, word);
+}
+
+/* One option as the synopsis shows it: "[--cidr CIDR]...", "--domain SUFFIX...". */
+static void syn_field(struct syn *s, const struct cap_source_type *t,
+                      const struct cap_source_field *f)
+{
+    bool list = cap_source_kind_is_list(f->kind);
+    bool required = list && t->needs_one_of && t->needs_one_of[0] && !t->needs_one_of[1] &&
+                    strcmp(t->needs_one_of[0], f->name) == 0;
+    char w[160];
+    snprintf(w, sizeof w, "%s--%s %s%s%s", required ? "" : "[", f->option, f->metavar,
+             required ? "" : "]", list ? "..." : "");
+    syn_word(s, w);
+}
+
+static const char *syn_add(void)
+{
+    static struct syn s;
+    if (s.used)
+        return s.buf;
+    s.col = 7; /* after "usage: " */
+    const struct cap_source_type *t;
+    for (size_t i = 0; (t = cap_source_type_at(i)) != NULL; i++) {
+        char head[128];
+        snprintf(head, sizeof head, "%scapctl source add NAME --type %s", i ? "\n       " : "",
+                 t->type);
+        syn_raw(&s, head);
+        for (size_t k = 0; k < t->nfields; k++)
+            syn_field(&s, t, &t->fields[k]);
+        syn_word(&s, t->poll ? "[--poll 1h | --schedule S]" : "[--schedule S]");
+        syn_word(&s, "[--trigger]");
+        syn_word(&s, "[--trigger-on-save]");
+        syn_word(&s, "[--disabled]");
+    }
+    /* Values of lists split on commas, except where a comma belongs to the value. */
+    char whole[256] = "";
+    for (size_t i = 0; (t = cap_source_type_at(i)) != NULL; i++)
+        for (size_t k = 0; k < t->nfields; k++)
+            if (t->fields[k].whole && cap_source_kind_is_list(t->fields[k].kind)) {
+                size_t l = strlen(whole);
+                snprintf(whole + l, sizeof whole - l, "%s--%s", l ? ", " : ", except ",
+                         t->fields[k].option);
+            }
+    char note[400];
+    snprintf(note, sizeof note, "\n       (repeatable options also take comma-separated values%s)",
+             whole);
+    syn_raw(&s, note);
+    return s.buf;
+}
+
+static const char *syn_edit(void)
+{
+    static struct syn s;
+    if (s.used)
+        return s.buf;
+    field_opts_build();
+    s.col = 7;
+    syn_raw(&s, "capctl source edit NAME [any option of source add except --type]");
+    for (size_t i = 0; i < field_opts_n; i++) {
+        const struct field_opt *o = &field_opts[i];
+        if (o->op != OP_ADD)
+            continue;
+        char w[200];
+        snprintf(w, sizeof w, "[--add-%s|--remove-%s %s]...", o->field->option, o->field->option,
+                 o->field->metavar);
+        syn_word(&s, w);
+    }
+    syn_word(&s, "[--enabled|--disabled]");
+    syn_word(&s, "[--no-trigger-on-save]");
+    for (size_t i = 0; i < field_opts_n; i++) {
+        if (field_opts[i].op != OP_CLEAR)
+            continue;
+        char w[80];
+        snprintf(w, sizeof w, "[--%s]", field_opts[i].name);
+        syn_word(&s, w);
+    }
+    syn_word(&s, "[--rename NEW]");
+    return s.buf;
 }
 
 /* --- string lists ---------------------------------------------------------------------- */
@@ -318,57 +396,56 @@ static void strlist_remove_at(struct strlist *l, size_t i)
 struct source_row {
     int64_t id;
     char name[129];
-    int type;
+    const struct cap_source_type *t;
     bool enabled, trigger_on_save;
     char schedule[CAP_SCHEDULE_TEXT_MAX + 1];
-    struct strlist l[L_N];
-    int timeout_ms, concurrency;
-    char log_protocol[16];
-    char *log_key;
-    bool has_backfill;
-    int64_t backfill_from;
-    int connect_rate; /* 0: NULL, the worker's scan.connect_rate */
+    json_object *spec; /* the type's fields as the database holds them */
 };
 
 static void row_cleanup(struct source_row *r)
 {
-    for (int i = 0; i < L_N; i++)
-        strlist_free(&r->l[i]);
-    free(r->log_key);
-    r->log_key = NULL;
+    json_object_put(r->spec);
+    r->spec = NULL;
 }
 
-/* One validated list operation, in command-line order. */
-struct list_op {
-    int list, what; /* what: 0 set, 1 add, 2 remove */
-    bool first_set; /* the first --X of the line: replaces the list */
-    char *value;
-    const char *raw; /* as typed, for messages */
+/* One validated option of a field, in command-line order. */
+struct field_change {
+    const struct field_opt *o;
+    bool first_set; /* a list's first --X of the line: replaces the list */
+    char *value;    /* normalised; NULL for OP_CLEAR */
 };
 
 /* Everything the options of add/edit say, validated and normalised (phase one: no database). */
 struct changes {
-    struct list_op *ops;
-    size_t nops;
-    bool has_timeout, has_concurrency, has_schedule, has_protocol, has_backfill, has_connect_rate;
-    int timeout_ms, concurrency, connect_rate;
-    int64_t backfill_from;
+    struct field_change *v;
+    size_t n;
+    bool has_schedule;
     char schedule[CAP_SCHEDULE_TEXT_MAX + 1];
-    char protocol[16];
-    char *log_key; /* PEM, when --log-key */
     const char *rename;
 };
 
 static void changes_cleanup(struct changes *ch)
 {
-    for (size_t i = 0; i < ch->nops; i++)
-        free(ch->ops[i].value);
-    free(ch->ops);
-    free(ch->log_key);
+    for (size_t i = 0; i < ch->n; i++)
+        free(ch->v[i].value);
+    free(ch->v);
     memset(ch, 0, sizeof *ch);
 }
 
-/* Reads a file of at most CAP_VALUE_PEM_MAX bytes into a malloc'd buffer. */
+/* Appends a change; takes value. 0, or -1 when memory runs out (value freed). */
+static int change_add(struct changes *ch, const struct field_opt *o, bool first_set, char *value)
+{
+    struct field_change *v = realloc(ch->v, (ch->n + 1) * sizeof *v);
+    if (!v) {
+        free(value);
+        return -1;
+    }
+    ch->v = v;
+    ch->v[ch->n++] = (struct field_change){o, first_set, value};
+    return 0;
+}
+
+/* Reads a file of at most CAP_VALUE_PEM_MAX bytes into a malloc'd, NUL-terminated buffer. */
 static char *read_small_file(const char *opt, const char *path, size_t *len, struct cap_err *err)
 {
     char q[QUOTE_MAX];
@@ -389,8 +466,33 @@ static char *read_small_file(const char *opt, const char *path, size_t *len, str
         free(buf);
         return NULL;
     }
+    buf[n] = '\0';
     *len = n;
     return buf;
+}
+
+/* The normalised value of one field option's argument (a file's content for a field that
+ * takes a file), malloc'd, or NULL with err. */
+static char *field_value(const struct cap_source_field *f, const char *opt, const char *text,
+                         struct cap_err *err)
+{
+    if (f->norm_file) {
+        size_t len = 0;
+        char *data = read_small_file(opt, text, &len, err);
+        char *v = data ? f->norm_file(f, opt, text, data, len, err) : NULL;
+        free(data);
+        return v;
+    }
+    char out[CAP_SOURCE_VALUE_MAX];
+    if (f->norm) {
+        if (f->norm(f, opt, text, out, sizeof out, err) < 0)
+            return NULL;
+        text = out;
+    }
+    char *v = strdup(text);
+    if (!v)
+        cap_err_set(err, CAP_E_NOMEM, "out of memory");
+    return v;
 }
 
 /* Phase one: validates every option value of a, in order. Returns 0, or -1 with err. */
@@ -398,130 +500,75 @@ static int collect_changes(const struct cap_ctl_args *a, struct changes *ch, str
 {
     char q[QUOTE_MAX];
     memset(ch, 0, sizeof *ch);
-    bool seen_set[L_N] = {false};
-    size_t cap = 0;
+    bool seen_set[FIELD_OPTS_MAX] = {false};
     for (size_t i = 0; i < a->nopts; i++) {
-        const struct cap_ctl_opt *o = &a->opts[i];
-        char opt[48];
-        snprintf(opt, sizeof opt, "--%s", o->name);
-        if (o->id >= O_LIST_BASE) {
-            int l = (o->id - O_LIST_BASE) / 3, what = (o->id - O_LIST_BASE) % 3;
+        const struct cap_ctl_opt *opt_given = &a->opts[i];
+        char opt[80];
+        snprintf(opt, sizeof opt, "--%s", opt_given->name);
+        const struct field_opt *o = field_opt_of(opt_given->id);
+        if (o) {
+            const struct cap_source_field *f = o->field;
+            if (o->op == OP_CLEAR) {
+                if (change_add(ch, o, false, NULL) < 0)
+                    goto nomem;
+                continue;
+            }
+            if (!cap_source_kind_is_list(f->kind)) {
+                char *v = field_value(f, opt, opt_given->value, err);
+                if (!v)
+                    return -1;
+                if (change_add(ch, o, false, v) < 0)
+                    goto nomem;
+                continue;
+            }
             char buf[CAP_VALUE_URL_MAX * 2 + 2];
             const char *parts[256];
             int np = 1;
-            if (LISTS[l].split) {
-                np = cap_ctl_args_split(opt, o->value, buf, sizeof buf, parts, 256, err);
+            if (!f->whole) {
+                np = cap_ctl_args_split(opt, opt_given->value, buf, sizeof buf, parts, 256, err);
                 if (np < 0)
                     return -1;
             } else {
-                parts[0] = o->value;
+                parts[0] = opt_given->value;
             }
+            size_t idx = (size_t)(o - field_opts);
             for (int k = 0; k < np; k++) {
-                char norm[CAP_VALUE_URL_MAX + 1];
-                if (LISTS[l].norm(opt, parts[k], norm, sizeof norm, err) < 0)
+                char *v = field_value(f, opt, parts[k], err);
+                if (!v)
                     return -1;
-                if (ch->nops == cap) {
-                    cap = cap ? cap * 2 : 16;
-                    struct list_op *ops = realloc(ch->ops, cap * sizeof *ops);
-                    if (!ops)
-                        goto nomem;
-                    ch->ops = ops;
-                }
-                struct list_op *op = &ch->ops[ch->nops];
-                op->list = l;
-                op->what = what;
-                op->first_set = what == 0 && !seen_set[l];
-                op->raw = o->value;
-                op->value = strdup(norm);
-                if (!op->value)
+                if (change_add(ch, o, o->op == OP_SET && !seen_set[idx], v) < 0)
                     goto nomem;
-                ch->nops++;
-                if (what == 0)
-                    seen_set[l] = true;
+                if (o->op == OP_SET)
+                    seen_set[idx] = true;
             }
             continue;
         }
-        switch (o->id) {
-        case O_TIMEOUT: {
-            int64_t ms = 0;
-            if (cap_value_duration_ms(opt, o->value, CAP_SCAN_TIMEOUT_MIN_MS,
-                                      CAP_SCAN_TIMEOUT_MAX_MS, "100ms and 10m", &ms, err) < 0)
-                return -1;
-            ch->timeout_ms = (int)ms;
-            ch->has_timeout = true;
-            break;
-        }
-        case O_CONCURRENCY: {
-            int64_t v = 0;
-            if (cap_ctl_validate_int(opt, o->value, 1, CAP_SCAN_CONCURRENCY_MAX, &v, err) < 0)
-                return -1;
-            ch->concurrency = (int)v;
-            ch->has_concurrency = true;
-            break;
-        }
-        case O_CONNECT_RATE: {
-            char norm[24];
-            const struct cap_source_field *f =
-                cap_source_field_find(&cap_network_scan_type, "connect_rate");
-            if (f->norm(f, opt, o->value, norm, sizeof norm, err) < 0)
-                return -1;
-            ch->connect_rate = (int)strtol(norm, NULL, 10);
-        }
-            ch->has_connect_rate = true;
-            break;
+        switch (opt_given->id) {
         case O_SCHEDULE:
-            if (cap_ctl_validate_schedule(opt, o->value, err) < 0)
+            if (cap_ctl_validate_schedule(opt, opt_given->value, err) < 0)
                 return -1;
-            snprintf(ch->schedule, sizeof ch->schedule, "%s", o->value);
+            snprintf(ch->schedule, sizeof ch->schedule, "%s", opt_given->value);
             ch->has_schedule = true;
             break;
         case O_POLL: {
             int64_t ms = 0;
-            if (cap_config_parse_duration_ms(o->value, &ms) < 0) {
+            if (cap_config_parse_duration_ms(opt_given->value, &ms) < 0) {
                 cap_err_set(err, CAP_E_INVALID, "%s \"%s\": not a duration (e.g. 10m, 1h, 1d)", opt,
-                            cap_err_quote(q, sizeof q, o->value, strlen(o->value)));
+                            cap_err_quote(q, sizeof q, opt_given->value, strlen(opt_given->value)));
                 return -1;
             }
             char sched[CAP_SCHEDULE_TEXT_MAX + 1];
-            snprintf(sched, sizeof sched, "every %s", o->value);
+            snprintf(sched, sizeof sched, "every %s", opt_given->value);
             if (cap_ctl_validate_schedule(opt, sched, err) < 0)
                 return -1;
             snprintf(ch->schedule, sizeof ch->schedule, "%s", sched);
             ch->has_schedule = true;
             break;
         }
-        case O_LOG_PROTOCOL:
-            if (strcmp(o->value, "auto") != 0 && strcmp(o->value, "rfc6962") != 0 &&
-                strcmp(o->value, "static-ct") != 0) {
-                cap_err_set(err, CAP_E_INVALID, "%s \"%s\": must be auto, rfc6962 or static-ct",
-                            opt, cap_err_quote(q, sizeof q, o->value, strlen(o->value)));
-                return -1;
-            }
-            snprintf(ch->protocol, sizeof ch->protocol, "%s", o->value);
-            ch->has_protocol = true;
-            break;
-        case O_LOG_KEY: {
-            size_t len = 0;
-            char *pem = read_small_file(opt, o->value, &len, err);
-            if (!pem)
-                return -1;
-            char *key = cap_value_pem_pubkey(opt, o->value, pem, len, err);
-            free(pem);
-            if (!key)
-                return -1;
-            free(ch->log_key);
-            ch->log_key = key;
-            break;
-        }
-        case O_BACKFILL:
-            if (cap_ctl_validate_int(opt, o->value, 0, INT64_MAX, &ch->backfill_from, err) < 0)
-                return -1;
-            ch->has_backfill = true;
-            break;
         case O_RENAME:
-            if (cap_ctl_validate_name(o->value, err) < 0)
+            if (cap_ctl_validate_name(opt_given->value, err) < 0)
                 return -1;
-            ch->rename = o->value;
+            ch->rename = opt_given->value;
             break;
         default:
             break;
@@ -534,19 +581,30 @@ nomem:
 }
 
 /* Options that contradict each other or the source's type: usage errors. */
-static int check_combination(const struct cap_ctl_args *a, int type, const char *syn)
+static int check_combination(const struct cap_ctl_args *a, const struct cap_source_type *t,
+                             const char *syn)
 {
+    char types[256];
     for (size_t i = 0; i < a->nopts; i++) {
-        int t = opt_type(a->opts[i].id);
-        if (t != T_ANY && t != type)
+        const struct field_opt *o = field_opt_of(a->opts[i].id);
+        if ((o && !type_field(t, o)) || (a->opts[i].id == O_POLL && !t->poll))
             return cap_ctl_usage(syn, "--%s applies to %s sources, not %s", a->opts[i].name,
-                                 type_name(t), type_name(type));
+                                 types_taking(o, types, sizeof types), t->type);
     }
-    static const int pairs[][2] = {
-        {O_POLL, O_SCHEDULE},        {O_TOS, O_NO_TOS},
-        {O_ENABLED, O_DISABLED},     {O_LOG_KEY, O_NO_LOG_KEY},
-        {O_BACKFILL, O_NO_BACKFILL}, {O_CONNECT_RATE, O_NO_CONNECT_RATE}};
-    for (size_t i = 0; i < sizeof pairs / sizeof pairs[0]; i++) {
+    /* Pairs by option id: the common ones, then set and clear of every nullable field. */
+    int pairs[COMMON_N + FIELD_OPTS_MAX][2] = {
+        {O_POLL, O_SCHEDULE}, {O_TOS, O_NO_TOS}, {O_ENABLED, O_DISABLED}};
+    size_t npairs = 3;
+    for (size_t i = 0; i < field_opts_n; i++) {
+        if (field_opts[i].op != OP_CLEAR)
+            continue;
+        for (size_t k = 0; k < field_opts_n; k++)
+            if (field_opts[k].op == OP_SET && field_opts[k].field == field_opts[i].field) {
+                pairs[npairs][0] = O_FIELD_BASE + (int)k;
+                pairs[npairs++][1] = O_FIELD_BASE + (int)i;
+            }
+    }
+    for (size_t i = 0; i < npairs; i++) {
         const char *x = NULL, *y = NULL;
         for (size_t k = 0; k < a->nopts; k++) {
             if (a->opts[k].id == pairs[i][0])
@@ -560,8 +618,8 @@ static int check_combination(const struct cap_ctl_args *a, int type, const char 
     return 0;
 }
 
-/* The entry of a STARTTLS list (normalised "PORT:PROTOCOL") for the port of v, or -1. */
-static ssize_t starttls_find_port(const struct strlist *l, const char *v)
+/* The entry of a PORT:VALUE list for the port of v, or -1. */
+static ssize_t port_map_find(const struct strlist *l, const char *v)
 {
     size_t plen = strcspn(v, ":");
     for (size_t i = 0; i < l->n; i++)
@@ -570,79 +628,133 @@ static ssize_t starttls_find_port(const struct strlist *l, const char *v)
     return -1;
 }
 
-/* Phase two: applies ch and the flags of a to row. -1 with err when a --remove-X names a
- * value the list does not hold, or memory runs out. */
-static int apply_changes(struct source_row *row, const struct changes *ch,
-                         const struct cap_ctl_args *a, struct cap_err *err)
+/* The entries of list field f of spec as text (a port as its digits), into l. */
+static int list_from_json(json_object *spec, const struct cap_source_field *f, struct strlist *l)
+{
+    json_object *arr = NULL;
+    if (!json_object_object_get_ex(spec, f->name, &arr) ||
+        !json_object_is_type(arr, json_type_array))
+        return 0;
+    for (size_t i = 0; i < json_object_array_length(arr); i++) {
+        json_object *e = json_object_array_get_idx(arr, i);
+        char num[24];
+        const char *s = json_object_get_string(e);
+        if (json_object_is_type(e, json_type_int)) {
+            snprintf(num, sizeof num, "%lld", (long long)json_object_get_int64(e));
+            s = num;
+        }
+        if (s && strlist_add(l, s) < 0)
+            return -1;
+    }
+    return 0;
+}
+
+/* Sets list field f of spec to the entries of l (ports as numbers). */
+static int list_to_json(json_object *spec, const struct cap_source_field *f,
+                        const struct strlist *l)
+{
+    json_object *arr = json_object_new_array();
+    for (size_t i = 0; arr && i < l->n; i++) {
+        json_object *e = f->kind == CAP_SOURCE_PORTS
+                             ? json_object_new_int64(strtoll(l->v[i], NULL, 10))
+                             : json_object_new_string(l->v[i]);
+        if (!e || json_object_array_add(arr, e) < 0) {
+            json_object_put(e);
+            json_object_put(arr);
+            return -1;
+        }
+    }
+    if (!arr)
+        return -1;
+    json_object_object_add(spec, f->name, arr);
+    return 0;
+}
+
+/* One list change on l (the field's entries). -1 with err when a remove names an entry the
+ * list does not hold, a set names a port twice, or memory runs out. */
+static int apply_list(struct strlist *l, const struct field_change *c, const char *source,
+                      struct cap_err *err)
 {
     char q[QUOTE_MAX];
-    for (size_t i = 0; i < ch->nops; i++) {
-        const struct list_op *op = &ch->ops[i];
-        struct strlist *l = &row->l[op->list];
-        if (op->first_set)
-            strlist_clear(l);
-        if (op->what == 2) {
-            ssize_t at = strlist_find(l, op->value);
-            if (at < 0) {
-                cap_err_set(err, CAP_E_INVALID, "--%s \"%s\": source \"%s\" has no such entry",
-                            LISTS[op->list].remove,
-                            cap_err_quote(q, sizeof q, op->value, strlen(op->value)), row->name);
+    if (c->first_set)
+        strlist_clear(l);
+    if (c->o->op == OP_REMOVE) {
+        ssize_t at = strlist_find(l, c->value);
+        if (at < 0) {
+            cap_err_set(err, CAP_E_INVALID, "--%s \"%s\": source \"%s\" has no such entry",
+                        c->o->name, cap_err_quote(q, sizeof q, c->value, strlen(c->value)), source);
+            return -1;
+        }
+        strlist_remove_at(l, (size_t)at);
+        return 0;
+    }
+    if (c->o->field->kind == CAP_SOURCE_PORT_MAP) {
+        /* One value per port: --add-X replaces the port's entry; two different ones in the
+         * list being set contradict each other. */
+        ssize_t at = port_map_find(l, c->value);
+        if (at >= 0 && strcmp(l->v[at], c->value) != 0) {
+            if (c->o->op == OP_SET) {
+                char q2[QUOTE_MAX];
+                cap_err_set(err, CAP_E_INVALID, "--%s \"%s\": port already given as \"%s\"",
+                            c->o->name, cap_err_quote(q, sizeof q, c->value, strlen(c->value)),
+                            cap_err_quote(q2, sizeof q2, l->v[at], strlen(l->v[at])));
                 return -1;
             }
             strlist_remove_at(l, (size_t)at);
-            continue;
-        }
-        if (op->list == L_STARTTLS) {
-            /* One protocol per port: --add-starttls replaces the port's override; two
-             * different ones in the list being set contradict each other. */
-            ssize_t at = starttls_find_port(l, op->value);
-            if (at >= 0 && strcmp(l->v[at], op->value) != 0) {
-                if (op->what == 0) {
-                    char q2[QUOTE_MAX];
-                    cap_err_set(err, CAP_E_INVALID,
-                                "--starttls \"%s\": port already given as \"%s\"",
-                                cap_err_quote(q, sizeof q, op->value, strlen(op->value)),
-                                cap_err_quote(q2, sizeof q2, l->v[at], strlen(l->v[at])));
-                    return -1;
-                }
-                strlist_remove_at(l, (size_t)at);
-            }
-        }
-        if (strlist_add(l, op->value) < 0) {
-            cap_err_set(err, CAP_E_NOMEM, "out of memory");
-            return -1;
         }
     }
-    if (ch->has_timeout)
-        row->timeout_ms = ch->timeout_ms;
-    if (ch->has_concurrency)
-        row->concurrency = ch->concurrency;
+    if (strlist_add(l, c->value) < 0) {
+        cap_err_set(err, CAP_E_NOMEM, "out of memory");
+        return -1;
+    }
+    return 0;
+}
+
+/* Phase two: applies the field changes of ch to row->spec and the common options of a to the
+ * row. -1 with err when a --remove-X names a value the list does not hold, or memory runs
+ * out. */
+static int apply_changes(struct source_row *row, const struct changes *ch,
+                         const struct cap_ctl_args *a, struct cap_err *err)
+{
+    const struct cap_source_type *t = row->t;
+    assert(t->nfields <= FIELDS_MAX);
+    struct strlist lists[FIELDS_MAX];
+    bool loaded[FIELDS_MAX] = {false};
+    memset(lists, 0, sizeof lists);
+    int rc = 0;
+    for (size_t i = 0; i < ch->n && rc == 0; i++) {
+        const struct field_change *c = &ch->v[i];
+        const struct cap_source_field *f = type_field(t, c->o);
+        size_t k = (size_t)(f - t->fields);
+        if (c->o->op == OP_CLEAR) {
+            json_object_object_add(row->spec, f->name, NULL);
+        } else if (!cap_source_kind_is_list(f->kind)) {
+            json_object *v = f->kind == CAP_SOURCE_INT
+                                 ? json_object_new_int64(strtoll(c->value, NULL, 10))
+                                 : json_object_new_string(c->value);
+            if (!v || json_object_object_add(row->spec, f->name, v) < 0) {
+                json_object_put(v);
+                rc = -1;
+            }
+        } else {
+            if (!loaded[k] && list_from_json(row->spec, f, &lists[k]) < 0)
+                rc = -1;
+            loaded[k] = true;
+            if (rc == 0 && apply_list(&lists[k], c, row->name, err) < 0)
+                rc = -2;
+        }
+    }
+    for (size_t k = 0; k < t->nfields; k++) {
+        if (loaded[k] && rc == 0 && list_to_json(row->spec, &t->fields[k], &lists[k]) < 0)
+            rc = -1;
+        strlist_free(&lists[k]);
+    }
+    if (rc == -1)
+        cap_err_set(err, CAP_E_NOMEM, "out of memory");
+    if (rc != 0)
+        return -1;
     if (ch->has_schedule)
         snprintf(row->schedule, sizeof row->schedule, "%s", ch->schedule);
-    if (ch->has_protocol)
-        snprintf(row->log_protocol, sizeof row->log_protocol, "%s", ch->protocol);
-    if (ch->log_key) {
-        free(row->log_key);
-        row->log_key = strdup(ch->log_key);
-        if (!row->log_key) {
-            cap_err_set(err, CAP_E_NOMEM, "out of memory");
-            return -1;
-        }
-    }
-    if (cap_ctl_args_has(a, O_NO_LOG_KEY)) {
-        free(row->log_key);
-        row->log_key = NULL;
-    }
-    if (ch->has_backfill) {
-        row->has_backfill = true;
-        row->backfill_from = ch->backfill_from;
-    }
-    if (cap_ctl_args_has(a, O_NO_BACKFILL))
-        row->has_backfill = false;
-    if (ch->has_connect_rate)
-        row->connect_rate = ch->connect_rate;
-    if (cap_ctl_args_has(a, O_NO_CONNECT_RATE))
-        row->connect_rate = 0;
     if (cap_ctl_args_has(a, O_TOS))
         row->trigger_on_save = true;
     if (cap_ctl_args_has(a, O_NO_TOS))
@@ -656,35 +768,14 @@ static int apply_changes(struct source_row *row, const struct changes *ch,
     return 0;
 }
 
-/* What the row must hold whatever the options were (the database checks the same). */
-static int check_row(const struct source_row *row, struct cap_err *err)
-{
-    if (row->type == T_NET && row->l[L_CIDRS].n + row->l[L_HOSTS].n == 0) {
-        cap_err_set(err, CAP_E_INVALID,
-                    "source \"%s\": a network_scan source needs at least one --cidr or --host",
-                    row->name);
-        return -1;
-    }
-    if (row->l[L_STARTTLS].n > CAP_STARTTLS_OVERRIDES_MAX) {
-        cap_err_set(err, CAP_E_INVALID, "source \"%s\": at most %d --starttls overrides, not %zu",
-                    row->name, CAP_STARTTLS_OVERRIDES_MAX, row->l[L_STARTTLS].n);
-        return -1;
-    }
-    if (row->type == T_CT && row->l[L_DOMAINS].n == 0) {
-        cap_err_set(err, CAP_E_INVALID,
-                    "source \"%s\": a ct_log source needs at least one --domain", row->name);
-        return -1;
-    }
-    return 0;
-}
-
 /* --- writing --------------------------------------------------------------------------- */
 
 /* Turns a refused INSERT/UPDATE into a message that names the source. */
-static void write_error(const PGresult *r, PGconn *c, const char *name, struct cap_err *err)
+static void write_error(const PGresult *r, PGconn *c, const struct source_row *row,
+                        struct cap_err *err)
 {
     char q[QUOTE_MAX];
-    cap_err_quote(q, sizeof q, name, strlen(name));
+    cap_err_quote(q, sizeof q, row->name, strlen(row->name));
     const char *state = r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : NULL;
     const char *msg = r ? PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY) : NULL;
     const char *cons = r ? PQresultErrorField(r, PG_DIAG_CONSTRAINT_NAME) : NULL;
@@ -694,18 +785,15 @@ static void write_error(const PGresult *r, PGconn *c, const char *name, struct c
         cap_err_set(err, CAP_E_INVALID, "source \"%s\" already exists", q);
         return;
     }
-    if (state && strcmp(state, "23514") == 0 && cons) {
-        if (strcmp(cons, "network_scan_has_targets") == 0) {
-            cap_err_set(err, CAP_E_INVALID,
-                        "source \"%s\": a network_scan source needs at least one --cidr or --host",
-                        q);
+    if (state && strcmp(state, "23514") == 0 && cons && row->t->needs_constraint &&
+        strcmp(cons, row->t->needs_constraint) == 0) {
+        /* The type's whole-source rule, in capctl's words: its check of an empty spec. */
+        json_object *empty = cap_source_spec_defaults(row->t);
+        if (empty && cap_source_check(row->t, row->name, empty, err) < 0) {
+            json_object_put(empty);
             return;
         }
-        if (strcmp(cons, "ct_log_has_domains") == 0) {
-            cap_err_set(err, CAP_E_INVALID,
-                        "source \"%s\": a ct_log source needs at least one --domain", q);
-            return;
-        }
+        json_object_put(empty);
     }
     char clean[200];
     snprintf(clean, sizeof clean, "%s", msg ? msg : "unknown error");
@@ -723,62 +811,42 @@ static void write_error(const PGresult *r, PGconn *c, const char *name, struct c
 /* INSERTs (row->id == 0) or UPDATEs the row; sets row->id. 0 or -1 with err. */
 static int write_row(PGconn *c, struct source_row *row, struct cap_err *err)
 {
-    char *arrays[L_N] = {NULL};
-    int rc = -1;
-    for (int i = 0; i < L_N; i++) {
-        arrays[i] = cap_pg_text_array((const char *const *)row->l[i].v, row->l[i].n);
-        if (!arrays[i]) {
-            cap_err_set(err, CAP_E_NOMEM, "out of memory");
-            goto out;
-        }
+    const char *spec = json_object_to_json_string_ext(row->spec, JSON_C_TO_STRING_PLAIN);
+    if (!spec) {
+        cap_err_set(err, CAP_E_NOMEM, "out of memory");
+        return -1;
     }
-    char tmo[24], conc[24], bf[24], rate[24], idb[24];
-    const char *p[19] = {
+    char idb[24];
+    const char *p[7] = {
         row->name,
-        type_name(row->type),
+        row->t->type,
         row->enabled ? "true" : "false",
         row->schedule,
         row->trigger_on_save ? "true" : "false",
-        arrays[L_CIDRS],
-        arrays[L_HOSTS],
-        arrays[L_PORTS],
-        cap_pg_i64(tmo, row->timeout_ms),
-        cap_pg_i64(conc, row->concurrency),
-        arrays[L_DOMAINS],
-        arrays[L_LOGS],
-        row->log_protocol,
-        row->log_key,
-        arrays[L_ISSUERS],
-        row->has_backfill ? cap_pg_i64(bf, row->backfill_from) : NULL,
-        arrays[L_STARTTLS],
-        row->connect_rate > 0 ? cap_pg_i64(rate, row->connect_rate) : NULL,
+        spec,
         cap_pg_i64(idb, row->id),
     };
     bool update = row->id != 0;
     PGresult *r =
-        PQexecParams(c, update ? SQL_UPDATE : SQL_INSERT, update ? 19 : 18, NULL, p, NULL, NULL, 0);
+        PQexecParams(c, update ? SQL_UPDATE : SQL_INSERT, update ? 7 : 6, NULL, p, NULL, NULL, 0);
     if (!r || PQresultStatus(r) != PGRES_TUPLES_OK) {
-        write_error(r, c, row->name, err);
+        write_error(r, c, row, err);
         PQclear(r);
-        goto out;
+        return -1;
     }
     if (PQntuples(r) != 1) {
         cap_err_set(err, CAP_E_INVALID, "source \"%s\" changed type or vanished while saving",
                     row->name);
         PQclear(r);
-        goto out;
+        return -1;
     }
     row->id = cap_pg_get_i64(r, 0, 0);
     PQclear(r);
-    rc = 0;
-out:
-    for (int i = 0; i < L_N; i++)
-        free(arrays[i]);
-    return rc;
+    return 0;
 }
 
 /* Loads source `name` (locked FOR UPDATE; call inside a transaction) into row. Returns 1 when
- * found, 0 when it does not exist, -1 with err. */
+ * found, 0 when it does not exist, -1 with err (a type this capctl does not know included). */
 static int load_row(PGconn *c, const char *name, struct source_row *row, struct cap_err *err)
 {
     const char *p[] = {name};
@@ -791,41 +859,24 @@ static int load_row(PGconn *c, const char *name, struct source_row *row, struct 
     }
     row->id = cap_pg_get_i64(r, 0, 0);
     snprintf(row->name, sizeof row->name, "%s", PQgetvalue(r, 0, 1));
-    row->type = strcmp(PQgetvalue(r, 0, 2), "ct_log") == 0 ? T_CT : T_NET;
+    row->t = cap_source_type_find(PQgetvalue(r, 0, 2));
     row->enabled = PQgetvalue(r, 0, 3)[0] == 't';
     snprintf(row->schedule, sizeof row->schedule, "%s", PQgetvalue(r, 0, 4));
     row->trigger_on_save = PQgetvalue(r, 0, 5)[0] == 't';
-    static const int cols[L_N] = {
-        [L_CIDRS] = 6, [L_HOSTS] = 7,    [L_PORTS] = 8,    [L_DOMAINS] = 11,
-        [L_LOGS] = 12, [L_ISSUERS] = 15, [L_STARTTLS] = 17};
+    row->spec = json_tokener_parse(PQgetvalue(r, 0, 6));
     int rc = 1;
-    for (int i = 0; i < L_N && rc == 1; i++) {
-        size_t n = 0;
-        char **v = cap_pg_parse_text_array(PQgetvalue(r, 0, cols[i]), &n, err);
-        if (!v) {
-            rc = -1;
-            break;
-        }
-        for (size_t k = 0; k < n && rc == 1; k++)
-            if (strlist_add(&row->l[i], v[k]) < 0) {
-                cap_err_set(err, CAP_E_NOMEM, "out of memory");
-                rc = -1;
-            }
-        cap_pg_free_strv(v);
+    char q[QUOTE_MAX];
+    if (!row->t) {
+        cap_err_set(err, CAP_E_INVALID,
+                    "source \"%s\" is of type \"%s\", which this capctl does "
+                    "not know",
+                    row->name,
+                    cap_err_quote(q, sizeof q, PQgetvalue(r, 0, 2), strlen(PQgetvalue(r, 0, 2))));
+        rc = -1;
+    } else if (!row->spec || !json_object_is_type(row->spec, json_type_object)) {
+        cap_err_set(err, CAP_E_INVALID, "source \"%s\": its spec is not a JSON object", row->name);
+        rc = -1;
     }
-    row->timeout_ms = (int)cap_pg_get_i64(r, 0, 9);
-    row->concurrency = (int)cap_pg_get_i64(r, 0, 10);
-    snprintf(row->log_protocol, sizeof row->log_protocol, "%s", PQgetvalue(r, 0, 13));
-    if (!PQgetisnull(r, 0, 14)) {
-        row->log_key = strdup(PQgetvalue(r, 0, 14));
-        if (!row->log_key && rc == 1) {
-            cap_err_set(err, CAP_E_NOMEM, "out of memory");
-            rc = -1;
-        }
-    }
-    row->has_backfill = !PQgetisnull(r, 0, 16);
-    row->backfill_from = cap_pg_get_i64(r, 0, 16);
-    row->connect_rate = PQgetisnull(r, 0, 18) ? 0 : (int)cap_pg_get_i64(r, 0, 18);
     PQclear(r);
     return rc;
 }
@@ -973,13 +1024,21 @@ static void warn_policy(const struct cap_ctl *ctl, const struct source_row *row)
     struct cap_err e = {0};
     if (!ctl->cfg_loaded || cap_policy_init(&pol, &ctl->cfg, &e) < 0)
         return;
-    for (size_t i = 0; i < row->l[L_CIDRS].n; i++) {
-        struct cap_cidr c;
-        char why[CAP_POLICY_REASON_MAX + CAP_CIDR_TEXT_MAX + 64];
-        if (cap_policy_parse_cidr(row->l[L_CIDRS].v[i], &c, NULL) == 0 &&
-            cap_policy_cidr_refused_by(&pol, &c, why, sizeof why) == 1)
-            fprintf(stderr, "capctl: warning: %s; runs under this configuration will skip it\n",
-                    why);
+    for (size_t k = 0; k < row->t->nfields; k++) {
+        json_object *arr = NULL;
+        if (row->t->fields[k].kind != CAP_SOURCE_CIDRS ||
+            !json_object_object_get_ex(row->spec, row->t->fields[k].name, &arr) ||
+            !json_object_is_type(arr, json_type_array))
+            continue;
+        for (size_t i = 0; i < json_object_array_length(arr); i++) {
+            const char *text = json_object_get_string(json_object_array_get_idx(arr, i));
+            struct cap_cidr c;
+            char why[CAP_POLICY_REASON_MAX + CAP_CIDR_TEXT_MAX + 64];
+            if (text && cap_policy_parse_cidr(text, &c, NULL) == 0 &&
+                cap_policy_cidr_refused_by(&pol, &c, why, sizeof why) == 1)
+                fprintf(stderr, "capctl: warning: %s; runs under this configuration will skip it\n",
+                        why);
+        }
     }
     cap_policy_cleanup(&pol);
 }
@@ -1012,34 +1071,70 @@ static int after_save(struct cap_ctl *ctl, PGconn *c, const struct source_row *r
     return CAP_CTL_OK;
 }
 
+/* "network_scan or ct_log" (sep " or "), or with "--type " before each (sep " or --type "). */
+static const char *type_names(const char *sep, const char *each, char *out, size_t n)
+{
+    const struct cap_source_type *t;
+    size_t used = 0;
+    out[0] = '\0';
+    for (size_t i = 0; (t = cap_source_type_at(i)) != NULL; i++) {
+        bool last = cap_source_type_at(i + 1) == NULL;
+        int w = snprintf(out + used, n - used, "%s%s%s",
+                         i == 0 ? ""
+                         : last ? sep
+                                : ", ",
+                         each, t->type);
+        if (w > 0 && (size_t)w < n - used)
+            used += (size_t)w;
+    }
+    return out;
+}
+
+/* A new source of type t needs one of its needs_one_of lists on the command line: a usage
+ * error otherwise ("source add: a ct_log source needs --domain"). */
+static int check_needs(const struct cap_ctl_args *a, const struct cap_source_type *t)
+{
+    if (!t->needs_one_of || !t->needs_one_of[0])
+        return 0;
+    char opts[256] = "";
+    for (size_t i = 0; t->needs_one_of[i]; i++) {
+        const struct cap_source_field *f = cap_source_field_find(t, t->needs_one_of[i]);
+        for (size_t k = 0; f && k < field_opts_n; k++)
+            if (field_opts[k].op == OP_SET && strcmp(field_opts[k].field->option, f->option) == 0 &&
+                cap_ctl_args_has(a, O_FIELD_BASE + (int)k))
+                return 0;
+        size_t l = strlen(opts);
+        snprintf(opts + l, sizeof opts - l, "%s--%s", i ? " or " : "",
+                 f ? f->option : t->needs_one_of[i]);
+    }
+    return cap_ctl_usage(syn_add(), "source add: a %s source needs %s", t->type, opts);
+}
+
 static int cmd_add(struct cap_ctl *ctl, int argc, char **argv)
 {
-    struct cap_ctl_opt_spec specs[64];
-    build_specs(specs, false);
     struct cap_ctl_args a;
-    int rc = cap_ctl_parse(argc, argv, specs, 1, SYN_ADD, &a);
+    int rc = cap_ctl_parse(argc, argv, build_specs(false), 1, syn_add(), &a);
     if (rc)
         return rc;
     if (a.npos != 1)
-        return cap_ctl_usage(SYN_ADD, "source add: give the source NAME");
+        return cap_ctl_usage(syn_add(), "source add: give the source NAME");
+    char names[256];
     const char *tt = cap_ctl_args_get(&a, O_TYPE);
     if (!tt)
-        return cap_ctl_usage(SYN_ADD,
-                             "source add: --type network_scan or --type ct_log is required");
-    int type = strcmp(tt, "network_scan") == 0 ? T_NET : strcmp(tt, "ct_log") == 0 ? T_CT : 0;
-    if (!type) {
+        return cap_ctl_usage(syn_add(), "source add: --type %s is required",
+                             type_names(" or --type ", "", names, sizeof names));
+    const struct cap_source_type *t = cap_source_type_find(tt);
+    if (!t) {
         char q[QUOTE_MAX];
-        return cap_ctl_usage(SYN_ADD, "--type \"%s\": must be network_scan or ct_log",
-                             cap_err_quote(q, sizeof q, tt, strlen(tt)));
+        return cap_ctl_usage(syn_add(), "--type \"%s\": must be %s",
+                             cap_err_quote(q, sizeof q, tt, strlen(tt)),
+                             type_names(" or ", "", names, sizeof names));
     }
-    rc = check_combination(&a, type, SYN_ADD);
+    rc = check_combination(&a, t, syn_add());
+    if (rc == 0)
+        rc = check_needs(&a, t);
     if (rc)
         return rc;
-    if (type == T_CT && !cap_ctl_args_has(&a, O_LIST_BASE + 3 * L_DOMAINS))
-        return cap_ctl_usage(SYN_ADD, "source add: a ct_log source needs --domain SUFFIX");
-    if (type == T_NET && !cap_ctl_args_has(&a, O_LIST_BASE + 3 * L_CIDRS) &&
-        !cap_ctl_args_has(&a, O_LIST_BASE + 3 * L_HOSTS))
-        return cap_ctl_usage(SYN_ADD, "source add: a network_scan source needs --cidr or --host");
 
     struct cap_err err = {0};
     if (cap_ctl_validate_name(a.pos[0], &err) < 0)
@@ -1047,15 +1142,17 @@ static int cmd_add(struct cap_ctl *ctl, int argc, char **argv)
     struct source_row row;
     memset(&row, 0, sizeof row);
     snprintf(row.name, sizeof row.name, "%s", a.pos[0]);
-    row.type = type;
+    row.t = t;
     row.enabled = true;
-    snprintf(row.schedule, sizeof row.schedule, "%s", type == T_CT ? "every 1h" : "manual");
-    row.timeout_ms = 5000;
-    row.concurrency = 8;
-    snprintf(row.log_protocol, sizeof row.log_protocol, "auto");
+    snprintf(row.schedule, sizeof row.schedule, "%s", t->default_schedule);
+    row.spec = cap_source_spec_defaults(t);
     struct changes ch;
+    if (!row.spec) {
+        cap_err_set(&err, CAP_E_NOMEM, "out of memory");
+        return cap_ctl_fail(&err);
+    }
     if (collect_changes(&a, &ch, &err) < 0 || apply_changes(&row, &ch, &a, &err) < 0 ||
-        check_row(&row, &err) < 0) {
+        cap_source_check(t, row.name, row.spec, &err) < 0) {
         changes_cleanup(&ch);
         row_cleanup(&row);
         return cap_ctl_fail(&err);
@@ -1081,16 +1178,14 @@ fail:
 
 static int cmd_edit(struct cap_ctl *ctl, int argc, char **argv)
 {
-    struct cap_ctl_opt_spec specs[64];
-    build_specs(specs, true);
     struct cap_ctl_args a;
-    int rc = cap_ctl_parse(argc, argv, specs, 1, SYN_EDIT, &a);
+    int rc = cap_ctl_parse(argc, argv, build_specs(true), 1, syn_edit(), &a);
     if (rc)
         return rc;
     if (a.npos != 1)
-        return cap_ctl_usage(SYN_EDIT, "source edit: give the source NAME");
+        return cap_ctl_usage(syn_edit(), "source edit: give the source NAME");
     if (a.nopts == 0)
-        return cap_ctl_usage(SYN_EDIT, "source edit: nothing to change");
+        return cap_ctl_usage(syn_edit(), "source edit: nothing to change");
     struct cap_err err = {0};
     char q[QUOTE_MAX];
     cap_err_quote(q, sizeof q, a.pos[0], strlen(a.pos[0]));
@@ -1112,16 +1207,16 @@ static int cmd_edit(struct cap_ctl *ctl, int argc, char **argv)
         goto fail;
     }
     const char *tt = cap_ctl_args_get(&a, O_TYPE);
-    if (tt && strcmp(tt, type_name(row.type)) != 0) {
+    if (tt && strcmp(tt, row.t->type) != 0) {
         rollback(c);
         changes_cleanup(&ch);
         row_cleanup(&row);
-        return cap_ctl_usage(SYN_EDIT,
+        return cap_ctl_usage(syn_edit(),
                              "source \"%s\" is a %s source; its type cannot change "
                              "(delete it and add it again)",
-                             q, type_name(row.type));
+                             q, row.t->type);
     }
-    rc = check_combination(&a, row.type, SYN_EDIT);
+    rc = check_combination(&a, row.t, syn_edit());
     if (rc) {
         rollback(c);
         changes_cleanup(&ch);
@@ -1129,7 +1224,8 @@ static int cmd_edit(struct cap_ctl *ctl, int argc, char **argv)
         return rc;
     }
     int64_t before = 0, run = 0;
-    if (apply_changes(&row, &ch, &a, &err) < 0 || check_row(&row, &err) < 0 ||
+    if (apply_changes(&row, &ch, &a, &err) < 0 ||
+        cap_source_check(row.t, row.name, row.spec, &err) < 0 ||
         (before = max_run(c, row.id, &err)) < 0 || write_row(c, &row, &err) < 0 ||
         (run = save_run(c, row.id, before, &err)) < 0 ||
         cap_pg_cmd(c, "commit", "COMMIT", 0, NULL, &err) < 0) {
@@ -1207,6 +1303,50 @@ static int cmd_trigger(struct cap_ctl *ctl, int argc, char **argv)
     return wait_run(ctl, c, run, timeout_ms);
 }
 
+/* Every source's targets column for the text listing, its descriptor's summary of its spec:
+ * two parallel PostgreSQL text arrays of names and summaries (malloc'd, caller frees). A
+ * source of a type this capctl does not know gets "" (shown as "-"). 0 or -1 with err. */
+static int list_summaries(PGconn *c, char **names_out, char **targets_out, struct cap_err *err)
+{
+    PGresult *r = cap_pg_exec(c, "list source specs", SQL_LIST_SPECS, 0, NULL, err);
+    if (!r)
+        return -1;
+    size_t rows = (size_t)PQntuples(r);
+    const char **names = calloc(rows + 1, sizeof *names);
+    char **targets = calloc(rows + 1, sizeof *targets);
+    int rc = names && targets ? 0 : -1;
+    for (size_t i = 0; i < rows && rc == 0; i++) {
+        names[i] = PQgetvalue(r, (int)i, 0);
+        targets[i] = calloc(1, CAP_CTL_CELL_MAX + 1);
+        if (!targets[i]) {
+            rc = -1;
+            break;
+        }
+        const struct cap_source_type *t = cap_source_type_find(PQgetvalue(r, (int)i, 1));
+        void *spec = NULL;
+        struct cap_err e = {0};
+        if (t && t->summary && cap_source_spec_parse(t, PQgetvalue(r, (int)i, 2), &spec, &e) == 0)
+            t->summary(spec, targets[i], CAP_CTL_CELL_MAX + 1);
+        cap_source_spec_free(t, spec);
+    }
+    char *n_arr = rc == 0 ? cap_pg_text_array(names, rows) : NULL;
+    char *t_arr = rc == 0 ? cap_pg_text_array((const char *const *)targets, rows) : NULL;
+    for (size_t i = 0; targets && i < rows; i++)
+        free(targets[i]);
+    free(targets);
+    free(names);
+    PQclear(r);
+    if (!n_arr || !t_arr) {
+        free(n_arr);
+        free(t_arr);
+        cap_err_set(err, CAP_E_NOMEM, "list sources: out of memory");
+        return -1;
+    }
+    *names_out = n_arr;
+    *targets_out = t_arr;
+    return 0;
+}
+
 static int cmd_list(struct cap_ctl *ctl, int argc, char **argv)
 {
     static const struct cap_ctl_opt_spec specs[] = {{NULL, 0, 0}};
@@ -1216,11 +1356,30 @@ static int cmd_list(struct cap_ctl *ctl, int argc, char **argv)
         return rc;
     struct cap_err err = {0};
     PGconn *c = cap_ctl_db(ctl, &err);
-    if (!c || cap_ctl_out_query(c, ctl->json, false, "list sources",
-                                ctl->json ? SQL_LIST_JSON : SQL_LIST_TABLE, 0, NULL, "no sources",
-                                &err) < 0)
+    if (!c)
         return cap_ctl_fail(&err);
-    return CAP_CTL_OK;
+    if (ctl->json) {
+        if (cap_ctl_out_query(c, true, false, "list sources", SQL_LIST_JSON, 0, NULL, NULL, &err) <
+            0)
+            return cap_ctl_fail(&err);
+        return CAP_CTL_OK;
+    }
+    /* The summaries and the table from one snapshot. */
+    char *names = NULL, *targets = NULL;
+    if (cap_pg_cmd(c, "begin", "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", 0, NULL, &err) <
+        0)
+        return cap_ctl_fail(&err);
+    if (list_summaries(c, &names, &targets, &err) < 0) {
+        rollback(c);
+        return cap_ctl_fail(&err);
+    }
+    const char *p[] = {names, targets};
+    long n = cap_ctl_out_query(c, false, false, "list sources", SQL_LIST_TABLE, 2, p, "no sources",
+                               &err);
+    free(names);
+    free(targets);
+    rollback(c);
+    return n < 0 ? cap_ctl_fail(&err) : CAP_CTL_OK;
 }
 
 static int cmd_show(struct cap_ctl *ctl, int argc, char **argv)
@@ -1304,7 +1463,7 @@ int cap_ctl_cmd_source(struct cap_ctl *ctl, int argc, char **argv)
     const char *sub = argv[0];
     if (strcmp(sub, "--help") == 0 || strcmp(sub, "help") == 0) {
         printf("usage: %s\n       %s\n       %s\n       %s\n       %s\n       %s\n       %s\n",
-               SYN_ADD, SYN_EDIT, SYN_LIST, SYN_SHOW, SYN_ENABLE, SYN_DELETE, SYN_TRIGGER);
+               syn_add(), syn_edit(), SYN_LIST, SYN_SHOW, SYN_ENABLE, SYN_DELETE, SYN_TRIGGER);
         return CAP_CTL_OK;
     }
     argc--;
