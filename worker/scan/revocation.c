@@ -1,7 +1,10 @@
 /* OCSP and CRL revocation checks over the worker's HTTP client: requests built with OpenSSL,
- * responses verified against the certificate's issuer, answers cached per (certificate, URL). */
+ * responses verified against the certificate's issuer, answers cached per (certificate, URL),
+ * fetches held to ports 80 and 443 and a byte budget per run, facts written per certificate. */
 #include "worker/scan/revocation.h"
 
+#include <curl/curl.h>
+#include <errno.h>
 #include <json-c/json.h>
 #include <openssl/err.h>
 #include <openssl/ocsp.h>
@@ -18,7 +21,7 @@
 #include "worker/http.h"
 
 #define URLS_MAX 2
-#define URL_MAX 512
+#define URL_MAX CAP_REVOCATION_URL_MAX
 /* Cache lifetime of an answer that gives no nextUpdate. */
 #define DEFAULT_VALIDITY_S 3600
 /* Longest an answer is cached, whatever nextUpdate it gives. */
@@ -27,10 +30,32 @@
  * skew allowed. */
 #define MAX_AGE_S (7 * 86400)
 #define SKEW_S 300
+/* Times PostgreSQL and the JSON facts take: 0001-01-01 to 9999-12-31 (UTC). */
+#define TIME_MIN (-62135596800LL)
+#define TIME_MAX 253402300799LL
+
+/* What is stored when a URL gave no answer: fixed texts, so nothing an attacker's server (or
+ * an internal one it pointed at) sent can be read back from the facts. Details go to the log. */
+static const char ERR_URL[] = "not asked: not an http(s) URL of the characters URLs may hold";
+static const char ERR_URL_LONG[] = "not asked: URL of 512 bytes or more";
+static const char ERR_PORT[] = "not asked: only ports 80 and 443 are asked";
+static const char ERR_ISSUER[] =
+    "not asked: issuer not proven (not sent, or its key does not verify the certificate)";
+static const char ERR_BYTES[] = "not asked: the run's revocation byte budget (64 MiB) is spent";
+_Static_assert(CAP_REVOCATION_RUN_BYTES_MAX == 64u * 1024 * 1024, "ERR_BYTES names the budget");
+static const char ERR_TIME[] = "not asked: the run's revocation time budget is spent";
+static const char ERR_DEADLINE[] = "no answer within the run's revocation time budget";
+static const char ERR_POLICY[] = "refused by network policy";
+static const char ERR_NO_ANSWER[] = "no usable answer";
+static const char ERR_LOCAL_REQUEST[] = "local: cannot build the OCSP request";
+static const char ERR_LOCAL_START[] = "local: cannot start a transfer";
 
 static const char SQL_BEGIN[] = "BEGIN";
 static const char SQL_COMMIT[] = "COMMIT";
 static const char SQL_ROLLBACK[] = "ROLLBACK";
+static const char SQL_SAVEPOINT[] = "SAVEPOINT revocation_item";
+static const char SQL_RELEASE[] = "RELEASE SAVEPOINT revocation_item";
+static const char SQL_ROLLBACK_ITEM[] = "ROLLBACK TO SAVEPOINT revocation_item";
 static const char SQL_CACHE_GET[] =
     "SELECT fingerprint_sha256, url, method, status, "
     "coalesce(extract(epoch FROM revoked_at)::bigint, 0), coalesce(reason, ''), "
@@ -53,10 +78,18 @@ static const char SQL_SET_REVOCATION[] =
 enum answer { ANS_NONE = 0, ANS_GOOD, ANS_REVOKED, ANS_UNKNOWN, ANS_ERROR };
 static const char *const answer_names[] = {"none", "good", "revoked", "unknown", "error"};
 
+/* A URL that gave no answer: the URL as the certificate holds it (malloc'd, url_len bytes and
+ * a NUL) and why (a fixed text, or a reason about data the issuer signed). */
+struct rev_error {
+    char *url;
+    size_t url_len;
+    char error[128];
+};
+
 struct item {
     char fp[CAP_X509_HEX256_LEN];
-    X509 *leaf, *issuer; /* issuer may be NULL */
-    char ocsp[URLS_MAX][URL_MAX];
+    X509 *leaf, *issuer;          /* issuer: NULL unless its key verifies leaf */
+    char ocsp[URLS_MAX][URL_MAX]; /* URLs to fetch: cap_revocation_check_url accepted them */
     size_t ocsp_n;
     char crl[URLS_MAX][URL_MAX];
     size_t crl_n;
@@ -67,7 +100,8 @@ struct item {
     char url[URL_MAX];
     int64_t revoked_at, this_update, next_update;
     char reason[64];
-    json_object *errors; /* [{url, error}] */
+    struct rev_error *errors;
+    size_t errors_n, errors_more;
 };
 
 struct cap_revocation {
@@ -79,17 +113,23 @@ struct cap_revocation {
     struct item *items;
     size_t n, cap;
     size_t dropped;
+    /* The run's byte budget: spent by answers that ended, reserved by fetches in flight. */
+    size_t spent, reserved;
 };
 
 struct xfer {
     struct cap_http_req req; /* url, body cap and OCSP body; the answer */
     uint8_t *ocsp_der;       /* OCSP: the request, OPENSSL_free */
     size_t ocsp_len;
-    bool started;
-    bool ok; /* HTTP 200 with a body */
-    char error[CAP_HTTP_ERROR_MAX];
-    struct item *item; /* OCSP: the item asking */
+    bool started, ended;
+    size_t reserved;   /* bytes of the run's budget held while in flight */
+    const char *error; /* ended: NULL for an HTTP 200 answer (req.body), else a fixed text */
+    char detail[CAP_HTTP_ERROR_MAX]; /* what went wrong, for the log only */
+    struct item *item;               /* OCSP: the item asking */
 };
+
+/* Called once per xfer when it ends (answered, failed or not asked). */
+typedef void (*xfer_done_fn)(struct cap_revocation *rv, struct xfer *x);
 
 /* Whether issuer issued leaf: names, key identifiers and key usage match, and issuer's key
  * verifies leaf's signature (a look-alike issuer with the same name is not enough). */
@@ -146,51 +186,164 @@ struct cap_revocation *cap_revocation_new(struct cap_run_ctx *ctx, struct cap_in
     return rv;
 }
 
+static void item_cleanup(struct item *it)
+{
+    X509_free(it->leaf);
+    X509_free(it->issuer);
+    for (size_t i = 0; i < it->errors_n; i++)
+        free(it->errors[i].url);
+    free(it->errors);
+    it->leaf = it->issuer = NULL;
+    it->errors = NULL;
+    it->errors_n = 0;
+}
+
 void cap_revocation_free(struct cap_revocation *rv)
 {
     if (!rv)
         return;
-    for (size_t i = 0; i < rv->n; i++) {
-        X509_free(rv->items[i].leaf);
-        X509_free(rv->items[i].issuer);
-        json_object_put(rv->items[i].errors);
-    }
+    for (size_t i = 0; i < rv->n; i++)
+        item_cleanup(&rv->items[i]);
     free(rv->items);
     cap_http_free(rv->http);
     free(rv);
 }
 
-static bool http_url(const char *u)
+/* ---- URLs ---- */
+
+/* The characters RFC 3986 allows in a URI: unreserved, reserved and '%'. */
+static bool uri_char(unsigned char c)
 {
-    return strncmp(u, "http://", 7) == 0 || strncmp(u, "https://", 8) == 0;
+    if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9'))
+        return true;
+    return c != '\0' && strchr("-._~:/?#[]@!$&'()*+,;=%", c) != NULL;
+}
+
+int cap_revocation_check_url(const char *url, size_t len, const char **why)
+{
+    *why = ERR_URL;
+    if (!url || len == 0)
+        return -1;
+    if (len >= URL_MAX) {
+        *why = ERR_URL_LONG;
+        return -1;
+    }
+    for (size_t i = 0; i < len; i++) {
+        if (!uri_char((unsigned char)url[i]))
+            return -1;
+    }
+    if (!(len > 7 && strncmp(url, "http://", 7) == 0) &&
+        !(len > 8 && strncmp(url, "https://", 8) == 0))
+        return -1;
+    char copy[URL_MAX];
+    memcpy(copy, url, len);
+    copy[len] = '\0';
+    /* libcurl's parser, the one the transfer uses, says which host and port it would reach. */
+    CURLU *u = curl_url();
+    char *host = NULL, *port = NULL;
+    int rc = -1;
+    if (u && curl_url_set(u, CURLUPART_URL, copy, 0) == CURLUE_OK &&
+        curl_url_get(u, CURLUPART_HOST, &host, 0) == CURLUE_OK && host && host[0] &&
+        curl_url_get(u, CURLUPART_PORT, &port, CURLU_DEFAULT_PORT) == CURLUE_OK && port) {
+        char *end = NULL;
+        errno = 0;
+        long p = strtol(port, &end, 10);
+        if (errno == 0 && end != port && *end == '\0' && (p == 80 || p == 443))
+            rc = 0;
+        else
+            *why = ERR_PORT;
+    }
+    curl_free(host);
+    curl_free(port);
+    curl_url_cleanup(u);
+    return rc;
+}
+
+/* Records that url (len bytes as the certificate holds it; NULL: none) gave no answer, and why.
+ * At most CAP_REVOCATION_ERRORS_MAX are kept; the rest are counted. */
+static void add_error(struct item *it, const char *url, size_t len, const char *why)
+{
+    if (it->errors_n >= CAP_REVOCATION_ERRORS_MAX) {
+        it->errors_more++;
+        return;
+    }
+    if (!it->errors) {
+        it->errors = calloc(CAP_REVOCATION_ERRORS_MAX, sizeof *it->errors);
+        if (!it->errors) {
+            it->errors_more++;
+            return;
+        }
+    }
+    struct rev_error *e = &it->errors[it->errors_n];
+    e->url = NULL;
+    e->url_len = 0;
+    if (url) {
+        len = len < URL_MAX ? len : URL_MAX;
+        e->url = malloc(len + 1);
+        if (!e->url) {
+            it->errors_more++;
+            return;
+        }
+        memcpy(e->url, url, len);
+        e->url[len] = '\0';
+        e->url_len = len;
+    }
+    snprintf(e->error, sizeof e->error, "%s", why);
+    it->errors_n++;
+}
+
+/* Takes one URL of a certificate into list (at most URLS_MAX, each once) when it may be
+ * fetched for this item; else records why not. */
+static void take_url(struct item *it, char (*list)[URL_MAX], size_t *n, const ASN1_STRING *s)
+{
+    const char *u = (const char *)ASN1_STRING_get0_data(s);
+    int ul = ASN1_STRING_length(s);
+    if (!u || ul <= 0)
+        return;
+    size_t len = (size_t)ul;
+    const char *why = NULL;
+    if (cap_revocation_check_url(u, len, &why) != 0) {
+        add_error(it, u, len, why);
+        return;
+    }
+    if (!it->issuer) {
+        add_error(it, u, len, ERR_ISSUER);
+        return;
+    }
+    for (size_t i = 0; i < *n; i++) {
+        if (strlen(list[i]) == len && memcmp(list[i], u, len) == 0)
+            return;
+    }
+    if (*n >= URLS_MAX)
+        return;
+    memcpy(list[*n], u, len);
+    list[*n][len] = '\0';
+    (*n)++;
 }
 
 static void collect_urls(struct item *it)
 {
-    STACK_OF(OPENSSL_STRING) *o = X509_get1_ocsp(it->leaf);
-    for (int i = 0; o && i < sk_OPENSSL_STRING_num(o) && it->ocsp_n < URLS_MAX; i++) {
-        const char *u = sk_OPENSSL_STRING_value(o, i);
-        if (http_url(u) && strlen(u) < URL_MAX)
-            snprintf(it->ocsp[it->ocsp_n++], URL_MAX, "%s", u);
+    AUTHORITY_INFO_ACCESS *aia = X509_get_ext_d2i(it->leaf, NID_info_access, NULL, NULL);
+    for (int i = 0; aia && i < sk_ACCESS_DESCRIPTION_num(aia); i++) {
+        ACCESS_DESCRIPTION *ad = sk_ACCESS_DESCRIPTION_value(aia, i);
+        if (OBJ_obj2nid(ad->method) == NID_ad_OCSP && ad->location && ad->location->type == GEN_URI)
+            take_url(it, it->ocsp, &it->ocsp_n, ad->location->d.uniformResourceIdentifier);
     }
-    X509_email_free(o);
+    AUTHORITY_INFO_ACCESS_free(aia);
     STACK_OF(DIST_POINT) *dps = X509_get_ext_d2i(it->leaf, NID_crl_distribution_points, NULL, NULL);
     for (int i = 0; dps && i < sk_DIST_POINT_num(dps); i++) {
         DIST_POINT *dp = sk_DIST_POINT_value(dps, i);
         if (!dp->distpoint || dp->distpoint->type != 0)
             continue;
         GENERAL_NAMES *gns = dp->distpoint->name.fullname;
-        for (int k = 0; k < sk_GENERAL_NAME_num(gns) && it->crl_n < URLS_MAX; k++) {
+        for (int k = 0; k < sk_GENERAL_NAME_num(gns); k++) {
             GENERAL_NAME *gn = sk_GENERAL_NAME_value(gns, k);
-            if (gn->type != GEN_URI)
-                continue;
-            const char *u = (const char *)ASN1_STRING_get0_data(gn->d.uniformResourceIdentifier);
-            int ul = ASN1_STRING_length(gn->d.uniformResourceIdentifier);
-            if (ul > 0 && ul < URL_MAX && (size_t)ul == strlen(u) && http_url(u))
-                snprintf(it->crl[it->crl_n++], URL_MAX, "%s", u);
+            if (gn->type == GEN_URI)
+                take_url(it, it->crl, &it->crl_n, gn->d.uniformResourceIdentifier);
         }
     }
     sk_DIST_POINT_pop_free(dps, DIST_POINT_free);
+    ERR_clear_error();
 }
 
 void cap_revocation_add_chain(struct cap_revocation *rv, STACK_OF(X509) * chain)
@@ -235,22 +388,11 @@ void cap_revocation_add_chain(struct cap_revocation *rv, STACK_OF(X509) * chain)
         }
     }
     collect_urls(it);
-    if (it->ocsp_n == 0 && it->crl_n == 0) {
-        X509_free(it->leaf);
-        X509_free(it->issuer);
+    if (it->ocsp_n == 0 && it->crl_n == 0 && it->errors_n == 0 && it->errors_more == 0) {
+        item_cleanup(it);
         return; /* nothing to ask: no fact to record either */
     }
     rv->n++;
-}
-
-static void add_error(struct item *it, const char *url, const char *error)
-{
-    if (!it->errors)
-        it->errors = json_object_new_array();
-    json_object *e = json_object_new_object();
-    json_object_object_add(e, "url", json_object_new_string(url));
-    json_object_object_add(e, "error", json_object_new_string(error));
-    json_object_array_add(it->errors, e);
 }
 
 static int64_t asn1_epoch(const ASN1_TIME *t)
@@ -270,53 +412,104 @@ static int64_t mono_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+static size_t budget_free(const struct cap_revocation *rv)
+{
+    return CAP_REVOCATION_RUN_BYTES_MAX - rv->spent - rv->reserved;
+}
+
+/* Ends x: error NULL means an HTTP 200 answer is in x->req. Gives back the bytes x held of the
+ * budget beyond what it received, then calls done. */
+static void xfer_end(struct cap_revocation *rv, struct xfer *x, const char *error, size_t used,
+                     xfer_done_fn done)
+{
+    if (x->started) {
+        rv->reserved -= x->reserved;
+        rv->spent += used < x->reserved ? used : x->reserved;
+        x->reserved = 0;
+    }
+    x->ended = true;
+    x->error = error;
+    done(rv, x);
+}
+
 /* Runs xs[0..n) with at most CAP_REVOCATION_PARALLEL at once until all ended, the deadline
- * passes or *stopping is set; each xfer ends with ok, or error set. Redirects are followed (3 at
- * most), each one checked by the network policy. */
+ * passes or *stopping is set; each ends exactly once through done. A fetch starts only when
+ * its body cap fits in what is left of the run's byte budget. Redirects are not followed: the
+ * network policy checks addresses, not ports, and a redirect could lead anywhere. */
 static void run_transfers(struct cap_revocation *rv, struct xfer *xs, size_t n, int64_t deadline,
-                          const atomic_int *stopping)
+                          const atomic_int *stopping, xfer_done_fn done)
 {
     size_t next = 0;
     for (;;) {
-        while (cap_http_inflight(rv->http) < CAP_REVOCATION_PARALLEL && next < n) {
-            struct xfer *x = &xs[next++];
+        bool stop = mono_ms() >= deadline || (stopping && atomic_load(stopping));
+        while (!stop && cap_http_inflight(rv->http) < CAP_REVOCATION_PARALLEL && next < n) {
+            struct xfer *x = &xs[next];
+            if (budget_free(rv) < x->req.body_max) {
+                if (cap_http_inflight(rv->http) > 0)
+                    break; /* wait for answers to give bytes back */
+                next++;
+                xfer_end(rv, x, ERR_BYTES, 0, done);
+                continue;
+            }
+            next++;
             struct cap_err e = {0};
             x->req.data = x;
-            x->req.max_redirects = 3;
+            x->req.max_redirects = 0;
             x->req.post = x->ocsp_der;
             x->req.post_len = x->ocsp_len;
             x->req.content_type = x->ocsp_der ? "application/ocsp-request" : NULL;
             if (cap_http_start(rv->http, &x->req, &e) != 0) {
-                snprintf(x->error, sizeof x->error, "local: cannot start a transfer");
+                snprintf(x->detail, sizeof x->detail, "%s", e.msg);
+                xfer_end(rv, x, ERR_LOCAL_START, 0, done);
                 continue;
             }
             x->started = true;
+            x->reserved = x->req.body_max;
+            rv->reserved += x->reserved;
         }
-        if (cap_http_inflight(rv->http) == 0 && next >= n)
+        if (cap_http_inflight(rv->http) == 0 && (next >= n || stop))
+            break;
+        if (stop)
             break;
         struct cap_http_req *d = cap_http_wait(rv->http, 100);
-        if (d) {
-            struct xfer *x = d->data;
-            if (d->result == CAP_HTTP_DONE && d->status == 200)
-                x->ok = true;
-            else if (d->result == CAP_HTTP_DONE)
-                snprintf(x->error, sizeof x->error, "HTTP status %ld", d->status);
-            else
-                snprintf(x->error, sizeof x->error, "%s", d->error);
+        if (!d)
+            continue;
+        struct xfer *x = d->data;
+        const char *error = NULL;
+        /* An answer counts what it received; a failed fetch all it may have received. */
+        size_t used = x->reserved;
+        if (d->result == CAP_HTTP_DONE) {
+            used = d->len;
+            if (d->status != 200) {
+                error = ERR_NO_ANSWER;
+                snprintf(x->detail, sizeof x->detail, "HTTP status %ld", d->status);
+            }
+        } else {
+            /* A refusal by the policy may follow a connect to another address of the same
+             * name, so it too keeps its whole cap counted. */
+            error = d->result == CAP_HTTP_POLICY ? ERR_POLICY : ERR_NO_ANSWER;
+            snprintf(x->detail, sizeof x->detail, "%s", d->error);
         }
-        if (mono_ms() >= deadline || (stopping && atomic_load(stopping)))
-            break;
+        xfer_end(rv, x, error, used, done);
     }
     /* Whatever did not end in time. */
     for (size_t i = 0; i < next; i++) {
         struct xfer *x = &xs[i];
-        if (!x->started || x->req.result != CAP_HTTP_PENDING)
+        if (x->ended)
             continue;
-        snprintf(x->error, sizeof x->error, "no answer within the revocation time budget");
         cap_http_cancel(rv->http, &x->req);
+        xfer_end(rv, x, ERR_DEADLINE, x->reserved, done);
     }
     for (size_t i = next; i < n; i++)
-        snprintf(xs[i].error, sizeof xs[i].error, "not asked: revocation time budget exhausted");
+        xfer_end(rv, &xs[i], ERR_TIME, 0, done);
+}
+
+/* Logs why a URL gave no usable answer (the detail is never stored). */
+static void log_no_answer(const struct cap_revocation *rv, const struct item *it, const char *url,
+                          const char *detail)
+{
+    cap_log(CAP_LOG_DEBUG, "scan_revocation_no_answer", CAP_LI("run_id", rv->ctx->run_id),
+            CAP_LS("fingerprint", it ? it->fp : ""), CAP_LS("url", url), CAP_LS("err", detail));
 }
 
 /* ---- OCSP ---- */
@@ -341,6 +534,7 @@ static int ocsp_request(struct item *it, struct xfer *x)
 fail:
     OCSP_CERTID_free(id);
     OCSP_REQUEST_free(req);
+    ERR_clear_error();
     return -1;
 }
 
@@ -408,12 +602,14 @@ int cap_revocation_read_ocsp(const uint8_t *buf, size_t len, X509 *leaf, X509 *i
     ASN1_GENERALIZEDTIME *rev = NULL, *thisupd = NULL, *nextupd = NULL;
     if (!OCSP_resp_find_status(bs, id, &status, &reason, &rev, &thisupd, &nextupd)) {
         why = "response does not cover this certificate";
+        out->signed_by_issuer = true;
         goto out;
     }
     /* Within its window; without a nextUpdate, no older than MAX_AGE_S (an old GOOD answer
      * from before a revocation must not be replayable for ever). */
     if (!OCSP_check_validity(thisupd, nextupd, SKEW_S, nextupd ? -1 : MAX_AGE_S)) {
         why = "response is outside its validity window";
+        out->signed_by_issuer = true;
         goto out;
     }
     out->status = status == V_OCSP_CERTSTATUS_GOOD      ? CAP_REVOCATION_GOOD
@@ -453,15 +649,33 @@ static void item_take(struct item *it, const char *method, const char *url,
     snprintf(it->reason, sizeof it->reason, "%s", a->reason);
 }
 
-/* Reads a verified OCSP answer for the item into it, or records why not. */
-static void ocsp_answer(struct item *it, struct xfer *x)
+/* Records a reader's refusal: its reason when it is about data the issuer signed, else only
+ * that there was no usable answer (the reason goes to the log). */
+static void item_refused(const struct cap_revocation *rv, struct item *it, const char *url,
+                         const struct cap_revocation_answer *a)
 {
-    struct cap_revocation_answer a;
-    const uint8_t *body = (const uint8_t *)x->req.body;
-    if (cap_revocation_read_ocsp(body, x->req.len, it->leaf, it->issuer, &a) == 0)
-        item_take(it, "ocsp", x->req.url, &a);
-    else
-        add_error(it, x->req.url, a.why);
+    if (!a->signed_by_issuer)
+        log_no_answer(rv, it, url, a->why);
+    add_error(it, url, strlen(url), a->signed_by_issuer ? a->why : ERR_NO_ANSWER);
+}
+
+/* An OCSP fetch ended: its answer is read for the item asking, then its bytes are freed. */
+static void ocsp_done(struct cap_revocation *rv, struct xfer *x)
+{
+    struct item *it = x->item;
+    if (x->error) {
+        if (x->detail[0])
+            log_no_answer(rv, it, x->req.url, x->detail);
+        add_error(it, x->req.url, strlen(x->req.url), x->error);
+    } else {
+        struct cap_revocation_answer a;
+        const uint8_t *body = (const uint8_t *)x->req.body;
+        if (cap_revocation_read_ocsp(body, x->req.len, it->leaf, it->issuer, &a) == 0)
+            item_take(it, "ocsp", x->req.url, &a);
+        else
+            item_refused(rv, it, x->req.url, &a);
+    }
+    cap_http_req_reset(&x->req);
 }
 
 /* ---- CRL ---- */
@@ -544,19 +758,24 @@ int cap_revocation_crl_answer(X509_CRL *crl, X509 *leaf, X509 *issuer, const cha
     if (!ik || X509_CRL_verify(crl, ik) != 1 ||
         X509_NAME_cmp(X509_CRL_get_issuer(crl), X509_get_subject_name(issuer)) != 0)
         return answer_fail(out, "CRL signature does not verify against the issuer");
+    /* From here on the reasons are about what the issuer signed. */
     const char *scope = crl_scope_problem(crl, url);
-    if (scope)
-        return answer_fail(out, scope);
     const ASN1_TIME *next = X509_CRL_get0_nextUpdate(crl);
     int64_t now = (int64_t)time(NULL);
     int64_t last = asn1_epoch(X509_CRL_get0_lastUpdate(crl));
-    if (last > now + SKEW_S)
-        return answer_fail(out, "CRL's last update is in the future");
-    if (!next && last < now - MAX_AGE_S)
-        return answer_fail(out, "CRL without a next update is more than 7 days old");
     int64_t nu = next ? asn1_epoch(next) : now + DEFAULT_VALIDITY_S;
-    if (next && nu < now)
-        return answer_fail(out, "CRL is past its next update");
+    const char *why = scope;
+    if (!why && last > now + SKEW_S)
+        why = "CRL's last update is in the future";
+    else if (!why && !next && last < now - MAX_AGE_S)
+        why = "CRL without a next update is more than 7 days old";
+    else if (!why && next && nu < now)
+        why = "CRL is past its next update";
+    if (why) {
+        answer_fail(out, why);
+        out->signed_by_issuer = true;
+        return -1;
+    }
     nu = capped_next_update(nu, now);
     X509_REVOKED *rev = NULL;
     int found = X509_CRL_get0_by_serial(crl, &rev, X509_get0_serialNumber(leaf));
@@ -576,13 +795,33 @@ int cap_revocation_crl_answer(X509_CRL *crl, X509 *leaf, X509 *issuer, const cha
     return 0;
 }
 
-static void crl_answer(struct item *it, const char *url, X509_CRL *crl)
+/* A CRL fetch ended: parsed, looked up by every item still waiting on its URL, then its bytes
+ * and the parsed CRL are freed before the next answer is read. */
+static void crl_done(struct cap_revocation *rv, struct xfer *x)
 {
-    struct cap_revocation_answer a;
-    if (cap_revocation_crl_answer(crl, it->leaf, it->issuer, url, &a) == 0)
-        item_take(it, "crl", url, &a);
-    else
-        add_error(it, url, a.why);
+    X509_CRL *crl =
+        x->error ? NULL : cap_revocation_parse_crl((const uint8_t *)x->req.body, x->req.len);
+    cap_http_req_reset(&x->req);
+    const char *url = x->req.url;
+    if (x->error && x->detail[0])
+        log_no_answer(rv, NULL, url, x->detail);
+    else if (!x->error && !crl)
+        log_no_answer(rv, NULL, url, "response is not a CRL");
+    for (size_t i = 0; i < rv->n; i++) {
+        struct item *it = &rv->items[i];
+        for (size_t k = 0; it->ans == ANS_NONE && k < it->crl_n; k++) {
+            if (strcmp(it->crl[k], url) != 0)
+                continue;
+            struct cap_revocation_answer a;
+            if (!crl)
+                add_error(it, url, strlen(url), x->error ? x->error : ERR_NO_ANSWER);
+            else if (cap_revocation_crl_answer(crl, it->leaf, it->issuer, url, &a) == 0)
+                item_take(it, "crl", url, &a);
+            else
+                item_refused(rv, it, url, &a);
+        }
+    }
+    X509_CRL_free(crl);
 }
 
 /* ---- the phases ---- */
@@ -655,21 +894,14 @@ static void ocsp_round(struct cap_revocation *rv, size_t k, int64_t deadline,
         x->req.body_max = CAP_REVOCATION_OCSP_MAX;
         x->item = it;
         if (ocsp_request(it, x) != 0) {
-            add_error(it, it->ocsp[k], "local: cannot build the OCSP request");
-            OPENSSL_free(x->ocsp_der);
+            add_error(it, it->ocsp[k], strlen(it->ocsp[k]), ERR_LOCAL_REQUEST);
             memset(x, 0, sizeof *x);
             continue;
         }
         n++;
     }
     if (n > 0)
-        run_transfers(rv, xs, n, deadline, stopping);
-    for (size_t i = 0; i < n; i++) {
-        if (xs[i].ok)
-            ocsp_answer(xs[i].item, &xs[i]);
-        else
-            add_error(xs[i].item, xs[i].req.url, xs[i].error);
-    }
+        run_transfers(rv, xs, n, deadline, stopping, ocsp_done);
     free_xfers(xs, n);
 }
 
@@ -698,93 +930,352 @@ static void crl_round(struct cap_revocation *rv, int64_t deadline, const atomic_
             n++;
         }
     }
-    run_transfers(rv, xs, n, deadline, stopping);
-    for (size_t j = 0; j < n; j++) {
-        struct xfer *x = &xs[j];
-        X509_CRL *crl =
-            x->ok ? cap_revocation_parse_crl((const uint8_t *)x->req.body, x->req.len) : NULL;
-        /* Parsed: the fetched bytes are not needed any more. */
-        cap_http_req_reset(&x->req);
-        for (size_t i = 0; i < rv->n; i++) {
-            struct item *it = &rv->items[i];
-            for (size_t k = 0; it->ans == ANS_NONE && k < it->crl_n; k++) {
-                if (strcmp(it->crl[k], x->req.url) != 0)
-                    continue;
-                if (crl)
-                    crl_answer(it, x->req.url, crl);
-                else
-                    add_error(it, x->req.url, x->ok ? "response is not a CRL" : x->error);
-            }
-        }
-        X509_CRL_free(crl);
-    }
+    run_transfers(rv, xs, n, deadline, stopping, crl_done);
     free_xfers(xs, n);
 }
 
-static void iso_time(int64_t t, char *out, size_t n)
+/* ---- the write path ---- */
+
+/* Whether s is 64 lower-case hex digits. */
+static bool hex64(const char *s)
 {
-    time_t tt = (time_t)t;
-    struct tm tm;
-    gmtime_r(&tt, &tm);
-    strftime(out, n, "%Y-%m-%dT%H:%M:%SZ", &tm);
+    size_t i = 0;
+    for (; s && i < 64; i++) {
+        if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f')))
+            return false;
+    }
+    return s && s[64] == '\0';
 }
 
-static json_object *facts_json(const struct item *it)
+/* Outside text as a JSON string: cut to URL_MAX bytes, cleaned. NULL when out of memory. */
+static json_object *json_text(const char *s, size_t len)
 {
-    json_object *o = json_object_new_object();
-    char ts[32];
-    iso_time((int64_t)time(NULL), ts, sizeof ts);
-    json_object_object_add(o, "checked_at", json_object_new_string(ts));
-    json_object_object_add(o, "status", json_object_new_string(answer_names[it->ans]));
-    if (it->ans != ANS_NONE && it->ans != ANS_ERROR) {
-        json_object_object_add(o, "method", json_object_new_string(it->method));
-        json_object_object_add(o, "url", json_object_new_string(it->url));
-        json_object_object_add(o, "cached", json_object_new_boolean(it->cached));
-        iso_time(it->next_update, ts, sizeof ts);
-        json_object_object_add(o, "next_update", json_object_new_string(ts));
-    }
-    if (it->ans == ANS_REVOKED) {
-        if (it->revoked_at) {
-            iso_time(it->revoked_at, ts, sizeof ts);
-            json_object_object_add(o, "revoked_at", json_object_new_string(ts));
-        }
-        if (it->reason[0])
-            json_object_object_add(o, "reason", json_object_new_string(it->reason));
-    }
-    if (it->errors)
-        json_object_object_add(o, "errors", json_object_get(it->errors));
+    char *c = cap_x509_clean_text(s, len < URL_MAX ? len : URL_MAX);
+    json_object *o = c ? json_object_new_string(c) : NULL;
+    free(c);
     return o;
+}
+
+/* t within the years 1 to 9999, else 0 (absent). */
+static int64_t time_in_range(int64_t t)
+{
+    return t >= TIME_MIN && t <= TIME_MAX ? t : 0;
+}
+
+/* Adds key: t as an ISO 8601 UTC time, unless t is 0 or out of range. 0, or -1 (memory). */
+static int json_add_time(json_object *o, const char *key, int64_t t)
+{
+    t = time_in_range(t);
+    if (t == 0)
+        return 0;
+    time_t tt = (time_t)t;
+    struct tm tm;
+    char ts[32];
+    if (!gmtime_r(&tt, &tm) || strftime(ts, sizeof ts, "%Y-%m-%dT%H:%M:%SZ", &tm) == 0)
+        return 0;
+    json_object *v = json_object_new_string(ts);
+    return v && json_object_object_add(o, key, v) == 0 ? 0 : -1;
+}
+
+/* Adds key: v, taking v (NULL: out of memory). 0 or -1. */
+static int json_add(json_object *o, const char *key, json_object *v)
+{
+    if (!v)
+        return -1;
+    if (json_object_object_add(o, key, v) != 0) {
+        json_object_put(v);
+        return -1;
+    }
+    return 0;
+}
+
+static int facts_errors(json_object *o, const struct cap_revocation_facts *f)
+{
+    if (f->errors_n == 0 && f->errors_more == 0)
+        return 0;
+    json_object *arr = json_object_new_array();
+    if (json_add(o, "errors", arr) != 0)
+        return -1;
+    size_t listed =
+        f->errors_n < CAP_REVOCATION_ERRORS_MAX ? f->errors_n : CAP_REVOCATION_ERRORS_MAX;
+    size_t more = f->errors_n - listed + f->errors_more;
+    for (size_t i = 0; i < listed; i++) {
+        const struct cap_revocation_error *e = &f->errors[i];
+        json_object *eo = json_object_new_object();
+        if (!eo || json_object_array_add(arr, eo) != 0) {
+            json_object_put(eo);
+            return -1;
+        }
+        if (e->url && json_add(eo, "url", json_text(e->url, e->url_len)) != 0)
+            return -1;
+        const char *why = e->error ? e->error : "";
+        if (json_add(eo, "error", json_text(why, strlen(why))) != 0)
+            return -1;
+    }
+    if (more > 0 && json_add(o, "errors_more", json_object_new_int64((int64_t)more)) != 0)
+        return -1;
+    return 0;
+}
+
+static int facts_object(const struct cap_revocation_facts *f, enum answer ans, int64_t now,
+                        json_object *o)
+{
+    if (json_add_time(o, "checked_at", now) != 0 ||
+        json_add(o, "status", json_object_new_string(answer_names[ans])) != 0)
+        return -1;
+    if (ans != ANS_ERROR) {
+        const char *url = f->url ? f->url : "";
+        if (json_add(o, "method", json_object_new_string(f->method)) != 0 ||
+            json_add(o, "url", json_text(url, strlen(url))) != 0 ||
+            json_add(o, "cached", json_object_new_boolean(f->cached)) != 0 ||
+            json_add_time(o, "next_update", f->next_update) != 0)
+            return -1;
+    }
+    if (ans == ANS_REVOKED) {
+        if (json_add_time(o, "revoked_at", f->revoked_at) != 0)
+            return -1;
+        if (f->reason && f->reason[0] &&
+            json_add(o, "reason", json_text(f->reason, strlen(f->reason))) != 0)
+            return -1;
+    }
+    return facts_errors(o, f);
+}
+
+/* The cache parameters of a fetched answer, or nothing (all NULL) for anything else. */
+static int cache_params(const struct cap_revocation_facts *f, enum answer ans, int64_t now,
+                        char **p)
+{
+    int64_t nu = time_in_range(f->next_update);
+    if (ans == ANS_ERROR || f->cached || !f->url || !f->url[0] || nu <= now)
+        return 0;
+    char num[3][24];
+    cap_pg_i64(num[0], time_in_range(f->revoked_at));
+    cap_pg_i64(num[1], time_in_range(f->this_update));
+    cap_pg_i64(num[2], capped_next_update(nu, now));
+    const char *reason = f->reason ? f->reason : "";
+    size_t ul = strlen(f->url), rl = strlen(reason);
+    p[0] = strdup(f->fingerprint);
+    p[1] = cap_x509_clean_text(f->url, ul < URL_MAX ? ul : URL_MAX);
+    p[2] = strdup(f->method);
+    p[3] = strdup(answer_names[ans]);
+    p[4] = strdup(num[0]);
+    p[5] = cap_x509_clean_text(reason, rl < URL_MAX ? rl : URL_MAX);
+    p[6] = strdup(num[1]);
+    p[7] = strdup(num[2]);
+    for (int i = 0; i < CAP_REVOCATION_CACHE_PARAMS; i++) {
+        if (!p[i])
+            return -1;
+    }
+    return 0;
+}
+
+void cap_revocation_row_cleanup(struct cap_revocation_row *row)
+{
+    if (!row)
+        return;
+    free(row->facts);
+    for (int i = 0; i < CAP_REVOCATION_CACHE_PARAMS; i++)
+        free(row->cache[i]);
+    memset(row, 0, sizeof *row);
+}
+
+int cap_revocation_row_build(const struct cap_revocation_facts *f, int64_t now,
+                             struct cap_revocation_row *out, struct cap_err *err)
+{
+    if (!f || !hex64(f->fingerprint)) {
+        cap_err_set(err, CAP_E_INVALID, "revocation facts: fingerprint is not 64 hex digits");
+        return -1;
+    }
+    enum answer ans = ANS_NONE;
+    for (int a = ANS_GOOD; a <= ANS_ERROR && f->status; a++) {
+        if (strcmp(f->status, answer_names[a]) == 0)
+            ans = (enum answer)a;
+    }
+    bool method_ok = f->method && (strcmp(f->method, "ocsp") == 0 || strcmp(f->method, "crl") == 0);
+    if (ans == ANS_NONE || (ans != ANS_ERROR && !method_ok)) {
+        cap_err_set(err, CAP_E_INVALID,
+                    "revocation facts: status is not good, revoked, unknown or error with its "
+                    "method");
+        return -1;
+    }
+    struct cap_revocation_row row = {0};
+    json_object *o = json_object_new_object();
+    int rc = o ? facts_object(f, ans, now, o) : -1;
+    if (rc == 0) {
+        const char *text = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN);
+        row.facts = text ? strdup(text) : NULL;
+        rc = row.facts ? cache_params(f, ans, now, row.cache) : -1;
+    }
+    json_object_put(o);
+    if (rc != 0) {
+        cap_revocation_row_cleanup(&row);
+        cap_err_set(err, CAP_E_NOMEM, "revocation facts: out of memory");
+        return -1;
+    }
+    *out = row;
+    return 0;
+}
+
+/* The facts of an item, borrowing from it (errs: room for its errors). */
+static void item_facts(const struct item *it, struct cap_revocation_error *errs,
+                       struct cap_revocation_facts *f)
+{
+    memset(f, 0, sizeof *f);
+    f->fingerprint = it->fp;
+    f->status = answer_names[it->ans];
+    f->method = it->method;
+    f->url = it->url;
+    f->cached = it->cached;
+    f->revoked_at = it->revoked_at;
+    f->this_update = it->this_update;
+    f->next_update = it->next_update;
+    f->reason = it->reason;
+    for (size_t i = 0; i < it->errors_n; i++) {
+        errs[i].url = it->errors[i].url;
+        errs[i].url_len = it->errors[i].url_len;
+        errs[i].error = it->errors[i].error;
+    }
+    f->errors = errs;
+    f->errors_n = it->errors_n;
+    f->errors_more = it->errors_more;
+}
+
+/* Writes one certificate's cache row and facts inside a savepoint. 0 when written; 1 when the
+ * database refused them (rolled back to the savepoint; sqlstate says why); -1 with err when
+ * the transaction itself failed. */
+static int write_row(struct cap_revocation *rv, const char *fp,
+                     const struct cap_revocation_row *row, char *sqlstate, size_t sqlstate_n,
+                     struct cap_err *err)
+{
+    PGconn *c = rv->ctx->pg;
+    if (cap_pg_cmd(c, "revocation savepoint", SQL_SAVEPOINT, 0, NULL, err) != 0)
+        return -1;
+    struct cap_err ie = {0};
+    int rc = 0;
+    if (row->cache[0])
+        rc = cap_pg_cmd(c, "write revocation cache", SQL_CACHE_PUT, CAP_REVOCATION_CACHE_PARAMS,
+                        (const char *const *)row->cache, &ie);
+    if (rc == 0) {
+        const char *p[] = {fp, row->facts};
+        rc = cap_pg_cmd(c, "write revocation facts", SQL_SET_REVOCATION, 2, p, &ie);
+    }
+    if (rc == 0 && cap_pg_cmd(c, "release revocation savepoint", SQL_RELEASE, 0, NULL, err) != 0)
+        return -1;
+    if (rc == 0)
+        return 0;
+    snprintf(sqlstate, sqlstate_n, "%s", cap_pg_last_sqlstate());
+    struct cap_err re = {0};
+    if (cap_pg_cmd(c, "roll back revocation savepoint", SQL_ROLLBACK_ITEM, 0, NULL, &re) != 0) {
+        /* The transaction is gone with it: the first failure is the one to report. */
+        cap_err_set(err, ie.code, "%s", ie.msg);
+        return -1;
+    }
+    cap_log(CAP_LOG_WARN, "scan_revocation_write_refused", CAP_LI("run_id", rv->ctx->run_id),
+            CAP_LS("fingerprint", fp), CAP_LS("err", ie.msg));
+    return 1;
+}
+
+/* Writes one item (its facts, and its cache row for a fresh answer); when the database refuses
+ * them, a fact saying so instead. 0 (written, or the refusal recorded or logged), or -1 with
+ * err when the transaction failed. *stored says whether the item's own facts were stored. */
+static int write_item(struct cap_revocation *rv, struct item *it, int64_t now, bool *stored,
+                      struct cap_err *err)
+{
+    struct cap_revocation_error errs[CAP_REVOCATION_ERRORS_MAX];
+    struct cap_revocation_facts f;
+    item_facts(it, errs, &f);
+    struct cap_revocation_row row;
+    struct cap_err be = {0};
+    char sqlstate[8] = "";
+    int rc = 1;
+    *stored = false;
+    if (cap_revocation_row_build(&f, now, &row, &be) == 0) {
+        rc = write_row(rv, it->fp, &row, sqlstate, sizeof sqlstate, err);
+        cap_revocation_row_cleanup(&row);
+        if (rc <= 0) {
+            *stored = rc == 0;
+            return rc;
+        }
+    } else {
+        snprintf(sqlstate, sizeof sqlstate, "%s", "local");
+        cap_log(CAP_LOG_WARN, "scan_revocation_write_refused", CAP_LI("run_id", rv->ctx->run_id),
+                CAP_LS("fingerprint", it->fp), CAP_LS("err", be.msg));
+    }
+    /* The certificate's own facts were refused: say so on it, and nothing else. */
+    char why[128];
+    snprintf(why, sizeof why,
+             "local: the revocation facts of this certificate could not be stored (%s%s)",
+             strcmp(sqlstate, "local") == 0 ? "" : "SQLSTATE ", sqlstate[0] ? sqlstate : "?");
+    struct cap_revocation_error e = {.url = NULL, .url_len = 0, .error = why};
+    struct cap_revocation_facts ef = {
+        .fingerprint = it->fp, .status = "error", .errors = &e, .errors_n = 1};
+    if (cap_revocation_row_build(&ef, now, &row, &be) != 0)
+        return 0; /* logged above; nothing more can be said */
+    rc = write_row(rv, it->fp, &row, sqlstate, sizeof sqlstate, err);
+    cap_revocation_row_cleanup(&row);
+    return rc < 0 ? -1 : 0;
+}
+
+/* Raises the revoked finding of an item. 0, or -1 with err (a database failure of the
+ * inventory's automatic flush); details the inventory refuses are logged, not fatal. */
+static int raise_revoked(struct cap_revocation *rv, const struct item *it, int64_t now,
+                         struct cap_err *err)
+{
+    struct cap_revocation_error errs[CAP_REVOCATION_ERRORS_MAX];
+    struct cap_revocation_facts f;
+    item_facts(it, errs, &f);
+    struct cap_revocation_row row;
+    struct cap_err fe = {0};
+    if (cap_revocation_row_build(&f, now, &row, &fe) != 0) {
+        cap_err_set(err, fe.code, "%s", fe.msg);
+        return -1;
+    }
+    json_object *d = json_tokener_parse(row.facts);
+    cap_revocation_row_cleanup(&row);
+    if (!d) {
+        cap_err_set(err, CAP_E_NOMEM, "revocation finding: out of memory");
+        return -1;
+    }
+    char reason[160];
+    snprintf(reason, sizeof reason, "%s says the certificate is revoked",
+             strcmp(it->method, "crl") == 0 ? "the CRL" : "the OCSP responder");
+    json_object *rr = NULL;
+    if (json_object_object_get_ex(d, "reason", &rr))
+        json_object_object_add(d, "revocation_reason", json_object_get(rr));
+    json_object_object_add(d, "reason", json_object_new_string(reason));
+    char subject[80];
+    snprintf(subject, sizeof subject, "cert:%s", it->fp);
+    int rc = cap_inventory_raise(rv->inv, CAP_FINDING_REVOKED, subject, 0, 0, it->fp,
+                                 json_object_to_json_string_ext(d, JSON_C_TO_STRING_PLAIN), &fe);
+    json_object_put(d);
+    if (rc != 0 && fe.code == CAP_E_INVALID) {
+        cap_log(CAP_LOG_WARN, "scan_revocation_finding_refused", CAP_LI("run_id", rv->ctx->run_id),
+                CAP_LS("fingerprint", it->fp), CAP_LS("err", fe.msg));
+        return 0;
+    }
+    if (rc != 0)
+        cap_err_set(err, fe.code, "%s", fe.msg);
+    return rc;
 }
 
 static int write_results(struct cap_revocation *rv, struct cap_err *err)
 {
     PGconn *c = rv->ctx->pg;
+    int64_t now = (int64_t)time(NULL);
     if (cap_pg_cmd(c, "begin revocation results", SQL_BEGIN, 0, NULL, err) != 0)
         return -1;
     int rc = cap_run_fence(rv->ctx, err);
+    size_t written = 0, refused = 0;
     for (size_t i = 0; i < rv->n && rc == 0; i++) {
         struct item *it = &rv->items[i];
-        if (it->ans == ANS_NONE && it->errors)
+        if (it->ans == ANS_NONE && (it->errors_n || it->errors_more))
             it->ans = ANS_ERROR;
         if (it->ans == ANS_NONE)
             continue;
-        if (!it->cached && it->ans != ANS_ERROR) {
-            char ra[24], tu[24], nu[24];
-            const char *p[] = {it->fp,
-                               it->url,
-                               it->method,
-                               answer_names[it->ans],
-                               cap_pg_i64(ra, it->revoked_at),
-                               it->reason,
-                               cap_pg_i64(tu, it->this_update),
-                               cap_pg_i64(nu, it->next_update)};
-            rc = cap_pg_cmd(c, "write revocation cache", SQL_CACHE_PUT, 8, p, err);
-        }
-        json_object *f = facts_json(it);
-        const char *p2[] = {it->fp, json_object_to_json_string_ext(f, JSON_C_TO_STRING_PLAIN)};
-        if (rc == 0)
-            rc = cap_pg_cmd(c, "write revocation facts", SQL_SET_REVOCATION, 2, p2, err);
-        json_object_put(f);
+        bool stored = false;
+        rc = write_item(rv, it, now, &stored, err);
+        written += stored;
+        refused += rc == 0 && !stored;
     }
     if (rc == 0)
         rc = cap_pg_cmd(c, "commit revocation results", SQL_COMMIT, 0, NULL, err);
@@ -793,23 +1284,12 @@ static int write_results(struct cap_revocation *rv, struct cap_err *err)
         PQclear(r);
         return -1;
     }
+    if (refused > 0)
+        cap_log(CAP_LOG_WARN, "scan_revocation_facts_refused", CAP_LI("run_id", rv->ctx->run_id),
+                CAP_LI("written", (long long)written), CAP_LI("refused", (long long)refused));
     /* Findings go through the inventory (its batch, its fencing). */
     for (size_t i = 0; i < rv->n; i++) {
-        struct item *it = &rv->items[i];
-        if (it->ans != ANS_REVOKED)
-            continue;
-        json_object *d = facts_json(it);
-        char reason[160];
-        snprintf(reason, sizeof reason, "%s says the certificate is revoked",
-                 strcmp(it->method, "crl") == 0 ? "the CRL" : "the OCSP responder");
-        json_object_object_add(d, "reason", json_object_new_string(reason));
-        char subject[80];
-        snprintf(subject, sizeof subject, "cert:%s", it->fp);
-        int frc =
-            cap_findings_raise(rv->inv, "revoked", "critical", subject, 0, 0, it->fp,
-                               json_object_to_json_string_ext(d, JSON_C_TO_STRING_PLAIN), err);
-        json_object_put(d);
-        if (frc != 0)
+        if (rv->items[i].ans == ANS_REVOKED && raise_revoked(rv, &rv->items[i], now, err) != 0)
             return -1;
     }
     return 0;
@@ -835,6 +1315,6 @@ int cap_revocation_finish(struct cap_revocation *rv, const atomic_int *stopping,
     cap_log(CAP_LOG_INFO, "scan_revocation_checked", CAP_LI("run_id", rv->ctx->run_id),
             CAP_LI("certificates", (long long)rv->n), CAP_LI("revoked", (long long)revoked),
             CAP_LI("cached", (long long)cached), CAP_LI("no_answer", (long long)failed),
-            CAP_LI("not_checked", (long long)rv->dropped));
+            CAP_LI("not_checked", (long long)rv->dropped), CAP_LI("bytes", (long long)rv->spent));
     return write_results(rv, err);
 }
