@@ -632,29 +632,6 @@ int cap_inventory_raise(struct cap_inventory *inv, enum cap_finding_kind kind,
     return rc == 0 ? maybe_flush(inv, err) : -1;
 }
 
-int cap_findings_raise(struct cap_inventory *inv, const char *kind, const char *severity,
-                       const char *subject_key, int64_t source_id, int64_t endpoint_id,
-                       const char *fingerprint, const char *details_json, struct cap_err *err)
-{
-    const struct cap_finding_def *d = cap_findings_lookup(kind);
-    if (!d) {
-        char q[CAP_ERR_VALUE_MAX * 4 + 8];
-        const char *k = kind ? kind : "";
-        cap_err_set(err, CAP_E_INVALID, "finding: unknown kind \"%s\"",
-                    cap_err_quote(q, sizeof(q), k, strlen(k)));
-        return -1;
-    }
-    if (!severity || strcmp(severity, d->severity) != 0) {
-        char q[CAP_ERR_VALUE_MAX * 4 + 8];
-        const char *v = severity ? severity : "";
-        cap_err_set(err, CAP_E_INVALID, "finding %s: severity \"%s\", the catalogue says \"%s\"",
-                    d->kind, cap_err_quote(q, sizeof(q), v, strlen(v)), d->severity);
-        return -1;
-    }
-    return cap_inventory_raise(inv, d->id, subject_key, source_id, endpoint_id, fingerprint,
-                               details_json, err);
-}
-
 static bool is_ip(const char *s)
 {
     uint8_t buf[16];

@@ -174,13 +174,6 @@ int cap_inventory_raise_endpoint(struct cap_inventory *inv, enum cap_finding_kin
                                  const char *address, int port, const char *sni,
                                  const char *details_json, struct cap_err *err);
 
-/* Compatibility for callers that still name a kind as text (worker/scan/revocation.c): as
- * cap_inventory_raise for the catalogue kind named kind, whose severity must be the
- * catalogue's. An unknown kind or another severity is an error (CAP_E_INVALID). */
-int cap_findings_raise(struct cap_inventory *inv, const char *kind, const char *severity,
-                       const char *subject_key, int64_t source_id, int64_t endpoint_id,
-                       const char *fingerprint, const char *details_json, struct cap_err *err);
-
 /* After a run: flushes, then resolves the open findings of the run's source whose kinds the
  * catalogue says runs of `by` (CAP_FINDING_BY_SCAN, CAP_FINDING_BY_CT) resolve, that this run
  * did not refresh and whose cause this run re-examined: endpoint findings of endpoints this run
