@@ -1,0 +1,508 @@
+#!/usr/bin/python3
+"""Network scan benchmark through the whole product: what a scanned endpoint costs a user, beside
+what the engine alone costs (bench/scan/scan_bench.c), a bare libssl client (`openssl s_time
+-new`) and `nmap --script ssl-cert`, all in the same run against the same fleet.
+
+    bench/scan/e2e.py [--build-dir build-bench] [--endpoints 254] [--triggers 8] [--rounds 3]
+                      [--concurrency 64] [--inflight 10000] [--perf FILE]
+
+The README's local system in the shape tests/e2e/harness.py gives it (a PostgreSQL 15 and a Redis
+of its own, fsync off; Release cap-scheduler and cap-worker, logging at info, scheduler tick 5 s):
+a `network_scan` source over one CIDR of 127/8 where --endpoints TLS servers listen on port 443,
+one address each, each with its own ECDSA P-256 leaf signed by an intermediate (a chain of 2),
+served by one bench/scan/fleet.c process. `capctl source trigger NAME --wait` runs --triggers
+times: the first scan stores everything, the others are re-scans that confirm (nothing changed).
+Around every trigger the benchmark reads the CPU (utime + stime from /proc) of every process the
+run takes: the worker, the scheduler, Redis, and PostgreSQL (the postmaster, its live children,
+and through the postmaster's cutime/cstime every backend that exited meanwhile: capctl's own
+included); and what the run wrote: WAL bytes (pg_current_wal_lsn() before and after, flushed)
+and, from pg_waldump over the same range, the heap rows inserted, updated and locked and the
+index entries, per table.
+
+Beside it, in each round against the same fleet: the engine alone (scan_bench, --triggers passes
+with --concurrency slots), `openssl s_time -new` against one server for 4 s, and nmap ssl-cert
+over the CIDR once, each under GNU time (user and system CPU). Once at the end: 10,000
+handshakes held in flight (scan_bench --hold, as run.py does) and `openssl speed` for the
+client's cryptography. --perf FILE records the worker (perf record -g) during the re-scans of
+the first round.
+
+Each round uses a fresh cluster; the fleet stays. Figures are medians over --rounds. Prints a
+Markdown section for bench/RESULTS.md; every figure of the last run goes to
+$TMPDIR/cap-bench-e2e-last.json. Needs root (file limits; the servers run as nobody), nmap,
+PostgreSQL's pg_waldump, and /usr/bin/python3 with psycopg2 and redis (as the e2e tests)."""
+
+import argparse
+import asyncio
+import collections
+import ipaddress
+import json
+import os
+import platform
+import random
+import re
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+SRC = os.path.dirname(os.path.dirname(HERE))
+sys.path.insert(0, HERE)
+sys.path.insert(0, os.path.join(SRC, "tests", "e2e"))
+import harness  # noqa: E402  (tests/e2e: PostgreSQL and Redis of its own, capctl, processes)
+import run as scanrun  # noqa: E402  (bench/scan/run.py: build, fleet, timing, nmap parsing)
+import tlsfleet  # noqa: E402
+
+TICK = os.sysconf("SC_CLK_TCK")
+PG_BIN = os.environ.get("CAP_PG_BIN", "/usr/lib/postgresql/15/bin")
+TABLES = ("discovered_certificates", "endpoints", "endpoint_observations", "findings",
+          "drift_events", "discovery_runs")
+
+
+def build(build_dir):
+    exe, fleet_exe = scanrun.build(build_dir)
+    scanrun.sh(["cmake", "--build", build_dir, "-j2", "--target", "capctl", "cap-scheduler",
+                "cap-worker"])
+    return exe, fleet_exe
+
+
+def stat(pid):
+    """(ppid, utime+stime, cutime+cstime) of pid in clock ticks, None when it is gone."""
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            x = f.read().rsplit(")", 1)[1].split()
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+    return int(x[1]), int(x[11]) + int(x[12]), int(x[13]) + int(x[14])
+
+
+def pg_cpu_s(postmaster):
+    """CPU seconds of a PostgreSQL instance so far: the postmaster, its children alive now, and
+    those already reaped (the postmaster's cutime/cstime)."""
+    kids = 0
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            s = stat(int(d))
+            if s and s[0] == postmaster:
+                kids += s[1]
+    own = stat(postmaster)
+    return (own[1] + own[2] + kids) / TICK
+
+
+def proc_cpu_s(pid):
+    s = stat(pid)
+    return s[1] / TICK
+
+
+class Waldump:
+    """Rows and index entries per table from pg_waldump over an LSN range."""
+
+    REC = re.compile(r"^rmgr: (\S+)\s+len \(rec/tot\):\s*(\d+)/\s*(\d+), tx:\s*\d+, lsn: \S+, "
+                     r"prev \S+, desc: (\S+)(.*)$")
+    REL = re.compile(r"rel \d+/\d+/(\d+)")
+
+    def __init__(self, c):
+        self.c = c
+        self.waldir = os.path.join(c.tmpdir, "pg", "data", "pg_wal")
+
+    def relmap(self):
+        rows = self.c.sql(
+            "SELECT c.relfilenode, coalesce(t.relname, o.relname, c.relname), "
+            "c.relkind::text FROM pg_class c LEFT JOIN pg_index i ON i.indexrelid = c.oid "
+            "LEFT JOIN pg_class t ON t.oid = i.indrelid "
+            "LEFT JOIN pg_class o ON o.reltoastrelid = c.oid WHERE c.relfilenode <> 0")
+        return {int(r[0]): (r[1], r[2]) for r in rows}
+
+    def lsn(self):
+        """The WAL position after a flush (a commit with synchronous_commit on writes out what
+        the asynchronous commits of the run left in the buffers), so pg_waldump can read it."""
+        conn = self.c._conn()
+        conn.autocommit = False
+        with conn.cursor() as cur:
+            cur.execute("SET LOCAL synchronous_commit = on")
+            cur.execute("SELECT txid_current()")
+        conn.commit()
+        conn.autocommit = True
+        return self.c.sql("SELECT pg_current_wal_lsn()::text")[0][0]
+
+    def bytes(self, a, b):
+        return int(self.c.sql("SELECT pg_wal_lsn_diff(%s, %s)", (b, a))[0][0])
+
+    def tables(self, a, b):
+        """{table: Counter(ins, upd, hot, lock, del, idx, bytes)} between LSNs a and b."""
+        rels = self.relmap()
+        p = subprocess.run([os.path.join(PG_BIN, "pg_waldump"), "-p", self.waldir, "-s", a,
+                            "-e", b], capture_output=True, text=True)
+        out = collections.defaultdict(collections.Counter)
+        for line in p.stdout.splitlines():
+            m = self.REC.match(line)
+            if not m:
+                continue
+            rmgr, tot, desc, rest = m.group(1), int(m.group(3)), m.group(4), m.group(5)
+            rel = self.REL.search(rest)
+            name, kind = rels.get(int(rel.group(1)), ("other", "r")) if rel else ("other", "-")
+            if name not in TABLES:
+                name = "other"
+            cnt = out[name]
+            cnt["bytes"] += tot
+            cnt["bytes " + rmgr] += tot
+            if kind == "i":
+                if desc.startswith("INSERT") or desc.startswith("SPLIT"):
+                    cnt["idx"] += 1 if desc.startswith("INSERT") else 0
+                continue
+            if rmgr == "Heap":
+                if desc.startswith("INSERT"):
+                    cnt["ins"] += 1
+                elif desc.startswith("HOT_UPDATE"):
+                    cnt["upd"] += 1
+                    cnt["hot"] += 1
+                elif desc.startswith("UPDATE"):
+                    cnt["upd"] += 1
+                elif desc.startswith("LOCK"):
+                    cnt["lock"] += 1
+                elif desc.startswith("DELETE"):
+                    cnt["del"] += 1
+            elif rmgr == "Heap2" and desc == "MULTI_INSERT":
+                n = re.search(r"ntuples:? (\d+)", rest)
+                cnt["ins"] += int(n.group(1)) if n else 1
+        return out
+
+
+def make_fleet(fleet_exe, tmp, n, threads):
+    """n TLS servers on port 443, one address each of a block of 127/8, each with its own P-256
+    leaf signed by the intermediate. Returns (CFleet, cidr, {addr: leaf fingerprint})."""
+    bits = max(2, (n + 1).bit_length())
+    size = 1 << bits
+    certs = tlsfleet.Fleet(os.path.join(tmp, "e2e"), port=443)
+    for attempt in range(3):
+        second = random.randint(100, 250)
+        base = ipaddress.ip_address("127.%d.0.0" % second) + random.randrange(0, 65536,
+                                                                                    size)
+        addrs = [str(base + 1 + i) for i in range(n)]
+        leafs = [certs.cert("e%d.e2e.bench.test" % i, via_intermediate=True) for i in range(n)]
+        try:
+            cf = scanrun.CFleet(fleet_exe, tmp, "e2e", [(a, 443, leafs[i])
+                                                        for i, a in enumerate(addrs)], threads)
+            return cf, "%s/%d" % (base, 32 - bits), {a: leafs[i].fingerprint
+                                                     for i, a in enumerate(addrs)}
+        except RuntimeError as e:
+            if attempt == 2:
+                raise
+            print("fleet: %s; trying another block" % e, file=sys.stderr)
+
+
+def timed_split(cmd):
+    """Runs cmd under GNU time: (stdout, wall s, user s, system s, max RSS kB)."""
+    fd, tfile = tempfile.mkstemp(prefix="cap-bench-time-")
+    os.close(fd)
+    t0 = time.time()
+    p = subprocess.run(["/usr/bin/time", "-f", "%U %S %M", "-o", tfile] + cmd,
+                       capture_output=True, text=True)
+    wall = time.time() - t0
+    if p.returncode != 0:
+        raise RuntimeError("%s failed (%s): %s" % (cmd[0], p.returncode, p.stderr[-2000:]))
+    with open(tfile) as f:
+        user, sys_, rss = f.read().split()[-3:]
+    os.unlink(tfile)
+    return p.stdout, wall, float(user), float(sys_), int(rss)
+
+
+def product_round(a, cidr, want, cf, perf_file):
+    """One fresh cluster: the source triggered a.triggers times. Returns a list of per-trigger
+    dicts (endpoints, wall, cpu by process, WAL bytes, tables)."""
+    cfg = {"logging.level": "info", "scheduler.tick": "5s", "worker.reclaim_idle": "60s"}
+    res = []
+    with harness.Cluster(name="bench-e2e", config=cfg) as c:
+        c.migrate()
+        sched = c.start_scheduler()
+        worker = c.start_worker()
+        postmaster = c._servers["postgres"][0].pid
+        redis_pid = c._servers["redis"][0].pid
+        c.capctl_ok("source", "add", "e2e", "--type", "network_scan", "--cidr", cidr, "--port",
+                    "443", "--concurrency", str(a.concurrency), "--timeout", "5s")
+        wd = Waldump(c)
+        # the worker is ready once it has joined the stream's group
+        c.wait_for(lambda: c.group_info() is not None, 30, "the worker's consumer group")
+        time.sleep(1)
+        perf = None
+        for i in range(a.triggers):
+            if perf_file and i == 1:
+                perf = subprocess.Popen(["perf", "record", "-g", "-F", "999", "-o", perf_file,
+                                         "-p", str(worker.pid)], stdout=subprocess.DEVNULL,
+                                        stderr=subprocess.DEVNULL)
+                time.sleep(0.5)
+            lsn0 = wd.lsn()
+            time.sleep(0.3)
+            cpu0 = {"worker": proc_cpu_s(worker.pid), "postgres": pg_cpu_s(postmaster),
+                    "scheduler": proc_cpu_s(sched.pid), "redis": proc_cpu_s(redis_pid),
+                    "fleet": cf.stats()["cpu_s"]}
+            ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+            t0 = time.time()
+            r = c.capctl("--json", "source", "trigger", "e2e", "--wait", "--timeout", "10m",
+                         timeout=700)
+            wall = time.time() - t0
+            ru1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+            if r.returncode != 0:
+                raise RuntimeError("capctl source trigger failed: %s %s" % (r.stdout, r.stderr))
+            time.sleep(0.3)  # capctl's backend exits and is reaped
+            cpu1 = {"worker": proc_cpu_s(worker.pid), "postgres": pg_cpu_s(postmaster),
+                    "scheduler": proc_cpu_s(sched.pid), "redis": proc_cpu_s(redis_pid),
+                    "fleet": cf.stats()["cpu_s"]}
+            lsn1 = wd.lsn()
+            run = json.loads(r.stdout)
+            if isinstance(run, list):
+                run = run[0]
+            rid = run["id"]
+            got = dict(c.sql("SELECT host(e.address), o.fingerprint_sha256 FROM "
+                             "endpoint_observations o JOIN endpoints e ON e.id = o.endpoint_id "
+                             "WHERE o.run_id = %s AND o.outcome = 'ok'", (rid,)))
+            matched = sum(1 for ad, fp in want.items() if got.get(ad) == fp)
+            cpu = {k: cpu1[k] - cpu0[k] for k in cpu0}
+            cpu["capctl"] = (ru1.ru_utime + ru1.ru_stime) - (ru0.ru_utime + ru0.ru_stime)
+            res.append(dict(run=rid, status=run.get("status"), endpoints=len(got),
+                            matched=matched, wall=wall, cpu=cpu, wal=wd.bytes(lsn0, lsn1),
+                            tables=wd.tables(lsn0, lsn1)))
+            print("  trigger %d: run %s %s, %d endpoints (%d right), %.2f s, worker %.3f s, "
+                  "postgres %.3f s, WAL %d B" % (i + 1, rid, run.get("status"), len(got), matched,
+                                                 wall, cpu["worker"], cpu["postgres"],
+                                                 res[-1]["wal"]), file=sys.stderr)
+        if perf:
+            perf.send_signal(2)
+            perf.wait(60)
+        counts = c.sql("SELECT (SELECT count(*) FROM endpoint_observations), "
+                       "(SELECT count(*) FROM discovered_certificates), "
+                       "(SELECT count(*) FROM findings WHERE status = 'open'), "
+                       "(SELECT count(*) FROM drift_events)")[0]
+        print("  stored: %d observations, %d certificates, %d open findings, %d drift events"
+              % counts, file=sys.stderr)
+    return res
+
+
+def reference_round(a, exe, cidr, want, cf):
+    """The engine alone (--triggers passes), openssl s_time, nmap ssl-cert: CPU per handshake."""
+    out = {}
+
+    def fleet_cpu():
+        return cf.stats()["cpu_s"]
+    fpfile = tempfile.mktemp(prefix="cap-bench-fp-")
+    f0 = fleet_cpu()
+    o, wall, user, sys_, rss = timed_split([exe, "--cidr", cidr, "--port", "443", "--slots",
+                                            str(a.concurrency), "--repeat", str(a.triggers)])
+    hs = json.loads(o)["ok"]
+    out["engine"] = dict(hs=hs, wall=wall, user=user, sys=sys_, rss=rss, fleet=fleet_cpu() - f0)
+    timed_split([exe, "--cidr", cidr, "--port", "443", "--slots", str(a.concurrency),
+                 "--fingerprints", fpfile])
+    out["engine"]["matched"] = scanrun.matched(scanrun.parse_ours(fpfile), want)
+    os.unlink(fpfile)
+
+    first = next(iter(want))
+    f0 = fleet_cpu()
+    o, wall, user, sys_, rss = timed_split(["openssl", "s_time", "-connect", "%s:443" % first,
+                                            "-new", "-time", "4"])
+    m = re.search(r"(\d+) connections in [\d.]+s", o)
+    out["s_time"] = dict(hs=int(m.group(1)) if m else 0, wall=wall, user=user, sys=sys_, rss=rss,
+                         fleet=fleet_cpu() - f0)
+
+    xml = tempfile.mktemp(prefix="cap-bench-nmap-", suffix=".xml")
+    f0 = fleet_cpu()
+    o, wall, user, sys_, rss = timed_split(["nmap", "-Pn", "-n", "-T5", "--script", "ssl-cert",
+                                            "-p", "443", "-oX", xml, cidr])
+    got = scanrun.parse_nmap(xml, 443)
+    os.unlink(xml)
+    out["nmap"] = dict(hs=len(got), wall=wall, user=user, sys=sys_, rss=rss,
+                       fleet=fleet_cpu() - f0, matched=scanrun.matched(got, want))
+    return out
+
+
+def inflight(exe, n):
+    """scan_bench --hold n against listeners that take the ClientHello and never answer."""
+    base = ipaddress.ip_address("127.%d.%d.200" % (random.randint(100, 250),
+                                                   random.randint(0, 255)))
+    addrs = [str(base + i) for i in range(8)]
+    port = random.randint(20000, 60000)
+    loop = asyncio.new_event_loop()
+    ready, box = threading.Event(), {}
+
+    def run_holder():
+        asyncio.set_event_loop(loop)
+        box["stop"] = asyncio.Event()
+        loop.run_until_complete(scanrun.holder(addrs, port, ready, box["stop"]))
+    th = threading.Thread(target=run_holder, daemon=True)
+    th.start()
+    ready.wait(10)
+    o, _, _, _ = scanrun.timed([exe, "--cidr", "%s/29" % addrs[0], "--port", str(port),
+                                "--slots", str(n), "--timeout", "60000", "--hold", str(n)])
+    loop.call_soon_threadsafe(box["stop"].set)
+    th.join(10)
+    return json.loads(o)
+
+
+def med(xs):
+    return statistics.median(xs) if xs else float("nan")
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--build-dir", default=os.path.join(SRC, "build-bench"))
+    ap.add_argument("--endpoints", type=int, default=254)
+    ap.add_argument("--triggers", type=int, default=8)
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--concurrency", type=int, default=64,
+                    help="the source's concurrency and the engine's slots")
+    ap.add_argument("--inflight", type=int, default=10000, help="0: no memory pass")
+    ap.add_argument("--fleet-threads", type=int, default=os.cpu_count() or 1)
+    ap.add_argument("--perf", help="perf record -g the worker during the re-scans of round 1 "
+                                   "into this file")
+    a = ap.parse_args()
+    if not 1 <= a.endpoints <= 4094 or a.triggers < 2 or a.rounds < 1:
+        ap.error("--endpoints 1..4094, --triggers >= 2, --rounds >= 1")
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, 65536)), hard))
+    build_dir = os.path.abspath(a.build_dir)
+    exe, fleet_exe = build(build_dir)
+    os.environ["CAP_BUILD_DIR"] = build_dir
+    os.environ["CAP_SOURCE_DIR"] = SRC
+    tmp = tempfile.mkdtemp(prefix="cap-bench-e2e-")
+    load0 = os.getloadavg()
+    cf, cidr, want = make_fleet(fleet_exe, tmp, a.endpoints, a.fleet_threads)
+    rounds, refs = [], []
+    try:
+        for i in range(a.rounds):
+            print("round %d of %d" % (i + 1, a.rounds), file=sys.stderr)
+            rounds.append(product_round(a, cidr, want, cf, a.perf if i == 0 else None))
+            refs.append(reference_round(a, exe, cidr, want, cf))
+            print("  engine %.3f ms, s_time %.3f ms, nmap %.3f ms per handshake" % tuple(
+                (refs[-1][k]["user"] + refs[-1][k]["sys"]) * 1000 / max(refs[-1][k]["hs"], 1)
+                for k in ("engine", "s_time", "nmap")), file=sys.stderr)
+    finally:
+        cf.stop()
+    held = inflight(exe, a.inflight) if a.inflight else None
+    x25519_s, verify_s, _ = scanrun.openssl_speed()
+    load1 = os.getloadavg()
+    report(a, cidr, rounds, refs, held, x25519_s, verify_s, load0, load1)
+
+
+def report(a, cidr, rounds, refs, held, x25519_s, verify_s, load0, load1):
+    procs = ("worker", "postgres", "scheduler", "redis")
+
+    def per_ep(rs, key):
+        """CPU ms per endpoint of process key over the triggers rs of one round."""
+        return sum(r["cpu"][key] for r in rs) * 1000 / max(sum(r["endpoints"] for r in rs), 1)
+    phases = {"first scan": lambda rs: rs[:1], "re-scans (confirming)": lambda rs: rs[1:],
+              "all %d triggers" % a.triggers: lambda rs: rs}
+    print("## Network scan, end to end\n")
+    print("Machine: %s, %d cores (%s), %s, OpenSSL %s, PostgreSQL 15 (tests/e2e/harness.py: "
+          "fsync, full_page_writes and synchronous_commit off), Redis %s. Load average %.1f at "
+          "the start, %.1f at the end (1 min). Command: `bench/scan/e2e.py --endpoints %d "
+          "--triggers %d --rounds %d --concurrency %d` (Release, no sanitizers). Fleet: %d TLS "
+          "servers on %s port 443, one address each, each its own ECDSA P-256 leaf under one "
+          "intermediate (chain of 2), one `fleet.c` process. The product: cap-scheduler and "
+          "cap-worker at logging level info, a `network_scan` source over the CIDR with "
+          "concurrency %d, `capctl source trigger --wait` %d times in a fresh cluster per round; "
+          "medians over %d rounds.\n"
+          % (platform.machine(), os.cpu_count(), scanrun.cpu_model(), platform.platform(),
+             scanrun.sh(["openssl", "version"]).stdout.split()[1],
+             scanrun.sh(["redis-server", "--version"]).stdout.split()[2].split("=")[-1],
+             load0[0], load1[0], a.endpoints, a.triggers, a.rounds, a.concurrency, a.endpoints,
+             cidr, a.concurrency, a.triggers, a.rounds))
+    print("| CPU ms per endpoint | worker | PostgreSQL (all its processes) | scheduler | Redis | "
+          "worker + PostgreSQL | capctl (client) | fleet | wall s per trigger |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for name, sel in phases.items():
+        cols = [med([per_ep(sel(rs), p) for rs in rounds]) for p in procs]
+        both = med([per_ep(sel(rs), "worker") + per_ep(sel(rs), "postgres") for rs in rounds])
+        cap = med([per_ep(sel(rs), "capctl") for rs in rounds])
+        fl = med([per_ep(sel(rs), "fleet") for rs in rounds])
+        wall = med([statistics.mean(r["wall"] for r in sel(rs)) for rs in rounds])
+        print("| %s | %.3f | %.3f | %.3f | %.3f | %.3f | %.3f | %.3f | %.2f |"
+              % (name, cols[0], cols[1], cols[2], cols[3], both, cap, fl, wall))
+    print()
+    eps = [r["endpoints"] for rs in rounds for r in rs]
+    right = [r["matched"] for rs in rounds for r in rs]
+    print("Endpoints stored per trigger: %d to %d, right leaf at every endpoint: %s.\n"
+          % (min(eps), max(eps), "yes" if min(right) == a.endpoints else
+             "NO (%d of %d)" % (min(right), a.endpoints)))
+
+    def ref(k, f):
+        return med([f(r[k]) for r in refs])
+    labels = {"engine": "this scanner's engine alone (scan_bench, %d slots, %d passes)"
+                        % (a.concurrency, a.triggers),
+              "s_time": "openssl s_time -new (bare libssl client, blocking, one server)",
+              "nmap": "nmap -Pn -T5 --script ssl-cert"}
+    print("| same run, same fleet | handshakes | CPU ms per handshake | of which user | system | "
+          "fleet CPU ms per handshake | right leaf at every endpoint |")
+    print("|---|---|---|---|---|---|---|")
+    for k in ("engine", "s_time", "nmap"):
+        m = ref(k, lambda r: r.get("matched", -1))
+        print("| %s | %d | %.3f | %.3f | %.3f | %.3f | %s |" % (
+            labels[k], ref(k, lambda r: r["hs"]),
+            ref(k, lambda r: (r["user"] + r["sys"]) * 1000 / max(r["hs"], 1)),
+            ref(k, lambda r: r["user"] * 1000 / max(r["hs"], 1)),
+            ref(k, lambda r: r["sys"] * 1000 / max(r["hs"], 1)),
+            ref(k, lambda r: r["fleet"] * 1000 / max(r["hs"], 1)),
+            "n/a" if m < 0 else "yes" if m == a.endpoints else "NO (%d)" % m))
+    print()
+    eng = ref("engine", lambda r: (r["user"] + r["sys"]) * 1000 / max(r["hs"], 1))
+    eng_sys = ref("engine", lambda r: r["sys"] * 1000 / max(r["hs"], 1))
+    nmap = ref("nmap", lambda r: (r["user"] + r["sys"]) * 1000 / max(r["hs"], 1))
+    crypto = (2 * x25519_s + verify_s) * 1000
+    allk = "all %d triggers" % a.triggers
+    w_all = med([per_ep(rs, "worker") for rs in rounds])
+    w_re = med([per_ep(rs[1:], "worker") for rs in rounds])
+    p_all = med([per_ep(rs, "postgres") for rs in rounds])
+    p_re = med([per_ep(rs[1:], "postgres") for rs in rounds])
+    wp_all = med([per_ep(rs, "worker") + per_ep(rs, "postgres") for rs in rounds])
+    print("Floor of the engine: client cryptography per TLS 1.3 handshake (`openssl speed`: "
+          "X25519 keygen + derive %.3f ms, ECDSA P-256 verify %.3f ms) %.3f ms plus the engine's "
+          "system time %.3f ms = %.3f ms.\n" % (2 * x25519_s * 1000, verify_s * 1000, crypto,
+                                                eng_sys, crypto + eng_sys))
+    print("Against the aims of issue 13 (%s; re-scans in brackets):\n" % allk)
+    print("- worker CPU per endpoint / engine CPU per handshake: %.2fx (%.2fx); aim at most "
+          "1.25x" % (w_all / eng, w_re / eng))
+    print("- PostgreSQL CPU per endpoint: %.3f ms (%.3f ms); aim at most 0.1 ms" % (p_all, p_re))
+    print("- engine CPU per handshake / its floor: %.2fx; aim at most 1.5x"
+          % (eng / (crypto + eng_sys)))
+    if held:
+        print("- memory per handshake in flight: %.0f bytes (%.0f of them allocated by OpenSSL; "
+              "%d probes held, %d with their ClientHello out); aim at most 1.2x what libssl "
+              "allocates" % (held["bytes_per_inflight"], held["openssl_bytes_per_inflight"],
+                             held["held"], held.get("handshaking", 0)))
+    print("- worker + PostgreSQL CPU per endpoint / nmap's CPU per handshake: %.2fx (%.2fx); "
+          "aim at most 0.4x\n" % (wp_all / nmap, med([per_ep(rs[1:], "worker") +
+                                                       per_ep(rs[1:], "postgres")
+                                                       for rs in rounds]) / nmap))
+
+    print("What one trigger writes (medians; WAL bytes from pg_current_wal_lsn() before and "
+          "after; rows and index entries from pg_waldump over the same range):\n")
+    print("| | WAL bytes | WAL bytes per endpoint | " + " | ".join(
+        "%s: rows ins / upd (HOT) / locked, index entries" % t for t in TABLES) +
+        " | other WAL bytes |")
+    print("|---|---|---|" + "---|" * len(TABLES) + "---|")
+    for name, sel in (("first scan", lambda rs: rs[:1]), ("re-scan", lambda rs: rs[1:])):
+        trig = [r for rs in rounds for r in sel(rs)]
+        cells = []
+        for t in TABLES:
+            def g(k, t=t):
+                return med([r["tables"].get(t, {}).get(k, 0) for r in trig])
+            cells.append("%d / %d (%d) / %d, %d" % (g("ins"), g("upd"), g("hot"), g("lock"),
+                                                    g("idx")))
+        print("| %s | %d | %.0f | %s | %d |" % (
+            name, med([r["wal"] for r in trig]),
+            med([r["wal"] / max(r["endpoints"], 1) for r in trig]), " | ".join(cells),
+            med([r["tables"].get("other", {}).get("bytes", 0) for r in trig])))
+    print()
+    print("Raw per round (worker / PostgreSQL CPU ms per endpoint, first scan; re-scans): " +
+          "; ".join("%.3f / %.3f; %.3f / %.3f" % (per_ep(rs[:1], "worker"),
+                                                   per_ep(rs[:1], "postgres"),
+                                                   per_ep(rs[1:], "worker"),
+                                                   per_ep(rs[1:], "postgres"))
+                    for rs in rounds) + ".\n")
+    json.dump({"rounds": rounds, "refs": refs, "held": held}, open(
+        os.path.join(tempfile.gettempdir(), "cap-bench-e2e-last.json"), "w"), default=dict)
+
+
+if __name__ == "__main__":
+    main()
