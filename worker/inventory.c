@@ -205,7 +205,9 @@ static const char SQL_RUN_COUNTS[] =
     "FROM endpoint_observations WHERE run_id = $1::bigint";
 
 /* $1 source, $2 run, $3 kinds. See cap_inventory_resolve_missing. The sets of what this run
- * saw are computed once (hashed), and "seen elsewhere" goes through the GIN index on chain. */
+ * saw are computed once (hashed), and "seen elsewhere" goes through the GIN index on chain.
+ * An acknowledged or suppressed finding whose cause went away is resolved too: left as it is,
+ * it would open again when its acknowledgement expired, for a cause long gone. */
 static const char SQL_RESOLVE_MISSING[] =
     "WITH seen AS (SELECT DISTINCT endpoint_id FROM endpoint_observations "
     " WHERE run_id = $2::bigint), "
@@ -214,7 +216,8 @@ static const char SQL_RESOLVE_MISSING[] =
     "certs_now AS (SELECT DISTINCT unnest(chain) AS fp FROM endpoint_observations "
     " WHERE run_id = $2::bigint) "
     "UPDATE findings f SET status = 'resolved', resolved_at = now() "
-    "WHERE f.status = 'open' AND f.source_id = $1::bigint AND f.kind = ANY($3::text[]) "
+    "WHERE f.status IN ('open', 'acknowledged', 'suppressed') AND f.source_id = $1::bigint "
+    "AND f.kind = ANY($3::text[]) "
     "AND f.run_id IS DISTINCT FROM $2::bigint AND ("
     " (f.subject_key LIKE 'endpoint:%' AND f.endpoint_id IN (SELECT endpoint_id FROM seen)) "
     " OR (f.subject_key LIKE 'cert:%' AND ("
