@@ -16,7 +16,7 @@
 /* The synopsis of capctl; the source types come from the registry (common/source/). */
 static const char *synopsis(void)
 {
-    static char buf[1024];
+    static char buf[2048];
     if (buf[0])
         return buf;
     char types[256] = "";
@@ -35,6 +35,9 @@ static const char *synopsis(void)
              "  managed add|remove FINGERPRINT | managed list\n"
              "  runs list [--source NAME] [--limit N] | runs show ID\n"
              "  findings list [--source NAME] [--kind K] [--open] [--limit N]\n"
+             "  findings ack ID --reason TEXT [--until DATE] [--by NAME] | findings unack ID\n"
+             "  suppress add --kind K [--source S] [--subject PATTERN] --reason TEXT\n"
+             "           [--until DATE] [--by NAME] | suppress list | suppress remove ID\n"
              "  endpoints history HOST:PORT [--limit N]\n"
              "  inventory [--expiring DAYS] [--limit N]",
              types);
@@ -167,10 +170,15 @@ struct command {
 };
 
 static const struct command COMMANDS[] = {
-    {"migrate", cap_ctl_cmd_migrate},     {"source", cap_ctl_cmd_source},
-    {"managed", cap_ctl_cmd_managed},     {"runs", cap_ctl_cmd_runs},
-    {"findings", cap_ctl_cmd_findings},   {"endpoints", cap_ctl_cmd_endpoints},
-    {"inventory", cap_ctl_cmd_inventory}, {NULL, NULL},
+    {"migrate", cap_ctl_cmd_migrate},
+    {"source", cap_ctl_cmd_source},
+    {"managed", cap_ctl_cmd_managed},
+    {"runs", cap_ctl_cmd_runs},
+    {"findings", cap_ctl_cmd_findings},
+    {"endpoints", cap_ctl_cmd_endpoints},
+    {"inventory", cap_ctl_cmd_inventory},
+    {"suppress", cap_ctl_cmd_suppress},
+    {NULL, NULL},
 };
 
 int cap_ctl_main(int argc, char **argv)

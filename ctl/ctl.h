@@ -55,5 +55,10 @@ int cap_ctl_cmd_runs(struct cap_ctl *ctl, int argc, char **argv);
 int cap_ctl_cmd_findings(struct cap_ctl *ctl, int argc, char **argv);
 int cap_ctl_cmd_endpoints(struct cap_ctl *ctl, int argc, char **argv);
 int cap_ctl_cmd_inventory(struct cap_ctl *ctl, int argc, char **argv);
+int cap_ctl_cmd_suppress(struct cap_ctl *ctl, int argc, char **argv);
+
+/* findings ack|unack (ctl/workflow.c): argv holds the words after "findings", the first
+ * positional one being "ack" or "unack". Returns an exit code. */
+int cap_ctl_cmd_findings_ack(struct cap_ctl *ctl, int argc, char **argv);
 
 #endif

@@ -1,6 +1,6 @@
-/* capctl read commands and managed certificates: runs list|show, findings list, endpoints
- * history, inventory, managed add|remove|list. Text tables show a compact set of columns; JSON
- * carries every column under its schema name. */
+/* capctl read commands and managed certificates: runs list|show, findings list (findings ack
+ * and unack are in ctl/workflow.c), endpoints history, inventory, managed add|remove|list. Text
+ * tables show a compact set of columns; JSON carries every column under its schema name. */
 #include <stdio.h>
 #include <string.h>
 #include <arpa/inet.h>
@@ -12,7 +12,8 @@
 
 static const char SYN_RUNS[] = "capctl runs list [--source NAME] [--limit N] | runs show ID";
 static const char SYN_FINDINGS[] =
-    "capctl findings list [--source NAME] [--kind K] [--open] [--limit N]";
+    "capctl findings list [--source NAME] [--kind K] [--open] [--limit N]"
+    " | findings ack ID --reason TEXT [--until DATE] [--by NAME] | findings unack ID";
 static const char SYN_ENDPOINTS[] = "capctl endpoints history HOST:PORT [--limit N]";
 static const char SYN_INVENTORY[] = "capctl inventory [--expiring DAYS] [--limit N]";
 static const char SYN_MANAGED[] = "capctl managed add|remove FINGERPRINT | managed list";
@@ -20,6 +21,9 @@ static const char SYN_MANAGED[] = "capctl managed add|remove FINGERPRINT | manag
 /* --- SQL ------------------------------------------------------------------------------- */
 
 static const char SQL_SOURCE_EXISTS[] = "SELECT 1 FROM discovery_sources WHERE name = $1";
+static const char SQL_KIND_EXISTS[] = "SELECT 1 FROM finding_kinds WHERE kind = $1";
+/* Acknowledgements and suppression rules that have ended open their findings again. */
+static const char SQL_EXPIRE[] = "SELECT cap_findings_expire()";
 
 static const char SQL_RUNS_TABLE[] =
     "SELECT r.id, s.name AS source, r.trigger, r.status,"
@@ -105,7 +109,7 @@ static const char SQL_MANAGED_LIST[] =
 
 /* --- helpers --------------------------------------------------------------------------- */
 
-enum { OPT_SOURCE = 1, OPT_LIMIT, OPT_KIND, OPT_OPEN, OPT_EXPIRING };
+enum { OPT_SOURCE = 1, OPT_LIMIT, OPT_KIND, OPT_OPEN, OPT_EXPIRING, OPT_ACK };
 
 /* Checks that source `name` exists (when given), so a typo is an error, not an empty list. */
 static int check_source(PGconn *c, const char *name, struct cap_err *err)
@@ -122,6 +126,28 @@ static int check_source(PGconn *c, const char *name, struct cap_err *err)
         char q[CAP_ERR_VALUE_MAX * 4 + 8];
         cap_err_set(err, CAP_E_INVALID, "source \"%s\" does not exist",
                     cap_err_quote(q, sizeof q, name, strlen(name)));
+        return -1;
+    }
+    return 0;
+}
+
+/* Checks that kind `kind` is in the catalogue (when given), so a typo is an error too. */
+static int check_kind(PGconn *c, const char *kind, struct cap_err *err)
+{
+    if (!kind)
+        return 0;
+    const char *p[] = {kind};
+    PGresult *r = cap_pg_exec(c, "look up kind", SQL_KIND_EXISTS, 1, p, err);
+    if (!r)
+        return -1;
+    int found = PQntuples(r);
+    PQclear(r);
+    if (!found) {
+        char q[CAP_ERR_VALUE_MAX * 4 + 8];
+        cap_err_set(err, CAP_E_INVALID,
+                    "--kind \"%s\": unknown kind (the kinds are listed in docs/findings.md and in "
+                    "the table finding_kinds)",
+                    cap_err_quote(q, sizeof q, kind, strlen(kind)));
         return -1;
     }
     return 0;
@@ -217,19 +243,27 @@ int cap_ctl_cmd_runs(struct cap_ctl *ctl, int argc, char **argv)
 
 int cap_ctl_cmd_findings(struct cap_ctl *ctl, int argc, char **argv)
 {
-    static const struct cap_ctl_opt_spec specs[] = {{"source", CAP_CTL_VALUE, OPT_SOURCE},
-                                                    {"kind", CAP_CTL_VALUE, OPT_KIND},
-                                                    {"open", CAP_CTL_FLAG, OPT_OPEN},
-                                                    {"limit", CAP_CTL_VALUE, OPT_LIMIT},
-                                                    {NULL, 0, 0}};
+    /* The options of ack and unack are read here too, to find the subcommand; their handler
+     * parses the line again with its own options. */
+    static const struct cap_ctl_opt_spec specs[] = {
+        {"source", CAP_CTL_VALUE, OPT_SOURCE}, {"kind", CAP_CTL_VALUE, OPT_KIND},
+        {"open", CAP_CTL_FLAG, OPT_OPEN},      {"limit", CAP_CTL_VALUE, OPT_LIMIT},
+        {"reason", CAP_CTL_VALUE, OPT_ACK},    {"until", CAP_CTL_VALUE, OPT_ACK},
+        {"by", CAP_CTL_VALUE, OPT_ACK},        {NULL, 0, 0}};
     struct cap_ctl_args a;
-    int rc = cap_ctl_parse(argc, argv, specs, 1, SYN_FINDINGS, &a);
+    int rc = cap_ctl_parse(argc, argv, specs, 2, SYN_FINDINGS, &a);
     if (rc)
         return rc;
+    if (a.npos > 0 && (strcmp(a.pos[0], "ack") == 0 || strcmp(a.pos[0], "unack") == 0))
+        return cap_ctl_cmd_findings_ack(ctl, argc, argv);
+    if (a.npos > 1 && strcmp(a.pos[0], "list") == 0)
+        return cap_ctl_usage(SYN_FINDINGS, "unexpected argument \"%s\"", a.pos[1]);
+    if (cap_ctl_args_has(&a, OPT_ACK))
+        return cap_ctl_usage(SYN_FINDINGS, "--reason, --until and --by apply to findings ack");
     if (a.npos != 1 || strcmp(a.pos[0], "list") != 0)
         return cap_ctl_usage(SYN_FINDINGS,
                              a.npos ? "findings: unknown subcommand \"%s\""
-                                    : "findings: missing subcommand (list)%s",
+                                    : "findings: missing subcommand (list, ack or unack)%s",
                              a.npos ? a.pos[0] : "");
     struct cap_err err = {0};
     char lim[24];
@@ -238,7 +272,9 @@ int cap_ctl_cmd_findings(struct cap_ctl *ctl, int argc, char **argv)
         return cap_ctl_fail(&err);
     PGconn *c = cap_ctl_db(ctl, &err);
     const char *source = cap_ctl_args_get(&a, OPT_SOURCE);
-    if (!c || check_source(c, source, &err) < 0)
+    if (!c || check_source(c, source, &err) < 0 ||
+        check_kind(c, cap_ctl_args_get(&a, OPT_KIND), &err) < 0 ||
+        cap_pg_cmd(c, "expire acknowledgements", SQL_EXPIRE, 0, NULL, &err) < 0)
         return cap_ctl_fail(&err);
     const char *p[] = {source, cap_ctl_args_get(&a, OPT_KIND),
                        cap_ctl_args_has(&a, OPT_OPEN) ? "true" : "false", lim};

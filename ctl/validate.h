@@ -1,6 +1,7 @@
 /* Validation of what capctl users type that is not a source field (those are checked by the
  * normalisers of the source descriptors, common/source/): source names, schedules, integers,
- * fingerprints and endpoints. Pure: no I/O, no database. Every error names the option and the
+ * fingerprints, endpoints, and the reasons, end times and subject patterns of the finding
+ * workflow. Pure: no I/O, no database. Every error names the option and the
  * offending value, e.g. `--limit "0": must be an integer 1-1000000000`. */
 #ifndef CAP_CTL_VALIDATE_H
 #define CAP_CTL_VALIDATE_H
@@ -33,5 +34,27 @@ int cap_ctl_validate_fingerprint(const char *text, char *out, size_t n, struct c
  * removed; out at least CAP_CTL_HOSTNAME_MAX + 1) and port. */
 int cap_ctl_validate_host_port(const char *text, char *host, size_t n, int *port,
                                struct cap_err *err);
+
+/* Longest reason of an acknowledgement or suppression rule, longest --by name and longest
+ * subject pattern, in bytes (the database holds the same limits). */
+#define CAP_CTL_REASON_MAX 1024
+#define CAP_CTL_BY_MAX 128
+#define CAP_CTL_PATTERN_MAX 256
+
+/* Checks a piece of text people write (--reason, --by): 1..max bytes, not only blanks, no
+ * control characters: `--reason "  ": must not be empty`. */
+int cap_ctl_validate_text(const char *opt, const char *text, size_t max, struct cap_err *err);
+
+/* Parses the end of an acknowledgement or rule into Unix seconds (*out, only on success):
+ * YYYY-MM-DD (00:00 UTC of that day), YYYY-MM-DDTHH:MM[:SS] (or a space for T) in UTC or with Z
+ * or +HH:MM / -HH:MM, or a duration from now: N followed by s, m, h, d or w ("30d", "2s"). It
+ * must lie after now (Unix seconds) and before the year 10000: `--until "2020-01-01": is not in
+ * the future`. */
+int cap_ctl_validate_until(const char *opt, const char *text, int64_t now, int64_t *out,
+                           struct cap_err *err);
+
+/* Checks a suppression subject pattern: 1-256 bytes of letters, digits, ".", "-", "_", ":",
+ * "[", "]" and "*" (any run of characters), with at least one character other than "*". */
+int cap_ctl_validate_pattern(const char *opt, const char *text, struct cap_err *err);
 
 #endif
