@@ -6,7 +6,6 @@
  * worker/findings.h), and moves the checkpoint in the same
  * transaction, only over a contiguous, fully stored prefix. */
 #define OPENSSL_SUPPRESS_DEPRECATED
-#include <curl/curl.h>
 #include <json-c/json.h>
 #include <openssl/evp.h>
 #include <openssl/sha.h>
@@ -26,6 +25,7 @@
 #include "worker/ct/ct_merkle.h"
 #include "worker/ct/ct_parse.h"
 #include "worker/executor.h"
+#include "worker/http.h"
 #include "worker/inventory.h"
 
 /* Requests in flight per log. */
@@ -1312,13 +1312,11 @@ fail:
 
 static int ct_init(const struct cap_config *cfg, struct cap_err *err)
 {
-    /* Once, before any job thread makes a transfer (reference counted by libcurl). */
-    if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
-        cap_err_set(err, CAP_E_IO, "cannot initialise libcurl");
+    /* Once, before any job thread makes a transfer (reference counted). */
+    if (cap_http_global_init(err) < 0)
         return -1;
-    }
     if (cap_policy_init(&g_policy, cfg, err) < 0) {
-        curl_global_cleanup();
+        cap_http_global_cleanup();
         return -1;
     }
     g_policy_ready = true;
@@ -1329,7 +1327,7 @@ static void ct_shutdown(void)
 {
     if (g_policy_ready) {
         cap_policy_cleanup(&g_policy);
-        curl_global_cleanup();
+        cap_http_global_cleanup();
     }
     g_policy_ready = false;
 }
