@@ -1,6 +1,6 @@
 /* Unit tests of the CT monitor's pure parts: base64, Merkle frontier and consistency proofs
  * (including real Argon2027h1 tree heads and a real Sycamore2026h1 checkpoint), suffix
- * matching, leaf and tile parsing. */
+ * matching, leaf and tile parsing, and the get-entries pre-check. */
 #define OPENSSL_SUPPRESS_DEPRECATED
 #include <openssl/sha.h>
 #include <stdio.h>
@@ -408,6 +408,90 @@ static void test_leaf(void)
     cap_ct_entries_free(&en);
 }
 
+/* n bytes of {"entries":[{},{},...]}, malloc'd. */
+static char *flood(size_t n)
+{
+    char *b = malloc(n + 1);
+    size_t o = (size_t)snprintf(b, n + 1, "{\"entries\":[");
+    while (o + 6 < n) {
+        memcpy(b + o, "{},", 3);
+        o += 3;
+    }
+    memcpy(b + o, "{}]}", 5);
+    return b;
+}
+
+static void test_precheck(void)
+{
+    struct cap_err e = {0};
+    const char *ok =
+        " {\"entries\" : [ {\"leaf_input\":\"AAEC\", \"extra_data\":\"\", \"x\": -1.5e3},"
+        "{\"extra_data\":\"a\\/b\\u00e9\",\"leaf_input\":\"\",\"y\":null}],"
+        "\"other\":true}\n";
+    CHECK(cap_ct_entries_precheck(ok, strlen(ok), 2, &e) == 0);
+    /* More entries than asked for: refused before any tree. */
+    cap_err_clear(&e);
+    CHECK(cap_ct_entries_precheck(ok, strlen(ok), 1, &e) == -1 && e.code == CAP_E_LIMIT &&
+          strstr(e.msg, "more than the 1 entries"));
+    /* The empty-object flood: the first entry is refused. */
+    char *fl = flood(1 << 20);
+    cap_err_clear(&e);
+    CHECK(cap_ct_entries_precheck(fl, strlen(fl), 1024, &e) == -1 && e.code == CAP_E_LIMIT &&
+          strstr(e.msg, "entry 0 lacks"));
+    struct cap_ct_entries en;
+    cap_err_clear(&e);
+    CHECK(cap_ct_entries_parse(fl, strlen(fl), 1024, &en, &e) == -1 && e.code == CAP_E_LIMIT);
+    free(fl);
+    struct {
+        const char *body;
+        int code;
+        const char *msg;
+    } bad[] = {
+        {"{\"entries\":[[[[[[[[]]]]]]]]}", CAP_E_LIMIT, "not an object"},
+        {"{\"entries\":[{\"leaf_input\":{\"a\":1},\"extra_data\":\"\"}]}", CAP_E_LIMIT,
+         "not a string"},
+        {"{\"entries\":[{\"leaf_input\":\"\",\"extra_data\":\"\",\"z\":[1]}]}", CAP_E_LIMIT,
+         "nested"},
+        {"{\"entries\":[{\"leaf_input\":\"\",\"leaf_input\":\"\",\"extra_data\":\"\"}]}",
+         CAP_E_LIMIT, "twice"},
+        {"{\"entries\":[],\"entries\":[]}", CAP_E_LIMIT, "twice"},
+        {"{\"entries\":[{\"leaf\\u005finput\":\"\",\"extra_data\":\"\"}]}", CAP_E_LIMIT, "escaped"},
+        {"[{\"entries\":[]}]", CAP_E_LIMIT, "array"},
+        {"{\"entries\":[{\"leaf_input\":\"\",\"extra_data\":\"\"}]", CAP_E_INVALID, "truncated"},
+        {"{\"entries\":[{\"leaf_input\":\"AA", CAP_E_INVALID, "malformed JSON"},
+        {"{\"entries\":[{\"leaf_input\":\"\",\"extra_data\":\"\"}]} x", CAP_E_INVALID, "trailing"},
+        {"{\"entries\":[{\"leaf_input\":\"\\q\",\"extra_data\":\"\"}]}", CAP_E_INVALID, "escape"},
+        {"{\"entries\":[{\"leaf_input\":\"\",\"extra_data\":\"\",\"n\":01}]}", CAP_E_INVALID,
+         "malformed"},
+        {"{\"entries\":[{\"leaf_input\":\"\",\"extra_data\":\"\",\"n\":tru}]}", CAP_E_INVALID,
+         "malformed"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        cap_err_clear(&e);
+        int rc = cap_ct_entries_precheck(bad[i].body, strlen(bad[i].body), 4, &e);
+        bool good = rc == -1 && e.code == bad[i].code && strstr(e.msg, bad[i].msg);
+        if (!good)
+            fprintf(stderr, "precheck %zu: rc %d code %d: %s\n", i, rc, e.code, e.msg);
+        CHECK(good);
+    }
+    /* Many members in one entry. */
+    char many[2048];
+    size_t o = (size_t)snprintf(many, sizeof many, "{\"entries\":[{\"leaf_input\":\"\"");
+    for (int i = 0; i < CAP_CT_JSON_MEMBERS_MAX + 1; i++)
+        o += (size_t)snprintf(many + o, sizeof many - o, ",\"k%d\":%d", i, i);
+    snprintf(many + o, sizeof many - o, ",\"extra_data\":\"\"}]}");
+    cap_err_clear(&e);
+    CHECK(cap_ct_entries_precheck(many, strlen(many), 4, &e) == -1 && e.code == CAP_E_LIMIT &&
+          strstr(e.msg, "too many members"));
+    /* Missing or empty "entries" are left to the parser's messages. */
+    cap_err_clear(&e);
+    CHECK(cap_ct_entries_precheck("{}", 2, 4, &e) == 0);
+    CHECK(cap_ct_entries_precheck("{\"entries\":[]}", 14, 4, &e) == 0);
+    CHECK(cap_ct_entries_precheck("{\"entries\":\"x\"}", 15, 4, &e) == 0);
+    CHECK(cap_ct_entries_parse("{\"entries\":[]}", 14, 4, &en, &e) == -1 &&
+          e.code == CAP_E_INVALID);
+}
+
 /* Every compiled-in log has a loadable key whose SHA-256 is its published log ID. */
 static void test_default_logs(void)
 {
@@ -442,6 +526,7 @@ int main(void)
     test_real_heads();
     test_match();
     test_leaf();
+    test_precheck();
     printf("%d checks, %d failed\n", checks, failures);
     return failures ? 1 : 0;
 }

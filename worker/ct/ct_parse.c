@@ -194,9 +194,323 @@ static int get_u64(json_object *o, const char *key, uint64_t *out, const char *w
     return 0;
 }
 
+/* ------------------------------------------------------------------ get-entries pre-check */
+
+/* A scanner over a get-entries body for cap_ct_entries_precheck. */
+struct jscan {
+    const char *p;
+    size_t n, i;
+    struct cap_err *err;
+};
+
+static void js_ws(struct jscan *s)
+{
+    while (s->i < s->n &&
+           (s->p[s->i] == ' ' || s->p[s->i] == '\t' || s->p[s->i] == '\n' || s->p[s->i] == '\r'))
+        s->i++;
+}
+
+/* A syntax error at the cursor. */
+static int js_syntax(struct jscan *s, const char *what)
+{
+    if (s->i >= s->n)
+        cap_err_set(s->err, CAP_E_INVALID, "get-entries: malformed JSON (truncated) in %zu bytes",
+                    s->n);
+    else
+        cap_err_set(s->err, CAP_E_INVALID, "get-entries: malformed JSON (%s) at offset %zu", what,
+                    s->i);
+    return -1;
+}
+
+/* Something a get-entries answer never holds, at the cursor. */
+static int js_shape(struct jscan *s, const char *what)
+{
+    cap_err_set(s->err, CAP_E_LIMIT, "get-entries: %s at offset %zu", what, s->i);
+    return -1;
+}
+
+/* Skips a string at the cursor; *raw and *raw_len give what is between the quotes, *escaped
+ * tells whether it holds a backslash escape. */
+static int js_string(struct jscan *s, const char **raw, size_t *raw_len, bool *escaped)
+{
+    if (s->i >= s->n || s->p[s->i] != '"')
+        return js_syntax(s, "expected a string");
+    size_t start = ++s->i;
+    bool esc = false;
+    while (s->i < s->n) {
+        unsigned char c = (unsigned char)s->p[s->i];
+        if (c == '"') {
+            *raw = s->p + start;
+            *raw_len = s->i - start;
+            *escaped = esc;
+            s->i++;
+            return 0;
+        }
+        if (c < 0x20)
+            return js_syntax(s, "control character in a string");
+        if (c == '\\') {
+            esc = true;
+            if (++s->i >= s->n)
+                break;
+            char e = s->p[s->i];
+            if (e == 'u') {
+                for (int k = 0; k < 4; k++) {
+                    if (++s->i >= s->n)
+                        return js_syntax(s, "");
+                    char h = s->p[s->i];
+                    if (!((h >= '0' && h <= '9') || (h >= 'a' && h <= 'f') ||
+                          (h >= 'A' && h <= 'F')))
+                        return js_syntax(s, "bad \\u escape");
+                }
+            } else if (!strchr("\"\\/bfnrt", e) || e == '\0') {
+                return js_syntax(s, "bad escape");
+            }
+        }
+        s->i++;
+    }
+    return js_syntax(s, "");
+}
+
+static bool js_digit(const struct jscan *s)
+{
+    return s->i < s->n && s->p[s->i] >= '0' && s->p[s->i] <= '9';
+}
+
+static int js_number(struct jscan *s)
+{
+    if (s->i < s->n && s->p[s->i] == '-')
+        s->i++;
+    if (!js_digit(s))
+        return js_syntax(s, "bad number");
+    if (s->p[s->i] == '0')
+        s->i++;
+    else
+        while (js_digit(s))
+            s->i++;
+    if (s->i < s->n && s->p[s->i] == '.') {
+        s->i++;
+        if (!js_digit(s))
+            return js_syntax(s, "bad number");
+        while (js_digit(s))
+            s->i++;
+    }
+    if (s->i < s->n && (s->p[s->i] == 'e' || s->p[s->i] == 'E')) {
+        s->i++;
+        if (s->i < s->n && (s->p[s->i] == '+' || s->p[s->i] == '-'))
+            s->i++;
+        if (!js_digit(s))
+            return js_syntax(s, "bad number");
+        while (js_digit(s))
+            s->i++;
+    }
+    return 0;
+}
+
+/* Skips a string, number, true, false or null; an object or array is a shape error. */
+static int js_scalar(struct jscan *s)
+{
+    if (s->i >= s->n)
+        return js_syntax(s, "");
+    char c = s->p[s->i];
+    if (c == '"') {
+        const char *r;
+        size_t rl;
+        bool esc;
+        return js_string(s, &r, &rl, &esc);
+    }
+    if (c == '{' || c == '[')
+        return js_shape(s, "nested object or array where the answer has none");
+    if (c == '-' || (c >= '0' && c <= '9'))
+        return js_number(s);
+    static const char *const lit[] = {"true", "false", "null"};
+    for (size_t k = 0; k < 3; k++) {
+        size_t l = strlen(lit[k]);
+        if (s->n - s->i >= l && memcmp(s->p + s->i, lit[k], l) == 0) {
+            s->i += l;
+            return 0;
+        }
+    }
+    return js_syntax(s, "unexpected character");
+}
+
+/* Reads a member name and the colon after it; names with escapes are refused (no log writes
+ * one, and json-c would read "leaf\u005finput" as leaf_input). */
+static int js_name(struct jscan *s, const char **name, size_t *len)
+{
+    bool esc = false;
+    if (js_string(s, name, len, &esc) < 0)
+        return -1;
+    if (esc)
+        return js_shape(s, "escaped member name");
+    js_ws(s);
+    if (s->i >= s->n || s->p[s->i] != ':')
+        return js_syntax(s, "expected ':'");
+    s->i++;
+    js_ws(s);
+    return 0;
+}
+
+static bool js_is(const char *name, size_t len, const char *want)
+{
+    return len == strlen(want) && memcmp(name, want, len) == 0;
+}
+
+/* After a member: ',' (returns 1, then a name must follow) or the closing '}' (returns 0). */
+static int js_next_member(struct jscan *s, size_t *members)
+{
+    js_ws(s);
+    if (s->i >= s->n)
+        return js_syntax(s, "");
+    if (s->p[s->i] == '}') {
+        s->i++;
+        return 0;
+    }
+    if (s->p[s->i] != ',')
+        return js_syntax(s, "expected ',' or '}'");
+    s->i++;
+    js_ws(s);
+    if (++*members >= CAP_CT_JSON_MEMBERS_MAX)
+        return js_shape(s, "object with too many members");
+    return 1;
+}
+
+/* One entry: an object with exactly one leaf_input and one extra_data string. */
+static int js_entry(struct jscan *s, size_t index)
+{
+    if (s->i >= s->n)
+        return js_syntax(s, "");
+    if (s->p[s->i] != '{')
+        return js_shape(s, "entry that is not an object");
+    s->i++;
+    js_ws(s);
+    bool leaf = false, extra = false;
+    size_t members = 0;
+    if (s->i < s->n && s->p[s->i] == '}') {
+        s->i++;
+    } else {
+        for (;;) {
+            const char *name;
+            size_t nl;
+            if (js_name(s, &name, &nl) < 0)
+                return -1;
+            bool is_leaf = js_is(name, nl, "leaf_input");
+            if (is_leaf || js_is(name, nl, "extra_data")) {
+                bool *seen = is_leaf ? &leaf : &extra;
+                if (*seen)
+                    return js_shape(s, "member named twice");
+                *seen = true;
+                if (s->i >= s->n || s->p[s->i] != '"')
+                    return s->i >= s->n ? js_syntax(s, "")
+                                        : js_shape(s, "leaf_input or extra_data not a string");
+                const char *r;
+                size_t rl;
+                bool esc;
+                if (js_string(s, &r, &rl, &esc) < 0)
+                    return -1;
+            } else if (js_scalar(s) < 0) {
+                return -1;
+            }
+            int more = js_next_member(s, &members);
+            if (more < 0)
+                return -1;
+            if (more == 0)
+                break;
+        }
+    }
+    if (!leaf || !extra) {
+        cap_err_set(s->err, CAP_E_LIMIT,
+                    "get-entries: entry %zu lacks its leaf_input or extra_data string (before "
+                    "offset %zu)",
+                    index, s->i);
+        return -1;
+    }
+    return 0;
+}
+
+/* The "entries" member: an array of at most max entries (none, or a scalar instead of the
+ * array, is left to the parser's own message). */
+static int js_entries(struct jscan *s, size_t max)
+{
+    if (s->i >= s->n || s->p[s->i] != '[')
+        return js_scalar(s); /* not an array: the parser names it */
+    s->i++;
+    js_ws(s);
+    if (s->i < s->n && s->p[s->i] == ']') {
+        s->i++;
+        return 0;
+    }
+    for (size_t k = 0;; k++) {
+        if (k == max) {
+            cap_err_set(s->err, CAP_E_LIMIT,
+                        "get-entries: more than the %zu entries asked for (at offset %zu)", max,
+                        s->i);
+            return -1;
+        }
+        if (js_entry(s, k) < 0)
+            return -1;
+        js_ws(s);
+        if (s->i >= s->n)
+            return js_syntax(s, "");
+        if (s->p[s->i] == ']') {
+            s->i++;
+            return 0;
+        }
+        if (s->p[s->i] != ',')
+            return js_syntax(s, "expected ',' or ']'");
+        s->i++;
+        js_ws(s);
+    }
+}
+
+int cap_ct_entries_precheck(const char *body, size_t len, size_t max, struct cap_err *err)
+{
+    struct jscan s = {body, len, 0, err};
+    js_ws(&s);
+    if (s.i >= s.n || s.p[s.i] != '{')
+        return s.i < s.n && s.p[s.i] == '[' ? js_shape(&s, "an array where the answer is an object")
+                                            : js_syntax(&s, "expected an object");
+    s.i++;
+    js_ws(&s);
+    bool entries = false;
+    size_t members = 0;
+    if (s.i < s.n && s.p[s.i] == '}') {
+        s.i++;
+    } else {
+        for (;;) {
+            const char *name;
+            size_t nl;
+            if (js_name(&s, &name, &nl) < 0)
+                return -1;
+            if (js_is(name, nl, "entries")) {
+                if (entries)
+                    return js_shape(&s, "member named twice");
+                entries = true;
+                if (js_entries(&s, max) < 0)
+                    return -1;
+            } else if (js_scalar(&s) < 0) {
+                return -1;
+            }
+            int more = js_next_member(&s, &members);
+            if (more < 0)
+                return -1;
+            if (more == 0)
+                break;
+        }
+    }
+    js_ws(&s);
+    if (s.i != s.n) {
+        cap_err_set(err, CAP_E_INVALID, "get-entries: trailing data after JSON at offset %zu", s.i);
+        return -1;
+    }
+    return 0;
+}
+
 int cap_ct_entries_parse(const char *body, size_t len, size_t max, struct cap_ct_entries *out,
                          struct cap_err *err)
 {
+    /* Before json-c: a tree of small objects costs hundreds of times the bytes of its text. */
+    if (cap_ct_entries_precheck(body, len, max, err) < 0)
+        return -1;
     json_object *o = parse_json(body, len, "get-entries", err);
     if (!o)
         return -1;

@@ -66,8 +66,22 @@ struct cap_ct_entries {
     uint8_t *arena;
 };
 
-/* Parses a get-entries body (at most max entries). Fails with err on malformed JSON, missing
- * fields, bad base64, more than max entries or none at all. */
+/* Most members of one JSON object of a get-entries answer (the answer and each entry). */
+#define CAP_CT_JSON_MEMBERS_MAX 16
+
+/* Checks the structure of a get-entries body without building anything (no allocation, one
+ * pass): an object whose "entries" member is an array of 1 to max objects, each with exactly
+ * one "leaf_input" and one "extra_data" string; other members only with scalar values, at most
+ * CAP_CT_JSON_MEMBERS_MAX per object, no name twice. A body outside that shape (more entries
+ * than asked for, nested arrays or objects, entries that are not objects or lack their two
+ * strings) fails with CAP_E_LIMIT: an answer no log following RFC 6962 sends, and one that could
+ * make a JSON tree hundreds of times larger than the body. A syntax error fails with
+ * CAP_E_INVALID ("malformed JSON"). 0 or -1 with err. */
+int cap_ct_entries_precheck(const char *body, size_t len, size_t max, struct cap_err *err);
+
+/* Parses a get-entries body (at most max entries): cap_ct_entries_precheck, then the JSON tree.
+ * Fails with err on malformed JSON, missing fields, bad base64, none at all, and with
+ * CAP_E_LIMIT on what cap_ct_entries_precheck rejects as such. */
 int cap_ct_entries_parse(const char *body, size_t len, size_t max, struct cap_ct_entries *out,
                          struct cap_err *err);
 void cap_ct_entries_free(struct cap_ct_entries *e);
