@@ -22,12 +22,17 @@ Control (GET):
         429 (Retry-After X s), 500, 503, truncated, badb64, badleaf (length past the end),
         longleaf (trailing bytes), badtype (entry type 7), slow (X s), huge (a
         40 MiB body), fork,
-        badsig, shrink (the last three apply to tree heads)
+        badsig, shrink (the last three apply to tree heads);
+        hostile answers to get-entries: gzipbomb (a gzip body decoding to X MiB, default 24,
+        of {"entries":[{},{},...]}), flood (X bytes, default 6 MiB, of the same, not
+        compressed), deep (arrays nested X deep, default 100000), many (X more entries than
+        asked for, default 1)
     /ctl/stats                        request counters
 """
 import argparse
 import base64
 import datetime
+import gzip
 import hashlib
 import json
 import os
@@ -370,6 +375,31 @@ class Handler(BaseHTTPRequestHandler):
             time.sleep(float(arg or 5))
         return False
 
+    @staticmethod
+    def flood(n):
+        """About n bytes of {"entries":[{},{},...]}."""
+        k = max(1, (n - 16) // 3)
+        return b'{"entries":[' + b"{}," * k + b"{}]}"
+
+    def bomb(self, s, e):
+        """Serves a hostile get-entries answer when one is pending; True when it did."""
+        lg = self.log_obj
+        kind, arg = lg.take_fault({"gzipbomb", "flood", "deep", "many"})
+        if kind == "gzipbomb":
+            body = gzip.compress(self.flood(int(float(arg or 24) * (1 << 20))), 9)
+            self.send(200, body, headers={"Content-Encoding": "gzip"})
+        elif kind == "flood":
+            self.send(200, self.flood(int(arg or (6 << 20))))
+        elif kind == "deep":
+            d = int(arg or 100000)
+            self.send(200, '{"entries":' + "[" * d + "]" * d + "}")
+        elif kind == "many":
+            n = e - s + 1 + int(arg or 1)
+            items = ['{"leaf_input":"%s","extra_data":"%s"}' % lg.b64[(s + k) % lg.size]
+                     for k in range(n)]
+            self.send(200, '{"entries":[' + ",".join(items) + "]}")
+        return kind is not None
+
     def route(self):
         lg = self.log_obj
         u = urlparse(self.path)
@@ -429,7 +459,7 @@ class Handler(BaseHTTPRequestHandler):
                 return self.send(400, '{"error":"bad params"}')
             if s < 0 or e < s or s >= lg.size:
                 return self.send(400, '{"error":"bad range"}')
-            if self.entry_fault():
+            if self.entry_fault() or self.bomb(s, e):
                 return
             e = min(e, s + lg.args.batch_max - 1, lg.size - 1)
             kind, arg = lg.take_fault({"truncated", "badb64", "badleaf", "longleaf", "badtype"})

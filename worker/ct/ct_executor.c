@@ -9,6 +9,7 @@
 #include <json-c/json.h>
 #include <openssl/evp.h>
 #include <openssl/sha.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -133,6 +134,9 @@ struct ct_reader {
     uint64_t batch;
     bool db_failed; /* a database or fencing failure: ends the whole run */
     bool misbehaving; /* err is a failed verification (ct_log_misbehaving raised) */
+    bool hostile;     /* the last failed request broke a cap or the shape of its answer */
+    char flagged[300]; /* first misbehaviour found while reading on (raised at the end) */
+    int64_t flagged_n;
     struct ct_pending *pend; /* matches since the last commit */
     size_t pend_n, pend_cap;
     char *probed;     /* tree head body fetched while probing the protocol, reused once */
@@ -158,6 +162,21 @@ static void sleep_ms(int64_t ms)
 static bool stopping(const struct ct_reader *r)
 {
     return r->ctx->stopping && atomic_load(r->ctx->stopping);
+}
+
+static void note_misbehaving(struct ct_reader *r, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+/* Records a misbehaviour found while the read goes on: the first reason is kept, and the log's
+ * read ends with one ct_log_misbehaving finding. */
+static void note_misbehaving(struct ct_reader *r, const char *fmt, ...)
+{
+    if (r->flagged_n++ > 0)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(r->flagged, sizeof r->flagged, fmt, ap);
+    va_end(ap);
 }
 
 static void hexs(const uint8_t *p, size_t n, char *out)
@@ -642,13 +661,20 @@ static int process_tile(struct ct_reader *r, uint64_t tile, unsigned width, cons
 
 /* ------------------------------------------------------------------ HTTP with retries */
 
+/* The answer broke its body cap or the decompression cap (worker/http.c says "response
+ * larger than ..." for both). */
+static bool over_cap(const struct cap_ct_req *q)
+{
+    return q->status == 0 && strncmp(q->error, "response larger", 15) == 0;
+}
+
 static bool retryable(const struct cap_ct_req *q)
 {
     if (q->status == 429 || q->status == 500 || q->status == 502 || q->status == 503 ||
         q->status == 504)
         return true;
     return q->status == 0 && strncmp(q->error, "refused by network policy", 25) != 0 &&
-           strncmp(q->error, "response larger", 15) != 0;
+           !over_cap(q);
 }
 
 static int64_t backoff_ms(const struct cap_ct_req *q)
@@ -660,17 +686,20 @@ static int64_t backoff_ms(const struct cap_ct_req *q)
     return d > CT_BACKOFF_CAP_MS ? CT_BACKOFF_CAP_MS : d;
 }
 
-/* Fetches url to completion with retries; on success q->status is 200 and q->body is set. */
-static int fetch(struct ct_reader *r, struct cap_ct_req *q, const char *what, struct cap_err *err)
+/* Fetches url to completion with retries on client h, which has nothing else in flight; on
+ * success q->status is 200 and q->body is set. An answer over its cap sets r->hostile. */
+static int fetch_on(struct ct_reader *r, struct cap_ct_http *h, struct cap_ct_req *q,
+                    const char *what, struct cap_err *err)
 {
     q->attempts = 0;
+    r->hostile = false;
     for (;;) {
-        if (cap_ct_http_start(r->http, q, err) < 0)
+        if (cap_ct_http_start(h, q, err) < 0)
             return -1;
         struct cap_ct_req *d = NULL;
-        while (!(d = cap_ct_http_wait(r->http, 200))) {
+        while (!(d = cap_ct_http_wait(h, 200))) {
             if (stopping(r)) {
-                cap_ct_http_cancel(r->http, q);
+                cap_ct_http_cancel(h, q);
                 cap_err_set(err, CAP_E_IO, "%s: worker is stopping", what);
                 return -1;
             }
@@ -684,6 +713,7 @@ static int fetch(struct ct_reader *r, struct cap_ct_req *q, const char *what, st
             (q->timed_out && q->attempts >= CT_MAX_TIMEOUT_ATTEMPTS)) {
             cap_err_set(err, q->status == 0 ? CAP_E_IO : CAP_E_INVALID, "%s: %s%s", what, desc,
                         retryable(q) ? " (gave up after retries)" : "");
+            r->hostile = over_cap(q);
             return -1;
         }
         int64_t wait = backoff_ms(q);
@@ -697,6 +727,11 @@ static int fetch(struct ct_reader *r, struct cap_ct_req *q, const char *what, st
             return -1;
         }
     }
+}
+
+static int fetch(struct ct_reader *r, struct cap_ct_req *q, const char *what, struct cap_err *err)
+{
+    return fetch_on(r, r->http, q, what, err);
 }
 
 /* ------------------------------------------------------------------ tree heads */
@@ -967,6 +1002,7 @@ static int read_range(struct ct_reader *r, uint64_t end, struct cap_err *err)
                     (d->timed_out && d->attempts >= CT_MAX_TIMEOUT_ATTEMPTS)) {
                     cap_err_set(err, d->status == 0 ? CAP_E_IO : CAP_E_INVALID, "%s: %s%s", what,
                                 desc, retryable(d) ? " (gave up after retries)" : "");
+                    r->hostile = over_cap(d);
                     rc = -1;
                     goto out;
                 }
@@ -979,6 +1015,8 @@ static int read_range(struct ct_reader *r, uint64_t end, struct cap_err *err)
             }
             if (!r->static_ct) {
                 if (cap_ct_entries_parse(d->body, d->len, d->count, &s->ents, err) < 0) {
+                    /* CAP_E_LIMIT: outside what a get-entries answer is (a JSON bomb). */
+                    r->hostile = err->code == CAP_E_LIMIT;
                     cap_err_prefix(err, "%s: ", what);
                     rc = -1;
                     goto out;
@@ -1160,11 +1198,16 @@ static int run_log(struct ct_reader *r, int64_t budget, bool *backlog_left, stru
             CAP_LI("from", (long long)r->pos.next_index), CAP_LI("to", (long long)end),
             CAP_LI("tree_size", (long long)r->sth.tree_size),
             CAP_LS("verified", r->verified ? "yes" : "no"));
+    r->hostile = false;
     int rrc = read_range(r, end, &le);
     if (rrc < 0 && (le.code == CAP_E_FENCED || r->db_failed)) {
         *err = le;
         return -1;
     }
+    /* An answer past its caps or outside the shape of its kind (a bomb): what was read before
+     * it is kept, and the log is reported. */
+    if (rrc < 0 && r->hostile)
+        note_misbehaving(r, "%s", le.msg);
     /* Store what was read, up to the first entry that failed. */
     if (r->pos.next_index == r->sth.tree_size && r->pos.has_frontier && rrc == 0) {
         uint8_t root[32];
@@ -1178,13 +1221,24 @@ static int run_log(struct ct_reader *r, int64_t budget, bool *backlog_left, stru
             goto misbehaving;
         }
     }
+    if (r->flagged_n > 0) {
+        /* Misbehaviour found while reading on: one finding, the checkpoint moved as read. */
+        if (r->flagged_n > 1)
+            snprintf(r->err, sizeof r->err, "%s (and %lld more)", r->flagged,
+                     (long long)(r->flagged_n - 1));
+        else
+            snprintf(r->err, sizeof r->err, "%s", r->flagged);
+        cap_log(CAP_LOG_WARN, "ct_log_misbehaving", CAP_LI("run_id", r->ctx->run_id),
+                CAP_LS("log", r->log->url), CAP_LS("err", r->err));
+        if (raise_misbehaving(r, r->err, err) < 0)
+            return -1;
+        r->misbehaving = true;
+    }
     if (commit_pos(r, &r->pos, err) < 0)
         return -1;
     *backlog_left = r->pos.next_index < r->sth.tree_size;
-    if (rrc < 0) {
+    if (rrc < 0 && !r->misbehaving)
         snprintf(r->err, sizeof r->err, "%s", le.msg);
-        return 0;
-    }
     return 0;
 
 misbehaving:
@@ -1211,6 +1265,8 @@ log_failed:
         return -1;
     }
     snprintf(r->err, sizeof r->err, "%s", le.msg);
+    if (r->hostile)
+        goto misbehaving; /* an answer past its caps */
     return 0;
 }
 
