@@ -9,11 +9,15 @@ through /ctl/*. The generator decides which entries match the watched suffixes, 
 assert exact matches against /ctl/truth.
 
     ctlog.py --port-file F [--entries N] [--batch-max 100] [--seed 1] [--grow-rate 0]
-             [--weak-key-rate 0]
+             [--weak-key-rate 0] [--psc-rate 0]
 
 Leaf validity is relative to the day the log starts (UTC midnight, D) and follows the entry
 index: index % 5 == 1 expired (D-100d to D-10d), index % 5 == 3 expiring (D-80d to D+5d),
 the rest valid (D-10d to D+80d); truth gives not_after and validity. With --weak-key-rate R, a share R of the matching entries use a 1024-bit RSA key (truth: weak_key).
+With --psc-rate R, a share R of the precertificates are issued by a Precertificate Signing
+Certificate (RFC 6962 3.1; truth: psc): the leaf's TBSCertificate then names the CA as issuer and
+carries the CA's authority key identifier, the precertificate the PSC's. The tiled log serves
+every issuer at /tiled/issuer/<hex SHA-256>.
 
 Control (GET):
     /ctl/truth                        JSON list of every entry: index, fingerprint, match, ...
@@ -26,7 +30,10 @@ Control (GET):
         hostile answers to get-entries: gzipbomb (a gzip body decoding to X MiB, default 24,
         of {"entries":[{},{},...]}), flood (X bytes, default 6 MiB, of the same, not
         compressed), deep (arrays nested X deep, default 100000), many (X more entries than
-        asked for, default 1)
+        asked for, default 1);
+        precert_mismatch (entry X, get-entries and data tiles: its precertificate replaced by
+        a rogue one for other names, see /ctl/rogue)
+    /ctl/rogue?index=I                the fingerprint of the rogue precertificate of entry I
     /ctl/stats                        request counters
 """
 import argparse
@@ -48,7 +55,10 @@ from urllib.parse import parse_qs, urlparse
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
-from cryptography.x509.oid import NameOID
+from cryptography.x509.oid import NameOID, ObjectIdentifier
+
+# Extended key usage of a Precertificate Signing Certificate (RFC 6962 3.1).
+PSC_EKU = ObjectIdentifier("1.3.6.1.4.1.11129.2.4.4")
 
 ORIGIN = "ctlog.test/tiled"
 
@@ -150,6 +160,13 @@ class Log:
         self.weak_key = (rsa.generate_private_key(public_exponent=65537, key_size=1024)
                          if args.weak_key_rate > 0 else None)
         self.cas = [self.make_ca("CtLog Test Good CA"), self.make_ca("CtLog Test Other CA")]
+        # Certificates served at /tiled/issuer/<hex>: the CAs, and their PSCs when asked for.
+        self.issuers = {c["der_hash"]: c["der"] for c in self.cas}
+        if args.psc_rate > 0:
+            for ca in self.cas:
+                ca["psc"] = self.make_psc(ca)
+                self.issuers[ca["psc"]["der_hash"]] = ca["psc"]["der"]
+        self.rogue = {}    # index -> rogue precertificate DER (precert_mismatch)
         self.entries = []  # (leaf_input bytes, extra_data bytes, tile_leaf bytes)
         self.b64 = []      # (leaf_input b64, extra_data b64)
         self.truth = []
@@ -176,7 +193,24 @@ class Log:
         spki = k.public_key().public_bytes(serialization.Encoding.DER,
                                            serialization.PublicFormat.SubjectPublicKeyInfo)
         return {"key": k, "cert": cert, "der": der, "name": name, "spki_hash": sha256(spki),
-                "cn": cn}
+                "cn": cn, "der_hash": sha256(der).hex()}
+
+    def make_psc(self, ca):
+        """A Precertificate Signing Certificate of ca: CA true, the CT extended key usage."""
+        k = ec.generate_private_key(ec.SECP256R1())
+        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, ca["cn"] + " Precert Signing"),
+                          x509.NameAttribute(NameOID.ORGANIZATION_NAME, "CtLog Test")])
+        now = datetime.datetime(2026, 1, 1)
+        cert = (x509.CertificateBuilder().subject_name(name).issuer_name(ca["name"])
+                .public_key(k.public_key()).serial_number(2)
+                .not_valid_before(now).not_valid_after(now + datetime.timedelta(days=3650))
+                .add_extension(x509.BasicConstraints(ca=True, path_length=0), True)
+                .add_extension(x509.ExtendedKeyUsage([PSC_EKU]), False)
+                .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(
+                    ca["key"].public_key()), False)
+                .sign(ca["key"], hashes.SHA256()))
+        der = cert.public_bytes(serialization.Encoding.DER)
+        return {"key": k, "der": der, "name": name, "der_hash": sha256(der).hex()}
 
     def pubkey_pem(self):
         return self.key.public_key().public_bytes(
@@ -216,20 +250,25 @@ class Log:
         day = datetime.timedelta(days=1)
         return name, self.day0 + nb * day, self.day0 + na * day
 
-    def build(self, i, ca, sans, cn, poison, weak=False):
+    def build(self, i, ca, sans, cn, poison, weak=False, aki_key=None, signer=None):
+        """A leaf of ca; aki_key adds an authority key identifier of that key, signer (a PSC)
+        issues it instead of ca."""
         leaf_key = self.weak_key if weak else self.leaf_key
         _, not_before, not_after = self.validity(i)
         b = (x509.CertificateBuilder()
              .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)]))
-             .issuer_name(ca["name"]).public_key(leaf_key.public_key())
+             .issuer_name((signer or ca)["name"]).public_key(leaf_key.public_key())
              .serial_number(100000 + i).not_valid_before(not_before)
              .not_valid_after(not_after))
         if sans is not None:
             b = b.add_extension(x509.SubjectAlternativeName([x509.DNSName(s) for s in sans]),
                                 False)
+        if aki_key is not None:
+            b = b.add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(aki_key),
+                                False)
         if poison:
             b = b.add_extension(x509.PrecertPoison(), True)
-        return b.sign(ca["key"], hashes.SHA256())
+        return b.sign((signer or ca)["key"], hashes.SHA256())
 
     def gen_entry(self, i):
         sans, cn, match = self.pick_names(i)
@@ -238,9 +277,25 @@ class Log:
         # Drawn only when asked for, so the default sequence of entries stays the same.
         weak = match and self.weak_key is not None and \
             self.rng.random() < self.args.weak_key_rate
+        psc = precert and self.args.psc_rate > 0 and self.rng.random() < self.args.psc_rate
         ts = 1780000000000 + i * 1000
         chain = u24(len(ca["der"])) + ca["der"]
-        if precert:
+        if psc:
+            # RFC 6962 3.2: the PSC issues the precertificate; the leaf's TBSCertificate has the
+            # CA's name as issuer and the CA's key identifier.
+            p = ca["psc"]
+            pc = self.build(i, ca, sans, cn, True, weak, aki_key=p["key"].public_key(), signer=p)
+            pc_der = pc.public_bytes(serialization.Encoding.DER)
+            tbs = self.build(i, ca, sans, cn, False, weak,
+                             aki_key=ca["key"].public_key()).tbs_certificate_bytes
+            signed = ca["spki_hash"] + u24(len(tbs)) + tbs
+            te = struct.pack(">QH", ts, 1) + signed + b"\x00\x00"
+            pchain = u24(len(p["der"])) + p["der"] + chain
+            extra = u24(len(pc_der)) + pc_der + u24(len(pchain)) + pchain
+            tile = (te + u24(len(pc_der)) + pc_der + struct.pack(">H", 64) + sha256(p["der"]) +
+                    sha256(ca["der"]))
+            fp = sha256(pc_der).hex()
+        elif precert:
             pc = self.build(i, ca, sans, cn, True, weak)
             pc_der = pc.public_bytes(serialization.Encoding.DER)
             tbs = self.build(i, ca, sans, cn, False, weak).tbs_certificate_bytes
@@ -260,7 +315,7 @@ class Log:
         return (leaf, extra, tile), {"index": i, "fingerprint": fp, "match": match,
                                      "precert": precert, "issuer": ca["cn"],
                                      "names": sans if sans is not None else [cn],
-                                     "cn_only": sans is None, "weak_key": weak,
+                                     "cn_only": sans is None, "weak_key": weak, "psc": psc,
                                      "not_after": self.validity(i)[2].strftime(
                                          "%Y-%m-%dT%H:%M:%SZ"),
                                      "validity": self.validity(i)[0]}
@@ -328,6 +383,40 @@ class Log:
                     self.stats["faults"] += 1
                     return f[0], f[2]
         return None, None
+
+    def take_index_fault(self, kind, first, last):
+        """The entry index of a pending fault of kind aimed at an entry in [first, last]."""
+        with self.lock:
+            for f in self.faults:
+                if f[0] == kind and f[1] > 0 and f[2] is not None and \
+                        first <= int(f[2]) <= last:
+                    f[1] -= 1
+                    self.stats["faults"] += 1
+                    return int(f[2])
+        return None
+
+    def rogue_precert(self, i):
+        """A precertificate for other names, served as entry i's by precert_mismatch."""
+        with self.lock:
+            if i not in self.rogue:
+                c = self.build(i, self.cas[0], ["rogue.example.com"], "rogue.example.com", True)
+                self.rogue[i] = c.public_bytes(serialization.Encoding.DER)
+            return self.rogue[i]
+
+    def rogue_extra(self, i):
+        """Entry i's extra_data with the rogue precertificate in place of its own."""
+        extra = self.entries[i][1]
+        n = struct.unpack(">I", b"\x00" + extra[:3])[0]
+        pc = self.rogue_precert(i)
+        return u24(len(pc)) + pc + extra[3 + n:]
+
+    def rogue_tile_leaf(self, i):
+        """Entry i's TileLeaf with the rogue precertificate in place of its own."""
+        te = self.entries[i][0][2:]
+        tile = self.entries[i][2]
+        n = struct.unpack(">I", b"\x00" + tile[len(te):len(te) + 3])[0]
+        pc = self.rogue_precert(i)
+        return te + u24(len(pc)) + pc + tile[len(te) + 3 + n:]
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -463,9 +552,12 @@ class Handler(BaseHTTPRequestHandler):
                 return
             e = min(e, s + lg.args.batch_max - 1, lg.size - 1)
             kind, arg = lg.take_fault({"truncated", "badb64", "badleaf", "longleaf", "badtype"})
+            rogue = lg.take_index_fault("precert_mismatch", s, e)
             items = []
             for i in range(s, e + 1):
                 li, xd = lg.b64[i]
+                if i == rogue:
+                    xd = base64.b64encode(lg.rogue_extra(i)).decode()
                 if kind == "badb64" and i == s:
                     li = li[:10] + "!" + li[11:]
                 if kind == "badleaf" and i == s:
@@ -489,6 +581,11 @@ class Handler(BaseHTTPRequestHandler):
 
     def tiled(self, p):
         lg = self.log_obj
+        if p.startswith("issuer/"):
+            der = lg.issuers.get(p[len("issuer/"):])
+            if der is None:
+                return self.send(404, "no such issuer", ctype="text/plain")
+            return self.send(200, der, ctype="application/pkix-cert")
         if p == "checkpoint":
             lg.stats["get-sth"] += 1
             kind, arg = lg.take_fault({"fork", "badsig", "shrink"})
@@ -531,7 +628,9 @@ class Handler(BaseHTTPRequestHandler):
             if width < 1 or width > 256 or first + width > size:
                 return self.send(404, "no such tile", ctype="text/plain")
             kind, arg = lg.take_fault({"truncated", "badleaf"})
-            data = b"".join(lg.entries[i][2] for i in range(first, first + width))
+            rogue = lg.take_index_fault("precert_mismatch", first, first + width - 1)
+            data = b"".join(lg.rogue_tile_leaf(i) if i == rogue else lg.entries[i][2]
+                            for i in range(first, first + width))
             if kind == "truncated":
                 data = data[: len(data) // 2]
             if kind == "badleaf":
@@ -574,6 +673,9 @@ class Handler(BaseHTTPRequestHandler):
             s["tree_size"] = lg.size
             s["serve_cpu_seconds"] = lg.serve_seconds
             return self.send(200, json.dumps(s))
+        if p == "/ctl/rogue":
+            pc = lg.rogue_precert(int(q["index"]))
+            return self.send(200, json.dumps({"fingerprint": sha256(pc).hex()}))
         if p == "/ctl/key":
             return self.send(200, lg.pubkey_pem(), ctype="text/plain")
         return self.send(404, '{"error":"no such control"}')
@@ -591,6 +693,8 @@ def main():
     ap.add_argument("--precert-rate", type=float, default=0.5)
     ap.add_argument("--weak-key-rate", type=float, default=0.0,
                     help="share of matching entries with a 1024-bit RSA key")
+    ap.add_argument("--psc-rate", type=float, default=0.0,
+                    help="share of precertificates issued by a Precertificate Signing Certificate")
     ap.add_argument("--grow-rate", type=float, default=0.0, help="entries per second")
     ap.add_argument("--cache", help="pickle of generated entries, reused when present")
     ap.add_argument("--verbose", action="store_true")

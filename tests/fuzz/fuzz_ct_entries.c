@@ -24,7 +24,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             const uint8_t *pre;
             size_t pl;
             if (leaf.entry_type == 1)
-                cap_ct_extra_precert(e.v[i].extra, e.v[i].extra_len, &pre, &pl, &le);
+                cap_ct_extra_precert(e.v[i].extra, e.v[i].extra_len, &pre, &pl, NULL, NULL, &le);
             else
                 cap_ct_extra_x509(e.v[i].extra, e.v[i].extra_len, &le);
         }

@@ -29,6 +29,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     const uint8_t *pre;
     size_t pl;
     cap_err_clear(&err);
-    cap_ct_extra_precert(data, size, &pre, &pl, &err);
+    cap_ct_extra_precert(data, size, &pre, &pl, NULL, NULL, &err);
     return 0;
 }

@@ -1,8 +1,12 @@
 /* Unit tests of the CT monitor's pure parts: base64, Merkle frontier and consistency proofs
  * (including real Argon2027h1 tree heads and a real Sycamore2026h1 checkpoint), suffix
- * matching, leaf and tile parsing, and the get-entries pre-check. */
+ * matching, leaf and tile parsing, the get-entries pre-check, and the precertificate to leaf
+ * binding. */
 #define OPENSSL_SUPPRESS_DEPRECATED
+#include <openssl/ec.h>
 #include <openssl/sha.h>
+#include <openssl/x509.h>
+#include <openssl/x509v3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,6 +16,7 @@
 #include "worker/ct/ct_match.h"
 #include "worker/ct/ct_merkle.h"
 #include "worker/ct/ct_parse.h"
+#include "worker/ct/ct_precert.h"
 
 static int failures, checks;
 #define CHECK(c)                                                                                   \
@@ -492,6 +497,197 @@ static void test_precheck(void)
           e.code == CAP_E_INVALID);
 }
 
+/* Adds an extension of nid with the DER value der to x. */
+static void add_ext(X509 *x, int nid, int crit, const uint8_t *der, size_t n)
+{
+    ASN1_OCTET_STRING *os = ASN1_OCTET_STRING_new();
+    ASN1_OCTET_STRING_set(os, der, (int)n);
+    X509_EXTENSION *ext = X509_EXTENSION_create_by_NID(NULL, nid, crit, os);
+    X509_add_ext(x, ext, -1);
+    X509_EXTENSION_free(ext);
+    ASN1_OCTET_STRING_free(os);
+}
+
+/* What make_cert puts in a certificate. */
+struct cert_spec {
+    const char *issuer, *subject, *san; /* CNs; a dNSName of up to 60 bytes */
+    int aki;                            /* key identifier: 20 bytes of this value; 0: none */
+    bool poison, sct_list, psc_eku;
+};
+
+/* A certificate as spec says, signed by key (which is also its public key): its DER and the
+ * DER of its TBSCertificate, both malloc'd. */
+static void make_cert(EVP_PKEY *key, const struct cert_spec *s, uint8_t **der, size_t *len,
+                      uint8_t **tbs, size_t *tbs_len)
+{
+    X509 *x = X509_new();
+    X509_set_version(x, 2);
+    ASN1_INTEGER_set(X509_get_serialNumber(x), 4242);
+    X509_NAME *in = X509_NAME_new(), *sn = X509_NAME_new();
+    X509_NAME_add_entry_by_txt(in, "CN", MBSTRING_ASC, (const unsigned char *)s->issuer, -1, -1, 0);
+    X509_NAME_add_entry_by_txt(sn, "CN", MBSTRING_ASC, (const unsigned char *)s->subject, -1, -1,
+                               0);
+    X509_set_issuer_name(x, in);
+    X509_set_subject_name(x, sn);
+    X509_NAME_free(in);
+    X509_NAME_free(sn);
+    ASN1_TIME_set(X509_getm_notBefore(x), 1780000000);
+    ASN1_TIME_set(X509_getm_notAfter(x), 1790000000);
+    X509_set_pubkey(x, key);
+    uint8_t v[64];
+    size_t sl = strlen(s->san);
+    v[0] = 0x30;
+    v[1] = (uint8_t)(sl + 2);
+    v[2] = 0x82;
+    v[3] = (uint8_t)sl;
+    memcpy(v + 4, s->san, sl);
+    add_ext(x, NID_subject_alt_name, 0, v, sl + 4);
+    if (s->psc_eku) {
+        static const uint8_t eku[] = {0x30, 0x0c, 0x06, 0x0a, 0x2b, 0x06, 0x01,
+                                      0x04, 0x01, 0xd6, 0x79, 0x02, 0x04, 0x04};
+        add_ext(x, NID_ext_key_usage, 0, eku, sizeof eku);
+    }
+    if (s->aki) {
+        uint8_t aki[24] = {0x30, 0x16, 0x80, 0x14};
+        memset(aki + 4, s->aki, 20);
+        add_ext(x, NID_authority_key_identifier, 0, aki, sizeof aki);
+    }
+    if (s->sct_list) {
+        static const uint8_t scts[] = {0x04, 0x02, 0x00, 0x00};
+        add_ext(x, NID_ct_precert_scts, 0, scts, sizeof scts);
+    }
+    if (s->poison) {
+        static const uint8_t null[] = {0x05, 0x00};
+        add_ext(x, NID_ct_precert_poison, 1, null, sizeof null);
+    }
+    X509_sign(x, key, EVP_sha256());
+    uint8_t *p = NULL;
+    *len = (size_t)i2d_X509(x, &p);
+    *der = malloc(*len);
+    memcpy(*der, p, *len);
+    OPENSSL_free(p);
+    if (tbs) {
+        p = NULL;
+        *tbs_len = (size_t)i2d_re_X509_tbs(x, &p);
+        *tbs = malloc(*tbs_len);
+        memcpy(*tbs, p, *tbs_len);
+        OPENSSL_free(p);
+    }
+    X509_free(x);
+}
+
+/* The precertificate's TBS without poison (and SCT list) must be the leaf's; a Precertificate
+ * Signing Certificate changes the issuer and authority key identifier (RFC 6962 3.2). */
+static void test_precert(void)
+{
+    EVP_PKEY *key = EVP_EC_gen("P-256");
+    CHECK(key != NULL);
+    if (!key)
+        return;
+    uint8_t *pre, *tbs, *other, *psc, *x;
+    size_t pre_len, tbs_len, other_len, psc_len, x_len;
+    struct cap_err e = {0};
+    /* Issued by the CA itself. */
+    struct cert_spec leaf = {"Test CA", "www.example.com", "www.example.com", 7, false, false,
+                             false};
+    struct cert_spec pc = leaf;
+    pc.poison = true;
+    make_cert(key, &pc, &pre, &pre_len, NULL, NULL);
+    make_cert(key, &leaf, &x, &x_len, &tbs, &tbs_len);
+    CHECK(cap_ct_precert_check(pre, pre_len, NULL, 0, tbs, tbs_len, &e) == 0);
+    CHECK(cap_ct_precert_check(pre, pre_len, x, x_len, tbs, tbs_len, &e) == 0);
+    /* The final certificate is no precertificate. */
+    CHECK(cap_ct_precert_check(x, x_len, NULL, 0, tbs, tbs_len, &e) == -1 &&
+          strstr(e.msg, "poison"));
+    free(x);
+    /* An SCT list in the precertificate is left out too. */
+    pc.sct_list = true;
+    make_cert(key, &pc, &other, &other_len, NULL, NULL);
+    CHECK(cap_ct_precert_check(other, other_len, NULL, 0, tbs, tbs_len, &e) == 0);
+    free(other);
+    /* A rogue precertificate for other names, or another subject, or another issuer. */
+    struct cert_spec rogue = pc;
+    rogue.sct_list = false;
+    rogue.san = "rogue.example.com";
+    make_cert(key, &rogue, &other, &other_len, NULL, NULL);
+    cap_err_clear(&e);
+    CHECK(cap_ct_precert_check(other, other_len, NULL, 0, tbs, tbs_len, &e) == -1 &&
+          strstr(e.msg, "different extensions"));
+    free(other);
+    rogue = pc;
+    rogue.sct_list = false;
+    rogue.subject = "evil.example.com";
+    make_cert(key, &rogue, &other, &other_len, NULL, NULL);
+    cap_err_clear(&e);
+    CHECK(cap_ct_precert_check(other, other_len, NULL, 0, tbs, tbs_len, &e) == -1 &&
+          strstr(e.msg, "different subject"));
+    free(other);
+    rogue.subject = pc.subject;
+    rogue.issuer = "Other CA";
+    make_cert(key, &rogue, &other, &other_len, NULL, NULL);
+    /* Only the issuer differs: without the chain, the caller is asked for it. */
+    CHECK(cap_ct_precert_check(other, other_len, NULL, 0, tbs, tbs_len, &e) == 1);
+    cap_err_clear(&e);
+    CHECK(cap_ct_precert_check(other, other_len, pre, pre_len, tbs, tbs_len, &e) == -1 &&
+          strstr(e.msg, "different issuer"));
+    free(other);
+    free(pre);
+    /* Issued by a PSC ("Test CA PSC", key id 9) that "Test CA" (key id 7) certified. */
+    struct cert_spec ps = {"Test CA", "Test CA PSC", "psc.invalid", 7, false, false, true};
+    make_cert(key, &ps, &psc, &psc_len, NULL, NULL);
+    struct cert_spec ppc = pc;
+    ppc.sct_list = false;
+    ppc.issuer = "Test CA PSC";
+    ppc.aki = 9;
+    make_cert(key, &ppc, &pre, &pre_len, NULL, NULL);
+    cap_err_clear(&e);
+    CHECK(cap_ct_precert_check(pre, pre_len, NULL, 0, tbs, tbs_len, &e) == 1);
+    CHECK(cap_ct_precert_check(pre, pre_len, psc, psc_len, tbs, tbs_len, &e) == 0);
+    /* The same chain certificate without the CT extended key usage is no PSC. */
+    struct cert_spec nps = ps;
+    nps.psc_eku = false;
+    make_cert(key, &nps, &other, &other_len, NULL, NULL);
+    CHECK(cap_ct_precert_check(pre, pre_len, other, other_len, tbs, tbs_len, &e) == -1 &&
+          strstr(e.msg, "different issuer"));
+    free(other);
+    /* A PSC of another CA gives another issuer; one with another key id another AKI. */
+    struct cert_spec ops = ps;
+    ops.issuer = "Other CA";
+    make_cert(key, &ops, &other, &other_len, NULL, NULL);
+    cap_err_clear(&e);
+    CHECK(cap_ct_precert_check(pre, pre_len, other, other_len, tbs, tbs_len, &e) == -1 &&
+          strstr(e.msg, "different issuer"));
+    free(other);
+    ops = ps;
+    ops.aki = 8;
+    make_cert(key, &ops, &other, &other_len, NULL, NULL);
+    cap_err_clear(&e);
+    CHECK(cap_ct_precert_check(pre, pre_len, other, other_len, tbs, tbs_len, &e) == -1 &&
+          strstr(e.msg, "authority key identifier"));
+    free(other);
+    /* A PSC does not excuse anything else. */
+    struct cert_spec rpc = ppc;
+    rpc.san = "rogue.example.com";
+    make_cert(key, &rpc, &other, &other_len, NULL, NULL);
+    cap_err_clear(&e);
+    CHECK(cap_ct_precert_check(other, other_len, psc, psc_len, tbs, tbs_len, &e) == -1 &&
+          strstr(e.msg, "different extensions"));
+    free(other);
+    /* Not DER; truncated. */
+    cap_err_clear(&e);
+    CHECK(cap_ct_precert_check((const uint8_t *)"junk", 4, NULL, 0, tbs, tbs_len, &e) == -1 &&
+          strstr(e.msg, "not a DER certificate"));
+    cap_err_clear(&e);
+    CHECK(cap_ct_precert_check(pre, pre_len - 1, NULL, 0, tbs, tbs_len, &e) == -1);
+    cap_err_clear(&e);
+    CHECK(cap_ct_precert_check(pre, pre_len, NULL, 0, tbs, tbs_len - 1, &e) == -1 &&
+          strstr(e.msg, "leaf"));
+    free(pre);
+    free(psc);
+    free(tbs);
+    EVP_PKEY_free(key);
+}
+
 /* Every compiled-in log has a loadable key whose SHA-256 is its published log ID. */
 static void test_default_logs(void)
 {
@@ -527,6 +723,7 @@ int main(void)
     test_match();
     test_leaf();
     test_precheck();
+    test_precert();
     printf("%d checks, %d failed\n", checks, failures);
     return failures ? 1 : 0;
 }

@@ -25,6 +25,7 @@
 #include "worker/ct/ct_match.h"
 #include "worker/ct/ct_merkle.h"
 #include "worker/ct/ct_parse.h"
+#include "worker/ct/ct_precert.h"
 #include "worker/executor.h"
 #include "worker/http.h"
 #include "worker/inventory.h"
@@ -44,6 +45,8 @@
 #define CT_COMMIT_ENTRIES 65536
 #define CT_COMMIT_ITEMS 240
 #define CT_COMMIT_MS 2000
+/* Issuer certificates (static-ct issuer/<hex>) kept by one log's reader. */
+#define CT_ISSUERS_MAX 16
 
 static struct cap_policy g_policy;
 static bool g_policy_ready;
@@ -102,6 +105,24 @@ struct ct_slot {
     struct cap_ct_entries ents; /* rfc6962 */
 };
 
+/* A certificate fetched from a static-ct log's issuer/<hex fingerprint>. */
+struct ct_issuer {
+    uint8_t fp[32];
+    uint8_t *der;
+    size_t len;
+};
+
+/* Where the precertificate of an entry and its chain are: extra_data (RFC 6962), or the data
+ * tile's pre_certificate and chain fingerprints (static-ct). */
+struct ct_extra {
+    const uint8_t *extra;
+    size_t extra_len;
+    const uint8_t *precert;
+    size_t precert_len;
+    const uint8_t *chain_fps;
+    size_t chain_n;
+};
+
 /* A match whose findings wait for the managed check, done for a whole batch at once. */
 struct ct_pending {
     char fp[65];
@@ -119,6 +140,10 @@ struct ct_reader {
     struct cap_inventory *inv;
     const struct cap_ct_suffixes *sfx;
     struct cap_ct_http *http;
+    const struct cap_policy *policy; /* for aux */
+    struct cap_ct_http *aux;         /* issuer fetches in the middle of the read; lazily made */
+    struct ct_issuer issuers[CT_ISSUERS_MAX];
+    size_t issuers_next;
     bool static_ct;
     struct cap_ct_sth sth;
     bool verified;
@@ -177,6 +202,16 @@ static void note_misbehaving(struct ct_reader *r, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(r->flagged, sizeof r->flagged, fmt, ap);
     va_end(ap);
+}
+
+/* Frees the reader's issuer client and issuers. */
+static void reader_cleanup(struct ct_reader *r)
+{
+    cap_ct_http_free(r->aux);
+    r->aux = NULL;
+    for (size_t i = 0; i < CT_ISSUERS_MAX; i++)
+        free(r->issuers[i].der);
+    memset(r->issuers, 0, sizeof r->issuers);
 }
 
 static void hexs(const uint8_t *p, size_t n, char *out)
@@ -561,24 +596,117 @@ static int maybe_commit(struct ct_reader *r, struct cap_err *err)
     return 0;
 }
 
+static int fetch_on(struct ct_reader *r, struct cap_ct_http *h, struct cap_ct_req *q,
+                    const char *what, struct cap_err *err);
+
+/* Static-ct: the certificate whose SHA-256 is fp, from the log's issuer/<hex fp> (kept for the
+ * rest of the read). 0 with *der (the reader's); 1 when the log serves another certificate
+ * there; -1 with err when it cannot be fetched. */
+static int issuer_get(struct ct_reader *r, const uint8_t fp[32], const uint8_t **der, size_t *len,
+                      struct cap_err *err)
+{
+    for (size_t i = 0; i < CT_ISSUERS_MAX; i++)
+        if (r->issuers[i].der && memcmp(r->issuers[i].fp, fp, 32) == 0) {
+            *der = r->issuers[i].der;
+            *len = r->issuers[i].len;
+            return 0;
+        }
+    if (!r->aux) {
+        /* The read's own client has its get-entries in flight; this fetch needs one to itself. */
+        r->aux = cap_ct_http_new(r->policy, 10000, 20, 120000, err);
+        if (!r->aux)
+            return -1;
+    }
+    struct cap_ct_req q;
+    memset(&q, 0, sizeof q);
+    char hex[65];
+    hexs(fp, 32, hex);
+    snprintf(q.url, sizeof q.url, "%sissuer/%s", r->log->base, hex);
+    if (fetch_on(r, r->aux, &q, "issuer certificate", err) < 0)
+        return -1;
+    uint8_t h[32];
+    SHA256((const uint8_t *)q.body, q.len, h);
+    if (q.len == 0 || memcmp(h, fp, 32) != 0) {
+        cap_ct_req_reset(&q);
+        return 1;
+    }
+    struct ct_issuer *slot = &r->issuers[r->issuers_next++ % CT_ISSUERS_MAX];
+    free(slot->der);
+    memcpy(slot->fp, fp, 32);
+    slot->der = (uint8_t *)q.body;
+    slot->len = q.len;
+    q.body = NULL;
+    cap_ct_req_reset(&q);
+    *der = slot->der;
+    *len = slot->len;
+    return 0;
+}
+
+/* Whether the precertificate of a matching entry is its leaf's (ct_precert.h): its identity,
+ * the fingerprint stored, comes from extra_data or the data tile, which no signature covers.
+ * Returns 1 when it is; 0 when it is not (noted as misbehaviour; the entry is not stored); -1
+ * with err when that cannot be told now (a static-ct log's issuer could not be fetched). */
+static int precert_bound(struct ct_reader *r, uint64_t index, const struct cap_ct_leaf *leaf,
+                         const uint8_t *pre, size_t pre_len, const uint8_t *first, size_t first_len,
+                         const struct ct_extra *x, struct cap_err *err)
+{
+    struct cap_err pe = {0};
+    int c = cap_ct_precert_check(pre, pre_len, first, first_len, leaf->cert, leaf->cert_len, &pe);
+    if (c == 1 && x->chain_n > 0) {
+        /* static-ct lists the chain by fingerprint: fetch its first certificate, which may be a
+         * Precertificate Signing Certificate. */
+        int g = issuer_get(r, x->chain_fps, &first, &first_len, err);
+        if (g < 0) {
+            cap_err_prefix(err, "entry %llu: ", (unsigned long long)index);
+            return -1;
+        }
+        if (g == 1)
+            cap_err_set(&pe, CAP_E_INVALID,
+                        "the log's issuer certificate does not have the fingerprint it lists");
+        else
+            c = cap_ct_precert_check(pre, pre_len, first, first_len, leaf->cert, leaf->cert_len,
+                                     &pe);
+    }
+    if (c == 0)
+        return 1;
+    if (c == 1)
+        cap_err_set(&pe, CAP_E_INVALID,
+                    "precertificate does not match the leaf's TBSCertificate: different issuer "
+                    "(and no chain)");
+    cap_log(CAP_LOG_WARN, "ct_precert_mismatch", CAP_LI("run_id", r->ctx->run_id),
+            CAP_LS("log", r->log->url), CAP_LI("index", (long long)index), CAP_LS("err", pe.msg));
+    note_misbehaving(r, "entry %llu: %s", (unsigned long long)index, pe.msg);
+    return 0;
+}
+
 /* Hashes, matches and (when it matches) stores one entry at r->pos.next_index. */
 static int process_entry(struct ct_reader *r, const uint8_t leaf_hash[32],
-                         const struct cap_ct_leaf *leaf, const uint8_t *extra, size_t extra_len,
-                         const uint8_t *precert, size_t precert_len, struct cap_err *err)
+                         const struct cap_ct_leaf *leaf, const struct ct_extra *x,
+                         struct cap_err *err)
 {
     uint64_t index = r->pos.next_index;
     struct cap_err me = {0};
     int m = cap_ct_match_cert(r->sfx, leaf->cert, leaf->cert_len,
                               leaf->entry_type == CAP_CT_ENTRY_PRECERT, &me);
+    const uint8_t *precert = x->precert;
+    size_t precert_len = x->precert_len;
     /* A certificate our quick walk cannot read is not a log fault: it is stored as unmatched
      * (the log accepted it; the leaf hash still goes into the tree). */
-    if (m == 1) {
-        if (leaf->entry_type == CAP_CT_ENTRY_PRECERT && !precert) {
-            if (cap_ct_extra_precert(extra, extra_len, &precert, &precert_len, err) < 0) {
-                cap_err_prefix(err, "entry %llu: ", (unsigned long long)index);
-                return -1;
-            }
+    if (m == 1 && leaf->entry_type == CAP_CT_ENTRY_PRECERT) {
+        const uint8_t *first = NULL;
+        size_t first_len = 0;
+        if (!precert && cap_ct_extra_precert(x->extra, x->extra_len, &precert, &precert_len, &first,
+                                             &first_len, err) < 0) {
+            cap_err_prefix(err, "entry %llu: ", (unsigned long long)index);
+            return -1;
         }
+        int b = precert_bound(r, index, leaf, precert, precert_len, first, first_len, x, err);
+        if (b < 0)
+            return -1;
+        if (b == 0)
+            m = 0; /* not stored; its leaf hash still goes into the tree */
+    }
+    if (m == 1) {
         if (store_match(r, index, leaf, precert, precert_len, err) < 0) {
             if (err->code != CAP_E_INVALID) {
                 r->db_failed = true;
@@ -621,7 +749,8 @@ static int process_rfc_entries(struct ct_reader *r, const struct cap_ct_entries 
         }
         uint8_t lh[32];
         cap_ct_leaf_hash(e->v[i].leaf, e->v[i].leaf_len, lh);
-        if (process_entry(r, lh, &leaf, e->v[i].extra, e->v[i].extra_len, NULL, 0, err) < 0)
+        struct ct_extra x = {.extra = e->v[i].extra, .extra_len = e->v[i].extra_len};
+        if (process_entry(r, lh, &leaf, &x, err) < 0)
             return -1;
     }
     return maybe_commit(r, err);
@@ -648,7 +777,11 @@ static int process_tile(struct ct_reader *r, uint64_t tile, unsigned width, cons
             break;
         uint8_t lh[32];
         cap_ct_tile_leaf_hash(&t, lh);
-        if (process_entry(r, lh, &t.leaf, NULL, 0, t.precert, t.precert_len, err) < 0)
+        struct ct_extra x = {.precert = t.precert,
+                             .precert_len = t.precert_len,
+                             .chain_fps = t.chain_fps,
+                             .chain_n = t.chain_n};
+        if (process_entry(r, lh, &t.leaf, &x, err) < 0)
             return -1;
     }
     if (first + width <= end && c.left != 0) {
@@ -1438,6 +1571,7 @@ static int ct_execute(struct cap_run_ctx *ctx, struct cap_run_outcome *out, stru
         r->inv = inv;
         r->sfx = sfx;
         r->http = http;
+        r->policy = pol;
         r->run_entries = &run_entries;
         r->run_matches = &run_matches;
         r->run_unreadable = &run_unreadable;
@@ -1446,6 +1580,7 @@ static int ct_execute(struct cap_run_ctx *ctx, struct cap_run_outcome *out, stru
         bool left = false;
         int lrc = run_log(r, ctx->cfg->ct_run_budget, &left, err);
         cap_inventory_on_commit(inv, NULL, NULL);
+        reader_cleanup(r);
         free(r->probed);
         pending_clear(r);
         free(r->pend);

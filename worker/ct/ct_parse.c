@@ -63,7 +63,10 @@ int cap_ct_leaf_parse(const uint8_t *p, size_t n, struct cap_ct_leaf *out, struc
     return 0;
 }
 
-static int check_chain(struct cap_ct_cur *c, const char *what, struct cap_err *err)
+/* Checks a chain of certificates; *first and *first_len (when first is not NULL) receive its
+ * first certificate, NULL and 0 for an empty chain. */
+static int check_chain(struct cap_ct_cur *c, const char *what, const uint8_t **first,
+                       size_t *first_len, struct cap_err *err)
 {
     size_t chain_len = 0;
     const uint8_t *chain = cap_ct_cur_vec(c, 3, &chain_len);
@@ -73,18 +76,29 @@ static int check_chain(struct cap_ct_cur *c, const char *what, struct cap_err *e
     }
     struct cap_ct_cur cc;
     cap_ct_cur_init(&cc, chain, chain_len);
+    const uint8_t *f = NULL;
+    size_t fl = 0;
     while (cc.left) {
         size_t l = 0;
-        if (!cap_ct_cur_vec(&cc, 3, &l)) {
+        const uint8_t *cert = cap_ct_cur_vec(&cc, 3, &l);
+        if (!cert) {
             cap_err_set(err, CAP_E_INVALID, "extra_data: bad certificate length in %s", what);
             return -1;
         }
+        if (!f) {
+            f = cert;
+            fl = l;
+        }
+    }
+    if (first) {
+        *first = f;
+        *first_len = fl;
     }
     return 0;
 }
 
 int cap_ct_extra_precert(const uint8_t *p, size_t n, const uint8_t **pre, size_t *pre_len,
-                         struct cap_err *err)
+                         const uint8_t **first, size_t *first_len, struct cap_err *err)
 {
     struct cap_ct_cur c;
     cap_ct_cur_init(&c, p, n);
@@ -94,7 +108,9 @@ int cap_ct_extra_precert(const uint8_t *p, size_t n, const uint8_t **pre, size_t
         cap_err_set(err, CAP_E_INVALID, "extra_data: bad pre_certificate length (%zu bytes)", n);
         return -1;
     }
-    if (check_chain(&c, "precertificate_chain", err) < 0)
+    const uint8_t *f = NULL;
+    size_t fl = 0;
+    if (check_chain(&c, "precertificate_chain", &f, &fl, err) < 0)
         return -1;
     if (c.left) {
         cap_err_set(err, CAP_E_INVALID, "extra_data: %zu trailing bytes", c.left);
@@ -102,6 +118,10 @@ int cap_ct_extra_precert(const uint8_t *p, size_t n, const uint8_t **pre, size_t
     }
     *pre = cert;
     *pre_len = l;
+    if (first) {
+        *first = f;
+        *first_len = fl;
+    }
     return 0;
 }
 
@@ -109,7 +129,7 @@ int cap_ct_extra_x509(const uint8_t *p, size_t n, struct cap_err *err)
 {
     struct cap_ct_cur c;
     cap_ct_cur_init(&c, p, n);
-    if (check_chain(&c, "certificate_chain", err) < 0)
+    if (check_chain(&c, "certificate_chain", NULL, NULL, err) < 0)
         return -1;
     if (c.left) {
         cap_err_set(err, CAP_E_INVALID, "extra_data: %zu trailing bytes", c.left);
@@ -1046,11 +1066,13 @@ int cap_ct_tile_leaf_next(struct cap_ct_cur *c, struct cap_ct_tile_leaf *out, st
         }
     }
     size_t fl = 0;
-    if (!cap_ct_cur_vec(c, 2, &fl) || fl % 32 != 0) {
+    t.chain_fps = cap_ct_cur_vec(c, 2, &fl);
+    if (!t.chain_fps || fl % 32 != 0) {
         cap_err_set(err, CAP_E_INVALID, "data tile: bad chain fingerprint list");
         c->bad = true;
         return -1;
     }
+    t.chain_n = fl / 32;
     *out = t;
     return 0;
 }

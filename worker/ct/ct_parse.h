@@ -44,9 +44,10 @@ struct cap_ct_leaf {
 int cap_ct_leaf_parse(const uint8_t *p, size_t n, struct cap_ct_leaf *out, struct cap_err *err);
 
 /* Parses the extra_data of a precert_entry (PrecertChainEntry) and returns the precertificate
- * DER (pointer into p). Fails on bad lengths or trailing bytes. */
+ * DER (pointer into p) and, when first is not NULL, the first certificate of its chain (NULL
+ * and 0 when the chain is empty). Fails on bad lengths or trailing bytes. */
 int cap_ct_extra_precert(const uint8_t *p, size_t n, const uint8_t **pre, size_t *pre_len,
-                         struct cap_err *err);
+                         const uint8_t **first, size_t *first_len, struct cap_err *err);
 
 /* Checks the extra_data of an x509_entry (a certificate chain). 0 or -1. */
 int cap_ct_extra_x509(const uint8_t *p, size_t n, struct cap_err *err);
@@ -119,14 +120,17 @@ int cap_ct_checkpoint_parse(const char *note, size_t len, EVP_PKEY *key,
                             struct cap_err *err);
 
 /* A static-ct data tile entry (TileLeaf): its timestamped entry (te points at the TimestampedEntry
- * bytes that the Merkle leaf hashes, after the 0x00 0x00 prefix), and for a precert the
- * precertificate DER. Pointers into the tile. */
+ * bytes that the Merkle leaf hashes, after the 0x00 0x00 prefix), for a precert the
+ * precertificate DER, and the SHA-256 fingerprints of its chain (chain_n of 32 bytes, the
+ * certificates served at issuer/<hex>). Pointers into the tile. */
 struct cap_ct_tile_leaf {
     struct cap_ct_leaf leaf;
     const uint8_t *te;
     size_t te_len;
     const uint8_t *precert;
     size_t precert_len;
+    const uint8_t *chain_fps;
+    size_t chain_n;
 };
 
 /* Reads the next TileLeaf from c. 0 or -1 with err (c is then unusable). */
