@@ -32,7 +32,8 @@ Control (GET):
         compressed), deep (arrays nested X deep, default 100000), many (X more entries than
         asked for, default 1);
         precert_mismatch (entry X, get-entries and data tiles: its precertificate replaced by
-        a rogue one for other names, see /ctl/rogue)
+        a rogue one for other names, see /ctl/rogue), forge (entry X, get-entries and data
+        tiles: its timestamp changed, so it no longer hashes to the tree)
     /ctl/rogue?index=I                the fingerprint of the rogue precertificate of entry I
     /ctl/stats                        request counters
 """
@@ -418,6 +419,14 @@ class Log:
         pc = self.rogue_precert(i)
         return te + u24(len(pc)) + pc + tile[len(te) + 3 + n:]
 
+    @staticmethod
+    def forged(b, tile=False):
+        """A leaf (or TileLeaf) whose timestamp differs: a valid entry the tree does not hold.
+        A leaf starts with version and leaf type, a TileLeaf with the timestamp."""
+        raw = bytearray(b)
+        raw[7 if tile else 9] ^= 0x01
+        return bytes(raw)
+
 
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
@@ -553,11 +562,14 @@ class Handler(BaseHTTPRequestHandler):
             e = min(e, s + lg.args.batch_max - 1, lg.size - 1)
             kind, arg = lg.take_fault({"truncated", "badb64", "badleaf", "longleaf", "badtype"})
             rogue = lg.take_index_fault("precert_mismatch", s, e)
+            forge = lg.take_index_fault("forge", s, e)
             items = []
             for i in range(s, e + 1):
                 li, xd = lg.b64[i]
                 if i == rogue:
                     xd = base64.b64encode(lg.rogue_extra(i)).decode()
+                if i == forge:
+                    li = base64.b64encode(lg.forged(lg.entries[i][0])).decode()
                 if kind == "badb64" and i == s:
                     li = li[:10] + "!" + li[11:]
                 if kind == "badleaf" and i == s:
@@ -629,7 +641,9 @@ class Handler(BaseHTTPRequestHandler):
                 return self.send(404, "no such tile", ctype="text/plain")
             kind, arg = lg.take_fault({"truncated", "badleaf"})
             rogue = lg.take_index_fault("precert_mismatch", first, first + width - 1)
-            data = b"".join(lg.rogue_tile_leaf(i) if i == rogue else lg.entries[i][2]
+            forge = lg.take_index_fault("forge", first, first + width - 1)
+            data = b"".join(lg.rogue_tile_leaf(i) if i == rogue else
+                            lg.forged(lg.entries[i][2], tile=True) if i == forge else lg.entries[i][2]
                             for i in range(first, first + width))
             if kind == "truncated":
                 data = data[: len(data) // 2]

@@ -413,6 +413,47 @@ static void test_leaf(void)
     cap_ct_entries_free(&en);
 }
 
+/* A subtree appended whole gives the frontier of its leaves appended one by one. */
+static void test_append_node(void)
+{
+    enum { N = 77 };
+    uint8_t lh[N][32];
+    for (int i = 0; i < N; i++) {
+        uint8_t b[2] = {(uint8_t)i, 7};
+        cap_ct_leaf_hash(b, 2, lh[i]);
+    }
+    int ok = 1;
+    for (uint64_t m = 1; m < N; m++) {
+        struct cap_ct_frontier f, ref;
+        cap_ct_frontier_init(&f);
+        cap_ct_frontier_init(&ref);
+        for (uint64_t i = 0; i < m; i++)
+            cap_ct_frontier_append(&f, lh[i]);
+        for (uint64_t i = 0; i < N; i++)
+            cap_ct_frontier_append(&ref, lh[i]);
+        /* [m, N) as the largest aligned perfect subtrees, as the executor covers it. */
+        for (uint64_t p = m; p < N;) {
+            int level = __builtin_ctzll(p);
+            while ((UINT64_C(1) << level) > N - p)
+                level--;
+            uint8_t h[32];
+            mth(lh, p, p + (UINT64_C(1) << level), h);
+            ok &= cap_ct_frontier_append_node(&f, level, h) == 0;
+            p += UINT64_C(1) << level;
+        }
+        ok &= cap_ct_frontier_equal(&f, &ref);
+    }
+    CHECK(ok);
+    struct cap_ct_frontier f;
+    cap_ct_frontier_init(&f);
+    cap_ct_frontier_append(&f, lh[0]);
+    CHECK(cap_ct_frontier_append_node(&f, 1, lh[1]) == -1); /* size 1 is not a multiple of 2 */
+    struct cap_ct_frontier g = f;
+    CHECK(cap_ct_frontier_equal(&f, &g));
+    g.hash[0][5] ^= 1;
+    CHECK(!cap_ct_frontier_equal(&f, &g));
+}
+
 /* n bytes of {"entries":[{},{},...]}, malloc'd. */
 static char *flood(size_t n)
 {
@@ -722,6 +763,7 @@ int main(void)
     test_real_heads();
     test_match();
     test_leaf();
+    test_append_node();
     test_precheck();
     test_precert();
     printf("%d checks, %d failed\n", checks, failures);

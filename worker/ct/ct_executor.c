@@ -45,8 +45,9 @@
 #define CT_COMMIT_ENTRIES 65536
 #define CT_COMMIT_ITEMS 240
 #define CT_COMMIT_MS 2000
-/* Issuer certificates (static-ct issuer/<hex>) kept by one log's reader. */
+/* Issuer certificates (static-ct issuer/<hex>) and hash tiles kept by one log's reader. */
 #define CT_ISSUERS_MAX 16
+#define CT_TILES_MAX 16
 
 static struct cap_policy g_policy;
 static bool g_policy_ready;
@@ -112,6 +113,13 @@ struct ct_issuer {
     size_t len;
 };
 
+/* A hash tile read while proving frontiers (tiles do not change once published). */
+struct ct_tile {
+    char path[128];
+    uint8_t *data;
+    size_t len;
+};
+
 /* Where the precertificate of an entry and its chain are: extra_data (RFC 6962), or the data
  * tile's pre_certificate and chain fingerprints (static-ct). */
 struct ct_extra {
@@ -144,6 +152,8 @@ struct ct_reader {
     struct cap_ct_http *aux;         /* issuer fetches in the middle of the read; lazily made */
     struct ct_issuer issuers[CT_ISSUERS_MAX];
     size_t issuers_next;
+    struct ct_tile tiles[CT_TILES_MAX];
+    size_t tiles_next;
     bool static_ct;
     struct cap_ct_sth sth;
     bool verified;
@@ -160,6 +170,7 @@ struct ct_reader {
     bool db_failed; /* a database or fencing failure: ends the whole run */
     bool misbehaving; /* err is a failed verification (ct_log_misbehaving raised) */
     bool hostile;     /* the last failed request broke a cap or the shape of its answer */
+    bool proven;      /* pos.fr was proven by a signed root this run */
     char flagged[300]; /* first misbehaviour found while reading on (raised at the end) */
     int64_t flagged_n;
     struct ct_pending *pend; /* matches since the last commit */
@@ -204,14 +215,17 @@ static void note_misbehaving(struct ct_reader *r, const char *fmt, ...)
     va_end(ap);
 }
 
-/* Frees the reader's issuer client and issuers. */
+/* Frees the reader's issuer client, issuers and tiles. */
 static void reader_cleanup(struct ct_reader *r)
 {
     cap_ct_http_free(r->aux);
     r->aux = NULL;
     for (size_t i = 0; i < CT_ISSUERS_MAX; i++)
         free(r->issuers[i].der);
+    for (size_t i = 0; i < CT_TILES_MAX; i++)
+        free(r->tiles[i].data);
     memset(r->issuers, 0, sizeof r->issuers);
+    memset(r->tiles, 0, sizeof r->tiles);
 }
 
 static void hexs(const uint8_t *p, size_t n, char *out)
@@ -911,24 +925,44 @@ static int tile_node(struct ct_reader *r, int level, uint64_t index, uint64_t tr
     uint64_t k = pos >> 8;                  /* tile index */
     uint64_t at_level = tree >> (8 * tl);   /* complete hashes at that level */
     uint64_t width = at_level - k * 256 > 256 ? 256 : at_level - k * 256;
-    struct cap_ct_req q;
-    memset(&q, 0, sizeof q);
-    char path[256];
+    char path[128];
     if (cap_ct_tile_path(tl, k, (unsigned)width, path, sizeof path) < 0)
         return -1;
-    snprintf(q.url, sizeof q.url, "%s%s", r->log->base, path);
-    if (fetch(r, &q, "hash tile", err) < 0)
-        return -1;
     uint64_t off = pos - k * 256, cnt = UINT64_C(1) << rem;
-    if (q.len != width * 32 || off + cnt > width) {
-        cap_err_set(err, CAP_E_INVALID, "hash tile %s: %zu bytes, expected %llu", path, q.len,
-                    (unsigned long long)(width * 32));
-        cap_ct_req_reset(&q);
+    if (off + cnt > width) {
+        cap_err_set(err, CAP_E_INVALID, "hash tile %s: node %llu past its width", path,
+                    (unsigned long long)pos);
         return -1;
     }
+    /* A tile never changes once published (a partial one is named by its width), so one read
+     * serves every node asked of it during the run. */
+    const struct ct_tile *tile = NULL;
+    for (size_t i = 0; i < CT_TILES_MAX && !tile; i++)
+        if (r->tiles[i].data && strcmp(r->tiles[i].path, path) == 0)
+            tile = &r->tiles[i];
+    if (!tile) {
+        struct cap_ct_req q;
+        memset(&q, 0, sizeof q);
+        snprintf(q.url, sizeof q.url, "%s%s", r->log->base, path);
+        if (fetch(r, &q, "hash tile", err) < 0)
+            return -1;
+        if (q.len != width * 32) {
+            cap_err_set(err, CAP_E_INVALID, "hash tile %s: %zu bytes, expected %llu", path, q.len,
+                        (unsigned long long)(width * 32));
+            cap_ct_req_reset(&q);
+            return -1;
+        }
+        struct ct_tile *t = &r->tiles[r->tiles_next++ % CT_TILES_MAX];
+        free(t->data);
+        snprintf(t->path, sizeof t->path, "%s", path);
+        t->data = (uint8_t *)q.body;
+        t->len = q.len;
+        q.body = NULL;
+        cap_ct_req_reset(&q);
+        tile = t;
+    }
     uint8_t h[256][32];
-    memcpy(h, q.body + off * 32, cnt * 32);
-    cap_ct_req_reset(&q);
+    memcpy(h, tile->data + off * 32, cnt * 32);
     for (uint64_t n = cnt; n > 1; n /= 2)
         for (uint64_t i = 0; i < n / 2; i++)
             cap_ct_node_hash(h[2 * i], h[2 * i + 1], h[i]);
@@ -981,8 +1015,47 @@ static int proof_frontier(struct ct_reader *r, uint64_t index, struct cap_ct_fro
     return 0;
 }
 
+/* The frontier of [0, m), 0 < m <= tree size (m < tree size for RFC 6962), proven by the signed
+ * root: RFC 6962 from the audit path of entry m; static-ct from the hash tiles, whose nodes for
+ * [0, m) and the perfect subtrees covering [m, tree size) must hash to the root. Returns 0, 1
+ * when the log's own proof does not give its root (reason in r->err), or -1 with err. */
+static int proven_frontier(struct ct_reader *r, uint64_t m, struct cap_ct_frontier *f,
+                           struct cap_err *err)
+{
+    if (!r->static_ct)
+        return proof_frontier(r, m, f, err);
+    if (tile_frontier(r, m, f, err) < 0)
+        return -1;
+    struct cap_ct_frontier all = *f;
+    uint64_t n = r->sth.tree_size;
+    for (uint64_t p = m; p < n;) {
+        int level = __builtin_ctzll(p);
+        while ((UINT64_C(1) << level) > n - p)
+            level--;
+        uint8_t h[32];
+        if (tile_node(r, level, p >> level, n, h, err) < 0)
+            return -1;
+        if (cap_ct_frontier_append_node(&all, level, h) < 0) {
+            cap_err_set(err, CAP_E_INVALID, "tree too large");
+            return -1;
+        }
+        p += UINT64_C(1) << level;
+    }
+    uint8_t root[32];
+    cap_ct_frontier_root(&all, root);
+    if (memcmp(root, r->sth.root, 32) != 0) {
+        snprintf(r->err, sizeof r->err,
+                 "the hash tiles of tree size %llu do not hash to its signed root",
+                 (unsigned long long)n);
+        return 1;
+    }
+    return 0;
+}
+
 /* Checks the new tree head against the stored one. Returns 0, 1 when the log misbehaved
- * (reason in r->err), or -1 with err. */
+ * (reason in r->err), or -1 with err. When the stored position is at the stored tree size,
+ * the proof also gives the frontier of what was read: it replaces a missing or wrong one (and
+ * a wrong one is noted as misbehaviour: the entries read were not the log's tree). */
 static int check_consistency(struct ct_reader *r, struct cap_err *err)
 {
     struct ct_pos *c = &r->pos;
@@ -1039,9 +1112,17 @@ static int check_consistency(struct ct_reader *r, struct cap_err *err)
             return 1;
         }
     }
-    if (!c->has_frontier && c->next_index == c->tree_size) {
+    if (c->next_index == c->tree_size) {
+        if (c->has_frontier && !cap_ct_frontier_equal(&c->fr, &old))
+            note_misbehaving(r,
+                             "the first %llu entries as read before do not hash to the log's "
+                             "tree; the frontier of its consistency proof replaces them",
+                             (unsigned long long)c->tree_size);
         c->fr = old;
         c->has_frontier = true;
+        r->start.fr = old;
+        r->start.has_frontier = true;
+        r->proven = true;
     }
     return 0;
 }
@@ -1290,18 +1371,15 @@ static int run_log(struct ct_reader *r, int64_t budget, bool *backlog_left, stru
         if (startix == 0) {
             cap_ct_frontier_init(&r->pos.fr);
             r->pos.has_frontier = true;
-        } else if (r->static_ct) {
-            if (tile_frontier(r, startix, &r->pos.fr, &le) < 0)
-                goto log_failed;
-            r->pos.has_frontier = true;
-        } else if (startix < r->sth.tree_size) {
-            int pf = proof_frontier(r, startix, &r->pos.fr, &le);
+        } else if (r->static_ct || startix < r->sth.tree_size) {
+            int pf = proven_frontier(r, startix, &r->pos.fr, &le);
             if (pf < 0)
                 goto log_failed;
             if (pf == 1)
                 goto misbehaving;
             r->pos.has_frontier = true;
         }
+        r->proven = true;
         /* Otherwise (a new source at the current size) the next run's consistency proof
          * gives the frontier. */
         r->start = r->pos;
@@ -1320,6 +1398,37 @@ static int run_log(struct ct_reader *r, int64_t budget, bool *backlog_left, stru
         snprintf(r->err, sizeof r->err, "checkpoint at %llu is past the tree size %llu",
                  (unsigned long long)r->pos.next_index, (unsigned long long)r->sth.tree_size);
         goto misbehaving;
+    }
+    /* A stored frontier below the tree size may be one no signed root has vouched for yet (a
+     * worker died in the middle of a read, or an older version left it): check it against the
+     * log's proof before building on it. A wrong one is replaced by the proven one (the entries
+     * read before were not the log's tree) and noted as misbehaviour. */
+    if (!r->proven && r->pos.next_index > 0 && r->pos.next_index < r->sth.tree_size) {
+        struct cap_ct_frontier pf;
+        struct cap_err pe = {0};
+        int pv = proven_frontier(r, r->pos.next_index, &pf, &pe);
+        if (pv == 1)
+            goto misbehaving;
+        if (pv < 0) {
+            if (pe.code == CAP_E_FENCED || r->hostile) {
+                le = pe;
+                goto log_failed;
+            }
+            cap_log(CAP_LOG_WARN, "ct_frontier_unproven", CAP_LI("run_id", r->ctx->run_id),
+                    CAP_LS("log", r->log->url), CAP_LI("index", (long long)r->pos.next_index),
+                    CAP_LS("err", pe.msg));
+        } else {
+            if (r->pos.has_frontier && !cap_ct_frontier_equal(&pf, &r->pos.fr))
+                note_misbehaving(r,
+                                 "the first %llu entries as read before do not hash to the log's "
+                                 "tree; the frontier of its proof replaces them",
+                                 (unsigned long long)r->pos.next_index);
+            r->pos.fr = pf;
+            r->pos.has_frontier = true;
+            r->start.fr = pf;
+            r->start.has_frontier = true;
+            r->proven = true;
+        }
     }
     uint64_t end = r->sth.tree_size;
     if (budget >= 0 && end - r->pos.next_index > (uint64_t)budget)
@@ -1341,17 +1450,49 @@ static int run_log(struct ct_reader *r, int64_t budget, bool *backlog_left, stru
      * it is kept, and the log is reported. */
     if (rrc < 0 && r->hostile)
         note_misbehaving(r, "%s", le.msg);
-    /* Store what was read, up to the first entry that failed. */
+    /* Store what was read, up to the first entry that failed; the frontier it built must be
+     * the log's, proven by the signed root: directly at the tree size, else by the log's
+     * proof for the next entry. A wrong one (the log served entries other than its tree's) goes
+     * back to where the run started, which was proven, and those entries are read again by the
+     * next run: the checkpoint never keeps a frontier that would fail every later run. */
     if (r->pos.next_index == r->sth.tree_size && r->pos.has_frontier && rrc == 0) {
         uint8_t root[32];
         cap_ct_frontier_root(&r->pos.fr, root);
         if (memcmp(root, r->sth.root, 32) != 0) {
             snprintf(r->err, sizeof r->err,
                      "entries 0..%llu hash to a root other than the signed one",
-                     (unsigned long long)r->sth.tree_size);
+                     (unsigned long long)r->sth.tree_size - 1);
             /* Keep the certificates, but leave the checkpoint where the run found it. */
             r->pos = r->start;
             goto misbehaving;
+        }
+    } else if (r->pos.has_frontier && r->pos.next_index > r->start.next_index &&
+               r->pos.next_index < r->sth.tree_size) {
+        struct cap_ct_frontier pf;
+        struct cap_err pe = {0};
+        int pv = proven_frontier(r, r->pos.next_index, &pf, &pe);
+        if (pv == 0 && !cap_ct_frontier_equal(&pf, &r->pos.fr)) {
+            snprintf(r->err, sizeof r->err,
+                     "entries %llu..%llu as read do not hash to the log's tree (its proof for "
+                     "entry %llu disagrees); they are read again",
+                     (unsigned long long)r->start.next_index,
+                     (unsigned long long)r->pos.next_index - 1,
+                     (unsigned long long)r->pos.next_index);
+            pv = 1;
+        }
+        if (pv == 1) {
+            r->pos = r->start;
+            goto misbehaving;
+        }
+        if (pv < 0) {
+            if (pe.code == CAP_E_FENCED) {
+                *err = pe;
+                return -1;
+            }
+            /* Not proven now: the next run's check does it before reading on. */
+            cap_log(CAP_LOG_WARN, "ct_frontier_unproven", CAP_LI("run_id", r->ctx->run_id),
+                    CAP_LS("log", r->log->url), CAP_LI("index", (long long)r->pos.next_index),
+                    CAP_LS("err", pe.msg));
         }
     }
     if (r->flagged_n > 0) {

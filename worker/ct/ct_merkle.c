@@ -54,6 +54,36 @@ int cap_ct_frontier_append(struct cap_ct_frontier *f, const uint8_t leaf_hash[CA
     return 0;
 }
 
+int cap_ct_frontier_append_node(struct cap_ct_frontier *f, int level,
+                                const uint8_t hash[CAP_CT_HASH_LEN])
+{
+    if (level < 0 || level >= 62 || (f->size & ((UINT64_C(1) << level) - 1)) != 0 ||
+        f->size + (UINT64_C(1) << level) > (UINT64_C(1) << 62))
+        return -1;
+    uint8_t cur[CAP_CT_HASH_LEN];
+    memcpy(cur, hash, CAP_CT_HASH_LEN);
+    int l = level;
+    /* The same carry as a leaf, starting at the subtree's level. */
+    while (f->size & (UINT64_C(1) << l)) {
+        cap_ct_node_hash(f->hash[l], cur, cur);
+        l++;
+    }
+    memcpy(f->hash[l], cur, CAP_CT_HASH_LEN);
+    f->size += UINT64_C(1) << level;
+    return 0;
+}
+
+bool cap_ct_frontier_equal(const struct cap_ct_frontier *a, const struct cap_ct_frontier *b)
+{
+    if (a->size != b->size)
+        return false;
+    for (int level = 0; level < CAP_CT_MAX_LEVELS; level++)
+        if ((a->size & (UINT64_C(1) << level)) &&
+            memcmp(a->hash[level], b->hash[level], CAP_CT_HASH_LEN) != 0)
+            return false;
+    return true;
+}
+
 void cap_ct_frontier_root(const struct cap_ct_frontier *f, uint8_t out[CAP_CT_HASH_LEN])
 {
     if (f->size == 0) {

@@ -36,6 +36,14 @@ void cap_ct_frontier_init(struct cap_ct_frontier *f);
 /* Appends one leaf hash. Cost: amortised one node hash. Fails only at size 2^63. */
 int cap_ct_frontier_append(struct cap_ct_frontier *f, const uint8_t leaf_hash[CAP_CT_HASH_LEN]);
 
+/* Appends the root of a perfect subtree of 2^level leaves (level 0: one leaf hash), which must
+ * start where f ends: f->size a multiple of 2^level. Fails (-1) otherwise, or past 2^62. */
+int cap_ct_frontier_append_node(struct cap_ct_frontier *f, int level,
+                                const uint8_t hash[CAP_CT_HASH_LEN]);
+
+/* True when a and b are the frontier of the same size with the same hashes. */
+bool cap_ct_frontier_equal(const struct cap_ct_frontier *a, const struct cap_ct_frontier *b);
+
 /* Root hash of [0, f->size) (the empty root for size 0). */
 void cap_ct_frontier_root(const struct cap_ct_frontier *f, uint8_t out[CAP_CT_HASH_LEN]);
 
