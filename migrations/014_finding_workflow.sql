@@ -155,31 +155,42 @@ CREATE INDEX findings_ack_until ON findings (ack_until)
 CREATE INDEX findings_suppression ON findings (suppression_id) WHERE suppression_id IS NOT NULL;
 
 -- The texts a subject pattern is compared with (see finding_suppressions.subject_pattern).
+-- PL/pgSQL rather than SQL: a trigger calls it for each row, and PL/pgSQL keeps its plans for
+-- the session where an SQL function would be planned again at each call.
 CREATE FUNCTION cap_finding_subjects(f findings) RETURNS text[]
-LANGUAGE sql STABLE AS $$
-    SELECT ARRAY[f.subject_key]
-        || CASE WHEN f.subject_key LIKE 'endpoint:%' THEN coalesce(
-               (SELECT ARRAY[e.host || ':' || e.port,
-                             CASE WHEN family(e.address) = 6 THEN '[' || host(e.address) || ']'
-                                  ELSE host(e.address) END || ':' || e.port]
-                FROM endpoints e WHERE e.id = f.endpoint_id), '{}') ELSE '{}' END
-        || CASE WHEN f.subject_key LIKE 'cert:%' THEN coalesce(
-               (SELECT c.sans FROM discovered_certificates c
-                WHERE c.fingerprint_sha256 = f.fingerprint_sha256), '{}') ELSE '{}' END
-        || CASE WHEN f.subject_key LIKE 'name:%' THEN ARRAY[substr(f.subject_key, 6)]
-                ELSE '{}' END
-$$;
+LANGUAGE plpgsql STABLE AS $$
+DECLARE
+    names text[];
+BEGIN
+    IF f.subject_key LIKE 'endpoint:%' THEN
+        SELECT ARRAY[e.host || ':' || e.port,
+                     CASE WHEN family(e.address) = 6 THEN '[' || host(e.address) || ']'
+                          ELSE host(e.address) END || ':' || e.port]
+        INTO names FROM endpoints e WHERE e.id = f.endpoint_id;
+    ELSIF f.subject_key LIKE 'cert:%' THEN
+        SELECT c.sans INTO names FROM discovered_certificates c
+        WHERE c.fingerprint_sha256 = f.fingerprint_sha256;
+    ELSIF f.subject_key LIKE 'name:%' THEN
+        names := ARRAY[substr(f.subject_key, 6)];
+    END IF;
+    RETURN ARRAY[f.subject_key] || coalesce(names, '{}');
+END $$;
 COMMENT ON FUNCTION cap_finding_subjects(findings) IS
     'What a suppression subject pattern is compared with: the subject key and the names of the subject.';
 
 -- True when rule r covers finding f (whether r is still active is not checked).
 CREATE FUNCTION cap_suppression_matches(r finding_suppressions, f findings) RETURNS boolean
-LANGUAGE sql STABLE AS $$
-    SELECT r.kind = f.kind AND (r.source_id IS NULL OR r.source_id = f.source_id)
-        AND (r.subject_pattern IS NULL OR EXISTS (
-            SELECT 1 FROM unnest(cap_finding_subjects(f)) AS s
-            WHERE lower(s) LIKE cap_subject_like(r.subject_pattern)))
-$$;
+LANGUAGE plpgsql STABLE AS $$
+BEGIN
+    IF r.kind <> f.kind OR (r.source_id IS NOT NULL AND r.source_id IS DISTINCT FROM f.source_id) THEN
+        RETURN false;
+    END IF;
+    IF r.subject_pattern IS NULL THEN
+        RETURN true;
+    END IF;
+    RETURN EXISTS (SELECT 1 FROM unnest(cap_finding_subjects(f)) AS s
+                   WHERE lower(s) LIKE cap_subject_like(r.subject_pattern));
+END $$;
 COMMENT ON FUNCTION cap_suppression_matches(finding_suppressions, findings) IS
     'True when the rule''s kind, source and subject pattern cover the finding.';
 
@@ -333,8 +344,13 @@ BEGIN
 END $$;
 COMMENT ON FUNCTION cap_findings_workflow() IS
     'Trigger: validates and completes acknowledgements and suppressions, reopens expired or escalated findings, applies suppression rules to findings that open.';
-CREATE TRIGGER findings_workflow BEFORE INSERT OR UPDATE ON findings
+-- Every insert (a worker's upsert inserts first) may meet a rule; an update only matters when
+-- the row is or becomes other than open, so refreshes of open findings skip the function.
+CREATE TRIGGER findings_workflow BEFORE INSERT ON findings
     FOR EACH ROW EXECUTE FUNCTION cap_findings_workflow();
+CREATE TRIGGER findings_workflow_update BEFORE UPDATE ON findings
+    FOR EACH ROW WHEN (OLD.status <> 'open' OR NEW.status <> 'open')
+    EXECUTE FUNCTION cap_findings_workflow();
 
 -- Checks a rule written by any tool; kind, source and pattern of a rule never change.
 CREATE FUNCTION cap_suppressions_check() RETURNS trigger
