@@ -34,12 +34,15 @@ static const char *synopsis(void)
              "  source delete NAME | trigger NAME [--wait] [--timeout 10m]\n"
              "  managed add|remove FINGERPRINT | managed list\n"
              "  runs list [--source NAME] [--limit N] | runs show ID\n"
-             "  findings list [--source NAME] [--kind K] [--open] [--limit N]\n"
+             "  findings list [--format table|json|csv] [--source NAME] [--kind K] [--open]\n"
+             "                [--limit N]\n"
              "  findings ack ID --reason TEXT [--until DATE] [--by NAME] | findings unack ID\n"
              "  suppress add --kind K [--source S] [--subject PATTERN] --reason TEXT\n"
              "           [--until DATE] [--by NAME] | suppress list | suppress remove ID\n"
              "  endpoints history HOST:PORT [--limit N]\n"
-             "  inventory [--expiring DAYS] [--limit N]",
+             "  inventory [--format table|json|csv|pem] [--source S] [--issuer SUBSTRING]\n"
+             "            [--name SUFFIX] [--expiring DAYS] [--pqc CLASS] [--unmanaged]\n"
+             "            [--limit N]",
              types);
     return buf;
 }

@@ -193,13 +193,6 @@ long cap_ctl_out_json_query(PGconn *c, const char *name, const char *inner, int 
                           inner, n, params, err);
 }
 
-long cap_ctl_out_json_objects(PGconn *c, const char *name, const char *inner, int n,
-                              const char *const *params, struct cap_err *err)
-{
-    return json_agg_query(c, name, "SELECT coalesce(json_agg(q.j), '[]'::json), count(*) FROM (",
-                          inner, n, params, err);
-}
-
 long cap_ctl_out_query(PGconn *c, bool json, bool record, const char *name, const char *inner,
                        int n, const char *const *params, const char *empty, struct cap_err *err)
 {

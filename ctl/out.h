@@ -33,11 +33,6 @@ void cap_ctl_out_record(FILE *f, const PGresult *r, int row);
 long cap_ctl_out_json_query(PGconn *c, const char *name, const char *inner, int n,
                             const char *const *params, struct cap_err *err);
 
-/* As cap_ctl_out_json_query for an inner query whose one column `j` is already a JSON object
- * per row (to_jsonb(t) - 'der' || ...): prints the array of those objects. */
-long cap_ctl_out_json_objects(PGconn *c, const char *name, const char *inner, int n,
-                              const char *const *params, struct cap_err *err);
-
 /* Runs inner with the n parameters and prints it: as JSON (see cap_ctl_out_json_query) when
  * json, else as a table (cap_ctl_out_table) or, when record, as key/value blocks. Returns the
  * number of rows, or -1 with err. Blocks. */

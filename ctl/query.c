@@ -1,5 +1,5 @@
 /* capctl read commands and managed certificates: runs list|show, findings list (findings ack
- * and unack are in ctl/workflow.c), endpoints history, inventory, managed add|remove|list. Text
+ * and unack are in ctl/workflow.c), endpoints history, managed add|remove|list. Text
  * tables show a compact set of columns; JSON carries every column under its schema name. */
 #include <stdio.h>
 #include <string.h>
@@ -7,15 +7,16 @@
 
 #include "common/pg.h"
 #include "ctl/ctl.h"
+#include "ctl/export.h"
 #include "ctl/out.h"
 #include "ctl/validate.h"
 
 static const char SYN_RUNS[] = "capctl runs list [--source NAME] [--limit N] | runs show ID";
 static const char SYN_FINDINGS[] =
-    "capctl findings list [--source NAME] [--kind K] [--open] [--limit N]"
+    "capctl findings list [--format table|json|csv] [--source NAME] [--kind K] [--open]"
+    " [--limit N]"
     " | findings ack ID --reason TEXT [--until DATE] [--by NAME] | findings unack ID";
 static const char SYN_ENDPOINTS[] = "capctl endpoints history HOST:PORT [--limit N]";
-static const char SYN_INVENTORY[] = "capctl inventory [--expiring DAYS] [--limit N]";
 static const char SYN_MANAGED[] = "capctl managed add|remove FINGERPRINT | managed list";
 
 /* --- SQL ------------------------------------------------------------------------------- */
@@ -46,20 +47,6 @@ static const char SQL_RUN_SHOW[] =
     " cap_run_stat(r.stats, 'closed') AS closed, cap_run_stat(r.stats, 'no_route') AS no_route"
     " FROM discovery_runs r JOIN discovery_sources s ON s.id = r.source_id WHERE r.id = $1::bigint";
 
-static const char SQL_FINDINGS_TABLE[] =
-    "SELECT f.id, f.kind, f.severity, f.status, s.name AS source, f.subject_key,"
-    " date_trunc('second', f.last_seen_at) AS last_seen_at, f.details::text AS details"
-    " FROM findings f LEFT JOIN discovery_sources s ON s.id = f.source_id"
-    " WHERE ($1::text IS NULL OR s.name = $1) AND ($2::text IS NULL OR f.kind = $2)"
-    " AND (NOT $3::boolean OR f.status = 'open')"
-    " ORDER BY f.last_seen_at DESC, f.id DESC LIMIT $4::bigint";
-static const char SQL_FINDINGS_JSON[] =
-    "SELECT f.*, s.name AS source_name"
-    " FROM findings f LEFT JOIN discovery_sources s ON s.id = f.source_id"
-    " WHERE ($1::text IS NULL OR s.name = $1) AND ($2::text IS NULL OR f.kind = $2)"
-    " AND (NOT $3::boolean OR f.status = 'open')"
-    " ORDER BY f.last_seen_at DESC, f.id DESC LIMIT $4::bigint";
-
 /* Observations of an endpoint, newest first, each with the drift event its run recorded
  * (drift_events is unique per endpoint and run). $1 host name, $2 port, $3 address or NULL. */
 #define ENDPOINT_FROM                                                                              \
@@ -79,25 +66,6 @@ static const char SQL_ENDPOINT_JSON[] =
     " o.kex_group, o.kex_group_id, o.kex_pqc, o.error, d.id AS drift_event_id,"
     " d.old_fingerprint_sha256, d.new_fingerprint_sha256, d.changed, d.detected_at" ENDPOINT_FROM;
 
-static const char SQL_INVENTORY_TABLE[] =
-    "SELECT left(c.fingerprint_sha256, 16) AS fingerprint, c.subject,"
-    " date_trunc('second', c.not_after) AS not_after,"
-    " c.key_algorithm || coalesce(' ' || c.key_bits, '') AS key, c.pqc_class,"
-    " c.is_precert AS precert, m.fingerprint_sha256 IS NOT NULL AS managed, c.issuer"
-    " FROM discovered_certificates c"
-    " LEFT JOIN managed_certificates m ON m.fingerprint_sha256 = c.fingerprint_sha256"
-    " WHERE $1::int IS NULL OR c.not_after < now() + make_interval(days => $1::int)"
-    " ORDER BY c.not_after NULLS LAST, c.fingerprint_sha256 LIMIT $2::bigint";
-/* Every column but the DER (large; present in the table), plus whether it is managed. Built as
- * JSON objects so columns added by later migrations follow without a change here. */
-static const char SQL_INVENTORY_JSON[] =
-    "SELECT (to_jsonb(c) - 'der') || jsonb_build_object('managed',"
-    "  m.fingerprint_sha256 IS NOT NULL) AS j"
-    " FROM discovered_certificates c"
-    " LEFT JOIN managed_certificates m ON m.fingerprint_sha256 = c.fingerprint_sha256"
-    " WHERE $1::int IS NULL OR c.not_after < now() + make_interval(days => $1::int)"
-    " ORDER BY c.not_after NULLS LAST, c.fingerprint_sha256 LIMIT $2::bigint";
-
 static const char SQL_MANAGED_ADD[] =
     "INSERT INTO managed_certificates (fingerprint_sha256) VALUES ($1)"
     " ON CONFLICT (fingerprint_sha256) DO NOTHING RETURNING 1";
@@ -109,7 +77,7 @@ static const char SQL_MANAGED_LIST[] =
 
 /* --- helpers --------------------------------------------------------------------------- */
 
-enum { OPT_SOURCE = 1, OPT_LIMIT, OPT_KIND, OPT_OPEN, OPT_EXPIRING, OPT_ACK };
+enum { OPT_SOURCE = 1, OPT_LIMIT, OPT_KIND, OPT_OPEN, OPT_FORMAT, OPT_ACK };
 
 /* Checks that source `name` exists (when given), so a typo is an error, not an empty list. */
 static int check_source(PGconn *c, const char *name, struct cap_err *err)
@@ -245,11 +213,15 @@ int cap_ctl_cmd_findings(struct cap_ctl *ctl, int argc, char **argv)
 {
     /* The options of ack and unack are read here too, to find the subcommand; their handler
      * parses the line again with its own options. */
-    static const struct cap_ctl_opt_spec specs[] = {
-        {"source", CAP_CTL_VALUE, OPT_SOURCE}, {"kind", CAP_CTL_VALUE, OPT_KIND},
-        {"open", CAP_CTL_FLAG, OPT_OPEN},      {"limit", CAP_CTL_VALUE, OPT_LIMIT},
-        {"reason", CAP_CTL_VALUE, OPT_ACK},    {"until", CAP_CTL_VALUE, OPT_ACK},
-        {"by", CAP_CTL_VALUE, OPT_ACK},        {NULL, 0, 0}};
+    static const struct cap_ctl_opt_spec specs[] = {{"source", CAP_CTL_VALUE, OPT_SOURCE},
+                                                    {"kind", CAP_CTL_VALUE, OPT_KIND},
+                                                    {"open", CAP_CTL_FLAG, OPT_OPEN},
+                                                    {"limit", CAP_CTL_VALUE, OPT_LIMIT},
+                                                    {"format", CAP_CTL_VALUE, OPT_FORMAT},
+                                                    {"reason", CAP_CTL_VALUE, OPT_ACK},
+                                                    {"until", CAP_CTL_VALUE, OPT_ACK},
+                                                    {"by", CAP_CTL_VALUE, OPT_ACK},
+                                                    {NULL, 0, 0}};
     struct cap_ctl_args a;
     int rc = cap_ctl_parse(argc, argv, specs, 2, SYN_FINDINGS, &a);
     if (rc)
@@ -265,6 +237,10 @@ int cap_ctl_cmd_findings(struct cap_ctl *ctl, int argc, char **argv)
                              a.npos ? "findings: unknown subcommand \"%s\""
                                     : "findings: missing subcommand (list, ack or unack)%s",
                              a.npos ? a.pos[0] : "");
+    enum cap_ctl_format format;
+    if ((rc = cap_ctl_export_pick_format(ctl->json, cap_ctl_args_get(&a, OPT_FORMAT),
+                                         CAP_CTL_FINDINGS_FORMATS, SYN_FINDINGS, &format)) != 0)
+        return rc;
     struct cap_err err = {0};
     char lim[24];
     int64_t limit = 0;
@@ -276,14 +252,15 @@ int cap_ctl_cmd_findings(struct cap_ctl *ctl, int argc, char **argv)
         check_kind(c, cap_ctl_args_get(&a, OPT_KIND), &err) < 0 ||
         cap_pg_cmd(c, "expire acknowledgements", SQL_EXPIRE, 0, NULL, &err) < 0)
         return cap_ctl_fail(&err);
+    /* The table stops at 200 rows; an export streams them all unless told. */
+    bool all = format != CAP_CTL_FORMAT_TABLE && !cap_ctl_args_has(&a, OPT_LIMIT);
     const char *p[] = {source, cap_ctl_args_get(&a, OPT_KIND),
-                       cap_ctl_args_has(&a, OPT_OPEN) ? "true" : "false", lim};
-    long rows = cap_ctl_out_query(c, ctl->json, false, "list findings",
-                                  ctl->json ? SQL_FINDINGS_JSON : SQL_FINDINGS_TABLE, 4, p,
-                                  "no findings", &err);
+                       cap_ctl_args_has(&a, OPT_OPEN) ? "true" : "false", all ? NULL : lim};
+    long rows = cap_ctl_export_findings(c, format, p, &err);
     if (rows < 0)
         return cap_ctl_fail(&err);
-    note_limit(rows, limit);
+    if (!all)
+        note_limit(rows, limit);
     return CAP_CTL_OK;
 }
 
@@ -322,37 +299,6 @@ int cap_ctl_cmd_endpoints(struct cap_ctl *ctl, int argc, char **argv)
     long rows = cap_ctl_out_query(c, ctl->json, false, "endpoint history",
                                   ctl->json ? SQL_ENDPOINT_JSON : SQL_ENDPOINT_TABLE, 4, p,
                                   "no observations of this endpoint", &err);
-    if (rows < 0)
-        return cap_ctl_fail(&err);
-    note_limit(rows, limit);
-    return CAP_CTL_OK;
-}
-
-/* --- inventory ------------------------------------------------------------------------- */
-
-int cap_ctl_cmd_inventory(struct cap_ctl *ctl, int argc, char **argv)
-{
-    static const struct cap_ctl_opt_spec specs[] = {{"expiring", CAP_CTL_VALUE, OPT_EXPIRING},
-                                                    {"limit", CAP_CTL_VALUE, OPT_LIMIT},
-                                                    {NULL, 0, 0}};
-    struct cap_ctl_args a;
-    int rc = cap_ctl_parse(argc, argv, specs, 0, SYN_INVENTORY, &a);
-    if (rc)
-        return rc;
-    struct cap_err err = {0};
-    char lim[24], days[24];
-    int64_t limit = 0, d = 0;
-    const char *dt = cap_ctl_args_get(&a, OPT_EXPIRING);
-    if (read_limit(&a, 200, lim, &limit, &err) < 0 ||
-        (dt && cap_ctl_validate_int("--expiring", dt, 0, 36500, &d, &err) < 0))
-        return cap_ctl_fail(&err);
-    PGconn *c = cap_ctl_db(ctl, &err);
-    if (!c)
-        return cap_ctl_fail(&err);
-    const char *p[] = {dt ? cap_pg_i64(days, d) : NULL, lim};
-    long rows = ctl->json ? cap_ctl_out_json_objects(c, "inventory", SQL_INVENTORY_JSON, 2, p, &err)
-                          : cap_ctl_out_query(c, false, false, "inventory", SQL_INVENTORY_TABLE, 2,
-                                              p, "no certificates", &err);
     if (rows < 0)
         return cap_ctl_fail(&err);
     note_limit(rows, limit);
