@@ -29,6 +29,8 @@ extern char **environ;
 #define SECRET_FILE_MAX (1 << 16) /* a *_FILE secret larger than this is refused */
 #define YAML_DEPTH_MAX 16         /* YAML nesting a config file may use (it needs 4) */
 #define DUR_MAX_MS (365LL * 86400 * 1000)
+/* Longest retention.*: a hundred years (0 keeps rows for ever). */
+#define RETENTION_MAX_MS (36500LL * 86400 * 1000)
 #define NAME_MAX_LEN 256 /* redis stream and group names */
 #define WHERE_MAX 192    /* "config file x.yaml:3:5: key \"worker.max_jobs\"" */
 
@@ -72,6 +74,8 @@ static const struct key_def keys[] = {
     {"scheduler.tick", KT_DUR, OFF(scheduler_tick_ms), 1, DUR_MAX_MS, false},
     {"scheduler.requeue_after", KT_DUR, OFF(scheduler_requeue_after_ms), 1, DUR_MAX_MS, false},
     {"scheduler.batch", KT_INT, OFF(scheduler_batch), 1, 100000, false},
+    {"retention.observations", KT_DUR, OFF(retention_observations_ms), 0, RETENTION_MAX_MS, false},
+    {"retention.runs", KT_DUR, OFF(retention_runs_ms), 0, RETENTION_MAX_MS, false},
     {"worker.max_concurrent_discovery", KT_INT, OFF(worker_max_concurrent_discovery), 1, 100000,
      false},
     {"worker.max_jobs", KT_INT, OFF(worker_max_jobs), 1, 100000, false},
@@ -95,8 +99,8 @@ static const struct key_def keys[] = {
 
 #define NKEYS (sizeof keys / sizeof keys[0])
 
-static const char *const sections[] = {"database", "redis",   "logging", "telemetry", "scheduler",
-                                       "worker",   "network", "scan",    "ct"};
+static const char *const sections[] = {"database",  "redis",  "logging", "telemetry", "scheduler",
+                                       "retention", "worker", "network", "scan",      "ct"};
 #define NSECTIONS (sizeof sections / sizeof sections[0])
 
 /* State of one load: the config being built and which keys a source has set. */
@@ -846,6 +850,8 @@ static int set_defaults(struct cap_config *c, struct cap_err *err)
     c->scheduler_tick_ms = 5000;
     c->scheduler_requeue_after_ms = 5 * 60 * 1000;
     c->scheduler_batch = 500;
+    c->retention_observations_ms = 90LL * 86400 * 1000;
+    c->retention_runs_ms = 90LL * 86400 * 1000;
     c->worker_max_concurrent_discovery = 256;
     c->worker_max_jobs = 16;
     c->worker_reclaim_idle_ms = 60000;

@@ -28,6 +28,9 @@ struct cap_config {
     int64_t scheduler_tick_ms;          /* default 5 s */
     int64_t scheduler_requeue_after_ms; /* default 5 min */
     int scheduler_batch;                /* runs enqueued per sweep transaction, default 500 */
+    /* retention: the scheduler prunes rows older than these (0: keeps them for ever) */
+    int64_t retention_observations_ms; /* endpoint_observations, default 90 d */
+    int64_t retention_runs_ms;         /* finished discovery_runs, default 90 d */
     /* worker */
     int worker_max_concurrent_discovery; /* default 256, 1..100000 */
     int worker_max_jobs;                 /* jobs one worker runs at once, default 16 */

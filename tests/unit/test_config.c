@@ -140,6 +140,8 @@ static void test_defaults(void)
     CHECK_EQ(5000, c.scheduler_tick_ms);
     CHECK_EQ(300000, c.scheduler_requeue_after_ms);
     CHECK_EQ(500, c.scheduler_batch);
+    CHECK_EQ(90LL * 86400 * 1000, c.retention_observations_ms);
+    CHECK_EQ(90LL * 86400 * 1000, c.retention_runs_ms);
     CHECK_EQ(256, c.worker_max_concurrent_discovery);
     CHECK_EQ(16, c.worker_max_jobs);
     CHECK_EQ(60000, c.worker_reclaim_idle_ms);
@@ -191,6 +193,9 @@ static const char full_yaml[] = "database:\n"
                                 "  tick: 250ms\n"
                                 "  requeue_after: 2m\n"
                                 "  batch: 100\n"
+                                "retention:\n"
+                                "  observations: 1d\n"
+                                "  runs: 0\n"
                                 "worker:\n"
                                 "  max_concurrent_discovery: 5000\n"
                                 "  max_jobs: 32\n"
@@ -233,6 +238,8 @@ static void test_file_values(void)
     CHECK_EQ(250, c.scheduler_tick_ms);
     CHECK_EQ(120000, c.scheduler_requeue_after_ms);
     CHECK_EQ(100, c.scheduler_batch);
+    CHECK_EQ(86400000, c.retention_observations_ms);
+    CHECK_EQ(0, c.retention_runs_ms); /* 0: runs are kept for ever */
     CHECK_EQ(5000, c.worker_max_concurrent_discovery);
     CHECK_EQ(32, c.worker_max_jobs);
     CHECK_EQ(120000, c.worker_reclaim_idle_ms);
@@ -300,6 +307,7 @@ static void test_env_overrides(void)
                    "CERTAUTOPILOT_SCAN_MAX_PENDING_CONNECTS=64",
                    "CERTAUTOPILOT_SCAN_CONNECT_RATE=500",
                    "CERTAUTOPILOT_NETWORK_DNS_SERVERS=192.0.2.53:53, [2001:db8::53]:5353,,::1",
+                   "CERTAUTOPILOT_RETENTION_OBSERVATIONS=36h",
                    "OTHER_VAR=1",
                    NULL};
     load_ok(&c, full_yaml, env);
@@ -319,6 +327,8 @@ static void test_env_overrides(void)
     CHECK_EQ(77, c.ct_run_budget);
     CHECK_EQ(64, c.scan_max_pending_connects);
     CHECK_EQ(500, c.scan_connect_rate);
+    CHECK_EQ(36LL * 3600 * 1000, c.retention_observations_ms);
+    CHECK_EQ(0, c.retention_runs_ms); /* the file's, the environment left it */
     CHECK_EQ(3, c.network_dns_servers_n);
     CHECK_STR("192.0.2.53:53", c.network_dns_servers[0]);
     CHECK_STR("[2001:db8::53]:5353", c.network_dns_servers[1]);
@@ -487,6 +497,15 @@ static void test_bad_values(void)
         {"scan:\n  connect_rate: fast\n",
          {"key \"scan.connect_rate\": value \"fast\" is not an integer (allowed 1-1000000)"}},
         {"scan:\n  connect_rate: 0\n", {"\"scan.connect_rate\"", "is out of range"}},
+        {"retention:\n  observations: 90 days\n",
+         {"key \"retention.observations\": value \"90 days\" is not a duration (allowed "
+          "0ms-36500d"}},
+        {"retention:\n  runs: 36501d\n",
+         {"key \"retention.runs\": value \"36501d\" is out of range (allowed 0ms-36500d"}},
+        {"retention:\n  runs: -1d\n", {"\"retention.runs\"", "is not a duration"}},
+        {"retention:\n  observation: 1d\n",
+         {"unknown key \"retention.observation\"", "did you mean \"retention.observations\""}},
+        {"retention: 90d\n", {"key \"retention\": expected a map, got a scalar"}},
         {"network:\n  dns_servers: [10.0.0.53, resolver.example]\n",
          {"bad.yaml:2:28: key \"network.dns_servers[1]\": dns server \"resolver.example\": not an "
           "IP address (a server is given by address, not by name) (allowed IP, IP:PORT or "
@@ -846,6 +865,8 @@ static void test_example_file(void)
     CHECK_EQ(def.scheduler_tick_ms, ex.scheduler_tick_ms);
     CHECK_EQ(def.scheduler_requeue_after_ms, ex.scheduler_requeue_after_ms);
     CHECK_EQ(def.scheduler_batch, ex.scheduler_batch);
+    CHECK_EQ(def.retention_observations_ms, ex.retention_observations_ms);
+    CHECK_EQ(def.retention_runs_ms, ex.retention_runs_ms);
     CHECK_EQ(def.worker_max_concurrent_discovery, ex.worker_max_concurrent_discovery);
     CHECK_EQ(def.worker_max_jobs, ex.worker_max_jobs);
     CHECK_EQ(def.worker_reclaim_idle_ms, ex.worker_reclaim_idle_ms);
@@ -887,6 +908,8 @@ static void test_example_file(void)
                                             "CERTAUTOPILOT_SCHEDULER_TICK",
                                             "CERTAUTOPILOT_SCHEDULER_REQUEUE_AFTER",
                                             "CERTAUTOPILOT_SCHEDULER_BATCH",
+                                            "CERTAUTOPILOT_RETENTION_OBSERVATIONS",
+                                            "CERTAUTOPILOT_RETENTION_RUNS",
                                             "CERTAUTOPILOT_WORKER_MAX_CONCURRENT_DISCOVERY",
                                             "CERTAUTOPILOT_WORKER_MAX_JOBS",
                                             "CERTAUTOPILOT_WORKER_RECLAIM_IDLE",
