@@ -1,5 +1,7 @@
 /* The scheduler's sweep and its wait on LISTEN/NOTIFY. Every step takes its rows with
- * FOR UPDATE SKIP LOCKED, so any number of replicas may sweep at once without doubling work. */
+ * FOR UPDATE SKIP LOCKED, so any number of replicas may sweep at once without doubling work.
+ * Retention (retention.observations, retention.runs) prunes old rows in small batches at the
+ * end of a sweep, one replica at a time. */
 #include "scheduler/sched.h"
 
 #include <errno.h>
@@ -19,10 +21,9 @@
 #include "common/schedule.h"
 #include "common/stream.h"
 
-static const char SQL_UNJUDGED[] =
-    "SELECT id, schedule FROM discovery_sources "
-    "WHERE schedule_judged IS DISTINCT FROM schedule "
-    "ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED";
+static const char SQL_UNJUDGED[] = "SELECT id, schedule FROM discovery_sources "
+                                   "WHERE schedule_judged IS DISTINCT FROM schedule "
+                                   "ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED";
 
 static const char SQL_JUDGE_OK[] =
     "UPDATE discovery_sources s SET schedule_judged = t.sched, last_error = NULL, "
@@ -78,13 +79,137 @@ static const char SQL_PUBLISHED[] =
     "UPDATE discovery_runs r SET stream_id = t.sid, published_at = now() "
     "FROM unnest($1::bigint[], $2::text[]) AS t(id, sid) WHERE r.id = t.id";
 
+/* ---- retention ----------------------------------------------------------------------------
+ *
+ * A pass walks old rows oldest first through a cursor ((time, id) of the last row looked at),
+ * PRUNE_BATCH rows per statement, observations first and then finished runs. Each statement
+ * commits on its own, so no lock lives longer than one batch; a tick spends at most
+ * PRUNE_TICK_BUDGET_S on it and the pass goes on at the next tick. A pass starts at most every
+ * PRUNE_PASS_TICKS ticks, by the one replica that holds the advisory lock for it. */
+
+/* Session advisory lock held by the replica running a pass (fixed for ever: every version of
+ * the scheduler must take the same lock). */
+#define PRUNE_LOCK_KEY "7161530812449580415"
+#define PRUNE_BATCH 1000         /* rows one statement looks at (observations, detached rows) */
+#define PRUNE_RUN_BATCH 200      /* runs one statement looks at */
+#define PRUNE_TICK_BUDGET_S 0.5  /* time one tick may spend pruning */
+#define PRUNE_TICK_STATEMENTS 50 /* statements one tick may run */
+#define PRUNE_PASS_TICKS 60      /* a new pass starts at most every 60 ticks (5 min by default) */
+
+static const char SQL_PRUNE_LOCK[] = "SELECT pg_try_advisory_lock($1::bigint)";
+static const char SQL_PRUNE_UNLOCK[] = "SELECT pg_advisory_unlock($1::bigint)";
+
+/* An old observation c goes unless it is one of these: the newest observation of its endpoint
+ * (all of them, in a tie); when ok with a leaf, the newest such (drift compares a new leaf with
+ * it); one a drift event or an unresolved finding names (capctl endpoints history shows a drift
+ * on its observation); one of a run that is not over. The newest ones are scalar subqueries, so
+ * that each is one probe of an index on endpoint_id, never a join with the whole table. */
+#define OBS_PRUNABLE                                                                               \
+    "c.observed_at < (SELECT max(n.observed_at) FROM endpoint_observations n "                     \
+    " WHERE n.endpoint_id = c.endpoint_id) "                                                       \
+    "AND (c.outcome <> 'ok' OR c.fingerprint_sha256 IS NULL OR c.run_id < (SELECT max(n.run_id) "  \
+    " FROM endpoint_observations n WHERE n.endpoint_id = c.endpoint_id AND n.outcome = 'ok' "      \
+    " AND n.fingerprint_sha256 IS NOT NULL)) "                                                     \
+    "AND NOT EXISTS (SELECT 1 FROM drift_events d WHERE d.endpoint_id = c.endpoint_id "            \
+    " AND d.run_id = c.run_id) "                                                                   \
+    "AND NOT EXISTS (SELECT 1 FROM findings f WHERE f.endpoint_id = c.endpoint_id "                \
+    " AND f.run_id = c.run_id AND f.status <> 'resolved') "                                        \
+    "AND EXISTS (SELECT 1 FROM discovery_runs r WHERE r.id = c.run_id "                            \
+    " AND r.status IN ('succeeded', 'partial', 'failed', 'dead'))"
+
+/* $1 retention (s), $2 and $3 the cursor, $4 batch size. Looks at the next $4 observations older
+ * than the retention and deletes those OBS_PRUNABLE lets go. Returns the rows looked at, the rows
+ * deleted and the new cursor. */
+static const char SQL_PRUNE_OBS[] =
+    "WITH c AS (SELECT o.id, o.endpoint_id, o.run_id, o.observed_at, o.outcome, "
+    " o.fingerprint_sha256 FROM endpoint_observations o "
+    " WHERE o.observed_at < now() - make_interval(secs => $1::double precision) "
+    " AND (o.observed_at, o.id) > ($2::timestamptz, $3::bigint) "
+    " ORDER BY o.observed_at, o.id LIMIT $4::int), "
+    "gone AS (DELETE FROM endpoint_observations x USING c WHERE x.id = c.id AND " OBS_PRUNABLE
+    " RETURNING 1), "
+    "last AS (SELECT observed_at, id FROM c ORDER BY observed_at DESC, id DESC LIMIT 1) "
+    "SELECT (SELECT count(*) FROM c), (SELECT count(*) FROM gone), "
+    "(SELECT observed_at FROM last), (SELECT id FROM last)";
+
+/* A finished run r goes unless a row that cannot lose it names it (an observation, a drift
+ * event: both cascade; an unresolved finding), or it is its source's newest run or newest
+ * successful run (source health reads them). */
+#define RUN_PRUNABLE                                                                               \
+    "NOT EXISTS (SELECT 1 FROM endpoint_observations o WHERE o.run_id = r.id) "                    \
+    "AND NOT EXISTS (SELECT 1 FROM drift_events d WHERE d.run_id = r.id) "                         \
+    "AND NOT EXISTS (SELECT 1 FROM findings f WHERE f.run_id = r.id AND f.status <> 'resolved') "  \
+    "AND r.id <> (SELECT max(y.id) FROM discovery_runs y WHERE y.source_id = r.source_id) "        \
+    "AND r.id IS DISTINCT FROM (SELECT y.id FROM discovery_runs y "                                \
+    " WHERE y.source_id = r.source_id AND y.status IN ('succeeded', 'partial') "                   \
+    " ORDER BY y.id DESC LIMIT 1)"
+
+/* $1 retention (s), $2 and $3 the cursor, $4 batch size. Looks at the next $4 runs that ended
+ * before the retention; returns the rows looked at, the new cursor and the ids of those that
+ * may go. */
+static const char SQL_PRUNE_RUNS_PICK[] =
+    "WITH c AS (SELECT x.id, x.source_id, coalesce(x.finished_at, x.queued_at) AS t "
+    " FROM discovery_runs x WHERE x.status IN ('succeeded', 'partial', 'failed', 'dead') "
+    " AND coalesce(x.finished_at, x.queued_at) "
+    "  < now() - make_interval(secs => $1::double precision) "
+    " AND (coalesce(x.finished_at, x.queued_at), x.id) > ($2::timestamptz, $3::bigint) "
+    " ORDER BY coalesce(x.finished_at, x.queued_at), x.id LIMIT $4::int), "
+    "last AS (SELECT t, id FROM c ORDER BY t DESC, id DESC LIMIT 1) "
+    "SELECT (SELECT count(*) FROM c), (SELECT t FROM last), (SELECT id FROM last), "
+    "(SELECT coalesce(array_agg(r.id ORDER BY r.id), '{}') FROM c r WHERE " RUN_PRUNABLE ")";
+
+/* $1 run ids, $2 batch size. Rows whose foreign key would be set to NULL by the runs' delete
+ * get it here, $2 at a time (rows a worker holds are skipped and seen again by the next pass):
+ * certificates first stored by those runs, and resolved findings they last refreshed. */
+static const char SQL_PRUNE_RUNS_DETACH[] =
+    "WITH c AS (UPDATE discovered_certificates d SET first_seen_run_id = NULL "
+    " WHERE d.fingerprint_sha256 IN (SELECT x.fingerprint_sha256 FROM discovered_certificates x "
+    "  WHERE x.first_seen_run_id = ANY($1::bigint[]) ORDER BY x.fingerprint_sha256 "
+    "  LIMIT $2::int FOR UPDATE SKIP LOCKED) RETURNING 1), "
+    "f AS (UPDATE findings f SET run_id = NULL "
+    " WHERE f.id IN (SELECT x.id FROM findings x WHERE x.run_id = ANY($1::bigint[]) "
+    "  AND x.status = 'resolved' ORDER BY x.id LIMIT $2::int FOR UPDATE SKIP LOCKED) "
+    " RETURNING 1) "
+    "SELECT (SELECT count(*) FROM c), (SELECT count(*) FROM f)";
+
+/* $1 run ids. Deletes those still free to go that nothing names any more, so the delete
+ * cascades to nothing and sets nothing to NULL. */
+static const char SQL_PRUNE_RUNS_DELETE[] =
+    "DELETE FROM discovery_runs r WHERE r.id = ANY($1::bigint[]) "
+    "AND r.status IN ('succeeded', 'partial', 'failed', 'dead') "
+    "AND NOT EXISTS (SELECT 1 FROM findings f WHERE f.run_id = r.id) "
+    "AND NOT EXISTS (SELECT 1 FROM discovered_certificates d WHERE d.first_seen_run_id = r.id) "
+    "AND " RUN_PRUNABLE;
+
+enum prune_phase {
+    PRUNE_IDLE,        /* between passes */
+    PRUNE_OBS,         /* observations */
+    PRUNE_RUNS_PICK,   /* runs: choose the next batch */
+    PRUNE_RUNS_DETACH, /* runs: clear references to the batch */
+    PRUNE_RUNS_DELETE, /* runs: delete the batch */
+    PRUNE_DONE,        /* the pass has looked at everything */
+};
+
+struct prune {
+    enum prune_phase phase;
+    bool locked;       /* this connection holds PRUNE_LOCK_KEY */
+    double next_pass;  /* monotonic time the next pass may start */
+    double pass_start; /* monotonic time the pass started */
+    char cur_t[64];    /* cursor: time and id of the last row looked at */
+    int64_t cur_id;
+    char *runs;     /* bigint array literal of the runs the batch deletes, or NULL */
+    bool runs_last; /* that batch reached the end of the old runs */
+    long long obs_deleted, runs_deleted, detached;
+};
+
 struct sched {
     const struct cap_config *cfg;
     atomic_int *stop;
     PGconn *pg;
     redisContext *rd;
     struct cap_metric *m_enqueued, *m_sweep, *m_published, *m_recovered, *m_disabled;
-    struct cap_metric *m_stream_len, *m_stream_pending;
+    struct cap_metric *m_stream_len, *m_stream_pending, *m_pruned;
+    struct prune prune;
 };
 
 static double mono_s(void)
@@ -228,7 +353,8 @@ static int enqueue_due(struct sched *s, int *more, struct cap_err *err)
     const char *q2[] = {ia, na};
     int rc = -1;
     PGresult *ins = NULL;
-    if (ia && na && (ins = cap_pg_exec(s->pg, "insert scheduled runs", SQL_INSERT_RUNS, 1, q1, err)) &&
+    if (ia && na &&
+        (ins = cap_pg_exec(s->pg, "insert scheduled runs", SQL_INSERT_RUNS, 1, q1, err)) &&
         cap_pg_cmd(s->pg, "move next run", SQL_MOVE_NEXT, 2, q2, err) == 0 &&
         commit(s->pg, err) == 0) {
         long inserted = strtol(PQcmdTuples(ins), NULL, 10);
@@ -353,11 +479,15 @@ out:
     return rc;
 }
 
+static void prune_reset(struct sched *s);
+
 static int connect_all(struct sched *s, struct cap_err *err)
 {
     if (s->pg && PQstatus(s->pg) != CONNECTION_OK) {
         PQfinish(s->pg);
         s->pg = NULL;
+        /* The advisory lock went with the session: a pass starts again from the beginning. */
+        prune_reset(s);
     }
     if (!s->pg) {
         if (!(s->pg = cap_pg_connect(s->cfg->database_url, "cap-scheduler", err)))
@@ -382,6 +512,198 @@ static int connect_all(struct sched *s, struct cap_err *err)
         }
     }
     return 0;
+}
+
+static void prune_reset(struct sched *s)
+{
+    struct prune *p = &s->prune;
+    free(p->runs);
+    p->runs = NULL;
+    p->locked = false;
+    p->phase = PRUNE_IDLE;
+}
+
+static double retention_s(int64_t ms)
+{
+    return (double)ms / 1000.0;
+}
+
+/* Moves the cursor to the time and id in columns tcol and tcol + 1 of r (left alone when the
+ * batch looked at nothing). */
+static int prune_cursor(struct prune *p, const PGresult *r, int tcol, struct cap_err *err)
+{
+    if (PQgetisnull(r, 0, tcol))
+        return 0;
+    const char *t = PQgetvalue(r, 0, tcol);
+    if (strlen(t) >= sizeof p->cur_t) {
+        cap_err_set(err, CAP_E_INVALID, "retention: timestamp \"%.64s\" too long", t);
+        return -1;
+    }
+    snprintf(p->cur_t, sizeof p->cur_t, "%s", t);
+    p->cur_id = cap_pg_get_i64(r, 0, tcol + 1);
+    return 0;
+}
+
+static void prune_cursor_reset(struct prune *p)
+{
+    snprintf(p->cur_t, sizeof p->cur_t, "-infinity");
+    p->cur_id = 0;
+}
+
+/* The runs part of a pass, or its end when runs are kept for ever. */
+static void prune_to_runs(struct sched *s)
+{
+    prune_cursor_reset(&s->prune);
+    s->prune.phase = s->cfg->retention_runs_ms > 0 ? PRUNE_RUNS_PICK : PRUNE_DONE;
+}
+
+/* Runs one statement of the pass and moves its phase on. 0, or -1 with err. */
+static int prune_step(struct sched *s, struct cap_err *err)
+{
+    struct prune *p = &s->prune;
+    char ret[32], idb[24], lim[24];
+    PGresult *r = NULL;
+    switch (p->phase) {
+    case PRUNE_OBS: {
+        snprintf(ret, sizeof ret, "%.3f", retention_s(s->cfg->retention_observations_ms));
+        const char *q[] = {ret, p->cur_t, cap_pg_i64(idb, p->cur_id), cap_pg_i64(lim, PRUNE_BATCH)};
+        if (!(r = cap_pg_exec(s->pg, "prune observations", SQL_PRUNE_OBS, 4, q, err)))
+            return -1;
+        int64_t seen = cap_pg_get_i64(r, 0, 0), gone = cap_pg_get_i64(r, 0, 1);
+        p->obs_deleted += gone;
+        cap_metric_add(s->m_pruned, "endpoint_observations", (double)gone);
+        if (prune_cursor(p, r, 2, err) < 0)
+            break;
+        if (seen < PRUNE_BATCH)
+            prune_to_runs(s);
+        PQclear(r);
+        return 0;
+    }
+    case PRUNE_RUNS_PICK: {
+        snprintf(ret, sizeof ret, "%.3f", retention_s(s->cfg->retention_runs_ms));
+        const char *q[] = {ret, p->cur_t, cap_pg_i64(idb, p->cur_id),
+                           cap_pg_i64(lim, PRUNE_RUN_BATCH)};
+        if (!(r = cap_pg_exec(s->pg, "pick runs to prune", SQL_PRUNE_RUNS_PICK, 4, q, err)))
+            return -1;
+        int64_t seen = cap_pg_get_i64(r, 0, 0);
+        if (prune_cursor(p, r, 1, err) < 0)
+            break;
+        const char *ids = PQgetvalue(r, 0, 3);
+        p->runs_last = seen < PRUNE_RUN_BATCH;
+        if (strcmp(ids, "{}") != 0) {
+            if (!(p->runs = strdup(ids))) {
+                cap_err_set(err, CAP_E_NOMEM, "retention: out of memory");
+                break;
+            }
+            p->phase = PRUNE_RUNS_DETACH;
+        } else if (p->runs_last) {
+            p->phase = PRUNE_DONE;
+        }
+        PQclear(r);
+        return 0;
+    }
+    case PRUNE_RUNS_DETACH: {
+        const char *q[] = {p->runs, cap_pg_i64(lim, PRUNE_BATCH)};
+        if (!(r = cap_pg_exec(s->pg, "detach rows from pruned runs", SQL_PRUNE_RUNS_DETACH, 2, q,
+                              err)))
+            return -1;
+        int64_t certs = cap_pg_get_i64(r, 0, 0), finds = cap_pg_get_i64(r, 0, 1);
+        p->detached += certs + finds;
+        if (certs < PRUNE_BATCH && finds < PRUNE_BATCH)
+            p->phase = PRUNE_RUNS_DELETE;
+        PQclear(r);
+        return 0;
+    }
+    case PRUNE_RUNS_DELETE: {
+        const char *q[] = {p->runs};
+        if (!(r = cap_pg_exec(s->pg, "prune runs", SQL_PRUNE_RUNS_DELETE, 1, q, err)))
+            return -1;
+        long gone = strtol(PQcmdTuples(r), NULL, 10);
+        p->runs_deleted += gone;
+        cap_metric_add(s->m_pruned, "discovery_runs", (double)gone);
+        free(p->runs);
+        p->runs = NULL;
+        p->phase = p->runs_last ? PRUNE_DONE : PRUNE_RUNS_PICK;
+        PQclear(r);
+        return 0;
+    }
+    case PRUNE_IDLE:
+    case PRUNE_DONE:
+        return 0;
+    }
+    PQclear(r);
+    return -1;
+}
+
+/* Ends the pass: releases the lock (when the session still has it) and logs what it did. */
+static void prune_end(struct sched *s, const char *why)
+{
+    struct prune *p = &s->prune;
+    if (p->locked && PQstatus(s->pg) == CONNECTION_OK) {
+        struct cap_err e = {0};
+        const char *q[] = {PRUNE_LOCK_KEY};
+        rollback(s->pg);
+        if (cap_pg_cmd(s->pg, "retention unlock", SQL_PRUNE_UNLOCK, 1, q, &e) < 0)
+            cap_log(CAP_LOG_WARN, "retention_unlock_failed", CAP_LS("err", e.msg));
+    }
+    double took = mono_s() - p->pass_start;
+    if (why)
+        cap_log(CAP_LOG_WARN, "retention_failed", CAP_LI("observations_deleted", p->obs_deleted),
+                CAP_LI("runs_deleted", p->runs_deleted), CAP_LD("duration_s", took),
+                CAP_LS("err", why));
+    else
+        cap_log(CAP_LOG_INFO, "retention_pass", CAP_LI("observations_deleted", p->obs_deleted),
+                CAP_LI("runs_deleted", p->runs_deleted), CAP_LI("references_cleared", p->detached),
+                CAP_LD("duration_s", took));
+    prune_reset(s);
+}
+
+/* Retention's share of a tick: starts a pass when one is due and this replica gets the lock,
+ * then runs statements of the pass within the tick's budget. Failures are logged and end the
+ * pass; they never fail the sweep. */
+static void prune(struct sched *s)
+{
+    const struct cap_config *cfg = s->cfg;
+    struct prune *p = &s->prune;
+    if (cfg->retention_observations_ms <= 0 && cfg->retention_runs_ms <= 0)
+        return;
+    double now = mono_s();
+    if (p->phase == PRUNE_IDLE) {
+        if (now < p->next_pass)
+            return;
+        p->next_pass = now + (double)PRUNE_PASS_TICKS * (double)cfg->scheduler_tick_ms / 1000.0;
+        struct cap_err e = {0};
+        const char *q[] = {PRUNE_LOCK_KEY};
+        PGresult *r = cap_pg_exec(s->pg, "retention lock", SQL_PRUNE_LOCK, 1, q, &e);
+        if (!r) {
+            cap_log(CAP_LOG_WARN, "retention_failed", CAP_LS("err", e.msg));
+            return;
+        }
+        bool got = strcmp(PQgetvalue(r, 0, 0), "t") == 0;
+        PQclear(r);
+        if (!got) {
+            cap_log0(CAP_LOG_DEBUG, "retention_skipped_other_replica");
+            return;
+        }
+        *p = (struct prune){
+            .phase = PRUNE_OBS, .locked = true, .next_pass = p->next_pass, .pass_start = now};
+        prune_cursor_reset(p);
+        if (cfg->retention_observations_ms <= 0)
+            prune_to_runs(s);
+    }
+    double deadline = now + PRUNE_TICK_BUDGET_S;
+    for (int n = 0; n < PRUNE_TICK_STATEMENTS && p->phase != PRUNE_DONE && !atomic_load(s->stop);
+         n++) {
+        struct cap_err e = {0};
+        if (prune_step(s, &e) < 0) {
+            prune_end(s, e.msg);
+            return;
+        }
+        if (mono_s() >= deadline)
+            break;
+    }
+    if (p->phase == PRUNE_DONE)
+        prune_end(s, NULL);
 }
 
 static int sweep(struct sched *s, struct cap_err *err)
@@ -415,6 +737,7 @@ static int sweep(struct sched *s, struct cap_err *err)
         cap_metric_set(s->m_stream_pending, NULL, (double)pending);
     }
     cap_metric_observe(s->m_sweep, NULL, mono_s() - t0);
+    prune(s);
     return 0;
 }
 
@@ -465,17 +788,17 @@ int cap_sched_run(const struct cap_config *cfg, atomic_int *stop, struct cap_err
                                        "Runs the scheduler queued, by trigger.", "trigger");
     s.m_sweep = cap_metrics_histogram("cap_scheduler_sweep_duration_seconds",
                                       "Duration of one scheduler sweep.", NULL, NULL, 0);
-    s.m_published = cap_metrics_counter("cap_runs_published_total",
-                                        "Jobs added to the stream.", NULL);
-    s.m_recovered = cap_metrics_counter("cap_runs_recovered_total",
-                                        "Runs put back to queued after their worker vanished.",
-                                        NULL);
-    s.m_disabled = cap_metrics_counter("cap_sources_disabled_total",
-                                       "Sources disabled for a schedule that does not parse.",
-                                       NULL);
+    s.m_published =
+        cap_metrics_counter("cap_runs_published_total", "Jobs added to the stream.", NULL);
+    s.m_recovered = cap_metrics_counter(
+        "cap_runs_recovered_total", "Runs put back to queued after their worker vanished.", NULL);
+    s.m_disabled = cap_metrics_counter(
+        "cap_sources_disabled_total", "Sources disabled for a schedule that does not parse.", NULL);
     s.m_stream_len = cap_metrics_gauge("cap_stream_length", "Entries in the job stream.", NULL);
     s.m_stream_pending = cap_metrics_gauge(
         "cap_stream_pending", "Entries delivered to workers and not yet acknowledged.", NULL);
+    s.m_pruned = cap_metrics_counter("cap_retention_pruned_total",
+                                     "Rows deleted by retention, by table.", "table");
 
     int retry_ms = 200;
     while (!atomic_load(stop) && connect_all(&s, err) < 0) {
@@ -522,6 +845,7 @@ int cap_sched_run(const struct cap_config *cfg, atomic_int *stop, struct cap_err
         int notified = left > 0 ? wait_wakeup(&s, (int64_t)(left * 1000.0)) : 0;
         fast = notified == WAKE_RUN && mono_s() < last_full + tick_s;
     }
+    prune_reset(&s);
     if (s.pg)
         PQfinish(s.pg);
     if (s.rd)

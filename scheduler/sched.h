@@ -1,7 +1,8 @@
 /* cap-scheduler's sweep: judges schedules, turns due sources into queued runs (FOR UPDATE
  * SKIP LOCKED, so replicas never double a run), publishes queued runs to the job stream as an
- * outbox, recovers runs whose worker vanished, and trims the stream with MINID. Woken by
- * LISTEN/NOTIFY and by its tick. */
+ * outbox, recovers runs whose worker vanished, trims the stream with MINID, and prunes old
+ * observations and runs (retention.*, one replica at a time). Woken by LISTEN/NOTIFY and by
+ * its tick. */
 #ifndef CAP_SCHED_H
 #define CAP_SCHED_H
 
