@@ -95,11 +95,13 @@ def in_own_namespaces():
     process. The parent waits; if it is killed, unshare gets SIGKILL (parent-death signal) and
     kills our first process (--kill-child), and the kernel then kills every process of the PID
     namespace: containers, conmon, PostgreSQL, Redis. Mounts made in the namespace (the tmpfs
-    with podman's storage) vanish with it."""
+    with podman's storage) vanish with it. The folder the tmpfs is mounted on is made here and
+    removed here once the namespace is gone (inside, it is a mount point until the end).
+    Returns that folder."""
     if os.environ.get("CAP_IMAGE_NS") == "1":
         if os.getpid() == 1:
             _reap_as_init()
-        return
+        return os.environ["CAP_IMAGE_WORK"]
     probe = subprocess.run(["unshare", "--pid", "--fork", "--mount-proc", "true"],
                            capture_output=True, text=True)
     if probe.returncode != 0:
@@ -107,10 +109,17 @@ def in_own_namespaces():
                              % probe.stderr.strip()[:300])
     argv = ["unshare", "--pid", "--kill-child", "--mount", "--propagation", "private",
             "--mount-proc", sys.executable, "-u"] + sys.argv
+    work = tempfile.mkdtemp(prefix="cap-e2e-image-", dir="/var/tmp")
     sys.stdout.flush()
-    p = subprocess.Popen(argv, env=dict(os.environ, CAP_IMAGE_NS="1"),
-                         preexec_fn=harness._set_pdeathsig)
-    rc = p.wait()
+    try:
+        p = subprocess.Popen(argv, env=dict(os.environ, CAP_IMAGE_NS="1", CAP_IMAGE_WORK=work),
+                             preexec_fn=harness._set_pdeathsig)
+        rc = p.wait()
+    finally:
+        try:
+            os.rmdir(work)
+        except OSError as e:
+            print("cleanup: %s" % e, file=sys.stderr)
     sys.exit(rc if rc >= 0 else 128 - rc)
 
 
@@ -373,21 +382,41 @@ def run_test(steps, work):
     return True
 
 
+def wait_podman_quiet(timeout=30):
+    """Waits until no podman or conmon process is left in the namespace. When a container ends,
+    conmon starts `podman container cleanup` in the background; run after the unmount, it
+    would write podman's folders onto the disk under the mount point."""
+    deadline = time.time() + timeout
+    while True:
+        busy = []
+        for pid in os.listdir("/proc"):
+            try:
+                with open("/proc/%s/comm" % pid) as f:
+                    if f.read().strip() in ("podman", "conmon"):
+                        busy.append(pid)
+            except (OSError, ValueError):
+                continue
+        if not busy:
+            return
+        if time.time() > deadline:
+            print("cleanup: podman processes still running after %ds: %s" % (timeout, busy),
+                  file=sys.stderr)
+            return
+        time.sleep(0.1)
+
+
 def cleanup(steps, work):
-    """Removes every container and image of the test's storage, then the tmpfs. Returns what
-    podman still listed after the removal (nothing, normally)."""
+    """Removes every container and image of the test's storage, then unmounts the tmpfs.
+    Returns what podman still listed after the removal (nothing, normally)."""
     with steps("cleanup (podman rm -f, rmi)"):
         podman("rm", "--all", "--force", "--time", "0", check=False, timeout=120)
         podman("rmi", "--all", "--force", check=False, timeout=120)
         left = podman("ps", "--all", "--quiet", check=False).stdout.split() + \
             podman("images", "--all", "--quiet", check=False).stdout.split()
+        wait_podman_quiet()
         subprocess.run(["umount", "-R", "-l", work], check=False)
         for d in PRIVATE_DIRS:
             subprocess.run(["umount", "-l", d], check=False)
-        try:
-            os.rmdir(work)
-        except OSError as e:
-            print("cleanup: %s" % e, file=sys.stderr)
     return left
 
 
@@ -399,9 +428,8 @@ def main():
     missing = [t for t in TOOLS if shutil.which(t) is None]
     assert not missing, ("missing: %s (scripts/packages-test.txt lists them; scripts/test.sh "
                          "installs them)" % " ".join(missing))
-    in_own_namespaces()
+    work = in_own_namespaces()
     steps = Steps()
-    work = tempfile.mkdtemp(prefix="cap-e2e-image-", dir="/var/tmp")
     subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8g,mode=0755", "cap-e2e-image", work],
                    check=True)
     # Every temporary file goes there too: the harness's PostgreSQL and Redis, the fleet's
