@@ -79,6 +79,8 @@ static const char SQL_PUBLISHED[] =
     "UPDATE discovery_runs r SET stream_id = t.sid, published_at = now() "
     "FROM unnest($1::bigint[], $2::text[]) AS t(id, sid) WHERE r.id = t.id";
 
+static const char SQL_EXPIRE_ACKS[] = "SELECT cap_findings_expire()";
+
 /* ---- retention ----------------------------------------------------------------------------
  *
  * A pass walks old rows oldest first through a cursor ((time, id) of the last row looked at),
@@ -706,6 +708,24 @@ static void prune(struct sched *s)
         prune_end(s, NULL);
 }
 
+/* Acknowledgements and suppression rules whose --until has passed: their findings open again
+ * (cap_findings_expire, migration 014). Every replica may run it: it only moves rows that are
+ * due, under row locks. A failure is logged and never fails the sweep. */
+static void expire_acks(struct sched *s)
+{
+    struct cap_err e = {0};
+    PGresult *r = cap_pg_exec(s->pg, "expire acknowledgements", SQL_EXPIRE_ACKS, 0, NULL, &e);
+    if (!r) {
+        cap_log(CAP_LOG_WARN, "findings_expire_failed", CAP_LS("err", e.msg));
+        return;
+    }
+    long long n = cap_pg_get_i64(r, 0, 0);
+    PQclear(r);
+    if (n > 0)
+        cap_log(CAP_LOG_INFO, "findings_reopened", CAP_LI("count", n),
+                CAP_LS("reason", "acknowledgement or suppression expired"));
+}
+
 static int sweep(struct sched *s, struct cap_err *err)
 {
     double t0 = mono_s();
@@ -737,6 +757,7 @@ static int sweep(struct sched *s, struct cap_err *err)
         cap_metric_set(s->m_stream_pending, NULL, (double)pending);
     }
     cap_metric_observe(s->m_sweep, NULL, mono_s() - t0);
+    expire_acks(s);
     prune(s);
     return 0;
 }

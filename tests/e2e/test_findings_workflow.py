@@ -95,7 +95,7 @@ def test_scans(c):
     b = fleet.tls("b", cert_b)
     fleet.start()
     try:
-        c.start_scheduler()
+        sched = c.start_scheduler()
         c.start_worker()
         sid = c.add_source_sql("fleet", cidrs=[a.addr + "/32", b.addr + "/32"],
                                ports=[fleet.port], timeout_ms=3000)
@@ -197,7 +197,23 @@ def test_scans(c):
         c.capctl_ok("suppress", "remove", "2")
     finally:
         fleet.stop()
+    # The scheduler expires acknowledgements on its tick: stopped here so that the checks
+    # below see what capctl and the function do alone; test_scheduler_expiry starts it again.
+    c.stop(sched)
     print("ok: scans")
+
+
+def test_scheduler_expiry(c, ids):
+    """The scheduler's tick reopens an acknowledgement whose time has passed, with nobody
+    running capctl."""
+    fid = c.sql("SELECT min(id) FROM findings WHERE status = 'open' AND kind <> 'drift'")[0][0]
+    c.capctl_ok("findings", "ack", fid, "--reason", "until the tick", "--until", "1s")
+    check(finding(c, fid)["status"] == "acknowledged", "acknowledged")
+    c.start_scheduler(config_overrides={"scheduler.tick": "1s"})
+    c.wait_for(lambda: finding(c, fid)["status"] == "open", timeout=20,
+               what="the scheduler reopens the expired acknowledgement")
+    check(finding(c, fid)["reopen_reason"] == "expired", "reopened as expired")
+    print("ok: scheduler expiry")
 
 
 # ----------------------------------------------------------------------------- capctl
@@ -528,6 +544,7 @@ def main():
         test_errors(c, ids)
         test_sql_rows(c, ids)
         test_dashboard_role(c)
+        test_scheduler_expiry(c, ids)
     print("ok: findings workflow")
 
 
