@@ -7,7 +7,9 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
+#include <openssl/bn.h>
 #include <openssl/core_names.h>
+#include <openssl/param_build.h>
 #include <openssl/evp.h>
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
@@ -79,10 +81,12 @@ static void make_server_ctx(void)
     EVP_PKEY_free(k);
 }
 
-/* A TLS 1.2 server that only does DHE with an 8192-bit group (RSA certificate). */
-static SSL_CTX *dhe_ctx;
+/* TLS 1.2 servers that only do DHE (RSA certificate): one with the 8192-bit ffdhe8192 group,
+ * one with a 10,000-bit modulus that is not even prime (OpenSSL 3.0's client accepts both at
+ * security level 0, and the second cost the client 0.9 s of CPU on its loop). */
+static SSL_CTX *dhe_ctx, *dhe_big_ctx;
 
-static void make_dhe_ctx(void)
+static SSL_CTX *make_dhe_ctx(EVP_PKEY *dh)
 {
     EVP_PKEY *k = EVP_RSA_gen(2048);
     X509 *x = X509_new();
@@ -95,21 +99,50 @@ static void make_dhe_ctx(void)
     X509_NAME_add_entry_by_txt(n, "CN", MBSTRING_ASC, (const unsigned char *)"dhe.test", -1, -1, 0);
     X509_set_issuer_name(x, n);
     X509_sign(x, k, EVP_sha256());
-    dhe_ctx = SSL_CTX_new(TLS_server_method());
-    SSL_CTX_use_certificate(dhe_ctx, x);
-    SSL_CTX_use_PrivateKey(dhe_ctx, k);
-    SSL_CTX_set_max_proto_version(dhe_ctx, TLS1_2_VERSION);
-    SSL_CTX_set_cipher_list(dhe_ctx, "DHE-RSA-AES128-GCM-SHA256:@SECLEVEL=0");
+    SSL_CTX *c = SSL_CTX_new(TLS_server_method());
+    SSL_CTX_use_certificate(c, x);
+    SSL_CTX_use_PrivateKey(c, k);
+    SSL_CTX_set_max_proto_version(c, TLS1_2_VERSION);
+    SSL_CTX_set_security_level(c, 0);
+    SSL_CTX_set_cipher_list(c, "DHE-RSA-AES128-GCM-SHA256:@SECLEVEL=0");
+    if (!dh || SSL_CTX_set0_tmp_dh_pkey(c, dh) != 1)
+        abort();
+    X509_free(x);
+    EVP_PKEY_free(k);
+    return c;
+}
+
+static void make_dhe_ctxs(void)
+{
     EVP_PKEY_CTX *pc = EVP_PKEY_CTX_new_from_name(NULL, "DH", NULL);
     EVP_PKEY *dh = NULL;
     OSSL_PARAM prm[] = {OSSL_PARAM_construct_utf8_string("group", "ffdhe8192", 0),
                         OSSL_PARAM_construct_end()};
     if (!pc || EVP_PKEY_paramgen_init(pc) != 1 || EVP_PKEY_CTX_set_params(pc, prm) != 1 ||
-        EVP_PKEY_paramgen(pc, &dh) != 1 || SSL_CTX_set0_tmp_dh_pkey(dhe_ctx, dh) != 1)
+        EVP_PKEY_paramgen(pc, &dh) != 1)
         abort();
     EVP_PKEY_CTX_free(pc);
-    X509_free(x);
-    EVP_PKEY_free(k);
+    dhe_ctx = make_dhe_ctx(dh);
+    /* p: 10,000 random bits, top and bottom bits set (odd), almost surely composite; g = 2 */
+    BIGNUM *p = BN_new(), *g = BN_new();
+    if (!p || !g || BN_rand(p, 10000, BN_RAND_TOP_ONE, BN_RAND_BOTTOM_ODD) != 1 ||
+        BN_set_word(g, 2) != 1)
+        abort();
+    OSSL_PARAM_BLD *b = OSSL_PARAM_BLD_new();
+    OSSL_PARAM_BLD_push_BN(b, OSSL_PKEY_PARAM_FFC_P, p);
+    OSSL_PARAM_BLD_push_BN(b, OSSL_PKEY_PARAM_FFC_G, g);
+    OSSL_PARAM *fp = OSSL_PARAM_BLD_to_param(b);
+    EVP_PKEY_CTX *fc = EVP_PKEY_CTX_new_from_name(NULL, "DH", NULL);
+    EVP_PKEY *big = NULL;
+    if (!fp || !fc || EVP_PKEY_fromdata_init(fc) != 1 ||
+        EVP_PKEY_fromdata(fc, &big, EVP_PKEY_KEY_PARAMETERS, fp) != 1)
+        abort();
+    dhe_big_ctx = make_dhe_ctx(big);
+    EVP_PKEY_CTX_free(fc);
+    OSSL_PARAM_free(fp);
+    OSSL_PARAM_BLD_free(b);
+    BN_free(p);
+    BN_free(g);
 }
 
 struct conn_arg {
@@ -177,8 +210,8 @@ static void *conn_main(void *arg)
         char b[16];
         (void)SSL_read(s, b, sizeof b);
         SSL_free(s);
-    } else if (c->mode == 5) {
-        SSL *s = SSL_new(dhe_ctx);
+    } else if (c->mode == 5 || c->mode == 6) {
+        SSL *s = SSL_new(c->mode == 5 ? dhe_ctx : dhe_big_ctx);
         SSL_set_fd(s, c->fd);
         (void)SSL_accept(s);
         SSL_free(s);
@@ -426,7 +459,7 @@ static void test_fair(int tls_port, int silent)
 /* A server whose DH group is larger than the client computes with (its cost grows without
  * bound and would stall every probe of the loop) is refused at once, with the reason; the
  * other probes' deadlines hold. */
-static void test_dh_refused(int dhe_port, int tarpit_port)
+static void test_dh_refused(int dhe_port, int tarpit_port, int bits)
 {
     struct cap_err err;
     cap_err_clear(&err);
@@ -437,15 +470,17 @@ static void test_dh_refused(int dhe_port, int tarpit_port)
     cap_scan_job_submit(j, &q, &err);
     submit_n(j, tarpit_port, 5, 1000);
     struct cap_scan_result *all[8];
-    size_t n = collect(j, 6, all, 10000);
+    size_t n = collect(j, 6, all, 15000);
     CHECK(n == 6);
+    char want[64];
+    snprintf(want, sizeof want, "DH group of %d bits refused", bits);
     for (size_t i = 0; i < n; i++) {
         struct cap_scan_result *r = all[i];
         if (r->req.port == dhe_port) {
-            fprintf(stderr, "dhe server: %s %s (%lld ms)\n", r->outcome, r->error,
+            fprintf(stderr, "dhe server (%d bits): %s %s (%lld ms)\n", bits, r->outcome, r->error,
                     (long long)r->elapsed_ms);
             CHECK(strcmp(r->outcome, "tls_error") == 0);
-            CHECK(strstr(r->error, "DH group of 8192 bits refused") != NULL);
+            CHECK(strstr(r->error, want) != NULL);
         } else {
             CHECK(strcmp(r->outcome, "timeout") == 0);
             CHECK(r->elapsed_ms < 1300);
@@ -638,12 +673,15 @@ int main(void)
     test_sparse(ports[0], closed_port, sport_silent);
     test_fair(ports[0], sport_silent);
     test_local_failure(ports[0]);
-    make_dhe_ctx();
-    struct server dhs = {.mode = 5};
-    int dport;
+    make_dhe_ctxs();
+    struct server dhs = {.mode = 5}, dhb = {.mode = 6};
+    int dport, bport;
     dhs.fd = listen_on(&dport);
+    dhb.fd = listen_on(&bport);
     pthread_create(&dhs.th, NULL, server_main, &dhs);
-    test_dh_refused(dport, ports[1]);
+    pthread_create(&dhb.th, NULL, server_main, &dhb);
+    test_dh_refused(dport, ports[1], 8192);
+    test_dh_refused(bport, ports[1], 10000);
     close(sfill[0]);
     close(sfill[1]);
     close(sfd);
@@ -704,7 +742,10 @@ int main(void)
     atomic_store(&stop_servers, true);
     pthread_join(dhs.th, NULL);
     close(dhs.fd);
+    pthread_join(dhb.th, NULL);
+    close(dhb.fd);
     SSL_CTX_free(dhe_ctx);
+    SSL_CTX_free(dhe_big_ctx);
     pthread_join(rs.th, NULL);
     close(rs.fd);
     pthread_join(ss.th, NULL);
