@@ -21,6 +21,7 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -532,6 +533,39 @@ static void test_local_failure(int tls_port)
     cap_scan_engine_free(e);
 }
 
+/* The descriptors kept for the rest of the worker (PostgreSQL, DNS, OCSP/CRL and CT transfers:
+ * the worker asks 64 + 24 per job) are kept free: under a hard limit too low for every pending
+ * connect, the pending budget is cut to what is left. In a child: the hard limit cannot be
+ * raised again. */
+static void test_fd_reserve(void)
+{
+    pid_t pid = fork();
+    if (pid == 0) {
+        struct rlimit rl = {.rlim_cur = 2000, .rlim_max = 2000};
+        if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
+            _exit(3);
+        struct cap_err err;
+        cap_err_clear(&err);
+        struct cap_scan_engine_opts o = {.slots = 100,
+                                         .max_pending_connects = 8192,
+                                         .connect_rate = 2000,
+                                         .reserve_fds = 64 + 24 * 16};
+        struct cap_scan_engine *e = cap_scan_engine_new_opts(&o, &err);
+        if (!e)
+            _exit(4);
+        struct cap_scan_engine_stats st;
+        cap_scan_engine_stats(e, &st);
+        int ok = st.slots == 100 && st.pending_max == 2000 - 100 - (64 + 24 * 16);
+        if (!ok)
+            fprintf(stderr, "fd reserve: slots %d, pending %d\n", st.slots, st.pending_max);
+        cap_scan_engine_free(e);
+        _exit(ok ? 0 : 5);
+    }
+    int status = 0;
+    CHECK(pid > 0 && waitpid(pid, &status, 0) == pid);
+    CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+}
+
 /* OpenSSL group NIDs map onto their IANA code points; unknown groups keep theirs. */
 static void test_group_codepoints(void)
 {
@@ -673,6 +707,7 @@ int main(void)
     test_sparse(ports[0], closed_port, sport_silent);
     test_fair(ports[0], sport_silent);
     test_local_failure(ports[0]);
+    test_fd_reserve();
     make_dhe_ctxs();
     struct server dhs = {.mode = 5}, dhb = {.mode = 6};
     int dport, bport;
