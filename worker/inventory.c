@@ -24,7 +24,14 @@ static const char SQL_NO_JIT[] = "SET LOCAL jit = off";
 static const char SQL_COMMIT[] = "COMMIT";
 static const char SQL_ROLLBACK[] = "ROLLBACK";
 
-/* $1..$23: one array per column; $24: the run. Duplicates in a batch collapse to one row. */
+/* A row last written at or after this is not rewritten when nothing in it changed (see
+ * CAP_INVENTORY_REFRESH_S). */
+#define SQL_STR_(x) #x
+#define SQL_STR(x) SQL_STR_(x)
+#define SQL_FRESH "now() - interval '" SQL_STR(CAP_INVENTORY_REFRESH_S) " seconds'"
+
+/* $1..$23: one array per column; $24: the run. Duplicates in a batch collapse to one row; a
+ * certificate already stored and seen recently is left alone (no write, no row lock). */
 static const char SQL_UPSERT_CERTS[] =
     "INSERT INTO discovered_certificates AS d (fingerprint_sha256, subject, issuer, sans, "
     "san_ips, san_emails, san_uris, serial, not_before, not_after, key_algorithm, key_bits, "
@@ -40,6 +47,8 @@ static const char SQL_UPSERT_CERTS[] =
     "$21::text[], $22::text[], $23::text[]) "
     "AS t(fp, subject, issuer, sans, ips, emails, uris, serial, nb, na, kalg, kbits, kcurve, "
     "koid, salg, soid, pqc, pre, ca, ss, spki, tbs, der) "
+    "WHERE NOT EXISTS (SELECT 1 FROM discovered_certificates x "
+    " WHERE x.fingerprint_sha256 = t.fp AND x.last_seen_at > " SQL_FRESH ") "
     "ORDER BY t.fp "
     "ON CONFLICT (fingerprint_sha256) DO UPDATE SET last_seen_at = now()";
 
@@ -49,16 +58,25 @@ static const char SQL_UPSERT_CERTS[] =
     "unnest($1::text[], $2::text[], $3::int[], $4::text[], $5::text[], $6::text[], $7::int[]) "    \
     "AS t(host, addr, port, sni, outcome, fp, ord)"
 
-/* $8 source. The last observation of an endpoint in the batch wins. */
+/* $8 source. The last observation of an endpoint in the batch wins. An endpoint whose row
+ * would not change (host, source, status, certificate, outcome) and was written recently is
+ * left alone. */
 static const char SQL_UPSERT_ENDPOINTS[] =
     "INSERT INTO endpoints AS e (host, address, port, sni, source_id, status, "
     "fingerprint_sha256, last_outcome) "
-    "SELECT DISTINCT ON (t.addr::inet, t.port, t.sni) t.host, t.addr::inet, t.port, t.sni, "
-    "$8::bigint, CASE WHEN t.outcome = 'ok' THEN 'online' "
-    "WHEN t.outcome IN ('refused', 'timeout') THEN 'offline' ELSE 'unknown' END, "
-    "CASE WHEN t.outcome = 'ok' THEN t.fp END, t.outcome "
-    "FROM " SQL_OBS_INPUT " "
-    "ORDER BY t.addr::inet, t.port, t.sni, t.ord DESC "
+    "SELECT n.host, n.addr, n.port, n.sni, n.src, n.status, n.fp, n.outcome FROM ("
+    " SELECT DISTINCT ON (t.addr::inet, t.port, t.sni) t.host, t.addr::inet AS addr, t.port, "
+    " t.sni, $8::bigint AS src, CASE WHEN t.outcome = 'ok' THEN 'online' "
+    " WHEN t.outcome IN ('refused', 'timeout') THEN 'offline' ELSE 'unknown' END AS status, "
+    " CASE WHEN t.outcome = 'ok' THEN t.fp END AS fp, t.outcome "
+    " FROM " SQL_OBS_INPUT " "
+    " ORDER BY t.addr::inet, t.port, t.sni, t.ord DESC) n "
+    "WHERE NOT EXISTS (SELECT 1 FROM endpoints x WHERE x.address = n.addr AND x.port = n.port "
+    " AND x.sni = n.sni AND x.host = n.host AND x.source_id IS NOT DISTINCT FROM n.src "
+    " AND x.last_outcome IS NOT DISTINCT FROM n.outcome "
+    " AND x.status = CASE WHEN n.status = 'unknown' THEN x.status ELSE n.status END "
+    " AND x.fingerprint_sha256 IS NOT DISTINCT FROM coalesce(n.fp, x.fingerprint_sha256) "
+    " AND x.last_seen_at > " SQL_FRESH ") "
     "ON CONFLICT (address, port, sni) DO UPDATE SET host = EXCLUDED.host, "
     "source_id = EXCLUDED.source_id, "
     "status = CASE WHEN EXCLUDED.last_outcome = 'ok' THEN 'online' "
@@ -169,12 +187,18 @@ static const char SQL_UPSERT_SIGHTINGS[] =
 
 /* $1 run, $2 kinds, $3 severities, $4 subject keys (NULL: the endpoint's), $5 sources,
  * $6 endpoint ids, $7 fingerprints, $8 details, $9-$11 endpoint address/port/sni (NULL: no
- * endpoint), $12 unmanaged_only, $13 endpoint list mode, $14 ord. */
+ * endpoint), $12 unmanaged_only, $13 endpoint list mode, $14 ord. A finding raised again
+ * exactly as it stands (severity, source, endpoint, certificate, details), open or
+ * acknowledged or suppressed until later, and written recently is not rewritten: its id goes
+ * to run_confirmed_findings (one row per batch), which cap_inventory_resolve_missing reads as
+ * raised by this run. Each is looked up through the unique (kind, subject_key) index of the
+ * active rows (LIMIT 1 keeps it a lookup per row, never a pass over every finding). An
+ * acknowledgement or rule that has ended is left to the refresh, which opens the row again.
+ * Returns how many were confirmed. */
 static const char SQL_UPSERT_FINDINGS[] =
-    "INSERT INTO findings AS f (kind, severity, subject_key, source_id, run_id, endpoint_id, "
-    "fingerprint_sha256, details) "
+    "WITH x AS ("
     "SELECT DISTINCT ON (x.kind, x.subject_key) x.kind, x.severity, x.subject_key, x.src, "
-    "$1::bigint, x.eid, x.fp, x.details "
+    "x.eid, x.fp, x.details "
     "FROM (SELECT t.kind, t.severity, coalesce(t.subject, 'endpoint:' || e.id) AS subject_key, "
     " t.src, coalesce(t.eid, e.id) AS eid, t.fp, t.ord, "
     " t.details::jsonb || CASE t.mode "
@@ -189,11 +213,28 @@ static const char SQL_UPSERT_FINDINGS[] =
     " WHERE (t.ep_addr IS NULL OR e.id IS NOT NULL) "
     " AND NOT (t.unmanaged AND EXISTS (SELECT 1 FROM managed_certificates m "
     "  WHERE m.fingerprint_sha256 = t.fp))) x "
-    "ORDER BY x.kind, x.subject_key, x.ord DESC "
-    "ON CONFLICT (kind, subject_key) WHERE status = 'open' DO UPDATE SET "
-    "severity = EXCLUDED.severity, source_id = EXCLUDED.source_id, run_id = EXCLUDED.run_id, "
-    "endpoint_id = EXCLUDED.endpoint_id, fingerprint_sha256 = EXCLUDED.fingerprint_sha256, "
-    "details = EXCLUDED.details, last_seen_at = now()";
+    "ORDER BY x.kind, x.subject_key, x.ord DESC), "
+    "same AS (SELECT f.id, x.kind, x.subject_key FROM x CROSS JOIN LATERAL ("
+    " SELECT f.id FROM findings f WHERE f.kind = x.kind AND f.subject_key = x.subject_key "
+    " AND f.status IN ('open', 'acknowledged', 'suppressed') AND f.severity = x.severity "
+    " AND f.source_id IS NOT DISTINCT FROM x.src AND f.endpoint_id IS NOT DISTINCT FROM x.eid "
+    " AND f.fingerprint_sha256 IS NOT DISTINCT FROM x.fp AND f.details = x.details "
+    " AND f.last_seen_at > " SQL_FRESH " "
+    " AND (f.status <> 'acknowledged' OR f.ack_until IS NULL OR f.ack_until > now()) "
+    " AND NOT (f.status = 'suppressed' AND EXISTS (SELECT 1 FROM finding_suppressions r "
+    "  WHERE r.id = f.suppression_id AND r.until <= now())) LIMIT 1) f), "
+    "w AS (INSERT INTO findings AS f (kind, severity, subject_key, source_id, run_id, "
+    " endpoint_id, fingerprint_sha256, details) "
+    " SELECT x.kind, x.severity, x.subject_key, x.src, $1::bigint, x.eid, x.fp, x.details "
+    " FROM x WHERE NOT EXISTS (SELECT 1 FROM same s "
+    "  WHERE s.kind = x.kind AND s.subject_key = x.subject_key) "
+    " ON CONFLICT (kind, subject_key) WHERE status = 'open' DO UPDATE SET "
+    " severity = EXCLUDED.severity, source_id = EXCLUDED.source_id, run_id = EXCLUDED.run_id, "
+    " endpoint_id = EXCLUDED.endpoint_id, fingerprint_sha256 = EXCLUDED.fingerprint_sha256, "
+    " details = EXCLUDED.details, last_seen_at = now()), "
+    "c AS (INSERT INTO run_confirmed_findings (run_id, finding_ids) "
+    " SELECT $1::bigint, array_agg(id ORDER BY id) FROM same HAVING count(*) > 0) "
+    "SELECT count(*) FROM same";
 
 /* $1 run: what this run has written so far. */
 static const char SQL_RUN_COUNTS[] =
@@ -207,10 +248,15 @@ static const char SQL_RUN_COUNTS[] =
 /* $1 source, $2 run, $3 kinds. See cap_inventory_resolve_missing. The sets of what this run
  * saw are computed once (hashed), and "seen elsewhere" goes through the GIN index on chain.
  * An acknowledged or suppressed finding whose cause went away is resolved too: left as it is,
- * it would open again when its acknowledgement expired, for a cause long gone. */
+ * it would open again when its acknowledgement expired, for a cause long gone. What this run
+ * raised: the findings it wrote (run_id) and those it confirmed unchanged
+ * (run_confirmed_findings, whose rows of the run go with this statement). */
 static const char SQL_RESOLVE_MISSING[] =
     "WITH seen AS (SELECT DISTINCT endpoint_id FROM endpoint_observations "
     " WHERE run_id = $2::bigint), "
+    "confirmed AS (SELECT DISTINCT unnest(finding_ids) AS id FROM run_confirmed_findings "
+    " WHERE run_id = $2::bigint), "
+    "forget AS (DELETE FROM run_confirmed_findings WHERE run_id = $2::bigint), "
     "reexamined AS (SELECT DISTINCT endpoint_id FROM endpoint_observations "
     " WHERE run_id = $2::bigint AND cardinality(chain) > 0), "
     "certs_now AS (SELECT DISTINCT unnest(chain) AS fp FROM endpoint_observations "
@@ -218,7 +264,7 @@ static const char SQL_RESOLVE_MISSING[] =
     "UPDATE findings f SET status = 'resolved', resolved_at = now() "
     "WHERE f.status IN ('open', 'acknowledged', 'suppressed') AND f.source_id = $1::bigint "
     "AND f.kind = ANY($3::text[]) "
-    "AND f.run_id IS DISTINCT FROM $2::bigint AND ("
+    "AND f.run_id IS DISTINCT FROM $2::bigint AND f.id NOT IN (SELECT id FROM confirmed) AND ("
     " (f.subject_key LIKE 'endpoint:%' AND f.endpoint_id IN (SELECT endpoint_id FROM seen)) "
     " OR (f.subject_key LIKE 'cert:%' AND ("
     "  f.fingerprint_sha256 IN (SELECT fp FROM certs_now) "
@@ -231,6 +277,18 @@ static const char SQL_RESOLVE_MISSING[] =
 /* ---- queued rows: a table of owned strings (NULL cells are SQL NULL) ---- */
 
 enum { CERT_COLS = 23, OBS_COLS = 14, SIGHT_COLS = 4, FIND_COLS = 13 };
+
+/* A certificate this inventory met before. Many endpoints of a run serve the same certificate
+ * (an intermediate, a wildcard or load-balanced leaf): its row is queued once per inventory,
+ * and as a chain certificate that raised no finding it is not even parsed again. */
+enum { SEEN_USED = 1, SEEN_QUEUED = 2, SEEN_CHAIN_CLEAN = 4 };
+struct seen_cert {
+    uint8_t md[32]; /* SHA-256 of the DER */
+    uint8_t flags;  /* SEEN_*; 0: free slot */
+};
+/* Distinct certificates remembered per inventory (40 bytes each at most twice over); past
+ * this, a repeat is parsed and queued as if new. */
+#define SEEN_MAX (1u << 20)
 
 struct rows {
     size_t ncols;
@@ -251,6 +309,9 @@ struct cap_inventory {
     int64_t empty[3];         /* silent, closed, no_route (see cap_inventory_count_empty) */
     bool empty_dirty;         /* counted since the run's row last got them */
     int64_t empty_written_ms; /* when it last got them */
+    struct seen_cert *seen;   /* certificates met so far, open addressing on their SHA-256 */
+    size_t seen_cap;          /* slots, a power of two (0: none yet) */
+    size_t seen_n;            /* slots in use */
 };
 
 static const char *const empty_reasons[3] = {"silent", "closed", "no_route"};
@@ -408,6 +469,7 @@ void cap_inventory_free(struct cap_inventory *inv)
     if (!inv) {
         return;
     }
+    free(inv->seen);
     rows_free(&inv->certs);
     rows_free(&inv->obs);
     rows_free(&inv->sights);
@@ -428,10 +490,90 @@ void cap_inventory_stats(const struct cap_inventory *inv, struct cap_inventory_s
 
 /* ---- certificates ---- */
 
+/* The slot of md: its entry, or the free slot where it would go. seen_cap must be non-zero. */
+static struct seen_cert *seen_slot(struct seen_cert *tab, size_t cap, const uint8_t *md)
+{
+    uint64_t h;
+    memcpy(&h, md, sizeof h); /* a SHA-256 is as good a hash as any */
+    for (size_t i = (size_t)h & (cap - 1);; i = (i + 1) & (cap - 1)) {
+        if (!tab[i].flags || memcmp(tab[i].md, md, 32) == 0) {
+            return &tab[i];
+        }
+    }
+}
+
+/* The entry of the certificate with SHA-256 md, NULL when it was not met. */
+static struct seen_cert *seen_find(const struct cap_inventory *inv, const uint8_t *md)
+{
+    if (!inv->seen_cap) {
+        return NULL;
+    }
+    struct seen_cert *s = seen_slot(inv->seen, inv->seen_cap, md);
+    return s->flags ? s : NULL;
+}
+
+/* Sets flags on md's entry, adding it (the table at most half full); when memory or SEEN_MAX
+ * runs out the certificate is simply not remembered. */
+static void seen_mark(struct cap_inventory *inv, const uint8_t *md, uint8_t flags)
+{
+    struct seen_cert *s = seen_find(inv, md);
+    if (!s) {
+        if (inv->seen_n >= SEEN_MAX) {
+            return;
+        }
+        if (2 * (inv->seen_n + 1) > inv->seen_cap) {
+            size_t ncap = inv->seen_cap ? 2 * inv->seen_cap : 256;
+            struct seen_cert *nt = calloc(ncap, sizeof *nt);
+            if (!nt) {
+                return;
+            }
+            for (size_t i = 0; i < inv->seen_cap; i++) {
+                if (inv->seen[i].flags) {
+                    *seen_slot(nt, ncap, inv->seen[i].md) = inv->seen[i];
+                }
+            }
+            free(inv->seen);
+            inv->seen = nt;
+            inv->seen_cap = ncap;
+        }
+        s = seen_slot(inv->seen, inv->seen_cap, md);
+        memcpy(s->md, md, 32);
+        s->flags = SEEN_USED;
+        inv->seen_n++;
+    }
+    s->flags |= flags;
+}
+
+/* The 32 bytes of a 64-digit lower-case hex fingerprint; false when it is not one. */
+static bool fp_bytes(const char *hex, uint8_t *md)
+{
+    for (size_t i = 0; i < 32; i++) {
+        int v = 0;
+        for (size_t k = 0; k < 2; k++) {
+            char c = hex[2 * i + k];
+            int d = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+            if (d < 0) {
+                return false;
+            }
+            v = v * 16 + d;
+        }
+        md[i] = (uint8_t)v;
+    }
+    return hex[64] == '\0';
+}
+
 /* Queues the upsert row of f with the certificate DER der. */
 static int queue_cert(struct cap_inventory *inv, const struct cap_cert_facts *f, const uint8_t *der,
                       size_t len, bool precert, struct cap_err *err)
 {
+    /* Queued before: that row is written with this batch or was written already (a failed
+     * batch stays queued), and it would be the same row. */
+    uint8_t md[32];
+    bool keyed = fp_bytes(f->fingerprint_sha256, md);
+    const struct seen_cert *seen = keyed ? seen_find(inv, md) : NULL;
+    if (seen && (seen->flags & SEEN_QUEUED)) {
+        return 0;
+    }
     char *hex = malloc(2 * len + 1);
     if (hex) {
         cap_x509_hex(der, len, hex);
@@ -476,6 +618,9 @@ static int queue_cert(struct cap_inventory *inv, const struct cap_cert_facts *f,
         return -1;
     }
     mark_queued(inv);
+    if (keyed) {
+        seen_mark(inv, md, SEEN_QUEUED);
+    }
     return 0;
 }
 
@@ -570,8 +715,9 @@ static int queue_finding(struct cap_inventory *inv, const struct cap_finding_def
     return 0;
 }
 
+/* Queues the certificate findings of f; *queued_n (may be NULL) gets how many. */
 static int queue_cert_findings(struct cap_inventory *inv, const struct cap_cert_facts *f, bool leaf,
-                               struct cap_err *err)
+                               size_t *queued_n, struct cap_err *err)
 {
     if (!f->fingerprint_sha256[0]) {
         cap_err_set(err, CAP_E_INVALID, "certificate findings: certificate without fingerprint");
@@ -593,13 +739,16 @@ static int queue_cert_findings(struct cap_inventory *inv, const struct cap_cert_
             return -1;
         }
     }
+    if (queued_n) {
+        *queued_n = n < 16 ? n : 16;
+    }
     return 0;
 }
 
 int cap_inventory_cert_findings(struct cap_inventory *inv, const struct cap_cert_facts *f,
                                 bool leaf, struct cap_err *err)
 {
-    if (queue_cert_findings(inv, f, leaf, err) != 0) {
+    if (queue_cert_findings(inv, f, leaf, NULL, err) != 0) {
         return -1;
     }
     return maybe_flush(inv, err);
@@ -722,10 +871,15 @@ int cap_inventory_add_observation(struct cap_inventory *inv, const struct cap_ob
     char note[512] = "";
     size_t note_len = 0;
     int rc = 0;
+    uint8_t mds[CHAIN_MAX][SHA256_DIGEST_LENGTH];
     for (size_t i = 0; i < n; i++) {
-        uint8_t md[SHA256_DIGEST_LENGTH];
+        uint8_t *md = mds[i];
         SHA256(o->chain[i].der ? o->chain[i].der : (const uint8_t *)"", o->chain[i].len, md);
-        cap_x509_hex(md, sizeof(md), fps[i]);
+        cap_x509_hex(md, SHA256_DIGEST_LENGTH, fps[i]);
+        const struct seen_cert *seen = seen_find(inv, md);
+        if (i > 0 && seen && (seen->flags & SEEN_CHAIN_CLEAN)) {
+            continue; /* stored, and as a chain certificate it raises nothing */
+        }
         struct cap_err perr = {0};
         if (cap_x509_facts_from_der(o->chain[i].der, o->chain[i].len, &facts[i], &perr) != 0) {
             if (perr.code == CAP_E_NOMEM) {
@@ -842,8 +996,12 @@ int cap_inventory_add_observation(struct cap_inventory *inv, const struct cap_ob
         }
     }
     for (size_t i = 0; i < n && rc == 0; i++) {
+        size_t nf = 0;
         if (parsed[i]) {
-            rc = queue_cert_findings(inv, &facts[i], i == 0, err);
+            rc = queue_cert_findings(inv, &facts[i], i == 0, &nf, err);
+        }
+        if (rc == 0 && parsed[i] && i > 0 && nf == 0) {
+            seen_mark(inv, mds[i], SEEN_CHAIN_CLEAN);
         }
     }
     for (size_t i = 0; i < n; i++) {

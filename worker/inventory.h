@@ -18,6 +18,12 @@
 #define CAP_INVENTORY_BATCH 500
 /* cap_inventory_flush_if_due writes a non-empty batch whose oldest item is this old. */
 #define CAP_INVENTORY_FLUSH_MS 1000
+/* A re-scan that confirms (nothing changed) writes as little as it can: a certificate already
+ * stored, an endpoint whose row would not change and an open finding raised again unchanged are
+ * not rewritten when they were last written less than this many seconds ago, so their
+ * last_seen_at (and a finding's run_id) trail the last run that saw them by at most this much.
+ * Observations are written once per endpoint and run whatever changed: they are the history. */
+#define CAP_INVENTORY_REFRESH_S 3600
 /* Endpoints listed in the details of one certificate finding (the count is always given). */
 #define CAP_INVENTORY_DETAIL_ENDPOINTS 100
 
@@ -86,7 +92,9 @@ struct cap_inventory *cap_inventory_new(struct cap_run_ctx *ctx, unsigned flags,
 void cap_inventory_free(struct cap_inventory *inv);
 
 /* Parses der and queues an upsert of discovered_certificates (first_seen_at kept, last_seen_at
- * moved, pqc_class computed, first_seen_run_id set when new). When facts_out is non-NULL it
+ * moved when older than CAP_INVENTORY_REFRESH_S, pqc_class computed, first_seen_run_id set when
+ * new; a certificate this inventory queued before is not queued again). When facts_out is
+ * non-NULL it
  * receives the parsed facts (caller frees with cap_cert_facts_cleanup). Does not raise
  * certificate findings (see cap_inventory_cert_findings). Returns -1 with err
  * (CAP_E_INVALID) when der is not a certificate, and then queues nothing; or -1 when an
@@ -103,9 +111,11 @@ int cap_inventory_add_precert(struct cap_inventory *inv, const uint8_t *precert,
                               struct cap_err *err);
 
 /* Queues one observation: the chain's certificates (as cap_inventory_add_cert; a certificate
- * that does not parse is left out of the chain and named in the observation's error), the
- * endpoint upsert (host, address, port, sni; status online for ok, offline for refused or
- * timeout, unchanged otherwise; fingerprint moved only by an ok outcome), one
+ * that does not parse is left out of the chain and named in the observation's error; one seen
+ * before by this inventory is neither queued nor, as a chain certificate without findings,
+ * parsed again), the endpoint upsert (host, address, port, sni; status online for ok, offline
+ * for refused or timeout, unchanged otherwise; fingerprint moved only by an ok outcome; not
+ * written when nothing changed within CAP_INVENTORY_REFRESH_S), one
  * endpoint_observations row per (endpoint, run) (a repeat in the same run replaces it), drift
  * against the last ok observation of an earlier run (drift_events + a drift finding, never for
  * an outcome other than ok, at most one per endpoint and run), the certificate findings of the
@@ -157,7 +167,9 @@ void cap_inventory_on_commit(struct cap_inventory *inv, cap_inventory_commit_cb 
 void cap_inventory_stats(const struct cap_inventory *inv, struct cap_inventory_stats *out);
 
 /* Queues a finding upsert on the open (kind, subject_key): a new open row, or the open one
- * refreshed (last_seen_at, run_id, severity, details, source, endpoint, fingerprint). The
+ * refreshed (last_seen_at, run_id, severity, details, source, endpoint, fingerprint) when
+ * something changed or it was last written CAP_INVENTORY_REFRESH_S ago or more; otherwise the
+ * run records that it confirmed it (run_confirmed_findings) and the row stays as it is. The
  * severity is the catalogue's; subject_key must start with the prefix of the kind's subject
  * ("cert:FINGERPRINT", "endpoint:ID", "run:ID", "source:ID", "name:HOST"). source_id 0 means
  * the run's source; endpoint_id 0 and fingerprint NULL mean none; details_json is a JSON object
@@ -176,14 +188,15 @@ int cap_inventory_raise_endpoint(struct cap_inventory *inv, enum cap_finding_kin
 
 /* After a run: flushes, then resolves the open findings of the run's source whose kinds the
  * catalogue says runs of `by` (CAP_FINDING_BY_SCAN, CAP_FINDING_BY_CT) resolve, that this run
- * did not refresh and whose cause this run re-examined: endpoint findings of endpoints this run
- * observed; certificate findings of certificates in a chain this run observed (the cause is a
+ * (any of its attempts) neither wrote nor confirmed unchanged, and whose cause this run
+ * re-examined: endpoint findings of endpoints this run observed; certificate findings of
+ * certificates in a chain this run observed (the cause is a
  * property of the certificate), or seen only at endpoints from which this run received a
  * different chain (none of them serves it any more); run:, source: and name: findings (a
  * listed host name that resolved again). An endpoint this run did not reach, or reached
  * without receiving a certificate (refused, timeout), keeps its certificates' findings.
- * Fenced, one transaction. Returns the number resolved through *resolved (may be NULL): 0, or
- * -1 with err. Blocks. */
+ * Fenced, one transaction, which also drops the run's run_confirmed_findings rows. Returns the
+ * number resolved through *resolved (may be NULL): 0, or -1 with err. Blocks. */
 int cap_inventory_resolve_missing(struct cap_inventory *inv, unsigned by, int64_t *resolved,
                                   struct cap_err *err);
 

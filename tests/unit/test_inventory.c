@@ -1,7 +1,8 @@
 /* Tests of worker/inventory. Without arguments: the checks made before anything is queued
  * (the pure finding rules are in test_findings.c). With --pg URL (as tests/e2e/test_inventory.py
  * runs it against a migrated throwaway PostgreSQL): a three-run scenario through the real writer,
- * checking the rows, drift, idempotence, fencing and finding resolution. */
+ * checking the rows, drift, idempotence, fencing and finding resolution; then re-scans that
+ * confirm what is stored (nothing rewritten, findings still counted as raised by the run). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -303,6 +304,281 @@ static int flush(struct cap_inventory *inv)
         fprintf(stderr, "flush: %s\n", err.msg);
     }
     return rc;
+}
+
+/* What the rows of source src look like now: each certificate of fps (an array literal), each
+ * endpoint and each finding by row version, a finding also by run, so a rewrite shows. */
+static char *row_versions(const char *src, const char *fps)
+{
+    char *c = q_text("SELECT string_agg(fingerprint_sha256 || '@' || xmin::text, ',' "
+                     "ORDER BY fingerprint_sha256) FROM discovered_certificates "
+                     "WHERE fingerprint_sha256 = ANY($1::text[])",
+                     fps);
+    char *e = q_text("SELECT string_agg(id || '@' || xmin::text, ',' ORDER BY id) FROM endpoints "
+                     "WHERE source_id = $1::bigint",
+                     src);
+    char *f = q_text("SELECT string_agg(id || '@' || xmin::text || '/' || run_id, ',' ORDER BY "
+                     "id) FROM findings WHERE source_id = $1::bigint AND status = 'open'",
+                     src);
+    size_t len = strlen(c ? c : "") + strlen(e ? e : "") + strlen(f ? f : "") + 4;
+    char *out = malloc(len);
+    snprintf(out, len, "%s|%s|%s", c ? c : "", e ? e : "", f ? f : "");
+    free(c);
+    free(e);
+    free(f);
+    return out;
+}
+
+static long long run_finding(const char *kind, const char *subject, const char *what)
+{
+    char sql[256];
+    snprintf(sql, sizeof(sql),
+             "SELECT %s FROM findings WHERE kind = '%s' AND subject_key = $1 AND status = 'open'",
+             what, kind);
+    return q_int(sql, subject);
+}
+
+/* Re-scans of a second source: a shared intermediate queued once per run yet still listing every
+ * endpoint in its finding; a re-scan within CAP_INVENTORY_REFRESH_S that rewrites no
+ * certificate, endpoint or finding and still keeps every finding it raised; a batch written
+ * twice; rows refreshed once they are older; a changed finding rewritten at once. */
+static void test_rescans(struct cap_config *cfg)
+{
+    struct cap_err err = {0};
+    int64_t src = q_int("INSERT INTO discovery_sources (name, type, cidrs) "
+                        "VALUES ('inv2', 'network_scan', '{127.0.1.0/29}') RETURNING id",
+                        NULL);
+    char srcs[24];
+    snprintf(srcs, sizeof(srcs), "%lld", (long long)src);
+    time_t now = time(NULL);
+    EVP_PKEY *root = EVP_EC_gen("P-256"), *ki = EVP_EC_gen("P-256"), *kg = EVP_EC_gen("P-256");
+    EVP_PKEY *ke = EVP_EC_gen("P-256"), *kf = EVP_EC_gen("P-256"), *kl = EVP_EC_gen("P-256");
+    struct der old_int = make_cert(ki, root, "Old Intermediate", "Root", NULL, EVP_sha256(),
+                                   now - 400 * 86400, now - 86400, 10);
+    struct der good_int = make_cert(kg, root, "Good Intermediate", "Root", NULL, EVP_sha256(),
+                                    now - 86400, now + 3650 * 86400, 11);
+    struct der e = make_cert(ke, ki, "e.test", "Old Intermediate", "DNS:e.test", EVP_sha256(),
+                             now - 86400, now + 365 * 86400, 12);
+    struct der f = make_cert(kf, ki, "f.test", "Old Intermediate", "DNS:f.test", EVP_sha256(),
+                             now - 86400, now + 365 * 86400, 13);
+    struct der g = make_cert(kl, kg, "g.test", "Good Intermediate", "DNS:g.test", EVP_sha256(),
+                             now - 86400, now + 365 * 86400, 14);
+    char *fold = fp_of(old_int), *fgood = fp_of(good_int), *fe = fp_of(e), *ff = fp_of(f),
+         *fg = fp_of(g);
+    char fps[5 * 66 + 4];
+    snprintf(fps, sizeof(fps), "{%s,%s,%s,%s,%s}", fold, fgood, fe, ff, fg);
+    struct der ce[] = {e, old_int}, cf[] = {f, old_int}, cg[] = {g, good_int};
+    char subj_e[80], subj_f[80], subj_g[80], subj_old[80];
+    snprintf(subj_e, sizeof(subj_e), "cert:%s", fe);
+    snprintf(subj_f, sizeof(subj_f), "cert:%s", ff);
+    snprintf(subj_g, sizeof(subj_g), "cert:%s", fg);
+    snprintf(subj_old, sizeof(subj_old), "cert:%s", fold);
+    const char *tls = "TLS_AES_128_GCM_SHA256";
+
+    /* Run A: the expired intermediate behind two endpoints, written in two batches; the good
+     * one behind two more. */
+    int64_t ra = new_run(src);
+    struct cap_run_ctx ctx = {.cfg = cfg, .pg = pg, .run_id = ra, .source_id = src, .attempt = 1};
+    struct cap_inventory *inv = cap_inventory_new(&ctx, CAP_INVENTORY_PROGRESS_OBSERVATIONS, &err);
+    CHECK_INT(0, add_obs(inv, "127.0.1.1", 443, "", false, "ok", ce, 2, "TLSv1.3", tls, 29, 20));
+    CHECK_INT(0, flush(inv));
+    CHECK_INT(0, add_obs(inv, "127.0.1.2", 443, "", false, "ok", cf, 2, "TLSv1.3", tls, 29, 20));
+    CHECK_INT(0, add_obs(inv, "127.0.1.3", 443, "", false, "ok", cg, 2, "TLSv1.3", tls, 29, 0));
+    CHECK_INT(0, add_obs(inv, "127.0.1.4", 443, "", false, "ok", cg, 2, "TLSv1.3", tls, 29, 0));
+    CHECK_INT(0, flush(inv));
+    CHECK_INT(5, q_int("SELECT count(*) FROM discovered_certificates "
+                       "WHERE fingerprint_sha256 = ANY($1::text[])",
+                       fps));
+    /* the intermediate met a second time is not parsed again, yet stays in the chain */
+    char *v = q_text("SELECT string_agg(o.chain[2], ',') FROM endpoint_observations o "
+                     "JOIN endpoints x ON x.id = o.endpoint_id WHERE x.address IN "
+                     "('127.0.1.3', '127.0.1.4') GROUP BY o.chain[2]",
+                     NULL);
+    char want[400];
+    snprintf(want, sizeof(want), "%s,%s", fgood, fgood);
+    CHECK_STR(want, v);
+    free(v);
+    CHECK_INT(2, run_finding("expired", subj_old, "(details->>'endpoint_count')::int"));
+    CHECK_INT(2, run_finding("pqc_vulnerable", subj_g, "(details->>'endpoint_count')::int"));
+    CHECK_INT(6, q_int("SELECT count(*) FROM findings WHERE source_id = $1::bigint "
+                       "AND status = 'open'",
+                       srcs));
+    int64_t resolved = -1;
+    CHECK_INT(0, cap_inventory_resolve_missing(inv, CAP_FINDING_BY_SCAN, &resolved, &err));
+    CHECK_INT(0, resolved);
+    cap_inventory_free(inv);
+    end_run(ra);
+
+    /* Run B, at once: the same. Only the observations are written; the findings are confirmed
+     * and not resolved. A batch written twice changes nothing. */
+    char *before = row_versions(srcs, fps);
+    int64_t rb = new_run(src);
+    char rbs[24];
+    snprintf(rbs, sizeof(rbs), "%lld", (long long)rb);
+    ctx.run_id = rb;
+    inv = cap_inventory_new(&ctx, CAP_INVENTORY_PROGRESS_OBSERVATIONS, &err);
+    for (int pass = 0; pass < 2; pass++) {
+        CHECK_INT(0,
+                  add_obs(inv, "127.0.1.1", 443, "", false, "ok", ce, 2, "TLSv1.3", tls, 29, 20));
+        CHECK_INT(0,
+                  add_obs(inv, "127.0.1.2", 443, "", false, "ok", cf, 2, "TLSv1.3", tls, 29, 20));
+        CHECK_INT(0, add_obs(inv, "127.0.1.3", 443, "", false, "ok", cg, 2, "TLSv1.3", tls, 29, 0));
+        CHECK_INT(0, add_obs(inv, "127.0.1.4", 443, "", false, "ok", cg, 2, "TLSv1.3", tls, 29, 0));
+        CHECK_INT(0, flush(inv));
+        char *after = row_versions(srcs, fps);
+        CHECK_STR(before, after);
+        free(after);
+    }
+    CHECK_INT(4,
+              q_int("SELECT count(*) FROM endpoint_observations WHERE run_id = $1::bigint", rbs));
+    CHECK_INT(6, q_int("SELECT count(DISTINCT x) FROM run_confirmed_findings, "
+                       "unnest(finding_ids) AS x WHERE run_id = $1::bigint",
+                       rbs));
+    CHECK_INT(4, q_int("SELECT items_ok FROM discovery_runs WHERE id = $1::bigint", rbs));
+    resolved = -1;
+    CHECK_INT(0, cap_inventory_resolve_missing(inv, CAP_FINDING_BY_SCAN, &resolved, &err));
+    CHECK_INT(0, resolved);
+    CHECK_INT(0,
+              q_int("SELECT count(*) FROM run_confirmed_findings WHERE run_id = $1::bigint", rbs));
+    CHECK_INT(6, q_int("SELECT count(*) FROM findings WHERE source_id = $1::bigint "
+                       "AND status = 'open'",
+                       srcs));
+    cap_inventory_free(inv);
+    end_run(rb);
+    free(before);
+
+    /* Run C, the rows an hour old: refreshed. 127.0.1.1 now verifies (its untrusted goes),
+     * 127.0.1.5 serves e too. */
+    q_cmd("UPDATE discovered_certificates SET last_seen_at = now() - interval '2 hours' "
+          "WHERE fingerprint_sha256 = ANY($1::text[])",
+          fps);
+    q_cmd("UPDATE endpoints SET last_seen_at = now() - interval '2 hours' "
+          "WHERE source_id = $1::bigint",
+          srcs);
+    q_cmd("UPDATE findings SET last_seen_at = now() - interval '2 hours' "
+          "WHERE source_id = $1::bigint",
+          srcs);
+    int64_t rc_ = new_run(src);
+    char rcs[24];
+    snprintf(rcs, sizeof(rcs), "%lld", (long long)rc_);
+    ctx.run_id = rc_;
+    inv = cap_inventory_new(&ctx, CAP_INVENTORY_PROGRESS_OBSERVATIONS, &err);
+    CHECK_INT(0, add_obs(inv, "127.0.1.1", 443, "", false, "ok", ce, 2, "TLSv1.3", tls, 29, 0));
+    CHECK_INT(0, add_obs(inv, "127.0.1.2", 443, "", false, "ok", cf, 2, "TLSv1.3", tls, 29, 20));
+    CHECK_INT(0, add_obs(inv, "127.0.1.3", 443, "", false, "ok", cg, 2, "TLSv1.3", tls, 29, 0));
+    CHECK_INT(0, add_obs(inv, "127.0.1.4", 443, "", false, "ok", cg, 2, "TLSv1.3", tls, 29, 0));
+    CHECK_INT(0, add_obs(inv, "127.0.1.5", 443, "", false, "ok", ce, 2, "TLSv1.3", tls, 29, 0));
+    CHECK_INT(0, flush(inv));
+    resolved = -1;
+    CHECK_INT(0, cap_inventory_resolve_missing(inv, CAP_FINDING_BY_SCAN, &resolved, &err));
+    CHECK_INT(1, resolved);
+    cap_inventory_free(inv);
+    end_run(rc_);
+    CHECK_INT(5, q_int("SELECT count(*) FROM discovered_certificates WHERE fingerprint_sha256 = "
+                       "ANY($1::text[]) AND last_seen_at > now() - interval '1 minute'",
+                       fps));
+    CHECK_INT(5, q_int("SELECT count(*) FROM endpoints WHERE source_id = $1::bigint "
+                       "AND last_seen_at > now() - interval '1 minute'",
+                       srcs));
+    CHECK_INT(5, q_int("SELECT count(*) FROM findings WHERE source_id = $1::bigint "
+                       "AND status = 'open' AND last_seen_at > now() - interval '1 minute'",
+                       srcs));
+    CHECK_INT(rc_, run_finding("pqc_vulnerable", subj_g, "run_id"));
+    CHECK_INT(2, run_finding("pqc_vulnerable", subj_e, "(details->>'endpoint_count')::int"));
+    CHECK_INT(3, run_finding("expired", subj_old, "(details->>'endpoint_count')::int"));
+
+    /* Run D, at once: 127.0.1.5 now serves f (a drift): e's and f's findings change and are
+     * rewritten, g's stay as run C wrote them. */
+    int64_t rd = new_run(src);
+    char rds[24];
+    snprintf(rds, sizeof(rds), "%lld", (long long)rd);
+    ctx.run_id = rd;
+    inv = cap_inventory_new(&ctx, CAP_INVENTORY_PROGRESS_OBSERVATIONS, &err);
+    CHECK_INT(0, add_obs(inv, "127.0.1.1", 443, "", false, "ok", ce, 2, "TLSv1.3", tls, 29, 0));
+    CHECK_INT(0, add_obs(inv, "127.0.1.2", 443, "", false, "ok", cf, 2, "TLSv1.3", tls, 29, 20));
+    CHECK_INT(0, add_obs(inv, "127.0.1.3", 443, "", false, "ok", cg, 2, "TLSv1.3", tls, 29, 0));
+    CHECK_INT(0, add_obs(inv, "127.0.1.4", 443, "", false, "ok", cg, 2, "TLSv1.3", tls, 29, 0));
+    CHECK_INT(0, add_obs(inv, "127.0.1.5", 443, "", false, "ok", cf, 2, "TLSv1.3", tls, 29, 0));
+    CHECK_INT(0, flush(inv));
+    resolved = -1;
+    CHECK_INT(0, cap_inventory_resolve_missing(inv, CAP_FINDING_BY_SCAN, &resolved, &err));
+    CHECK_INT(0, resolved);
+    cap_inventory_free(inv);
+    end_run(rd);
+    CHECK_INT(1, q_int("SELECT count(*) FROM drift_events WHERE run_id = $1::bigint", rds));
+    CHECK_INT(rd, run_finding("pqc_vulnerable", subj_e, "run_id"));
+    CHECK_INT(rd, run_finding("pqc_vulnerable", subj_f, "run_id"));
+    CHECK_INT(rc_, run_finding("pqc_vulnerable", subj_g, "run_id"));
+    CHECK_INT(1, run_finding("pqc_vulnerable", subj_e, "(details->>'endpoint_count')::int"));
+    CHECK_INT(2, run_finding("pqc_vulnerable", subj_f, "(details->>'endpoint_count')::int"));
+    CHECK_INT(6, q_int("SELECT count(*) FROM findings WHERE source_id = $1::bigint "
+                       "AND status = 'open'",
+                       srcs));
+
+    /* Acknowledged findings: one with no end and one until tomorrow are confirmed as they
+     * stand (still acknowledged, not rewritten, not resolved); one whose acknowledgement has
+     * just ended is refreshed, and the refresh opens it again. */
+    q_cmd("UPDATE findings SET status = 'acknowledged', ack_reason = 'known' "
+          "WHERE subject_key = $1",
+          subj_g);
+    q_cmd("UPDATE findings SET status = 'acknowledged', ack_reason = 'replaced soon', "
+          "ack_until = now() + interval '1 day' WHERE subject_key = $1",
+          subj_old);
+    char *acked = q_text("SELECT string_agg(id || '@' || xmin::text, ',' ORDER BY id) "
+                         "FROM findings WHERE status = 'acknowledged'",
+                         NULL);
+    char subj_ep2[48];
+    snprintf(subj_ep2, sizeof(subj_ep2), "endpoint:%lld", endpoint_id("127.0.1.2|443"));
+    q_cmd("UPDATE findings SET status = 'acknowledged', ack_reason = 'for a second', "
+          "ack_until = now() + interval '1 second' WHERE kind = 'untrusted' AND subject_key = $1",
+          subj_ep2);
+    struct timespec pause = {1, 200 * 1000 * 1000};
+    nanosleep(&pause, NULL);
+    int64_t re = new_run(src);
+    ctx.run_id = re;
+    inv = cap_inventory_new(&ctx, CAP_INVENTORY_PROGRESS_OBSERVATIONS, &err);
+    CHECK_INT(0, add_obs(inv, "127.0.1.1", 443, "", false, "ok", ce, 2, "TLSv1.3", tls, 29, 0));
+    CHECK_INT(0, add_obs(inv, "127.0.1.2", 443, "", false, "ok", cf, 2, "TLSv1.3", tls, 29, 20));
+    CHECK_INT(0, add_obs(inv, "127.0.1.3", 443, "", false, "ok", cg, 2, "TLSv1.3", tls, 29, 0));
+    CHECK_INT(0, add_obs(inv, "127.0.1.4", 443, "", false, "ok", cg, 2, "TLSv1.3", tls, 29, 0));
+    CHECK_INT(0, add_obs(inv, "127.0.1.5", 443, "", false, "ok", cf, 2, "TLSv1.3", tls, 29, 0));
+    CHECK_INT(0, flush(inv));
+    resolved = -1;
+    CHECK_INT(0, cap_inventory_resolve_missing(inv, CAP_FINDING_BY_SCAN, &resolved, &err));
+    CHECK_INT(0, resolved);
+    cap_inventory_free(inv);
+    end_run(re);
+    v = q_text("SELECT status || ' ' || run_id FROM findings WHERE subject_key = $1", subj_g);
+    snprintf(want, sizeof(want), "acknowledged %lld", (long long)rc_);
+    CHECK_STR(want, v);
+    free(v);
+    v = q_text("SELECT string_agg(id || '@' || xmin::text, ',' ORDER BY id) "
+               "FROM findings WHERE status = 'acknowledged'",
+               NULL);
+    CHECK_STR(acked, v);
+    free(v);
+    free(acked);
+    char res_[24];
+    snprintf(res_, sizeof(res_), "%lld", (long long)re);
+    v = q_text("SELECT status || ' ' || reopen_reason || ' ' || run_id FROM findings "
+               "WHERE kind = 'untrusted' AND subject_key = $1",
+               subj_ep2);
+    snprintf(want, sizeof(want), "open expired %s", res_);
+    CHECK_STR(want, v);
+    free(v);
+
+    EVP_PKEY *keys[] = {root, ki, kg, ke, kf, kl};
+    for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
+        EVP_PKEY_free(keys[i]);
+    }
+    struct der ders[] = {old_int, good_int, e, f, g};
+    for (size_t i = 0; i < sizeof(ders) / sizeof(ders[0]); i++) {
+        OPENSSL_free(ders[i].p);
+    }
+    char *fpv[] = {fold, fgood, fe, ff, fg};
+    for (size_t i = 0; i < sizeof(fpv) / sizeof(fpv[0]); i++) {
+        free(fpv[i]);
+    }
 }
 
 static int run_pg(const char *url)
@@ -659,6 +935,8 @@ static int run_pg(const char *url)
     p.stats = NULL;
     CHECK_INT(-1, cap_run_progress(&ctx, &p, &err));
     CHECK_INT(CAP_E_FENCED, err.code);
+
+    test_rescans(&cfg);
 
     EVP_PKEY_free(ca_key);
     EVP_PKEY_free(ka);
