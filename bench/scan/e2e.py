@@ -4,7 +4,8 @@ what the engine alone costs (bench/scan/scan_bench.c), a bare libssl client (`op
 -new`) and `nmap --script ssl-cert`, all in the same run against the same fleet.
 
     bench/scan/e2e.py [--build-dir build-bench] [--endpoints 254] [--triggers 8] [--rounds 3]
-                      [--concurrency 64] [--inflight 10000] [--perf FILE]
+                      [--concurrency 64] [--inflight 10000] [--baseline BUILD_DIR]
+                      [--perf FILE] [--pg-statements]
 
 The README's local system in the shape tests/e2e/harness.py gives it (a PostgreSQL 15 and a Redis
 of its own, fsync off; Release cap-scheduler and cap-worker, logging at info, scheduler tick 5 s):
@@ -17,7 +18,8 @@ run takes: the worker, the scheduler, Redis, and PostgreSQL (the postmaster, its
 and through the postmaster's cutime/cstime every backend that exited meanwhile: capctl's own
 included); and what the run wrote: WAL bytes (pg_current_wal_lsn() before and after, flushed)
 and, from pg_waldump over the same range, the heap rows inserted, updated and locked and the
-index entries, per table.
+index entries, per table. Then a second source, over the next CIDR of the same size where nothing
+listens, is triggered as often: what a run costs that stores nothing (the per-run floor).
 
 Beside it, in each round against the same fleet: the engine alone (scan_bench, --triggers passes
 with --concurrency slots), `openssl s_time -new` against one server for 4 s, and nmap ssl-cert
@@ -25,6 +27,10 @@ over the CIDR once, each under GNU time (user and system CPU). Once at the end: 
 handshakes held in flight (scan_bench --hold, as run.py does) and `openssl speed` for the
 client's cryptography. --perf FILE records the worker (perf record -g) during the re-scans of
 the first round.
+
+--baseline BUILD_DIR measures another build's cap-worker, cap-scheduler and capctl (the commit
+before a change, say) in the same rounds, taking turns with --build-dir's: the machine is shared,
+and only figures taken side by side compare.
 
 Each round uses a fresh cluster; the fleet stays. Figures are medians over --rounds. Prints a
 Markdown section for bench/RESULTS.md; every figure of the last run goes to
@@ -173,7 +179,8 @@ class Waldump:
 
 def make_fleet(fleet_exe, tmp, n, threads):
     """n TLS servers on port 443, one address each of a block of 127/8, each with its own P-256
-    leaf signed by the intermediate. Returns (CFleet, cidr, {addr: leaf fingerprint})."""
+    leaf signed by the intermediate. Returns (CFleet, cidr, {addr: leaf fingerprint}, the next
+    CIDR of the same size, where nothing listens)."""
     bits = max(2, (n + 1).bit_length())
     size = 1 << bits
     certs = tlsfleet.Fleet(os.path.join(tmp, "e2e"), port=443)
@@ -186,8 +193,9 @@ def make_fleet(fleet_exe, tmp, n, threads):
         try:
             cf = scanrun.CFleet(fleet_exe, tmp, "e2e", [(a, 443, leafs[i])
                                                         for i, a in enumerate(addrs)], threads)
-            return cf, "%s/%d" % (base, 32 - bits), {a: leafs[i].fingerprint
-                                                     for i, a in enumerate(addrs)}
+            return (cf, "%s/%d" % (base, 32 - bits),
+                    {a: leafs[i].fingerprint for i, a in enumerate(addrs)},
+                    "%s/%d" % (base + size, 32 - bits))
         except RuntimeError as e:
             if attempt == 2:
                 raise
@@ -210,68 +218,96 @@ def timed_split(cmd):
     return p.stdout, wall, float(user), float(sys_), int(rss)
 
 
-def product_round(a, cidr, want, cf, perf_file):
-    """One fresh cluster: the source triggered a.triggers times. Returns a list of per-trigger
-    dicts (endpoints, wall, cpu by process, WAL bytes, tables)."""
+def trigger(c, wd, name, procs, cf, want):
+    """capctl source trigger NAME --wait once; returns what the run took and wrote."""
+    def cpu_now():
+        cpu = {k: (pg_cpu_s(pid) if k == "postgres" else proc_cpu_s(pid))
+               for k, pid in procs.items()}
+        cpu["fleet"] = cf.stats()["cpu_s"]
+        return cpu
+    lsn0 = wd.lsn()
+    time.sleep(0.3)
+    cpu0 = cpu_now()
+    ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    t0 = time.time()
+    r = c.capctl("--json", "source", "trigger", name, "--wait", "--timeout", "10m", timeout=700)
+    wall = time.time() - t0
+    ru1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if r.returncode != 0:
+        raise RuntimeError("capctl source trigger failed: %s %s" % (r.stdout, r.stderr))
+    time.sleep(0.3)  # capctl's backend exits and is reaped
+    cpu1 = cpu_now()
+    lsn1 = wd.lsn()
+    run = json.loads(r.stdout)
+    if isinstance(run, list):
+        run = run[0]
+    rid = run["id"]
+    got = dict(c.sql("SELECT host(e.address), o.fingerprint_sha256 FROM "
+                     "endpoint_observations o JOIN endpoints e ON e.id = o.endpoint_id "
+                     "WHERE o.run_id = %s AND o.outcome = 'ok'", (rid,)))
+    cpu = {k: cpu1[k] - cpu0[k] for k in cpu0}
+    cpu["capctl"] = (ru1.ru_utime + ru1.ru_stime) - (ru0.ru_utime + ru0.ru_stime)
+    res = dict(run=rid, status=run.get("status"), endpoints=len(got),
+               matched=sum(1 for ad, fp in want.items() if got.get(ad) == fp), wall=wall,
+               cpu=cpu, wal=wd.bytes(lsn0, lsn1), tables=wd.tables(lsn0, lsn1))
+    print("  %s: run %s %s, %d endpoints (%d right), %.2f s, worker %.3f s, postgres %.3f s, "
+          "WAL %d B" % (name, rid, res["status"], len(got), res["matched"], wall, cpu["worker"],
+                        cpu["postgres"], res["wal"]), file=sys.stderr)
+    return res
+
+
+STATEMENTS_SQL = (
+    "SELECT calls, total_exec_time + total_plan_time, total_plan_time, rows, "
+    "left(regexp_replace(query, '\\s+', ' ', 'g'), 70) FROM pg_stat_statements "
+    "ORDER BY total_exec_time + total_plan_time DESC LIMIT 12")
+
+
+def product_round(a, cidr, empty_cidr, want, cf, perf_file=None, statements=False):
+    """One fresh cluster: the fleet's source triggered a.triggers times, then a source over a
+    CIDR where nothing listens (a run that stores nothing) a.triggers times. Returns
+    {"fleet": [per trigger], "empty": [per trigger]}. statements: PostgreSQL runs with
+    pg_stat_statements (a diagnostic round) and its top statements of the re-scans are printed."""
     cfg = {"logging.level": "info", "scheduler.tick": "5s", "worker.reclaim_idle": "60s"}
-    res = []
+    res = {"fleet": [], "empty": []}
     with harness.Cluster(name="bench-e2e", config=cfg) as c:
+        if statements:
+            c.sql("ALTER SYSTEM SET shared_preload_libraries = pg_stat_statements")
+            c.restart_postgres()
+            c.sql("ALTER SYSTEM SET pg_stat_statements.track_planning = on")
+            c.sql("ALTER SYSTEM SET pg_stat_statements.track = 'all'")
+            c.sql("SELECT pg_reload_conf()")
+            c.sql("CREATE EXTENSION pg_stat_statements")
         c.migrate()
-        sched = c.start_scheduler()
-        worker = c.start_worker()
-        postmaster = c._servers["postgres"][0].pid
-        redis_pid = c._servers["redis"][0].pid
+        procs = {"scheduler": c.start_scheduler().pid, "worker": c.start_worker().pid,
+                 "postgres": c._servers["postgres"][0].pid, "redis": c._servers["redis"][0].pid}
         c.capctl_ok("source", "add", "e2e", "--type", "network_scan", "--cidr", cidr, "--port",
                     "443", "--concurrency", str(a.concurrency), "--timeout", "5s")
+        c.capctl_ok("source", "add", "empty", "--type", "network_scan", "--cidr", empty_cidr,
+                    "--port", "443", "--concurrency", str(a.concurrency), "--timeout", "5s")
         wd = Waldump(c)
         # the worker is ready once it has joined the stream's group
         c.wait_for(lambda: c.group_info() is not None, 30, "the worker's consumer group")
         time.sleep(1)
         perf = None
         for i in range(a.triggers):
-            if perf_file and i == 1:
+            if i == 1 and perf_file:
                 perf = subprocess.Popen(["perf", "record", "-g", "-F", "999", "-o", perf_file,
-                                         "-p", str(worker.pid)], stdout=subprocess.DEVNULL,
+                                         "-p", str(procs["worker"])], stdout=subprocess.DEVNULL,
                                         stderr=subprocess.DEVNULL)
                 time.sleep(0.5)
-            lsn0 = wd.lsn()
-            time.sleep(0.3)
-            cpu0 = {"worker": proc_cpu_s(worker.pid), "postgres": pg_cpu_s(postmaster),
-                    "scheduler": proc_cpu_s(sched.pid), "redis": proc_cpu_s(redis_pid),
-                    "fleet": cf.stats()["cpu_s"]}
-            ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
-            t0 = time.time()
-            r = c.capctl("--json", "source", "trigger", "e2e", "--wait", "--timeout", "10m",
-                         timeout=700)
-            wall = time.time() - t0
-            ru1 = resource.getrusage(resource.RUSAGE_CHILDREN)
-            if r.returncode != 0:
-                raise RuntimeError("capctl source trigger failed: %s %s" % (r.stdout, r.stderr))
-            time.sleep(0.3)  # capctl's backend exits and is reaped
-            cpu1 = {"worker": proc_cpu_s(worker.pid), "postgres": pg_cpu_s(postmaster),
-                    "scheduler": proc_cpu_s(sched.pid), "redis": proc_cpu_s(redis_pid),
-                    "fleet": cf.stats()["cpu_s"]}
-            lsn1 = wd.lsn()
-            run = json.loads(r.stdout)
-            if isinstance(run, list):
-                run = run[0]
-            rid = run["id"]
-            got = dict(c.sql("SELECT host(e.address), o.fingerprint_sha256 FROM "
-                             "endpoint_observations o JOIN endpoints e ON e.id = o.endpoint_id "
-                             "WHERE o.run_id = %s AND o.outcome = 'ok'", (rid,)))
-            matched = sum(1 for ad, fp in want.items() if got.get(ad) == fp)
-            cpu = {k: cpu1[k] - cpu0[k] for k in cpu0}
-            cpu["capctl"] = (ru1.ru_utime + ru1.ru_stime) - (ru0.ru_utime + ru0.ru_stime)
-            res.append(dict(run=rid, status=run.get("status"), endpoints=len(got),
-                            matched=matched, wall=wall, cpu=cpu, wal=wd.bytes(lsn0, lsn1),
-                            tables=wd.tables(lsn0, lsn1)))
-            print("  trigger %d: run %s %s, %d endpoints (%d right), %.2f s, worker %.3f s, "
-                  "postgres %.3f s, WAL %d B" % (i + 1, rid, run.get("status"), len(got), matched,
-                                                 wall, cpu["worker"], cpu["postgres"],
-                                                 res[-1]["wal"]), file=sys.stderr)
+            if i == 1 and statements:
+                c.sql("SELECT pg_stat_statements_reset()")
+            res["fleet"].append(trigger(c, wd, "e2e", procs, cf, want))
         if perf:
             perf.send_signal(2)
             perf.wait(60)
+        if statements:
+            print("  top statements of the %d re-scans (calls, ms, of which planning, rows):"
+                  % (a.triggers - 1), file=sys.stderr)
+            for row in c.sql(STATEMENTS_SQL):
+                print("  %5d %8.1f %7.1f %6d  %s" % row, file=sys.stderr)
+        for i in range(a.triggers):
+            res["empty"].append(trigger(c, wd, "empty", procs, cf, {}))
         counts = c.sql("SELECT (SELECT count(*) FROM endpoint_observations), "
                        "(SELECT count(*) FROM discovered_certificates), "
                        "(SELECT count(*) FROM findings WHERE status = 'open'), "
@@ -356,6 +392,12 @@ def main():
     ap.add_argument("--fleet-threads", type=int, default=os.cpu_count() or 1)
     ap.add_argument("--perf", help="perf record -g the worker during the re-scans of round 1 "
                                    "into this file")
+    ap.add_argument("--baseline", metavar="BUILD_DIR",
+                    help="another build (cap-worker, cap-scheduler, capctl) measured in the same "
+                         "rounds, alternating with --build-dir's, e.g. the commit before a change")
+    ap.add_argument("--pg-statements", action="store_true",
+                    help="one more round with pg_stat_statements (not counted): PostgreSQL's "
+                         "top statements of the re-scans")
     a = ap.parse_args()
     if not 1 <= a.endpoints <= 4094 or a.triggers < 2 or a.rounds < 1:
         ap.error("--endpoints 1..4094, --triggers >= 2, --rounds >= 1")
@@ -363,30 +405,46 @@ def main():
     resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, 65536)), hard))
     build_dir = os.path.abspath(a.build_dir)
     exe, fleet_exe = build(build_dir)
-    os.environ["CAP_BUILD_DIR"] = build_dir
+    builds = [("this build", build_dir)]
+    if a.baseline:
+        builds.append(("baseline", os.path.abspath(a.baseline)))
     os.environ["CAP_SOURCE_DIR"] = SRC
     tmp = tempfile.mkdtemp(prefix="cap-bench-e2e-")
     load0 = os.getloadavg()
-    cf, cidr, want = make_fleet(fleet_exe, tmp, a.endpoints, a.fleet_threads)
-    rounds, refs = [], []
+    cf, cidr, want, empty_cidr = make_fleet(fleet_exe, tmp, a.endpoints, a.fleet_threads)
+    res = {label: {"rounds": [], "empties": []} for label, _ in builds}
+    refs = []
     try:
         for i in range(a.rounds):
-            print("round %d of %d" % (i + 1, a.rounds), file=sys.stderr)
-            rounds.append(product_round(a, cidr, want, cf, a.perf if i == 0 else None))
+            # the builds take turns, each going first in every other round
+            for label, bdir in (builds if i % 2 == 0 else builds[::-1]):
+                print("round %d of %d, %s (%s)" % (i + 1, a.rounds, label, bdir),
+                      file=sys.stderr)
+                os.environ["CAP_BUILD_DIR"] = bdir
+                pr = product_round(a, cidr, empty_cidr, want, cf,
+                                   a.perf if i == 0 and bdir == build_dir else None)
+                res[label]["rounds"].append(pr["fleet"])
+                res[label]["empties"].append(pr["empty"])
+            os.environ["CAP_BUILD_DIR"] = build_dir
             refs.append(reference_round(a, exe, cidr, want, cf))
             print("  engine %.3f ms, s_time %.3f ms, nmap %.3f ms per handshake" % tuple(
                 (refs[-1][k]["user"] + refs[-1][k]["sys"]) * 1000 / max(refs[-1][k]["hs"], 1)
                 for k in ("engine", "s_time", "nmap")), file=sys.stderr)
+        if a.pg_statements:
+            print("diagnostic round (pg_stat_statements)", file=sys.stderr)
+            product_round(a, cidr, empty_cidr, want, cf, statements=True)
     finally:
         cf.stop()
     held = inflight(exe, a.inflight) if a.inflight else None
     x25519_s, verify_s, _ = scanrun.openssl_speed()
     load1 = os.getloadavg()
-    report(a, cidr, rounds, refs, held, x25519_s, verify_s, load0, load1)
+    report(a, cidr, empty_cidr, res, refs, held, x25519_s, verify_s, load0, load1)
 
 
-def report(a, cidr, rounds, refs, held, x25519_s, verify_s, load0, load1):
+def report(a, cidr, empty_cidr, res, refs, held, x25519_s, verify_s, load0, load1):
     procs = ("worker", "postgres", "scheduler", "redis")
+    rounds, empties = res["this build"]["rounds"], res["this build"]["empties"]
+    labels_b = list(res)
 
     def per_ep(rs, key):
         """CPU ms per endpoint of process key over the triggers rs of one round."""
@@ -402,24 +460,52 @@ def report(a, cidr, rounds, refs, held, x25519_s, verify_s, load0, load1):
           "intermediate (chain of 2), one `fleet.c` process. The product: cap-scheduler and "
           "cap-worker at logging level info, a `network_scan` source over the CIDR with "
           "concurrency %d, `capctl source trigger --wait` %d times in a fresh cluster per round; "
-          "medians over %d rounds.\n"
+          "medians over %d rounds.%s\n"
           % (platform.machine(), os.cpu_count(), scanrun.cpu_model(), platform.platform(),
              scanrun.sh(["openssl", "version"]).stdout.split()[1],
              scanrun.sh(["redis-server", "--version"]).stdout.split()[2].split("=")[-1],
              load0[0], load1[0], a.endpoints, a.triggers, a.rounds, a.concurrency, a.endpoints,
-             cidr, a.concurrency, a.triggers, a.rounds))
+             cidr, a.concurrency, a.triggers, a.rounds,
+             " The baseline build (`--baseline`) ran in the same rounds, taking turns with this "
+             "build." if len(labels_b) > 1 else ""))
     print("| CPU ms per endpoint | worker | PostgreSQL (all its processes) | scheduler | Redis | "
           "worker + PostgreSQL | capctl (client) | fleet | wall s per trigger |")
     print("|---|---|---|---|---|---|---|---|---|")
-    for name, sel in phases.items():
-        cols = [med([per_ep(sel(rs), p) for rs in rounds]) for p in procs]
-        both = med([per_ep(sel(rs), "worker") + per_ep(sel(rs), "postgres") for rs in rounds])
-        cap = med([per_ep(sel(rs), "capctl") for rs in rounds])
-        fl = med([per_ep(sel(rs), "fleet") for rs in rounds])
-        wall = med([statistics.mean(r["wall"] for r in sel(rs)) for rs in rounds])
-        print("| %s | %.3f | %.3f | %.3f | %.3f | %.3f | %.3f | %.3f | %.2f |"
-              % (name, cols[0], cols[1], cols[2], cols[3], both, cap, fl, wall))
+    for label in labels_b:
+        brs = res[label]["rounds"]
+        for name, sel in phases.items():
+            cols = [med([per_ep(sel(rs), p) for rs in brs]) for p in procs]
+            both = med([per_ep(sel(rs), "worker") + per_ep(sel(rs), "postgres") for rs in brs])
+            cap = med([per_ep(sel(rs), "capctl") for rs in brs])
+            fl = med([per_ep(sel(rs), "fleet") for rs in brs])
+            wall = med([statistics.mean(r["wall"] for r in sel(rs)) for rs in brs])
+            print("| %s%s | %.3f | %.3f | %.3f | %.3f | %.3f | %.3f | %.3f | %.2f |"
+                  % (label + ", " if len(labels_b) > 1 else "", name, cols[0], cols[1],
+                     cols[2], cols[3], both, cap, fl, wall))
     print()
+    if len(labels_b) > 1:
+        print("The fleet does the same work in every build, so its CPU in the same triggers "
+              "shows how fast the machine was at the time; per unit of it (re-scans): " +
+              "; ".join("%s worker %.2f, PostgreSQL %.2f" % (
+                  label,
+                  med([per_ep(rs[1:], "worker") / per_ep(rs[1:], "fleet")
+                       for rs in res[label]["rounds"]]),
+                  med([per_ep(rs[1:], "postgres") / per_ep(rs[1:], "fleet")
+                       for rs in res[label]["rounds"]])) for label in labels_b) + ".\n")
+
+    for label in labels_b:
+        def per_run(key, label=label):
+            return med([sum(r["cpu"][key] for r in rs) * 1000 / len(rs)
+                        for rs in res[label]["empties"]])
+        print("A run that stores nothing%s (the same source settings over %s, where nothing "
+              "listens: %d refused connects counted, no endpoint): CPU ms per run: worker %.2f, "
+              "PostgreSQL %.2f, scheduler %.2f, Redis %.2f; %.3f ms of PostgreSQL per endpoint "
+              "of the fleet's runs; WAL %d bytes per run.\n"
+              % (" (" + label + ")" if len(labels_b) > 1 else "", empty_cidr,
+                 1 << (32 - int(empty_cidr.split("/")[1])), per_run("worker"),
+                 per_run("postgres"), per_run("scheduler"), per_run("redis"),
+                 per_run("postgres") / a.endpoints,
+                 med([r["wal"] for rs in res[label]["empties"] for r in rs])))
     eps = [r["endpoints"] for rs in rounds for r in rs]
     right = [r["matched"] for rs in rounds for r in rs]
     print("Endpoints stored per trigger: %d to %d, right leaf at every endpoint: %s.\n"
@@ -481,26 +567,30 @@ def report(a, cidr, rounds, refs, held, x25519_s, verify_s, load0, load1):
         "%s: rows ins / upd (HOT) / locked, index entries" % t for t in TABLES) +
         " | other WAL bytes |")
     print("|---|---|---|" + "---|" * len(TABLES) + "---|")
-    for name, sel in (("first scan", lambda rs: rs[:1]), ("re-scan", lambda rs: rs[1:])):
-        trig = [r for rs in rounds for r in sel(rs)]
-        cells = []
-        for t in TABLES:
-            def g(k, t=t):
-                return med([r["tables"].get(t, {}).get(k, 0) for r in trig])
-            cells.append("%d / %d (%d) / %d, %d" % (g("ins"), g("upd"), g("hot"), g("lock"),
-                                                    g("idx")))
-        print("| %s | %d | %.0f | %s | %d |" % (
-            name, med([r["wal"] for r in trig]),
-            med([r["wal"] / max(r["endpoints"], 1) for r in trig]), " | ".join(cells),
-            med([r["tables"].get("other", {}).get("bytes", 0) for r in trig])))
+    for label in labels_b:
+        for name, sel in (("first scan", lambda rs: rs[:1]), ("re-scan", lambda rs: rs[1:])):
+            trig = [r for rs in res[label]["rounds"] for r in sel(rs)]
+            cells = []
+            for t in TABLES:
+                def g(k, t=t):
+                    return med([r["tables"].get(t, {}).get(k, 0) for r in trig])
+                cells.append("%d / %d (%d) / %d, %d" % (g("ins"), g("upd"), g("hot"),
+                                                        g("lock"), g("idx")))
+            print("| %s%s | %d | %.0f | %s | %d |" % (
+                label + ", " if len(labels_b) > 1 else "", name,
+                med([r["wal"] for r in trig]),
+                med([r["wal"] / max(r["endpoints"], 1) for r in trig]), " | ".join(cells),
+                med([r["tables"].get("other", {}).get("bytes", 0) for r in trig])))
     print()
-    print("Raw per round (worker / PostgreSQL CPU ms per endpoint, first scan; re-scans): " +
-          "; ".join("%.3f / %.3f; %.3f / %.3f" % (per_ep(rs[:1], "worker"),
-                                                   per_ep(rs[:1], "postgres"),
-                                                   per_ep(rs[1:], "worker"),
-                                                   per_ep(rs[1:], "postgres"))
-                    for rs in rounds) + ".\n")
-    json.dump({"rounds": rounds, "refs": refs, "held": held}, open(
+    for label in labels_b:
+        print("Raw per round%s (worker / PostgreSQL CPU ms per endpoint, first scan; re-scans): "
+              % (" (" + label + ")" if len(labels_b) > 1 else "") +
+              "; ".join("%.3f / %.3f; %.3f / %.3f" % (per_ep(rs[:1], "worker"),
+                                                       per_ep(rs[:1], "postgres"),
+                                                       per_ep(rs[1:], "worker"),
+                                                       per_ep(rs[1:], "postgres"))
+                        for rs in res[label]["rounds"]) + ".\n")
+    json.dump({"builds": res, "refs": refs, "held": held}, open(
         os.path.join(tempfile.gettempdir(), "cap-bench-e2e-last.json"), "w"), default=dict)
 
 
