@@ -92,6 +92,8 @@ static const struct key_def keys[] = {
     {"scan.expiring_days", KT_INT, OFF(scan_expiring_days), 0, 3650, false},
     {"scan.max_pending_connects", KT_INT, OFF(scan_max_pending_connects), 1, 1000000, false},
     {"scan.connect_rate", KT_INT, OFF(scan_connect_rate), 1, 1000000, false},
+    {"scan.shard_targets", KT_I64, OFF(scan_shard_targets), 1, 1LL << 32, false},
+    {"scan.shard_size", KT_I64, OFF(scan_shard_size), 1, 1LL << 32, false},
     {"ct.logs", KT_CTLOGS, OFF(ct_logs), 0, 0, false},
     {"ct.log_list_file", KT_PATH, OFF(ct_log_list_file), 0, 0, false},
     {"ct.run_budget", KT_I64, OFF(ct_run_budget), 1, 1000000000000LL, false},
@@ -864,6 +866,8 @@ static int set_defaults(struct cap_config *c, struct cap_err *err)
     c->scan_expiring_days = 14;
     c->scan_max_pending_connects = 8192;
     c->scan_connect_rate = 2000;
+    c->scan_shard_targets = 65536;
+    c->scan_shard_size = 16384;
     c->ct_run_budget = 1000000;
     return 0;
 }
@@ -1558,6 +1562,13 @@ static int finish(struct loader *L, struct cap_err *err)
                     "config key \"worker.heartbeat\": value \"%s\" is more than half of "
                     "worker.reclaim_idle \"%s\" (allowed at most half of worker.reclaim_idle)",
                     a, b);
+        return -1;
+    }
+    if (c->scan_shard_size > c->scan_shard_targets) {
+        cap_err_set(err, CAP_E_INVALID,
+                    "config key \"scan.shard_size\": value %lld is more than scan.shard_targets "
+                    "%lld (allowed at most scan.shard_targets)",
+                    (long long)c->scan_shard_size, (long long)c->scan_shard_targets);
         return -1;
     }
     if (strcmp(c->redis_stream, c->redis_dead_letter_stream) == 0) {

@@ -54,6 +54,8 @@ struct cap_config {
     int scan_expiring_days;        /* default 14 */
     int scan_max_pending_connects; /* TCP connects pending at once per worker, default 8192 */
     int scan_connect_rate;         /* connects started per second per worker, default 2000 */
+    int64_t scan_shard_targets;    /* a run with more targets is split into shards, 65536 */
+    int64_t scan_shard_size;       /* targets per shard of a split run, default 16384 */
     /* ct */
     struct cap_ct_log *ct_logs; /* curated list (common/ct_loglist.h); ct_logs_n entries */
     size_t ct_logs_n;

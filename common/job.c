@@ -18,7 +18,7 @@ int cap_job_encode(const struct cap_job *job, uint8_t *buf, size_t cap, struct c
     msgpack_sbuffer_init(&sb);
     msgpack_packer pk;
     msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
-    msgpack_pack_map(&pk, 6);
+    msgpack_pack_map(&pk, job->shard > 0 ? 7 : 6);
     pack_key(&pk, "v");
     msgpack_pack_int(&pk, CAP_JOB_VERSION);
     pack_key(&pk, "type");
@@ -33,6 +33,10 @@ int cap_job_encode(const struct cap_job *job, uint8_t *buf, size_t cap, struct c
     msgpack_pack_int64(&pk, job->attempt);
     pack_key(&pk, "enqueued_at");
     msgpack_pack_int64(&pk, job->enqueued_at_ms);
+    if (job->shard > 0) {
+        pack_key(&pk, "shard");
+        msgpack_pack_int32(&pk, job->shard);
+    }
     int n = -1;
     if (sb.size <= cap) {
         memcpy(buf, sb.data, sb.size);
@@ -204,7 +208,7 @@ int cap_job_decode(const uint8_t *buf, size_t len, struct cap_job *out, struct c
                     len - off);
         goto done;
     }
-    int64_t v = -1, run_id = 0, source_id = 0, attempt = -1, enq = -1;
+    int64_t v = -1, run_id = 0, source_id = 0, attempt = -1, enq = -1, shard = 0;
     int have_type = 0;
     for (uint32_t i = 0; i < root->via.map.size; i++) {
         const msgpack_object *k = &root->via.map.ptr[i].key;
@@ -245,6 +249,14 @@ int cap_job_decode(const uint8_t *buf, size_t len, struct cap_job *out, struct c
         } else if (key_is(k, "enqueued_at")) {
             if (get_int(val, "enqueued_at", 1, &enq, err) < 0)
                 goto done;
+        } else if (key_is(k, "shard")) {
+            if (get_int(val, "shard", 0, &shard, err) < 0)
+                goto done;
+            if (shard > INT32_MAX) {
+                cap_err_set(err, CAP_E_INVALID, "job field \"shard\": value %lld out of range",
+                            (long long)shard);
+                goto done;
+            }
         }
         /* Unknown keys are ignored: newer schedulers may add fields within version 1. */
     }
@@ -268,6 +280,7 @@ int cap_job_decode(const uint8_t *buf, size_t len, struct cap_job *out, struct c
     out->source_id = source_id;
     out->attempt = attempt;
     out->enqueued_at_ms = enq;
+    out->shard = (int32_t)shard;
     rc = 0;
 done:
     msgpack_unpacked_destroy(&up);

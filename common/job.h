@@ -1,5 +1,7 @@
 /* The discovery_execute job message: one stream entry, field "job", value a msgpack map
- * {v: 1, type: "discovery_execute", run_id, source_id, attempt, enqueued_at}. */
+ * {v: 1, type: "discovery_execute", run_id, source_id, attempt, enqueued_at[, shard]}. A
+ * message with shard (from 1) executes that shard of the run (discovery_run_shards); without,
+ * the whole run. */
 #ifndef CAP_JOB_H
 #define CAP_JOB_H
 
@@ -17,6 +19,7 @@ struct cap_job {
     int64_t source_id;
     int64_t attempt;     /* attempts of the run when it was published */
     int64_t enqueued_at_ms; /* Unix milliseconds */
+    int32_t shard;          /* shard of the run (from 1), or 0 for the whole run */
 };
 
 /* Encodes job into buf (cap bytes). Returns the length, or -1 when it does not fit. */

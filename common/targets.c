@@ -114,6 +114,7 @@ int cap_targets_init(struct cap_targets *t, const char *const *cidrs, size_t cid
         count = sat_add(count, sat_mul(cap_targets_cidr_size(&n.cidrs[i]), n.ports_n));
     count = sat_add(count, sat_mul(n.hosts_n, n.ports_n));
     n.count = count;
+    n.end = UINT64_MAX;
     *t = n;
     return 0;
 fail:
@@ -171,14 +172,77 @@ static bool addr_increment(uint8_t *a, unsigned bytes)
 void cap_targets_skip_cidr(struct cap_targets *t)
 {
     if (t->ci < t->cidrs_n) {
+        t->cidr_base = sat_add(t->cidr_base,
+                               sat_mul(cap_targets_cidr_size(&t->cidrs[t->ci]), t->ports_n));
+        t->pos = t->cidr_base;
         t->ci++;
         t->in_cidr = false;
         t->pi = 0;
     }
 }
 
+/* Adds off to a big-endian address of `bytes` bytes (no carry out of its first byte). */
+static void addr_add(uint8_t *a, unsigned bytes, uint64_t off)
+{
+    unsigned carry = 0;
+    for (unsigned i = bytes; i-- > 0 && (off || carry);) {
+        unsigned v = a[i] + (unsigned)(off & 0xff) + carry;
+        a[i] = (uint8_t)v;
+        carry = v >> 8;
+        off >>= 8;
+    }
+}
+
+void cap_targets_set_range(struct cap_targets *t, uint64_t first, uint64_t end)
+{
+    t->ci = t->hi = t->pi = 0;
+    t->in_cidr = false;
+    t->cidr_base = 0;
+    t->pos = first;
+    t->end = end;
+    uint64_t left = first;
+    while (t->ci < t->cidrs_n) {
+        const struct cap_cidr *c = &t->cidrs[t->ci];
+        uint64_t sz = sat_mul(cap_targets_cidr_size(c), t->ports_n);
+        if (left < sz) {
+            memcpy(t->cur, c->addr, sizeof t->cur);
+            addr_add(t->cur, c->family == AF_INET ? 4 : 16, left / t->ports_n);
+            t->pi = left % t->ports_n;
+            t->in_cidr = true;
+            return;
+        }
+        left -= sz;
+        t->cidr_base = sat_add(t->cidr_base, sz);
+        t->ci++;
+    }
+    t->hi = left / t->ports_n;
+    t->pi = left % t->ports_n;
+}
+
+uint64_t cap_targets_pos(const struct cap_targets *t)
+{
+    return t->pos;
+}
+
+void cap_targets_host_range(const struct cap_targets *t, uint64_t first, uint64_t end, size_t *lo,
+                            size_t *hi)
+{
+    uint64_t base = 0;
+    for (size_t i = 0; i < t->cidrs_n; i++)
+        base = sat_add(base, sat_mul(cap_targets_cidr_size(&t->cidrs[i]), t->ports_n));
+    uint64_t a = first > base ? first - base : 0;
+    uint64_t b = end > base ? end - base : 0;
+    uint64_t h0 = a / t->ports_n, h1 = (b + t->ports_n - 1) / t->ports_n;
+    *lo = h0 < t->hosts_n ? (size_t)h0 : t->hosts_n;
+    *hi = h1 < t->hosts_n ? (size_t)h1 : t->hosts_n;
+    if (*hi < *lo)
+        *hi = *lo;
+}
+
 bool cap_targets_next(struct cap_targets *t, struct cap_target *out)
 {
+    if (t->pos >= t->end)
+        return false;
     while (t->ci < t->cidrs_n) {
         const struct cap_cidr *c = &t->cidrs[t->ci];
         unsigned bytes = c->family == AF_INET ? 4 : 16;
@@ -205,6 +269,7 @@ bool cap_targets_next(struct cap_targets *t, struct cap_target *out)
         memcpy(out->addr, t->cur, sizeof out->addr);
         out->port = t->ports[t->pi++];
         out->item = t->ci;
+        t->pos++;
         return true;
     }
     while (t->hi < t->hosts_n) {
@@ -227,6 +292,7 @@ bool cap_targets_next(struct cap_targets *t, struct cap_target *out)
         } else {
             out->kind = CAP_TARGET_HOST;
         }
+        t->pos++;
         return true;
     }
     return false;

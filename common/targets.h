@@ -43,6 +43,9 @@ struct cap_targets {
     size_t ci, hi, pi;
     uint8_t cur[16];
     bool in_cidr;
+    uint64_t pos;       /* index of the next target in the whole sequence */
+    uint64_t end;       /* no target at or past this index is produced */
+    uint64_t cidr_base; /* index of the first target of cidrs[ci] */
 };
 
 /* Validates and copies the lists: every CIDR parses (cap_policy_parse_cidr), every host is a
@@ -73,8 +76,20 @@ int cap_targets_check_limit(const struct cap_targets *t, int64_t max, struct cap
  * hosts (each with every port). Returns true, or false when there are no more. */
 bool cap_targets_next(struct cap_targets *t, struct cap_target *out);
 
-/* Skips the rest of the current CIDR (the caller found it wholly refused). */
+/* Skips the rest of the current CIDR (the caller found it wholly refused); within a range,
+ * cap_targets_pos tells where that left the iterator. */
 void cap_targets_skip_cidr(struct cap_targets *t);
+
+/* Restricts the iterator to the slice [first, end) of the sequence cap_targets_next produces
+ * (a shard of a run), positioned at first without walking what comes before it. */
+void cap_targets_set_range(struct cap_targets *t, uint64_t first, uint64_t end);
+
+/* Index (in the whole sequence) of the next target cap_targets_next would look at. */
+uint64_t cap_targets_pos(const struct cap_targets *t);
+
+/* The listed hosts [*lo, *hi) with at least one target inside the slice [first, end). */
+void cap_targets_host_range(const struct cap_targets *t, uint64_t first, uint64_t end, size_t *lo,
+                            size_t *hi);
 
 /* True when s is an acceptable host name per cap_targets_init (IP literals excluded). */
 bool cap_targets_valid_hostname(const char *s);

@@ -46,6 +46,22 @@ static const char SQL_RUN_SHOW[] =
     "SELECT r.*, s.name AS source_name, cap_run_stat(r.stats, 'silent') AS silent,"
     " cap_run_stat(r.stats, 'closed') AS closed, cap_run_stat(r.stats, 'no_route') AS no_route"
     " FROM discovery_runs r JOIN discovery_sources s ON s.id = r.source_id WHERE r.id = $1::bigint";
+/* The same with the run's shards, for JSON (shard_list: one object per shard). */
+static const char SQL_RUN_SHOW_JSON[] =
+    "SELECT r.*, s.name AS source_name, cap_run_stat(r.stats, 'silent') AS silent,"
+    " cap_run_stat(r.stats, 'closed') AS closed, cap_run_stat(r.stats, 'no_route') AS no_route,"
+    " (SELECT coalesce(json_agg(json_build_object('shard', sh.shard, 'first_target',"
+    "  sh.first_target, 'end_target', sh.end_target, 'status', sh.status, 'attempts', sh.attempts,"
+    "  'worker', sh.worker, 'targets_done', sh.items_done, 'targets_total', sh.items_total,"
+    "  'started_at', sh.started_at, 'finished_at', sh.finished_at, 'error', sh.error)"
+    "  ORDER BY sh.shard), '[]'::json) FROM discovery_run_shards sh WHERE sh.run_id = r.id)"
+    "  AS shard_list"
+    " FROM discovery_runs r JOIN discovery_sources s ON s.id = r.source_id WHERE r.id = $1::bigint";
+/* A split run's shards, for the table output. */
+static const char SQL_RUN_SHARDS[] =
+    "SELECT shard, first_target || '-' || (end_target - 1) AS targets, status, attempts,"
+    " worker, items_done || '/' || items_total AS done, error"
+    " FROM discovery_run_shards WHERE run_id = $1::bigint ORDER BY shard";
 
 /* Observations of an endpoint, newest first, each with the drift event its run recorded
  * (drift_events is unique per endpoint and run). $1 host name, $2 port, $3 address or NULL. */
@@ -145,12 +161,24 @@ int cap_ctl_show_run(struct cap_ctl *ctl, PGconn *c, int64_t id, struct cap_err 
 {
     char idb[24];
     const char *p[] = {cap_pg_i64(idb, id)};
-    long rows = cap_ctl_out_query(c, ctl->json, true, "show run", SQL_RUN_SHOW, 1, p, NULL, err);
+    long rows = cap_ctl_out_query(c, ctl->json, true, "show run",
+                                  ctl->json ? SQL_RUN_SHOW_JSON : SQL_RUN_SHOW, 1, p, NULL, err);
     if (rows < 0)
         return -1;
     if (rows == 0) {
         cap_err_set(err, CAP_E_INVALID, "run %s does not exist", idb);
         return -1;
+    }
+    if (!ctl->json) {
+        /* A run split over workers: its shards (range, worker, status, attempts, progress). */
+        PGresult *r = cap_pg_exec(c, "show shards", SQL_RUN_SHARDS, 1, p, err);
+        if (!r)
+            return -1;
+        if (PQntuples(r) > 0) {
+            printf("\nshards:\n");
+            cap_ctl_out_table(stdout, r, NULL);
+        }
+        PQclear(r);
     }
     return 0;
 }

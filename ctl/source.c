@@ -64,7 +64,12 @@ static const char SQL_ACTIVE_RUN[] =
     "SELECT id, status FROM discovery_runs WHERE source_id = $1::bigint"
     " AND status IN ('queued', 'running')";
 static const char SQL_RUN_STATUS[] =
-    "SELECT status, coalesce(error, '') FROM discovery_runs WHERE id = $1::bigint";
+    "SELECT status, coalesce(error, ''), targets_done, targets_total, shards, "
+    "(SELECT count(*) FROM discovery_run_shards sh WHERE sh.run_id = r.id "
+    " AND sh.status NOT IN ('queued', 'running')), "
+    "(SELECT count(*) FROM discovery_run_shards sh WHERE sh.run_id = r.id "
+    " AND sh.status = 'running') "
+    "FROM discovery_runs r WHERE id = $1::bigint";
 static const char SQL_LIST_SPECS[] = "SELECT name, type, spec FROM discovery_sources";
 /* $1, $2: source names and what their descriptors summarise them as. */
 static const char SQL_LIST_TABLE[] =
@@ -945,6 +950,8 @@ static int wait_run(struct cap_ctl *ctl, PGconn *c, int64_t run_id, int64_t time
     struct cap_err err = {0};
     char status[16] = "";
     char error[256] = "";
+    char last[200] = "";
+    int64_t last_ms = -1000000;
     for (;;) {
         PGresult *r = cap_pg_exec(c, "poll run", SQL_RUN_STATUS, 1, p, &err);
         if (!r)
@@ -956,12 +963,27 @@ static int wait_run(struct cap_ctl *ctl, PGconn *c, int64_t run_id, int64_t time
         }
         snprintf(status, sizeof status, "%s", PQgetvalue(r, 0, 0));
         snprintf(error, sizeof error, "%s", PQgetvalue(r, 0, 1));
+        /* Progress on stderr as it moves, at most once a second: targets, and the shards of a
+         * run split over several workers. */
+        char line[200];
+        int64_t shards = cap_pg_get_i64(r, 0, 4);
+        int off = snprintf(line, sizeof line, "run %s %s: %lld/%lld targets", idb, status,
+                           (long long)cap_pg_get_i64(r, 0, 2), (long long)cap_pg_get_i64(r, 0, 3));
+        if (shards > 0 && off > 0 && (size_t)off < sizeof line)
+            snprintf(line + off, sizeof line - (size_t)off, ", shards %lld of %lld done, %lld running",
+                     (long long)cap_pg_get_i64(r, 0, 5), (long long)shards,
+                     (long long)cap_pg_get_i64(r, 0, 6));
         PQclear(r);
-        if (strcmp(status, "queued") != 0 && strcmp(status, "running") != 0)
-            break;
         struct timespec now;
         clock_gettime(CLOCK_MONOTONIC, &now);
         int64_t spent = (now.tv_sec - t0.tv_sec) * 1000 + (now.tv_nsec - t0.tv_nsec) / 1000000;
+        if (strcmp(status, "running") == 0 && strcmp(line, last) != 0 && spent - last_ms >= 1000) {
+            fprintf(stderr, "%s\n", line);
+            snprintf(last, sizeof last, "%s", line);
+            last_ms = spent;
+        }
+        if (strcmp(status, "queued") != 0 && strcmp(status, "running") != 0)
+            break;
         if (spent >= timeout_ms) {
             cap_err_set(&err, CAP_E_IO, "run %s is still %s after %lld ms (--timeout)", idb, status,
                         (long long)timeout_ms);

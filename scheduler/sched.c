@@ -52,7 +52,7 @@ static const char SQL_MOVE_NEXT[] =
     "FROM unnest($1::bigint[], $2::bigint[]) AS t(id, n) WHERE s.id = t.id";
 
 static const char SQL_RECOVER_STALE[] =
-    "WITH stale AS (SELECT id FROM discovery_runs WHERE status = 'running' "
+    "WITH stale AS (SELECT id FROM discovery_runs WHERE status = 'running' AND shards = 0 "
     "  AND heartbeat_at < now() - make_interval(secs => $1::double precision) "
     "  ORDER BY id LIMIT 1000 FOR UPDATE SKIP LOCKED) "
     "UPDATE discovery_runs r SET "
@@ -61,6 +61,19 @@ static const char SQL_RECOVER_STALE[] =
     "stream_id = NULL, published_at = NULL, "
     "error = format('worker %s lost: no heartbeat since %s', r.worker, r.heartbeat_at) "
     "FROM stale WHERE r.id = stale.id RETURNING r.id, r.status";
+
+/* The same for the shards of split runs (migration 017). A sharded run is never stale itself. */
+static const char SQL_RECOVER_STALE_SHARDS[] =
+    "WITH stale AS (SELECT run_id, shard FROM discovery_run_shards WHERE status = 'running' "
+    "  AND heartbeat_at < now() - make_interval(secs => $1::double precision) "
+    "  ORDER BY heartbeat_at LIMIT 1000 FOR UPDATE SKIP LOCKED) "
+    "UPDATE discovery_run_shards sh SET "
+    "status = CASE WHEN sh.attempts >= $2 THEN 'dead' ELSE 'queued' END, "
+    "finished_at = CASE WHEN sh.attempts >= $2 THEN now() END, "
+    "stream_id = NULL, published_at = NULL, "
+    "error = format('worker %s lost: no heartbeat since %s', sh.worker, sh.heartbeat_at) "
+    "FROM stale WHERE sh.run_id = stale.run_id AND sh.shard = stale.shard "
+    "RETURNING sh.run_id, sh.status, sh.shard";
 
 /* Unpublished runs first (new ones), then runs published so long ago that their entry may be
  * lost; each arm walks its own partial index. */
@@ -78,6 +91,42 @@ static const char SQL_TO_PUBLISH[] =
 static const char SQL_PUBLISHED[] =
     "UPDATE discovery_runs r SET stream_id = t.sid, published_at = now() "
     "FROM unnest($1::bigint[], $2::text[]) AS t(id, sid) WHERE r.id = t.id";
+
+/* Shards of a run go to the stream one at a time: the next when a worker claimed the last one
+ * (the claim wakes the schedulers), so every idle worker takes a share of a large run instead
+ * of the first one reading them all. Then shards published so long ago that their entry may be
+ * lost. Columns as SQL_TO_PUBLISH, with the shard number for trigger. */
+static const char SQL_TO_PUBLISH_SHARDS[] =
+    "SELECT sh.run_id, r.source_id, sh.attempts, sh.stream_id, sh.shard "
+    "FROM discovery_run_shards sh JOIN discovery_runs r ON r.id = sh.run_id "
+    "WHERE sh.status = 'queued' AND (sh.run_id, sh.shard) IN ("
+    " (SELECT DISTINCT ON (x.run_id) x.run_id, x.shard FROM discovery_run_shards x "
+    "  WHERE x.status = 'queued' AND x.stream_id IS NULL AND NOT EXISTS ("
+    "   SELECT 1 FROM discovery_run_shards y WHERE y.run_id = x.run_id "
+    "   AND y.status = 'queued' AND y.stream_id IS NOT NULL) "
+    "  ORDER BY x.run_id, x.shard LIMIT $1) "
+    " UNION ALL "
+    " (SELECT x.run_id, x.shard FROM discovery_run_shards x "
+    "  WHERE x.status = 'queued' AND x.stream_id IS NOT NULL "
+    "  AND x.published_at < now() - make_interval(secs => $2::double precision) "
+    "  ORDER BY x.published_at LIMIT $1)) "
+    "ORDER BY sh.run_id, sh.shard LIMIT $1 FOR UPDATE OF sh SKIP LOCKED";
+
+static const char SQL_PUBLISHED_SHARDS[] =
+    "UPDATE discovery_run_shards sh SET stream_id = t.sid, published_at = now() "
+    "FROM unnest($1::bigint[], $3::int[], $2::text[]) AS t(id, shard, sid) "
+    "WHERE sh.run_id = t.id AND sh.shard = t.shard";
+
+/* What publish() reads and writes: runs, or shards. */
+struct outbox {
+    const char *what;
+    const char *select_sql;
+    const char *published_sql;
+    bool shards;
+};
+static const struct outbox OUTBOX_RUNS = {"runs", SQL_TO_PUBLISH, SQL_PUBLISHED, false};
+static const struct outbox OUTBOX_SHARDS = {"shards", SQL_TO_PUBLISH_SHARDS, SQL_PUBLISHED_SHARDS,
+                                            true};
 
 static const char SQL_EXPIRE_ACKS[] = "SELECT cap_findings_expire()";
 
@@ -392,6 +441,14 @@ static int recover_stale(struct sched *s, struct cap_err *err)
                 CAP_LS("status", PQgetvalue(r, i, 1)));
     }
     PQclear(r);
+    if (!(r = cap_pg_exec(s->pg, "recover stale shards", SQL_RECOVER_STALE_SHARDS, 2, p, err)))
+        return -1;
+    for (int i = 0; i < PQntuples(r); i++) {
+        cap_metric_add(s->m_recovered, NULL, 1);
+        cap_log(CAP_LOG_WARN, "run_recovered", CAP_LI("run_id", cap_pg_get_i64(r, i, 0)),
+                CAP_LI("shard", cap_pg_get_i64(r, i, 2)), CAP_LS("status", PQgetvalue(r, i, 1)));
+    }
+    PQclear(r);
     return 0;
 }
 
@@ -407,14 +464,16 @@ static int entry_exists(struct sched *s, const char *id)
     return exists;
 }
 
-/* The outbox: queued runs without a stream entry (new, or lost with Redis's data) are
- * published; the entry id is stored on the run in the same transaction that locked it. */
-static int publish(struct sched *s, int *more, struct cap_err *err)
+/* The outbox: queued runs (or shards) without a stream entry (new, or lost with Redis's data)
+ * are published; the entry id is stored on the row in the same transaction that locked it. */
+static int publish_from(struct sched *s, const struct outbox *ob, int *more, struct cap_err *err)
 {
     *more = 0;
     char req[32];
     snprintf(req, sizeof req, "%.3f", (double)s->cfg->scheduler_requeue_after_ms / 1000.0);
-    PGresult *r = locked_select(s, "select runs to publish", SQL_TO_PUBLISH, req, err);
+    char what[48];
+    snprintf(what, sizeof what, "select %s to publish", ob->what);
+    PGresult *r = locked_select(s, what, ob->select_sql, req, err);
     if (!r)
         return -1;
     int n = PQntuples(r);
@@ -423,10 +482,11 @@ static int publish(struct sched *s, int *more, struct cap_err *err)
         return commit(s->pg, err);
     }
     int64_t *ids = calloc((size_t)n, sizeof *ids);
+    int64_t *shards = calloc((size_t)n, sizeof *shards);
     char **sids = calloc((size_t)n, sizeof *sids);
     int np = 0, rc = -1;
     int64_t now_ms = (int64_t)time(NULL) * 1000;
-    if (!ids || !sids) {
+    if (!ids || !sids || !shards) {
         cap_err_set(err, CAP_E_NOMEM, "publishing runs: out of memory");
         goto out;
     }
@@ -436,6 +496,7 @@ static int publish(struct sched *s, int *more, struct cap_err *err)
             .source_id = cap_pg_get_i64(r, i, 1),
             .attempt = cap_pg_get_i64(r, i, 2),
             .enqueued_at_ms = now_ms,
+            .shard = ob->shards ? (int32_t)cap_pg_get_i64(r, i, 4) : 0,
         };
         char sid[64];
         if (!PQgetisnull(r, i, 3) && entry_exists(s, PQgetvalue(r, i, 3))) {
@@ -447,9 +508,11 @@ static int publish(struct sched *s, int *more, struct cap_err *err)
             cap_metric_add(s->m_published, NULL, 1);
             if (!PQgetisnull(r, i, 3))
                 cap_log(CAP_LOG_WARN, "run_republished", CAP_LI("run_id", job.run_id),
-                        CAP_LS("lost_entry", PQgetvalue(r, i, 3)), CAP_LS("entry", sid));
+                        CAP_LI("shard", job.shard), CAP_LS("lost_entry", PQgetvalue(r, i, 3)),
+                        CAP_LS("entry", sid));
         }
         ids[np] = job.run_id;
+        shards[np] = job.shard;
         sids[np] = strdup(sid);
         if (!sids[np])
             break;
@@ -458,9 +521,12 @@ static int publish(struct sched *s, int *more, struct cap_err *err)
     if (np > 0) {
         char *ia = cap_pg_i64_array(ids, (size_t)np);
         char *sa = cap_pg_text_array((const char *const *)sids, (size_t)np);
-        const char *q[] = {ia, sa};
+        char *na = cap_pg_i64_array(shards, (size_t)np);
+        const char *q[] = {ia, sa, na};
         struct cap_err e2 = {0};
-        if (ia && sa && cap_pg_cmd(s->pg, "store stream ids", SQL_PUBLISHED, 2, q, &e2) == 0 &&
+        if (ia && sa && na &&
+            cap_pg_cmd(s->pg, "store stream ids", ob->published_sql, ob->shards ? 3 : 2, q,
+                       &e2) == 0 &&
             commit(s->pg, &e2) == 0) {
             rc = cap_err_isset(err) ? -1 : 0;
             *more = np == n && n >= s->cfg->scheduler_batch;
@@ -469,6 +535,7 @@ static int publish(struct sched *s, int *more, struct cap_err *err)
         }
         free(ia);
         free(sa);
+        free(na);
     }
 out:
     if (rc < 0)
@@ -478,7 +545,19 @@ out:
         free(sids[i]);
     free(sids);
     free(ids);
+    free(shards);
     return rc;
+}
+
+/* Runs first, then shards; *more when either has more waiting. */
+static int publish(struct sched *s, int *more, struct cap_err *err)
+{
+    int more_runs = 0, more_shards = 0;
+    if (publish_from(s, &OUTBOX_RUNS, &more_runs, err) < 0 ||
+        publish_from(s, &OUTBOX_SHARDS, &more_shards, err) < 0)
+        return -1;
+    *more = more_runs || more_shards;
+    return 0;
 }
 
 static void prune_reset(struct sched *s);

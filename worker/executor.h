@@ -47,7 +47,11 @@ struct cap_run_ctx {
     PGconn *pg;
     int64_t run_id;
     int64_t source_id;
-    int64_t attempt;          /* fencing token: every write must carry it */
+    int64_t attempt;          /* fencing token: every write must carry it (the shard's own
+                               * attempts when shard is set) */
+    int32_t shard;            /* shard of the run this job executes (from 1); 0: the whole run */
+    uint64_t first_target;    /* shard only: its slice [first_target, end_target) of the run's */
+    uint64_t end_target;      /* target sequence */
     const struct cap_source *src;
     const char *worker_name;
     const atomic_int *stopping; /* non-zero once the worker drains: stop early, keep results */
@@ -59,6 +63,9 @@ struct cap_run_outcome {
     bool run_again;       /* ask the scheduler for the next run at once (CT backlog) */
     bool interrupted;     /* stopped early because ctx->stopping was set: the worker puts the
                            * run back to queued instead of recording this outcome */
+    bool split;           /* the run was split into shards (cap_run_split): the worker leaves
+                           * it running and acks its entry; its shards end it */
+    bool recorded;        /* a shard's final status is written already (cap_run_shard_finish) */
 };
 
 struct cap_executor {
@@ -86,9 +93,31 @@ int cap_executors_init(const struct cap_config *cfg, struct cap_err *err);
 void cap_executors_shutdown(void);
 
 /* Inside an open transaction on ctx->pg: locks the run row (FOR SHARE) and checks the run is
- * still running under ctx->attempt. Returns -1 with CAP_E_FENCED when another attempt owns it.
- * Every executor write transaction starts with it. */
+ * still running under ctx->attempt (for a shard: the shard's row and attempts). Returns -1 with
+ * CAP_E_FENCED when another attempt owns it. Every executor write transaction starts with it. */
 int cap_run_fence(struct cap_run_ctx *ctx, struct cap_err *err);
+
+/* Splits the running run of ctx (a whole run, not a shard) into ceil(total / size) shards,
+ * contiguous slices of its target sequence, queued for any worker (the schedulers publish them);
+ * the run stays running and its counts become the sums of its shards'. Fenced, one
+ * transaction. Returns the number of shards, or -1 with err (CAP_E_FENCED: another attempt owns
+ * the run). */
+int cap_run_split(struct cap_run_ctx *ctx, uint64_t total, uint64_t size, struct cap_err *err);
+
+/* Called inside cap_run_shard_finish's transaction when the shard ending is the last of its run
+ * and every other shard completed (succeeded or partial): the executor resolves what the whole
+ * run re-examined. 0, or -1 with err (the shard's end is rolled back). */
+typedef int (*cap_run_last_shard_fn)(struct cap_run_ctx *ctx, void *arg, struct cap_err *err);
+
+/* Ends the shard of ctx with status and error ("" none), fenced, in one transaction that first
+ * locks the run, so shards of a run end one at a time; when it is the last open shard the run
+ * ends too (migration 017's trigger: status and error from all shards). last (may be NULL) runs
+ * first when this is the last shard and the others completed and status is not failed. Sets
+ * *run_ended (may be NULL) when the run ended. Returns 0, or -1 with err (CAP_E_FENCED when
+ * another attempt owns the shard). */
+int cap_run_shard_finish(struct cap_run_ctx *ctx, enum cap_run_status status, const char *error,
+                         cap_run_last_shard_fn last, void *arg, bool *run_ended,
+                         struct cap_err *err);
 
 /* A run's progress, as cap_run_progress writes it. A count at -1 is left as it is. The items
  * are what the source type processes (network_scan: targets; ct_log: log entries). */

@@ -1173,19 +1173,37 @@ static int write_batch(struct cap_inventory *inv, struct cap_err *err)
         return -1;
     }
 
-    const char *cp[] = {run};
-    PGresult *r = cap_pg_exec(c, "count run results", SQL_RUN_COUNTS, 1, cp, err);
-    if (!r) {
-        return -1;
-    }
     struct cap_inventory_stats st = inv->stats;
-    st.certs_new = cap_pg_get_i64(r, 0, 0);
-    st.drifts = cap_pg_get_i64(r, 0, 1);
-    st.observations = cap_pg_get_i64(r, 0, 2);
-    st.ok = cap_pg_get_i64(r, 0, 3);
-    st.unreachable = cap_pg_get_i64(r, 0, 4);
-    st.tls_errors = cap_pg_get_i64(r, 0, 5);
-    PQclear(r);
+    if (ctx->shard > 0) {
+        /* A shard counts what it observed itself: the run's rows are every shard's. Each
+         * target of its slice is observed once per attempt, and an attempt starts from zero.
+         * Certificates and drift events are counted for the whole run when it ends. */
+        for (size_t i = 0; i < inv->obs.n; i++) {
+            const char *outcome = inv->obs.cells[i * inv->obs.ncols + 4];
+            st.observations++;
+            if (outcome && strcmp(outcome, "ok") == 0) {
+                st.ok++;
+            } else if (outcome && strcmp(outcome, "tls_error") == 0) {
+                st.tls_errors++;
+            } else if (outcome &&
+                       (strcmp(outcome, "refused") == 0 || strcmp(outcome, "timeout") == 0)) {
+                st.unreachable++;
+            }
+        }
+    } else {
+        const char *cp[] = {run};
+        PGresult *r = cap_pg_exec(c, "count run results", SQL_RUN_COUNTS, 1, cp, err);
+        if (!r) {
+            return -1;
+        }
+        st.certs_new = cap_pg_get_i64(r, 0, 0);
+        st.drifts = cap_pg_get_i64(r, 0, 1);
+        st.observations = cap_pg_get_i64(r, 0, 2);
+        st.ok = cap_pg_get_i64(r, 0, 3);
+        st.unreachable = cap_pg_get_i64(r, 0, 4);
+        st.tls_errors = cap_pg_get_i64(r, 0, 5);
+        PQclear(r);
+    }
     if (write_progress(inv, &st, true, err) != 0) {
         return -1;
     }
@@ -1267,12 +1285,10 @@ int cap_inventory_count_empty(struct cap_inventory *inv, const char *reason)
     return -1;
 }
 
-int cap_inventory_resolve_missing(struct cap_inventory *inv, unsigned by, int64_t *resolved,
-                                  struct cap_err *err)
+/* The resolving statement, inside the caller's open transaction (fenced here). */
+static int resolve_open(struct cap_inventory *inv, unsigned by, int64_t *resolved,
+                        struct cap_err *err)
 {
-    if (cap_inventory_flush(inv, err) != 0) {
-        return -1;
-    }
     const char *kinds[CAP_FINDING_KINDS];
     size_t kinds_n = cap_findings_resolve_kinds(by, kinds, CAP_FINDING_KINDS);
     char *kind_arr = strv_literal((char *const *)kinds, kinds_n);
@@ -1283,25 +1299,49 @@ int cap_inventory_resolve_missing(struct cap_inventory *inv, unsigned by, int64_
     struct cap_run_ctx *ctx = inv->ctx;
     char run[24], src[24];
     const char *p[] = {cap_pg_i64(src, ctx->source_id), cap_pg_i64(run, ctx->run_id), kind_arr};
-    int64_t n = 0;
-    int rc = cap_pg_cmd(ctx->pg, "begin resolve findings", SQL_BEGIN, 0, NULL, err);
-    if (rc == 0) {
-        PGresult *r = NULL;
-        if (cap_pg_cmd(ctx->pg, "turn off jit", SQL_NO_JIT, 0, NULL, err) == 0 &&
-            cap_run_fence(ctx, err) == 0) {
-            r = cap_pg_exec(ctx->pg, "resolve findings", SQL_RESOLVE_MISSING, 3, p, err);
-        }
-        if (r) {
-            n = strtoll(PQcmdTuples(r), NULL, 10);
-            PQclear(r);
-        }
-        if (!r || cap_pg_cmd(ctx->pg, "commit resolve findings", SQL_COMMIT, 0, NULL, err)) {
-            PGresult *rb = PQexec(ctx->pg, SQL_ROLLBACK);
-            PQclear(rb);
-            rc = -1;
-        }
+    PGresult *r = NULL;
+    if (cap_pg_cmd(ctx->pg, "turn off jit", SQL_NO_JIT, 0, NULL, err) == 0 &&
+        cap_run_fence(ctx, err) == 0) {
+        r = cap_pg_exec(ctx->pg, "resolve findings", SQL_RESOLVE_MISSING, 3, p, err);
     }
     free(kind_arr);
+    if (!r) {
+        return -1;
+    }
+    if (resolved) {
+        *resolved = strtoll(PQcmdTuples(r), NULL, 10);
+    }
+    PQclear(r);
+    return 0;
+}
+
+int cap_inventory_resolve_missing_open(struct cap_inventory *inv, unsigned by, int64_t *resolved,
+                                       struct cap_err *err)
+{
+    if (queued(inv) != 0) {
+        cap_err_set(err, CAP_E_INVALID,
+                    "resolving findings: %zu items are still queued (flush them first)",
+                    (size_t)queued(inv));
+        return -1;
+    }
+    return resolve_open(inv, by, resolved, err);
+}
+
+int cap_inventory_resolve_missing(struct cap_inventory *inv, unsigned by, int64_t *resolved,
+                                  struct cap_err *err)
+{
+    if (cap_inventory_flush(inv, err) != 0) {
+        return -1;
+    }
+    struct cap_run_ctx *ctx = inv->ctx;
+    int64_t n = 0;
+    int rc = cap_pg_cmd(ctx->pg, "begin resolve findings", SQL_BEGIN, 0, NULL, err);
+    if (rc == 0 && (resolve_open(inv, by, &n, err) != 0 ||
+                    cap_pg_cmd(ctx->pg, "commit resolve findings", SQL_COMMIT, 0, NULL, err))) {
+        PGresult *rb = PQexec(ctx->pg, SQL_ROLLBACK);
+        PQclear(rb);
+        rc = -1;
+    }
     if (rc == 0 && resolved) {
         *resolved = n;
     }

@@ -203,4 +203,10 @@ int cap_inventory_raise_endpoint(struct cap_inventory *inv, enum cap_finding_kin
 int cap_inventory_resolve_missing(struct cap_inventory *inv, unsigned by, int64_t *resolved,
                                   struct cap_err *err);
 
+/* The same inside the caller's open transaction, which commits it (the last shard of a run
+ * resolves for the whole run in the transaction that ends it). Nothing may be queued (flush
+ * first). 0, or -1 with err. */
+int cap_inventory_resolve_missing_open(struct cap_inventory *inv, unsigned by, int64_t *resolved,
+                                       struct cap_err *err);
+
 #endif

@@ -17,6 +17,60 @@ static const char SQL_FENCE[] =
     "SELECT 1 FROM discovery_runs WHERE id = $1 AND attempts = $2 AND status = 'running' "
     "FOR SHARE";
 
+static const char SQL_FENCE_SHARD[] =
+    "SELECT 1 FROM discovery_run_shards WHERE run_id = $1 AND attempts = $2 AND shard = $3 "
+    "AND status = 'running' FOR SHARE";
+
+/* A shard's progress: its items and stats on its own row (a trigger sums them into the run).
+ * The certificates and drift events it records are counted for the whole run when it ends.
+ * $1 run, $2 attempt, $3 shard, $4..$7 items total, done, ok, failed (-1: unchanged), $8
+ * stats to merge. */
+static const char SQL_PROGRESS_SHARD[] =
+    "UPDATE discovery_run_shards SET "
+    "items_total = CASE WHEN $4::bigint < 0 THEN items_total ELSE $4::bigint END, "
+    "items_done = CASE WHEN $5::bigint < 0 THEN items_done ELSE $5::bigint END, "
+    "items_ok = CASE WHEN $6::bigint < 0 THEN items_ok ELSE $6::bigint END, "
+    "items_failed = CASE WHEN $7::bigint < 0 THEN items_failed ELSE $7::bigint END, "
+    "stats = stats || coalesce($8::jsonb, '{}'::jsonb), heartbeat_at = now() "
+    "WHERE run_id = $1 AND attempts = $2 AND shard = $3 AND status = 'running'";
+
+static const char SQL_BEGIN[] = "BEGIN";
+static const char SQL_COMMIT[] = "COMMIT";
+static const char SQL_ROLLBACK[] = "ROLLBACK";
+
+/* $1 run, $2 targets, $3 shard size. */
+static const char SQL_SPLIT_SHARDS[] =
+    "INSERT INTO discovery_run_shards (run_id, shard, first_target, end_target, items_total) "
+    "SELECT $1::bigint, g, (g - 1) * $3::bigint, least(g * $3::bigint, $2::bigint), "
+    "least(g * $3::bigint, $2::bigint) - (g - 1) * $3::bigint "
+    "FROM generate_series(1, (($2::bigint + $3::bigint - 1) / $3::bigint)::int) AS g";
+
+/* $1 run, $2 attempt, $3 shards. */
+static const char SQL_SPLIT_RUN[] =
+    "UPDATE discovery_runs SET shards = $3, heartbeat_at = now() "
+    "WHERE id = $1 AND attempts = $2 AND status = 'running' AND shards = 0";
+
+static const char SQL_SPLIT_ROLLUP[] = "SELECT cap_run_shards_rollup($1::bigint)";
+
+/* Shards of a run end one at a time: each locks the run first. */
+static const char SQL_LOCK_RUN[] =
+    "SELECT 1 FROM discovery_runs WHERE id = $1 AND status = 'running' FOR UPDATE";
+
+/* $1 run, $2 shard: the other shards still open, and those that did not complete. */
+static const char SQL_OTHER_SHARDS[] =
+    "SELECT count(*) FILTER (WHERE status IN ('queued', 'running')), "
+    "count(*) FILTER (WHERE status IN ('failed', 'dead')) "
+    "FROM discovery_run_shards WHERE run_id = $1 AND shard <> $2";
+
+/* $1 run, $2 attempt, $3 shard, $4 status, $5 error. Returns whether the run ended with it. */
+static const char SQL_END_SHARD[] =
+    "WITH e AS (UPDATE discovery_run_shards SET status = $4, finished_at = now(), "
+    "heartbeat_at = now(), error = NULLIF($5, '') "
+    "WHERE run_id = $1 AND attempts = $2 AND shard = $3 AND status = 'running' RETURNING run_id) "
+    "SELECT count(*) FROM e";
+
+static const char SQL_RUN_STATUS[] = "SELECT status FROM discovery_runs WHERE id = $1";
+
 /* $1 run, $2 attempt, $3..$8 items total, done, ok, failed, new certificates, drifts (-1:
  * unchanged), $9 stats to merge. The new values are computed once (v), and the older columns
  * are written from them in the same statement; the fence is checked again on the row updated. */
@@ -97,21 +151,131 @@ int cap_source_load(PGconn *c, int64_t id, struct cap_source *out, struct cap_er
     return rc;
 }
 
+static void set_fenced(const struct cap_run_ctx *ctx, struct cap_err *err)
+{
+    if (ctx->shard > 0)
+        cap_err_set(err, CAP_E_FENCED, "run %lld shard %d: attempt %lld is no longer current",
+                    (long long)ctx->run_id, (int)ctx->shard, (long long)ctx->attempt);
+    else
+        cap_err_set(err, CAP_E_FENCED, "run %lld: attempt %lld is no longer current",
+                    (long long)ctx->run_id, (long long)ctx->attempt);
+}
+
 int cap_run_fence(struct cap_run_ctx *ctx, struct cap_err *err)
 {
-    char rb[24], ab[24];
-    const char *p[] = {cap_pg_i64(rb, ctx->run_id), cap_pg_i64(ab, ctx->attempt)};
-    PGresult *r = cap_pg_exec(ctx->pg, "fence run", SQL_FENCE, 2, p, err);
+    char rb[24], ab[24], sb[24];
+    const char *p[] = {cap_pg_i64(rb, ctx->run_id), cap_pg_i64(ab, ctx->attempt),
+                       cap_pg_i64(sb, ctx->shard)};
+    PGresult *r = ctx->shard > 0 ? cap_pg_exec(ctx->pg, "fence shard", SQL_FENCE_SHARD, 3, p, err)
+                                 : cap_pg_exec(ctx->pg, "fence run", SQL_FENCE, 2, p, err);
     if (!r)
         return -1;
     int n = PQntuples(r);
     PQclear(r);
     if (n != 1) {
-        cap_err_set(err, CAP_E_FENCED, "run %lld: attempt %lld is no longer current",
-                    (long long)ctx->run_id, (long long)ctx->attempt);
+        set_fenced(ctx, err);
         return -1;
     }
     return 0;
+}
+
+static void rollback(PGconn *c)
+{
+    PGresult *r = PQexec(c, SQL_ROLLBACK);
+    PQclear(r);
+}
+
+int cap_run_split(struct cap_run_ctx *ctx, uint64_t total, uint64_t size, struct cap_err *err)
+{
+    if (ctx->shard > 0 || size == 0 || total <= size || total > (uint64_t)INT64_MAX ||
+        (total + size - 1) / size > 1000000) {
+        cap_err_set(err, CAP_E_INVALID, "run %lld: cannot split %llu targets into shards of %llu",
+                    (long long)ctx->run_id, (unsigned long long)total, (unsigned long long)size);
+        return -1;
+    }
+    int64_t n = (int64_t)((total + size - 1) / size);
+    char rb[24], ab[24], tb[24], zb[24], nb[24];
+    const char *ins[] = {cap_pg_i64(rb, ctx->run_id), cap_pg_i64(tb, (int64_t)total),
+                         cap_pg_i64(zb, (int64_t)size)};
+    const char *upd[] = {rb, cap_pg_i64(ab, ctx->attempt), cap_pg_i64(nb, n)};
+    if (cap_pg_cmd(ctx->pg, "begin split", SQL_BEGIN, 0, NULL, err) != 0)
+        return -1;
+    PGresult *r = NULL;
+    if (cap_run_fence(ctx, err) != 0 ||
+        !(r = cap_pg_exec(ctx->pg, "mark run split", SQL_SPLIT_RUN, 3, upd, err)))
+        goto fail;
+    int marked = (int)strtol(PQcmdTuples(r), NULL, 10);
+    PQclear(r);
+    if (marked != 1) {
+        set_fenced(ctx, err);
+        goto fail;
+    }
+    if (cap_pg_cmd(ctx->pg, "insert shards", SQL_SPLIT_SHARDS, 3, ins, err) != 0 ||
+        cap_pg_cmd(ctx->pg, "sum shards", SQL_SPLIT_ROLLUP, 1, ins, err) != 0 ||
+        cap_pg_cmd(ctx->pg, "commit split", SQL_COMMIT, 0, NULL, err) != 0)
+        goto fail;
+    return (int)n;
+fail:
+    rollback(ctx->pg);
+    return -1;
+}
+
+int cap_run_shard_finish(struct cap_run_ctx *ctx, enum cap_run_status status, const char *error,
+                         cap_run_last_shard_fn last, void *arg, bool *run_ended,
+                         struct cap_err *err)
+{
+    static const char *const names[] = {"succeeded", "partial", "failed"};
+    if (run_ended)
+        *run_ended = false;
+    char rb[24], ab[24], sb[24];
+    const char *p[] = {cap_pg_i64(rb, ctx->run_id), cap_pg_i64(ab, ctx->attempt),
+                       cap_pg_i64(sb, ctx->shard), names[status], error ? error : ""};
+    const char *other[] = {rb, sb};
+    if (ctx->shard <= 0) {
+        cap_err_set(err, CAP_E_INVALID, "run %lld: not a shard", (long long)ctx->run_id);
+        return -1;
+    }
+    if (cap_pg_cmd(ctx->pg, "begin shard end", SQL_BEGIN, 0, NULL, err) != 0)
+        return -1;
+    PGresult *r = cap_pg_exec(ctx->pg, "lock run", SQL_LOCK_RUN, 1, p, err);
+    if (!r)
+        goto fail;
+    int live = PQntuples(r);
+    PQclear(r);
+    if (live != 1 || cap_run_fence(ctx, err) != 0) {
+        if (!cap_err_isset(err))
+            set_fenced(ctx, err);
+        goto fail;
+    }
+    if (!(r = cap_pg_exec(ctx->pg, "count open shards", SQL_OTHER_SHARDS, 2, other, err)))
+        goto fail;
+    int64_t open = cap_pg_get_i64(r, 0, 0), bad = cap_pg_get_i64(r, 0, 1);
+    PQclear(r);
+    if (open == 0 && bad == 0 && status != CAP_RUN_FAILED && last && last(ctx, arg, err) != 0)
+        goto fail;
+    if (!(r = cap_pg_exec(ctx->pg, "end shard", SQL_END_SHARD, 5, p, err)))
+        goto fail;
+    int64_t ended = cap_pg_get_i64(r, 0, 0);
+    PQclear(r);
+    if (ended != 1) {
+        set_fenced(ctx, err);
+        goto fail;
+    }
+    bool run_done = false;
+    if (open == 0) {
+        if (!(r = cap_pg_exec(ctx->pg, "read run status", SQL_RUN_STATUS, 1, p, err)))
+            goto fail;
+        run_done = PQntuples(r) == 1 && strcmp(PQgetvalue(r, 0, 0), "running") != 0;
+        PQclear(r);
+    }
+    if (cap_pg_cmd(ctx->pg, "commit shard end", SQL_COMMIT, 0, NULL, err) != 0)
+        goto fail;
+    if (run_ended)
+        *run_ended = run_done;
+    return 0;
+fail:
+    rollback(ctx->pg);
+    return -1;
 }
 
 int cap_run_progress(struct cap_run_ctx *ctx, const struct cap_progress *p, struct cap_err *err)
@@ -129,6 +293,22 @@ int cap_run_progress(struct cap_run_ctx *ctx, const struct cap_progress *p, stru
         }
     }
     char b[8][24];
+    if (ctx->shard > 0) {
+        const char *sp[] = {cap_pg_i64(b[0], ctx->run_id),  cap_pg_i64(b[1], ctx->attempt),
+                            cap_pg_i64(b[2], ctx->shard),   cap_pg_i64(b[3], p->items_total),
+                            cap_pg_i64(b[4], p->items_done), cap_pg_i64(b[5], p->items_ok),
+                            cap_pg_i64(b[6], p->items_failed), p->stats};
+        PGresult *r = cap_pg_exec(ctx->pg, "update shard progress", SQL_PROGRESS_SHARD, 8, sp, err);
+        if (!r)
+            return -1;
+        int n = (int)strtol(PQcmdTuples(r), NULL, 10);
+        PQclear(r);
+        if (n != 1) {
+            set_fenced(ctx, err);
+            return -1;
+        }
+        return 0;
+    }
     const char *params[] = {cap_pg_i64(b[0], ctx->run_id),
                             cap_pg_i64(b[1], ctx->attempt),
                             cap_pg_i64(b[2], p->items_total),
@@ -144,8 +324,7 @@ int cap_run_progress(struct cap_run_ctx *ctx, const struct cap_progress *p, stru
     int n = (int)strtol(PQcmdTuples(r), NULL, 10);
     PQclear(r);
     if (n != 1) {
-        cap_err_set(err, CAP_E_FENCED, "run %lld: attempt %lld is no longer current",
-                    (long long)ctx->run_id, (long long)ctx->attempt);
+        set_fenced(ctx, err);
         return -1;
     }
     return 0;

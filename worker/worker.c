@@ -31,7 +31,7 @@ static const char SQL_CLAIM[] =
     "FROM unnest($1::bigint[], $2::bigint[]) AS t(run_id, source_id), discovery_sources s "
     "WHERE r.id = t.run_id AND r.source_id = t.source_id AND s.id = r.source_id "
     "AND r.attempts < $4 "
-    "AND (r.status = 'queued' OR (r.status = 'running' "
+    "AND (r.status = 'queued' OR (r.status = 'running' AND r.shards = 0 "
     "     AND r.heartbeat_at < now() - make_interval(secs => $5::double precision))) "
     "RETURNING r.id, r.attempts, " CAP_SOURCE_COLUMNS_SQL;
 
@@ -40,7 +40,7 @@ static const char SQL_BURY[] =
     "error = format('gave up after %s attempts%s', attempts, "
     "               coalesce(': last error: ' || error, '')) "
     "WHERE id = ANY($1::bigint[]) AND attempts >= $2 "
-    "AND (status = 'queued' OR (status = 'running' "
+    "AND (status = 'queued' OR (status = 'running' AND shards = 0 "
     "     AND heartbeat_at < now() - make_interval(secs => $3::double precision))) "
     "RETURNING id";
 
@@ -50,6 +50,44 @@ static const char SQL_FINISH[] =
     "error = NULLIF(t.err, '') "
     "FROM unnest($1::bigint[], $2::int[], $3::text[], $4::text[]) AS t(id, att, st, err) "
     "WHERE r.id = t.id AND r.attempts = t.att AND r.status = 'running' RETURNING r.id";
+
+/* The same for shards (migration 017): a shard of a running run is claimed, fenced, buried,
+ * heartbeated and requeued like a run, on its own row. */
+static const char SQL_CLAIM_SHARD[] =
+    "UPDATE discovery_run_shards sh SET status = 'running', attempts = sh.attempts + 1, "
+    "started_at = now(), heartbeat_at = now(), worker = $4, error = NULL "
+    "FROM unnest($1::bigint[], $2::bigint[], $3::int[]) AS t(run_id, source_id, shard), "
+    "discovery_runs r, discovery_sources s "
+    "WHERE sh.run_id = t.run_id AND sh.shard = t.shard AND r.id = sh.run_id "
+    "AND r.source_id = t.source_id AND r.status = 'running' AND s.id = r.source_id "
+    "AND sh.attempts < $5 "
+    "AND (sh.status = 'queued' OR (sh.status = 'running' "
+    "     AND sh.heartbeat_at < now() - make_interval(secs => $6::double precision))) "
+    "RETURNING sh.run_id, sh.attempts, " CAP_SOURCE_COLUMNS_SQL
+    ", sh.shard, sh.first_target, sh.end_target";
+
+static const char SQL_BURY_SHARD[] =
+    "UPDATE discovery_run_shards sh SET status = 'dead', finished_at = now(), "
+    "error = format('gave up after %s attempts%s', sh.attempts, "
+    "               coalesce(': last error: ' || sh.error, '')) "
+    "FROM unnest($1::bigint[], $2::int[]) AS t(run_id, shard) "
+    "WHERE sh.run_id = t.run_id AND sh.shard = t.shard AND sh.attempts >= $3 "
+    "AND (sh.status = 'queued' OR (sh.status = 'running' "
+    "     AND sh.heartbeat_at < now() - make_interval(secs => $4::double precision))) "
+    "RETURNING sh.run_id, sh.shard";
+
+static const char SQL_HEARTBEAT_SHARD[] =
+    "UPDATE discovery_run_shards sh SET heartbeat_at = now() "
+    "FROM unnest($1::bigint[], $2::int[], $3::int[]) AS t(run_id, shard, att) "
+    "WHERE sh.run_id = t.run_id AND sh.shard = t.shard AND sh.attempts = t.att "
+    "AND sh.status = 'running'";
+
+/* A shard given back (drain, lost database) is published again at once as a new entry (its
+ * old one is acked): shards of a run wait behind it (sched.c publishes them in turn). */
+static const char SQL_REQUEUE_SHARD[] =
+    "UPDATE discovery_run_shards SET status = 'queued', heartbeat_at = NULL, stream_id = NULL, "
+    "published_at = NULL, error = $4 || ' on worker ' || $5 || '; will be retried' "
+    "WHERE run_id = $1 AND attempts = $2 AND shard = $3 AND status = 'running'";
 
 /* A run that stopped with a backlog queues its successor at once (labelled `backlog`); the
  * insert's trigger wakes the schedulers, which publish it. */
@@ -83,6 +121,8 @@ struct job {
     int64_t run_id;
     int64_t source_id;
     int64_t attempt;
+    int32_t shard; /* 0: the whole run */
+    int64_t first_target, end_target;
     char type[32];
     char stream_id[STREAM_ID_MAX];
     int64_t started_ms;
@@ -193,6 +233,30 @@ static void ack(struct worker *w, redisContext *rd, const char *id)
     freeReplyObject(r);
 }
 
+/* Acks a job's entry from its job thread (a shard's end, or a run split into shards: nothing
+ * for the finisher to write). A failed ack leaves the entry pending; whoever reclaims it finds
+ * the job done and acks it. */
+static void job_ack(struct worker *w, struct thread_conns *tc, const struct job *j)
+{
+    struct cap_err err = {0};
+    if (ensure_redis(w, &tc->rd, 0, &err) < 0) {
+        cap_log(CAP_LOG_WARN, "ack_failed", CAP_LS("entry", j->stream_id), CAP_LS("err", err.msg));
+        return;
+    }
+    ack(w, tc->rd, j->stream_id);
+}
+
+/* Puts a shard this worker holds back to queued (published again by the schedulers at once).
+ * 0, or -1 with err. */
+static int requeue_shard(struct worker *w, PGconn *pg, const struct job *j, const char *why,
+                         struct cap_err *err)
+{
+    char rb[24], ab[24], sb[24];
+    const char *p[] = {cap_pg_i64(rb, j->run_id), cap_pg_i64(ab, j->attempt),
+                       cap_pg_i64(sb, j->shard), why, w->name};
+    return cap_pg_cmd(pg, "requeue shard", SQL_REQUEUE_SHARD, 5, p, err);
+}
+
 /* The run's database connection broke: reconnect with backoff (up to DB_LOST_RETRY_MS, or
  * until the worker drains) and put the run back to queued. When PostgreSQL stays away the run
  * is left running: its heartbeat goes stale and the scheduler's sweep requeues it. */
@@ -208,10 +272,17 @@ static void requeue_lost_db(struct worker *w, struct thread_conns *tc, struct jo
         if (ensure_pg(w, &tc->pg, "cap-worker-job", &e2) == 0) {
             char rb[24], ab[24];
             const char *p[] = {cap_pg_i64(rb, j->run_id), cap_pg_i64(ab, j->attempt), w->name};
-            if (cap_pg_cmd(tc->pg, "requeue run after a lost connection", SQL_REQUEUE_LOST_DB, 3, p,
-                           &e2) == 0) {
+            int rq = j->shard > 0
+                         ? requeue_shard(w, tc->pg, j, "database connection lost during the shard",
+                                         &e2)
+                         : cap_pg_cmd(tc->pg, "requeue run after a lost connection",
+                                      SQL_REQUEUE_LOST_DB, 3, p, &e2);
+            if (rq == 0) {
                 cap_log(CAP_LOG_INFO, "run_requeued", CAP_LI("run_id", j->run_id),
+                        CAP_LI("shard", j->shard),
                         CAP_LS("err", "database connection lost; the run will be retried"));
+                if (j->shard > 0)
+                    job_ack(w, tc, j);
                 return;
             }
         }
@@ -223,6 +294,43 @@ static void requeue_lost_db(struct worker *w, struct thread_conns *tc, struct jo
         usleep(pause);
         pause = pause < 2000000 ? pause * 2 : pause;
     }
+}
+
+/* A shard's end, on its job thread: written by the executor already (out->recorded) or here
+ * (a failed shard, or an executor that does not end shards itself), then its entry acked.
+ * Returns 0 (the job is done with here). */
+static int end_shard(struct worker *w, struct thread_conns *tc, struct job *j,
+                     struct cap_run_ctx *ctx, int xrc, const struct cap_run_outcome *out,
+                     const struct cap_err *xerr, double secs)
+{
+    const char *status = xrc == 0 ? status_name(out->status) : "failed";
+    char error[600];
+    snprintf(error, sizeof error, "%s", xrc == 0 ? out->error : xerr->msg);
+    for (char *c = error; *c; c++)
+        if ((unsigned char)*c < 0x20 || (unsigned char)*c > 0x7e)
+            *c = '?';
+    if (xrc != 0 || !out->recorded) {
+        struct cap_err err = {0};
+        bool ended = false;
+        if (cap_run_shard_finish(ctx, xrc == 0 ? out->status : CAP_RUN_FAILED, error, NULL, NULL,
+                                 &ended, &err) != 0) {
+            /* Fenced: another attempt owns it. Otherwise the shard stays running, its
+             * heartbeat goes stale and it is run again. */
+            cap_log(CAP_LOG_WARN, err.code == CAP_E_FENCED ? "run_fenced" : "shard_end_failed",
+                    CAP_LI("run_id", j->run_id), CAP_LI("shard", j->shard),
+                    CAP_LI("attempt", j->attempt), CAP_LS("err", err.msg));
+            return 0;
+        }
+    }
+    char labels[80];
+    snprintf(labels, sizeof labels, "%s,%s", j->type, status);
+    cap_metric_add(w->m_finished, labels, 1);
+    cap_metric_observe(w->m_duration, j->type, secs);
+    cap_log(strcmp(status, "failed") == 0 ? CAP_LOG_WARN : CAP_LOG_INFO, "shard_finished",
+            CAP_LI("run_id", j->run_id), CAP_LI("shard", j->shard), CAP_LS("status", status),
+            CAP_LD("seconds", secs), CAP_LS("err", error));
+    job_ack(w, tc, j);
+    return 0;
 }
 
 /* Runs one claimed job on a job thread; the result goes to the finisher. Returns 1 when the
@@ -259,6 +367,9 @@ static int execute_job(struct worker *w, struct thread_conns *tc, struct job *j)
             .run_id = j->run_id,
             .source_id = j->source_id,
             .attempt = j->attempt,
+            .shard = j->shard,
+            .first_target = (uint64_t)j->first_target,
+            .end_target = (uint64_t)j->end_target,
             .src = &j->src,
             .worker_name = w->name,
             .stopping = &w->stopping,
@@ -266,6 +377,15 @@ static int execute_job(struct worker *w, struct thread_conns *tc, struct job *j)
         int xrc = ex->execute(&ctx, &out, &err);
         if (atomic_load(&w->stopping) && (xrc < 0 ? err.code != CAP_E_FENCED : out.interrupted))
             interrupted = 1;
+        if (xrc == 0 && out.split) {
+            /* Its shards run it now, on any worker; the run's own entry is done with. */
+            job_ack(w, tc, j);
+            return 0;
+        }
+        if (j->shard > 0 && !interrupted && !(xrc < 0 && err.code == CAP_E_FENCED) &&
+            !(xrc < 0 && PQstatus(tc->pg) != CONNECTION_OK)) {
+            return end_shard(w, tc, j, &ctx, xrc, &out, &err, (double)(mono_ms() - t0) / 1000.0);
+        }
         if (xrc == 0) {
             status = status_name(out.status);
             snprintf(j->error, sizeof j->error, "%s", out.error);
@@ -297,9 +417,25 @@ static int execute_job(struct worker *w, struct thread_conns *tc, struct job *j)
         char rb[24], ab[24];
         const char *p[] = {cap_pg_i64(rb, j->run_id), cap_pg_i64(ab, j->attempt), w->name};
         struct cap_err e2 = {0};
-        cap_pg_cmd(tc->pg, "requeue interrupted run", SQL_ABANDON, 3, p, &e2);
-        cap_log(CAP_LOG_INFO, "run_requeued", CAP_LI("run_id", j->run_id), CAP_LS("err", e2.msg));
+        if (j->shard > 0) {
+            if (requeue_shard(w, tc->pg, j, "abandoned on shutdown", &e2) == 0)
+                job_ack(w, tc, j);
+        } else {
+            cap_pg_cmd(tc->pg, "requeue interrupted run", SQL_ABANDON, 3, p, &e2);
+        }
+        cap_log(CAP_LOG_INFO, "run_requeued", CAP_LI("run_id", j->run_id),
+                CAP_LI("shard", j->shard), CAP_LS("err", e2.msg));
         return 0;
+    }
+    if (j->shard > 0) {
+        /* Never ran (its source could not be loaded, or no executor): the shard fails. */
+        struct cap_run_ctx ctx = {.cfg = w->cfg, .pg = tc->pg, .run_id = j->run_id,
+                                  .source_id = j->source_id, .attempt = j->attempt,
+                                  .shard = j->shard, .worker_name = w->name,
+                                  .stopping = &w->stopping};
+        struct cap_err xerr = {0};
+        snprintf(xerr.msg, sizeof xerr.msg, "%s", j->error);
+        return end_shard(w, tc, j, &ctx, -1, &out, &xerr, j->secs);
     }
     return 1;
 }
@@ -549,11 +685,54 @@ static void dead_letter(struct worker *w, const struct entry *e, const char *rea
     ack(w, w->rd, e->id);
 }
 
-/* Claims the runs of valid entries in one statement and hands them to job threads. */
+/* Hands one claimed row (of SQL_CLAIM, or SQL_CLAIM_SHARD with its three more columns) to a job
+ * thread, for the entry it came from. */
+static void dispatch_row(struct worker *w, PGresult *r, int k, struct entry *e)
+{
+    struct job *j = calloc(1, sizeof *j);
+    if (!j)
+        return;
+    j->run_id = cap_pg_get_i64(r, k, 0);
+    j->source_id = e->job.source_id;
+    j->attempt = cap_pg_get_i64(r, k, 1);
+    if (PQnfields(r) >= 2 + CAP_SOURCE_COLUMNS_N + 3) {
+        j->shard = (int32_t)cap_pg_get_i64(r, k, 2 + CAP_SOURCE_COLUMNS_N);
+        j->first_target = cap_pg_get_i64(r, k, 3 + CAP_SOURCE_COLUMNS_N);
+        j->end_target = cap_pg_get_i64(r, k, 4 + CAP_SOURCE_COLUMNS_N);
+    }
+    struct cap_err serr = {0};
+    j->have_src = cap_source_from_row(r, k, 2, &j->src, &serr) == 0;
+    snprintf(j->load_err, sizeof j->load_err, "%s", serr.msg);
+    snprintf(j->type, sizeof j->type, "%s", PQgetvalue(r, k, 4));
+    snprintf(j->stream_id, sizeof j->stream_id, "%s", e->id);
+    j->started_ms = now_ms();
+    cap_log(CAP_LOG_INFO, "run_claimed", CAP_LI("run_id", j->run_id), CAP_LI("shard", j->shard),
+            CAP_LI("attempt", j->attempt), CAP_LS("entry", j->stream_id),
+            CAP_LI("queue_ms", j->started_ms - e->job.enqueued_at_ms));
+    e->valid = 0;
+    pthread_mutex_lock(&w->mu);
+    j->anext = w->active;
+    if (w->active)
+        w->active->aprev = j;
+    w->active = j;
+    w->nactive++;
+    w->nbusy++;
+    if (w->qtail)
+        w->qtail->qnext = j;
+    else
+        w->qhead = j;
+    w->qtail = j;
+    pthread_cond_broadcast(&w->cv);
+    pthread_mutex_unlock(&w->mu);
+}
+
+/* Claims the runs and shards of valid entries (one statement each) and hands them to job
+ * threads. */
 static void claim_and_dispatch(struct worker *w, struct entry *ents, size_t n)
 {
-    int64_t runs[READ_BATCH_MAX], srcs[READ_BATCH_MAX];
-    size_t nv = 0;
+    int64_t runs[READ_BATCH_MAX], srcs[READ_BATCH_MAX], sruns[READ_BATCH_MAX],
+        ssrcs[READ_BATCH_MAX], snums[READ_BATCH_MAX];
+    size_t nv = 0, ns = 0;
     for (size_t i = 0; i < n; i++) {
         if (ents[i].deleted) {
             cap_metric_add(w->m_poison, NULL, 1);
@@ -565,110 +744,129 @@ static void claim_and_dispatch(struct worker *w, struct entry *ents, size_t n)
         }
         if (!ents[i].valid)
             continue;
-        runs[nv] = ents[i].job.run_id;
-        srcs[nv] = ents[i].job.source_id;
-        nv++;
+        if (ents[i].job.shard > 0) {
+            sruns[ns] = ents[i].job.run_id;
+            ssrcs[ns] = ents[i].job.source_id;
+            snums[ns] = ents[i].job.shard;
+            ns++;
+        } else {
+            runs[nv] = ents[i].job.run_id;
+            srcs[nv] = ents[i].job.source_id;
+            nv++;
+        }
     }
-    if (nv == 0)
+    if (nv == 0 && ns == 0)
         return;
-    char *ra = cap_pg_i64_array(runs, nv), *sa = cap_pg_i64_array(srcs, nv);
     char maxb[24];
     char idle[32];
     snprintf(idle, sizeof idle, "%.3f", (double)w->cfg->worker_reclaim_idle_ms / 1000.0);
-    const char *p[] = {ra, sa, w->name, cap_pg_i64(maxb, w->cfg->worker_max_attempts), idle};
-    struct cap_err err = {0};
-    PGresult *r = (ra && sa) ? cap_pg_exec(w->pg, "claim runs", SQL_CLAIM, 5, p, &err) : NULL;
-    if (!r) {
-        /* Messages stay pending and come back through XAUTOCLAIM. */
-        cap_log(CAP_LOG_ERROR, "claim_failed", CAP_LS("err", err.msg[0] ? err.msg : "no memory"));
+    cap_pg_i64(maxb, w->cfg->worker_max_attempts);
+    for (int pass = 0; pass < 2; pass++) {
+        bool shards = pass == 1;
+        size_t cnt = shards ? ns : nv;
+        if (cnt == 0)
+            continue;
+        char *ra = cap_pg_i64_array(shards ? sruns : runs, cnt);
+        char *sa = cap_pg_i64_array(shards ? ssrcs : srcs, cnt);
+        char *na = shards ? cap_pg_i64_array(snums, cnt) : NULL;
+        struct cap_err err = {0};
+        PGresult *r = NULL;
+        if (ra && sa && !shards) {
+            const char *p[] = {ra, sa, w->name, maxb, idle};
+            r = cap_pg_exec(w->pg, "claim runs", SQL_CLAIM, 5, p, &err);
+        } else if (ra && sa && na) {
+            const char *p[] = {ra, sa, na, w->name, maxb, idle};
+            r = cap_pg_exec(w->pg, "claim shards", SQL_CLAIM_SHARD, 6, p, &err);
+        }
         free(ra);
         free(sa);
-        return;
+        free(na);
+        if (!r) {
+            /* Messages stay pending and come back through XAUTOCLAIM. */
+            cap_log(CAP_LOG_ERROR, "claim_failed",
+                    CAP_LS("err", err.msg[0] ? err.msg : "no memory"));
+            for (size_t i = 0; i < n; i++)
+                if (ents[i].valid && (ents[i].job.shard > 0) == shards)
+                    ents[i].valid = 0;
+            continue;
+        }
+        for (int k = 0; k < PQntuples(r); k++) {
+            int64_t run = cap_pg_get_i64(r, k, 0);
+            int64_t shard = shards ? cap_pg_get_i64(r, k, 2 + CAP_SOURCE_COLUMNS_N) : 0;
+            for (size_t i = 0; i < n; i++) {
+                if (ents[i].valid && ents[i].job.run_id == run && ents[i].job.shard == shard) {
+                    dispatch_row(w, r, k, &ents[i]);
+                    break;
+                }
+            }
+        }
+        PQclear(r);
     }
-    int rows = PQntuples(r);
-    char *claimed_used = calloc(n, 1);
-    for (int k = 0; k < rows; k++) {
-        int64_t run = cap_pg_get_i64(r, k, 0);
-        for (size_t i = 0; i < n; i++) {
-            if (!ents[i].valid || ents[i].job.run_id != run || (claimed_used && claimed_used[i]))
-                continue;
-            struct job *j = calloc(1, sizeof *j);
-            if (!j)
-                break;
-            j->run_id = run;
-            j->source_id = ents[i].job.source_id;
-            j->attempt = cap_pg_get_i64(r, k, 1);
-            struct cap_err serr = {0};
-            j->have_src = cap_source_from_row(r, k, 2, &j->src, &serr) == 0;
-            snprintf(j->load_err, sizeof j->load_err, "%s", serr.msg);
-            snprintf(j->type, sizeof j->type, "%s", PQgetvalue(r, k, 4));
-            snprintf(j->stream_id, sizeof j->stream_id, "%s", ents[i].id);
-            j->started_ms = now_ms();
-            cap_log(CAP_LOG_INFO, "run_claimed", CAP_LI("run_id", run),
-                    CAP_LI("attempt", j->attempt), CAP_LS("entry", j->stream_id),
-                    CAP_LI("queue_ms", j->started_ms - ents[i].job.enqueued_at_ms));
-            ents[i].valid = 0;
-            if (claimed_used)
-                claimed_used[i] = 1;
-            pthread_mutex_lock(&w->mu);
-            j->anext = w->active;
-            if (w->active)
-                w->active->aprev = j;
-            w->active = j;
-            w->nactive++;
-            w->nbusy++;
-            if (w->qtail)
-                w->qtail->qnext = j;
-            else
-                w->qhead = j;
-            w->qtail = j;
-            pthread_cond_broadcast(&w->cv);
-            pthread_mutex_unlock(&w->mu);
-            break;
+
+    /* What was not claimed: runs and shards out of attempts die; the rest are duplicates of
+     * live or finished ones (or runs deleted with their source) and are acked. */
+    int64_t rest[READ_BATCH_MAX], srest[READ_BATCH_MAX], rshard[READ_BATCH_MAX];
+    size_t nr = 0, nrs = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (!ents[i].valid)
+            continue;
+        if (ents[i].job.shard > 0) {
+            srest[nrs] = ents[i].job.run_id;
+            rshard[nrs++] = ents[i].job.shard;
+        } else {
+            rest[nr++] = ents[i].job.run_id;
         }
     }
-    PQclear(r);
-    free(claimed_used);
-
-    /* What was not claimed: runs out of attempts die; the rest are duplicates of live or
-     * finished runs (or runs deleted with their source) and are acked. */
-    int64_t rest[READ_BATCH_MAX];
-    size_t nr = 0;
-    for (size_t i = 0; i < n; i++)
-        if (ents[i].valid)
-            rest[nr++] = ents[i].job.run_id;
+    PGresult *b = NULL, *bs = NULL;
+    struct cap_err err = {0};
+    bool failed = false;
     if (nr) {
         char *rra = cap_pg_i64_array(rest, nr);
         const char *bp[] = {rra, maxb, idle};
-        cap_err_clear(&err);
-        PGresult *b = rra ? cap_pg_exec(w->pg, "bury runs", SQL_BURY, 3, bp, &err) : NULL;
-        for (size_t i = 0; i < n; i++) {
-            if (!ents[i].valid)
-                continue;
-            int buried = 0;
-            for (int k = 0; b && k < PQntuples(b); k++)
-                if (cap_pg_get_i64(b, k, 0) == ents[i].job.run_id)
-                    buried = 1;
-            if (buried) {
-                cap_metric_add(w->m_dead, NULL, 1);
-                cap_log(CAP_LOG_WARN, "run_dead", CAP_LI("run_id", ents[i].job.run_id),
-                        CAP_LS("entry", ents[i].id));
-                dead_letter(w, &ents[i], "run exceeded worker.max_attempts");
-            } else if (b) {
-                cap_metric_add(w->m_dup, NULL, 1);
-                cap_log(CAP_LOG_INFO, "duplicate_delivery", CAP_LI("run_id", ents[i].job.run_id),
-                        CAP_LS("entry", ents[i].id));
-                ack(w, w->rd, ents[i].id);
-            }
-        }
-        if (b)
-            PQclear(b);
-        else
-            cap_log(CAP_LOG_ERROR, "bury_failed", CAP_LS("err", err.msg));
+        b = rra ? cap_pg_exec(w->pg, "bury runs", SQL_BURY, 3, bp, &err) : NULL;
+        failed |= !b;
         free(rra);
     }
-    free(ra);
-    free(sa);
+    if (nrs) {
+        char *rra = cap_pg_i64_array(srest, nrs), *rsa = cap_pg_i64_array(rshard, nrs);
+        const char *bp[] = {rra, rsa, maxb, idle};
+        bs = rra && rsa ? cap_pg_exec(w->pg, "bury shards", SQL_BURY_SHARD, 4, bp, &err) : NULL;
+        failed |= !bs;
+        free(rra);
+        free(rsa);
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (!ents[i].valid)
+            continue;
+        bool shard = ents[i].job.shard > 0;
+        PGresult *res = shard ? bs : b;
+        if (!res)
+            continue; /* stays pending: XAUTOCLAIM brings it back */
+        int buried = 0;
+        for (int k = 0; k < PQntuples(res); k++)
+            if (cap_pg_get_i64(res, k, 0) == ents[i].job.run_id &&
+                (!shard || cap_pg_get_i64(res, k, 1) == ents[i].job.shard))
+                buried = 1;
+        if (buried) {
+            cap_metric_add(w->m_dead, NULL, 1);
+            cap_log(CAP_LOG_WARN, "run_dead", CAP_LI("run_id", ents[i].job.run_id),
+                    CAP_LI("shard", ents[i].job.shard), CAP_LS("entry", ents[i].id));
+            dead_letter(w, &ents[i],
+                        shard ? "shard exceeded worker.max_attempts"
+                              : "run exceeded worker.max_attempts");
+        } else {
+            cap_metric_add(w->m_dup, NULL, 1);
+            cap_log(CAP_LOG_INFO, "duplicate_delivery", CAP_LI("run_id", ents[i].job.run_id),
+                    CAP_LI("shard", ents[i].job.shard), CAP_LS("entry", ents[i].id));
+            ack(w, w->rd, ents[i].id);
+        }
+    }
+    if (b)
+        PQclear(b);
+    if (bs)
+        PQclear(bs);
+    if (failed)
+        cap_log(CAP_LOG_ERROR, "bury_failed", CAP_LS("err", err.msg));
 }
 
 /* Parses one [id, [field, value, ...] | nil] entry of a stream reply. */
@@ -838,24 +1036,46 @@ static void heartbeat(struct worker *w)
     int64_t *atts = calloc((size_t)n + 1, sizeof *atts);
     const char **argv = calloc((size_t)n + 7, sizeof *argv);
     char(*sids)[STREAM_ID_MAX] = calloc((size_t)n + 1, STREAM_ID_MAX);
-    int k = 0;
-    for (struct job *j = w->active; j && ids && atts && argv && sids && k < n; j = j->anext) {
-        ids[k] = j->run_id;
-        atts[k] = j->attempt;
+    int64_t *shards = calloc((size_t)n + 1, sizeof *shards);
+    int k = 0, nruns = 0, nshards = 0;
+    /* Runs from the front of ids/atts, shards from the back (with their numbers). */
+    for (struct job *j = w->active; j && ids && atts && argv && sids && shards && k < n;
+         j = j->anext) {
+        int at = j->shard > 0 ? n - 1 - nshards++ : nruns++;
+        ids[at] = j->run_id;
+        atts[at] = j->attempt;
+        shards[at] = j->shard;
         memcpy(sids[k], j->stream_id, STREAM_ID_MAX);
         k++;
     }
     pthread_mutex_unlock(&w->mu);
     if (k > 0) {
-        char *ia = cap_pg_i64_array(ids, (size_t)k), *aa = cap_pg_i64_array(atts, (size_t)k);
-        const char *p[] = {ia, aa};
         struct cap_err err = {0};
         if (!pg_ok)
             cap_log(CAP_LOG_WARN, "heartbeat_failed", CAP_LS("err", cerr.msg));
-        else if (ia && aa && cap_pg_cmd(w->pg, "heartbeat runs", SQL_HEARTBEAT, 2, p, &err) < 0)
-            cap_log(CAP_LOG_WARN, "heartbeat_failed", CAP_LS("err", err.msg));
-        free(ia);
-        free(aa);
+        if (pg_ok && nruns > 0) {
+            char *ia = cap_pg_i64_array(ids, (size_t)nruns);
+            char *aa = cap_pg_i64_array(atts, (size_t)nruns);
+            const char *p[] = {ia, aa};
+            if (ia && aa && cap_pg_cmd(w->pg, "heartbeat runs", SQL_HEARTBEAT, 2, p, &err) < 0)
+                cap_log(CAP_LOG_WARN, "heartbeat_failed", CAP_LS("err", err.msg));
+            free(ia);
+            free(aa);
+        }
+        if (pg_ok && nshards > 0) {
+            size_t from = (size_t)(n - nshards);
+            char *ia = cap_pg_i64_array(ids + from, (size_t)nshards);
+            char *sa = cap_pg_i64_array(shards + from, (size_t)nshards);
+            char *aa = cap_pg_i64_array(atts + from, (size_t)nshards);
+            const char *p[] = {ia, sa, aa};
+            cap_err_clear(&err);
+            if (ia && sa && aa &&
+                cap_pg_cmd(w->pg, "heartbeat shards", SQL_HEARTBEAT_SHARD, 3, p, &err) < 0)
+                cap_log(CAP_LOG_WARN, "heartbeat_failed", CAP_LS("err", err.msg));
+            free(ia);
+            free(sa);
+            free(aa);
+        }
         argv[0] = "XCLAIM";
         argv[1] = w->cfg->redis_stream;
         argv[2] = w->cfg->redis_group;
@@ -874,6 +1094,7 @@ static void heartbeat(struct worker *w)
     }
     free(ids);
     free(atts);
+    free(shards);
     free(argv);
     free(sids);
 }
@@ -928,7 +1149,10 @@ static void requeue_abandoned(struct worker *w)
         char rb[24], ab[24];
         const char *p[] = {cap_pg_i64(rb, j->run_id), cap_pg_i64(ab, j->attempt), w->name};
         struct cap_err err = {0};
-        cap_pg_cmd(w->pg, "requeue abandoned run", SQL_ABANDON, 3, p, &err);
+        if (j->shard > 0)
+            requeue_shard(w, w->pg, j, "abandoned on shutdown", &err);
+        else
+            cap_pg_cmd(w->pg, "requeue abandoned run", SQL_ABANDON, 3, p, &err);
         cap_log(CAP_LOG_WARN, "run_abandoned", CAP_LI("run_id", j->run_id),
                 CAP_LS("entry", j->stream_id), CAP_LS("err", err.msg));
     }

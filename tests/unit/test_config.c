@@ -161,6 +161,8 @@ static void test_defaults(void)
     CHECK_EQ(14, c.scan_expiring_days);
     CHECK_EQ(8192, c.scan_max_pending_connects);
     CHECK_EQ(2000, c.scan_connect_rate);
+    CHECK_EQ(65536, c.scan_shard_targets);
+    CHECK_EQ(16384, c.scan_shard_size);
     CHECK_EQ(0, c.ct_logs_n);
     CHECK(c.ct_logs == NULL);
     CHECK(c.ct_log_list_file == NULL);
@@ -306,6 +308,8 @@ static void test_env_overrides(void)
                    "CERTAUTOPILOT_CT_RUN_BUDGET=77",
                    "CERTAUTOPILOT_SCAN_MAX_PENDING_CONNECTS=64",
                    "CERTAUTOPILOT_SCAN_CONNECT_RATE=500",
+                   "CERTAUTOPILOT_SCAN_SHARD_TARGETS=1000",
+                   "CERTAUTOPILOT_SCAN_SHARD_SIZE=250",
                    "CERTAUTOPILOT_NETWORK_DNS_SERVERS=192.0.2.53:53, [2001:db8::53]:5353,,::1",
                    "CERTAUTOPILOT_RETENTION_OBSERVATIONS=36h",
                    "OTHER_VAR=1",
@@ -327,6 +331,8 @@ static void test_env_overrides(void)
     CHECK_EQ(77, c.ct_run_budget);
     CHECK_EQ(64, c.scan_max_pending_connects);
     CHECK_EQ(500, c.scan_connect_rate);
+    CHECK_EQ(1000, c.scan_shard_targets);
+    CHECK_EQ(250, c.scan_shard_size);
     CHECK_EQ(36LL * 3600 * 1000, c.retention_observations_ms);
     CHECK_EQ(0, c.retention_runs_ms); /* the file's, the environment left it */
     CHECK_EQ(3, c.network_dns_servers_n);
@@ -468,6 +474,8 @@ static void test_bad_values(void)
          {"\"worker.heartbeat\": value \"10s\" is more than half of worker.reclaim_idle \"10s\""}},
         {"worker:\n  reclaim_idle: 10s\n  heartbeat: 6s\n",
          {"\"worker.heartbeat\": value \"6s\" is more than half of worker.reclaim_idle \"10s\""}},
+        {"scan:\n  shard_targets: 100\n  shard_size: 101\n",
+         {"\"scan.shard_size\": value 101 is more than scan.shard_targets 100"}},
         {"worker:\n  max_jobs: \"1\\x00\"\n", {"contains a NUL byte"}},
         {"worker:\n  max_jobs: [1\n",
          {"bad.yaml:3:1: invalid YAML", "flow sequence at line 2 column 13"}},
@@ -882,6 +890,8 @@ static void test_example_file(void)
     CHECK_EQ(def.scan_expiring_days, ex.scan_expiring_days);
     CHECK_EQ(def.scan_max_pending_connects, ex.scan_max_pending_connects);
     CHECK_EQ(def.scan_connect_rate, ex.scan_connect_rate);
+    CHECK_EQ(def.scan_shard_targets, ex.scan_shard_targets);
+    CHECK_EQ(def.scan_shard_size, ex.scan_shard_size);
     CHECK_EQ(def.ct_logs_n, ex.ct_logs_n);
     CHECK(ex.ct_log_list_file == NULL);
     CHECK_EQ(def.ct_run_budget, ex.ct_run_budget);

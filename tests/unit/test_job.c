@@ -49,6 +49,44 @@ int main(void)
     CHECK_EQ(in.source_id, out.source_id);
     CHECK_EQ(in.attempt, out.attempt);
     CHECK_EQ(in.enqueued_at_ms, out.enqueued_at_ms);
+    CHECK_EQ(0, out.shard);
+
+    /* A shard's message carries its number; one without stays a whole run. */
+    {
+        struct cap_job sh = in;
+        sh.shard = 7;
+        uint8_t sb[CAP_JOB_MAX_BYTES];
+        int sn = cap_job_encode(&sh, sb, sizeof sb, &err);
+        CHECK(sn > n);
+        struct cap_job so = {0};
+        CHECK_EQ(0, cap_job_decode(sb, (size_t)sn, &so, &err));
+        CHECK_EQ(7, so.shard);
+        CHECK_EQ(in.run_id, so.run_id);
+        /* shard 0 or negative is refused with the field named */
+        msgpack_sbuffer b;
+        msgpack_sbuffer_init(&b);
+        msgpack_packer pk;
+        msgpack_packer_init(&pk, &b, msgpack_sbuffer_write);
+        msgpack_pack_map(&pk, 7);
+        msgpack_pack_str_with_body(&pk, "v", 1);
+        msgpack_pack_int(&pk, 1);
+        msgpack_pack_str_with_body(&pk, "type", 4);
+        msgpack_pack_str_with_body(&pk, "discovery_execute", 17);
+        msgpack_pack_str_with_body(&pk, "run_id", 6);
+        msgpack_pack_int(&pk, 5);
+        msgpack_pack_str_with_body(&pk, "source_id", 9);
+        msgpack_pack_int(&pk, 6);
+        msgpack_pack_str_with_body(&pk, "attempt", 7);
+        msgpack_pack_int(&pk, 0);
+        msgpack_pack_str_with_body(&pk, "enqueued_at", 11);
+        msgpack_pack_int(&pk, 1);
+        msgpack_pack_str_with_body(&pk, "shard", 5);
+        msgpack_pack_int(&pk, -2);
+        cap_err_clear(&err);
+        CHECK_EQ(-1, cap_job_decode((const uint8_t *)b.data, b.size, &so, &err));
+        CHECK_STR("job field \"shard\": expected positive integer, got -2", err.msg);
+        msgpack_sbuffer_destroy(&b);
+    }
 
     /* Too small a buffer is an error, not a truncated message. */
     cap_err_clear(&err);

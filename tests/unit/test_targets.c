@@ -1,6 +1,7 @@
 /* Unit tests of the lazy target iterator: order, counts, defaults, limits, validation. */
 #include <arpa/inet.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 
@@ -139,9 +140,87 @@ static void test_invalid(void)
     CHECK(!cap_targets_valid_hostname(longlabel));
 }
 
+/* One target as text, for comparing sequences. */
+static void fmt_target(const struct cap_target *x, char *out, size_t cap)
+{
+    char a[INET6_ADDRSTRLEN] = "";
+    if (x->kind == CAP_TARGET_ADDR)
+        inet_ntop(x->family, x->addr, a, sizeof a);
+    snprintf(out, cap, "%s|%s|%d|%zu", x->host ? x->host : "", a, x->port, x->item);
+}
+
+/* Slices [first, end) of the sequence, each walked by an iterator positioned at first (as a
+ * shard's worker does), put end to end give the whole sequence, target for target; slices cut
+ * inside an address's ports, inside a block, across blocks, and into the host names. */
+static void test_ranges(void)
+{
+    const char *cidrs[] = {"10.0.0.0/23", "2001:db8::fffe/127", "192.0.2.7/32"};
+    const char *hosts[] = {"a.example", "198.51.100.9", "b.example"};
+    int ports[] = {443, 8443, 636};
+    struct cap_targets t;
+    struct cap_err e;
+    cap_err_clear(&e);
+    CHECK(cap_targets_init(&t, cidrs, 3, hosts, 3, ports, 3, &e) == 0);
+    uint64_t n = cap_targets_count(&t);
+    CHECK(n == (512 + 2 + 1) * 3 + 3 * 3);
+    char(*whole)[80] = calloc(n + 1, sizeof *whole);
+    struct cap_target x;
+    size_t k = 0;
+    while (k <= n && cap_targets_next(&t, &x))
+        fmt_target(&x, whole[k++], sizeof whole[0]);
+    CHECK(k == n);
+    CHECK(cap_targets_pos(&t) == n);
+    static const uint64_t sizes[] = {1, 2, 3, 4, 5, 7, 256, 767, 768, 769, 1545, 1546, 1553, 1554, 5000};
+    for (size_t si = 0; si < sizeof sizes / sizeof sizes[0]; si++) {
+        uint64_t size = sizes[si];
+        size_t got = 0;
+        for (uint64_t first = 0; first < n; first += size) {
+            uint64_t end = first + size < n ? first + size : n;
+            cap_targets_set_range(&t, first, end);
+            CHECK(cap_targets_pos(&t) == first);
+            char one[80];
+            while (cap_targets_next(&t, &x)) {
+                fmt_target(&x, one, sizeof one);
+                if (got >= k || strcmp(one, whole[got]) != 0) {
+                    fprintf(stderr, "slice size %llu at %llu: target %zu is %s, want %s\n",
+                            (unsigned long long)size, (unsigned long long)first, got, one,
+                            got < k ? whole[got] : "nothing");
+                    failures++;
+                    break;
+                }
+                got++;
+            }
+            CHECK(cap_targets_pos(&t) == end);
+            size_t lo, hi;
+            cap_targets_host_range(&t, first, end, &lo, &hi);
+            uint64_t hosts_at = (512 + 2 + 1) * 3;
+            size_t want_lo = end <= hosts_at ? 3 : first <= hosts_at ? 0 : (first - hosts_at) / 3;
+            size_t want_hi = end <= hosts_at ? 3 : (end - hosts_at + 2) / 3;
+            if (end <= hosts_at)
+                CHECK(lo == hi);
+            else
+                CHECK(lo == want_lo && hi == want_hi);
+        }
+        CHECK(got == k);
+    }
+    /* Skipping a block inside a slice moves the position to the block's end (or the next
+     * block's first target). */
+    cap_targets_set_range(&t, 4, n);
+    CHECK(cap_targets_next(&t, &x));
+    cap_targets_skip_cidr(&t);
+    CHECK(cap_targets_pos(&t) == 1536);
+    CHECK(cap_targets_next(&t, &x));
+    char one[80];
+    fmt_target(&x, one, sizeof one);
+    CHECK(strcmp(one, whole[1536]) == 0);
+    free(whole);
+    cap_targets_cleanup(&t);
+}
+
 int main(void)
 {
     test_small();
+    test_ranges();
     test_defaults_and_limits();
     test_invalid();
     if (failures) {

@@ -141,6 +141,7 @@ struct scan_run {
     int64_t last_progress_ms;
     uint64_t last_total_sent;
     struct known_set known; /* address endpoints inside the source's CIDRs */
+    size_t hosts_lo, hosts_hi; /* the listed hosts this job scans (a shard: some or none) */
     X509_STORE *trust;      /* the worker's trust store as the run started (a reference) */
     struct verified {
         uint8_t key[32]; /* SHA-256 over the chain's certificates */
@@ -210,8 +211,9 @@ static void fill_req(struct cap_scan_req *q, const struct scan_run *r, int famil
 /* Names resolved per c-ares batch (a few rounds of CAP_RESOLVE_INFLIGHT). */
 #define RESOLVE_CHUNK 1024
 
-/* Resolves every listed host name once for the whole run (whatever the number of ports), many
- * at once, on this job thread; a name that does not resolve is an unresolvable finding on it. */
+/* Resolves every listed host name of the run (of a shard: those with a target in its slice)
+ * once (whatever the number of ports), many at once, on this job thread; a name that does not
+ * resolve is an unresolvable finding on it. */
 static int resolve_hosts(struct scan_run *r, struct cap_err *err)
 {
     const struct cap_network_scan_spec *src = r->spec;
@@ -225,8 +227,8 @@ static int resolve_hosts(struct scan_run *r, struct cap_err *err)
     }
     const struct cap_config *cfg = r->ctx->cfg;
     int timeout = src->timeout_ms > 0 ? src->timeout_ms : 5000;
-    for (size_t at = 0; at < src->hosts_n; at += RESOLVE_CHUNK) {
-        size_t n = src->hosts_n - at < RESOLVE_CHUNK ? src->hosts_n - at : RESOLVE_CHUNK;
+    for (size_t at = r->hosts_lo; at < r->hosts_hi; at += RESOLVE_CHUNK) {
+        size_t n = r->hosts_hi - at < RESOLVE_CHUNK ? r->hosts_hi - at : RESOLVE_CHUNK;
         struct cap_resolved *out = NULL;
         if (cap_resolve_names((const char *const *)src->hosts + at, n,
                               (const char *const *)cfg->network_dns_servers,
@@ -237,7 +239,7 @@ static int resolve_hosts(struct scan_run *r, struct cap_err *err)
         memcpy(r->resolved + at, out, n * sizeof *out);
         free(out);
     }
-    for (size_t i = 0; i < src->hosts_n; i++) {
+    for (size_t i = r->hosts_lo; i < r->hosts_hi; i++) {
         const struct cap_resolved *a = &r->resolved[i];
         if (a->status == 0 || !cap_targets_valid_hostname(src->hosts[i]))
             continue;
@@ -489,8 +491,8 @@ static int progress(struct scan_run *r, bool force, struct cap_err *err)
     return cap_run_progress(r->ctx, &p, err);
 }
 
-/* Writes the run's policy_block finding: refused ranges and counts, host names. */
-static int raise_policy_block(struct scan_run *r, struct cap_err *err)
+/* The details of the run's policy_block finding: refused ranges and counts, host names. */
+static json_object *policy_details(struct scan_run *r)
 {
     json_object *d = json_object_new_object();
     json_object_object_add(d, "refused_addresses",
@@ -511,6 +513,25 @@ static int raise_policy_block(struct scan_run *r, struct cap_err *err)
     snprintf(reason, sizeof reason, "%llu address%s refused by the network policy",
              (unsigned long long)r->policy_refused, r->policy_refused == 1 ? "" : "es");
     json_object_object_add(d, "reason", json_object_new_string(reason));
+    return d;
+}
+
+/* Writes the run's policy_block finding. A shard writes its part in its stats instead; the
+ * run's one finding sums them when the run ends (migration 017). */
+static int raise_policy_block(struct scan_run *r, struct cap_err *err)
+{
+    json_object *d = policy_details(r);
+    if (r->ctx->shard > 0) {
+        json_object *st = json_object_new_object();
+        json_object_object_add(st, "policy_refused",
+                               json_object_new_int64((int64_t)r->policy_refused));
+        json_object_object_add(st, "policy", d);
+        struct cap_progress p = CAP_PROGRESS_KEEP;
+        p.stats = json_object_to_json_string_ext(st, JSON_C_TO_STRING_PLAIN);
+        int rc = cap_run_progress(r->ctx, &p, err);
+        json_object_put(st);
+        return rc;
+    }
     char subject[48];
     snprintf(subject, sizeof subject, "run:%lld", (long long)r->ctx->run_id);
     int rc = cap_inventory_raise(r->inv, CAP_FINDING_POLICY_BLOCK, subject, 0, 0, NULL,
@@ -560,6 +581,18 @@ static void scan_shutdown(void)
     cap_revocation_global_cleanup();
 }
 
+struct resolve_arg {
+    struct cap_inventory *inv;
+    int64_t *resolved;
+};
+
+static int resolve_last_shard(struct cap_run_ctx *ctx, void *arg, struct cap_err *err)
+{
+    (void)ctx;
+    struct resolve_arg *a = arg;
+    return cap_inventory_resolve_missing_open(a->inv, CAP_FINDING_BY_SCAN, a->resolved, err);
+}
+
 static int scan_execute(struct cap_run_ctx *ctx, struct cap_run_outcome *out, struct cap_err *err)
 {
     const struct cap_network_scan_spec *src = ctx->src->spec;
@@ -579,6 +612,29 @@ static int scan_execute(struct cap_run_ctx *ctx, struct cap_run_outcome *out, st
         cap_targets_cleanup(&t);
         return -1;
     }
+    uint64_t count = cap_targets_count(&t);
+    if (ctx->shard == 0 && count > (uint64_t)ctx->cfg->scan_shard_targets) {
+        /* Too large for one job: its shards go to every worker. */
+        int n = cap_run_split(ctx, count, (uint64_t)ctx->cfg->scan_shard_size, err);
+        cap_targets_cleanup(&t);
+        if (n < 0)
+            return -1;
+        cap_log(CAP_LOG_INFO, "run_split", CAP_LI("run_id", ctx->run_id),
+                CAP_LI("targets", (long long)count), CAP_LI("shards", n),
+                CAP_LI("shard_size", ctx->cfg->scan_shard_size));
+        out->status = CAP_RUN_SUCCEEDED;
+        out->split = true;
+        return 0;
+    }
+    if (ctx->shard > 0 && (ctx->end_target <= ctx->first_target || ctx->end_target > count)) {
+        cap_err_set(err, CAP_E_INVALID,
+                    "source \"%s\": shard %d covers targets %llu-%llu but the source has %llu "
+                    "targets now (it changed since the run was split)",
+                    ctx->src->name, (int)ctx->shard, (unsigned long long)ctx->first_target,
+                    (unsigned long long)ctx->end_target - 1, (unsigned long long)count);
+        cap_targets_cleanup(&t);
+        return -1;
+    }
     struct scan_run *r = calloc(1, sizeof *r);
     if (!r) {
         cap_targets_cleanup(&t);
@@ -587,7 +643,14 @@ static int scan_execute(struct cap_run_ctx *ctx, struct cap_run_outcome *out, st
     }
     r->ctx = ctx;
     r->spec = src;
-    r->total = cap_targets_count(&t);
+    r->total = count;
+    r->hosts_hi = src->hosts_n;
+    if (ctx->shard > 0) {
+        cap_targets_set_range(&t, ctx->first_target, ctx->end_target);
+        cap_targets_host_range(&t, ctx->first_target, ctx->end_target, &r->hosts_lo,
+                               &r->hosts_hi);
+        r->total = ctx->end_target - ctx->first_target;
+    }
     r->trust = cap_trust_get();
     int concurrency = src->concurrency > 0 ? src->concurrency : 8;
     int rc = -1;
@@ -644,10 +707,13 @@ static int scan_execute(struct cap_run_ctx *ctx, struct cap_run_outcome *out, st
                 const struct cap_cidr *c = &t.cidrs[tg.item];
                 if (cap_policy_cidr_refused_by(&g_policy, c, NULL, 0) == 1) {
                     (void)cap_policy_check_bytes(&g_policy, c->family, c->addr, why, sizeof why);
-                    uint64_t sz = cap_targets_cidr_size(c) * t.ports_n;
+                    /* From this target to the block's end, or the slice's. */
+                    uint64_t at = cap_targets_pos(&t) - 1;
+                    cap_targets_skip_cidr(&t);
+                    uint64_t to = cap_targets_pos(&t) < t.end ? cap_targets_pos(&t) : t.end;
+                    uint64_t sz = to - at;
                     note_refused(r, why, sz, NULL);
                     r->total -= sz;
-                    cap_targets_skip_cidr(&t);
                     continue;
                 }
             }
@@ -705,7 +771,8 @@ static int scan_execute(struct cap_run_ctx *ctx, struct cap_run_outcome *out, st
         goto done;
     }
     int64_t resolved = 0;
-    if (cap_inventory_resolve_missing(r->inv, CAP_FINDING_BY_SCAN, &resolved, err) != 0)
+    if (ctx->shard == 0 &&
+        cap_inventory_resolve_missing(r->inv, CAP_FINDING_BY_SCAN, &resolved, err) != 0)
         goto done;
 
     uint64_t bad = r->refused_conn + r->timeouts + r->tls_errors + r->dns_failed;
@@ -729,7 +796,22 @@ static int scan_execute(struct cap_run_ctx *ctx, struct cap_run_outcome *out, st
         snprintf(out->error + off, sizeof out->error - (size_t)off,
                  "%s%llu addresses refused by the network policy", off ? "; " : "",
                  (unsigned long long)r->policy_refused);
+    if (ctx->shard > 0) {
+        /* The shard's end is written here, with the resolving of the whole run's findings when
+         * it is the last shard and every other one completed: what resolves on a re-scan is
+         * resolved only from what the run scanned. */
+        struct resolve_arg ra = {.inv = r->inv, .resolved = &resolved};
+        bool ended = false;
+        if (cap_run_shard_finish(ctx, out->status, out->error, resolve_last_shard, &ra, &ended,
+                                 err) != 0)
+            goto done;
+        out->recorded = true;
+        if (ended)
+            cap_log(CAP_LOG_INFO, "run_shards_done", CAP_LI("run_id", ctx->run_id),
+                    CAP_LI("last_shard", ctx->shard), CAP_LI("findings_resolved", resolved));
+    }
     cap_log(CAP_LOG_INFO, "scan_finished", CAP_LI("run_id", ctx->run_id),
+            CAP_LI("shard", ctx->shard),
             CAP_LI("ok", (long long)r->ok), CAP_LI("refused", (long long)r->refused_conn),
             CAP_LI("timeout", (long long)r->timeouts),
             CAP_LI("tls_error", (long long)r->tls_errors),
