@@ -483,6 +483,123 @@ def product_pass(bins, cidr, layout, timeout, interval, fleet):
     return res
 
 
+def shards_pass(bins, cidr, workers, kill_frac, timeout):
+    """One run of the silent range with the default configuration on `workers` worker processes
+    (the run is split into shards, scan.shard_targets and scan.shard_size at their defaults);
+    with kill_frac, worker 1 is killed with SIGKILL once that share of the targets is done and
+    the rest of the fleet carries on. Returns a dict: wall, CPU, shards, per worker peak RSS
+    and descriptors, and what the kill cost."""
+    config = {"logging.level": None, "scheduler.tick": None, "worker.reclaim_idle": None,
+              "telemetry.metrics_listen": None}
+    res = {"cidr": cidr, "workers": workers, "kill_frac": kill_frac,
+           "targets": ipaddress.ip_network(cidr).num_addresses * len(PORTS)}
+    with harness.Cluster(name="shards", config=config) as c:
+        c.migrate()
+        c.capctl_ok("source", "add", "sparse", "--type", "network_scan", "--cidr", cidr,
+                    "--port", str(PORTS[0]), "--port", str(PORTS[1]))
+        src_id = c.sql("SELECT id FROM discovery_sources WHERE name = 'sparse'")[0][0]
+        sched = c.start_scheduler()
+        procs = [c.start_worker(label="worker-%d" % (i + 1),
+                                config_overrides={"telemetry.metrics_listen": "off"})
+                 for i in range(workers)]
+        time.sleep(1.5)
+        for w in procs:
+            c.assert_running(w)
+        peaks = {w.pid: {"fds": 0, "rss_kb": 0} for w in procs}
+        halt = threading.Event()
+
+        def sample():
+            while not halt.is_set():
+                for w in procs:
+                    try:
+                        n = len(os.listdir("/proc/%d/fd" % w.pid))
+                        rss = status_kb(w.pid, "VmRSS") or 0
+                    except OSError:
+                        continue
+                    pk = peaks[w.pid]
+                    pk["fds"], pk["rss_kb"] = max(pk["fds"], n), max(pk["rss_kb"], rss)
+                halt.wait(0.2)
+        sampler = threading.Thread(target=sample, daemon=True)
+        sampler.start()
+        roots = {"worker-%d" % (i + 1): w.pid for i, w in enumerate(procs)}
+        roots.update({"scheduler": sched.pid, "redis": c._servers["redis"][0].pid,
+                      "postgres": c._servers["postgres"][0].pid})
+        cpu0 = {k: tree_cpu_s(p) for k, p in roots.items()}
+        run_id = c.sql("INSERT INTO discovery_runs (source_id, trigger) VALUES (%s, 'manual') "
+                       "RETURNING id", (src_id,))[0][0]
+        t0 = time.monotonic()
+        killed = None
+        deadline = t0 + timeout
+        while time.monotonic() < deadline:
+            row = c.run_row(run_id)
+            if row["status"] not in ("queued", "running"):
+                break
+            if kill_frac and killed is None and row["targets_total"] and \
+                    row["targets_done"] >= kill_frac * res["targets"]:
+                victim = procs[0]
+                held = c.sql("SELECT count(*) FROM discovery_run_shards WHERE run_id = %s "
+                             "AND status = 'running' AND worker LIKE %s",
+                             (run_id, "%-" + str(victim.pid) + "-%"))[0][0]
+                cpu0.pop("worker-1", None)
+                c.stop(victim, signal.SIGKILL, 10)
+                killed = {"at_s": time.monotonic() - t0, "done": row["targets_done"],
+                          "shards_held": held}
+            time.sleep(0.2)
+        wall_poll = time.monotonic() - t0
+        halt.set()
+        sampler.join(5)
+        run = c.sql_dicts("SELECT *, extract(epoch FROM finished_at - queued_at) AS wall "
+                          "FROM discovery_runs WHERE id = %s", (run_id,))[0]
+        cpu1 = {k: tree_cpu_s(p) for k, p in roots.items() if k in cpu0}
+        res["cpu"] = {k: cpu1[k] - cpu0[k] for k in cpu1}
+        res["status"] = run["status"]
+        res["finished"] = run["status"] not in ("queued", "running")
+        res["wall"] = float(run["wall"]) if res["finished"] else wall_poll
+        res["targets_done"], res["targets_total"] = run["targets_done"], run["targets_total"]
+        sh = c.sql_dicts("SELECT shard, status, attempts, worker, "
+                         "extract(epoch FROM finished_at - started_at) AS secs "
+                         "FROM discovery_run_shards WHERE run_id = %s ORDER BY shard", (run_id,))
+        res["shards"] = len(sh)
+        res["shard_attempts"] = sum(x["attempts"] for x in sh)
+        res["shard_workers"] = len({x["worker"] for x in sh})
+        res["shard_secs"] = [float(x["secs"]) for x in sh if x["secs"] is not None]
+        res["rows"] = c.sql("SELECT (SELECT count(*) FROM endpoints), "
+                            "(SELECT count(*) FROM endpoint_observations)")[0]
+        res["per_worker"] = [dict(peaks[w.pid], nofile=None) for w in procs]
+        res["killed"] = killed
+        for w in procs[1:] if killed else procs:
+            c.stop(w, signal.SIGTERM, 30)
+        c.stop(sched, signal.SIGTERM, 30)
+    return res
+
+
+def shards_report(meta, rows):
+    """Markdown for bench/RESULTS.md: the silent /16 on 1 and 4 workers, and with a kill."""
+    out = ["### Shards: the silent /16 x 2 ports on one and on four workers (issue 11)", "",
+           "Command: `%s` (commit %s). Machine: %s." % (meta["command"], meta["code"],
+                                                       meta["versions"]), "",
+           "| workers | kill | status | wall s | speed-up | targets done | shards (attempts) "
+           "| workers used | worker CPU s | PostgreSQL CPU s | peak RSS per worker MB "
+           "| peak descriptors per worker | rows written |",
+           "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    base = [r["wall"] for r in rows if r["workers"] == 1 and not r["kill_frac"]]
+    base = min(base) if base else None
+    for r in rows:
+        wcpu = sum(v for k, v in r["cpu"].items() if k.startswith("worker"))
+        kill = "-" if not r["killed"] else "worker 1 at %.0f s (%d shards held)" % (
+            r["killed"]["at_s"], r["killed"]["shards_held"])
+        out.append("| %d | %s | %s | %.1f | %s | %d/%d | %d (%d) | %d | %.1f | %.1f | %s | %s "
+                   "| %d endpoints, %d observations |" % (
+                       r["workers"], kill, r["status"], r["wall"],
+                       "%.2fx" % (base / r["wall"]) if base else "-",
+                       r["targets_done"], r["targets_total"], r["shards"], r["shard_attempts"],
+                       r["shard_workers"], wcpu, r["cpu"].get("postgres", 0.0),
+                       "/".join("%.0f" % (p["rss_kb"] / 1024.0) for p in r["per_worker"]),
+                       "/".join(str(p["fds"]) for p in r["per_worker"]),
+                       r["rows"][0], r["rows"][1]))
+    return "\n".join(out)
+
+
 def pending_figures(res):
     """(peak pending, RSS kB at that sample, bytes per pending connect above the idle RSS)."""
     samples = [s for s in res["samples"] if s[3] is not None]
@@ -788,7 +905,12 @@ def main():
     ap.add_argument("--product-timeout", type=int, default=300,
                     help="seconds after which a run of this project is given up")
     ap.add_argument("--skip-nmap", action="store_true")
-    ap.add_argument("--only", choices=("sparse20", "silent16"))
+    ap.add_argument("--only", choices=("sparse20", "silent16", "shards16"))
+    ap.add_argument("--workers", default="1,4",
+                    help="shards16: worker counts to run the silent /16 with (comma-separated)")
+    ap.add_argument("--kill", action="store_true",
+                    help="shards16: also a run on the most workers with worker 1 killed with "
+                         "SIGKILL half-way")
     ap.add_argument("--interval", type=float, default=0.1, help="sampling interval, seconds")
     ap.add_argument("--seed", type=int, default=10, help="which addresses live and refuse")
     ap.add_argument("--layout", choices=("scattered", "clustered"), default="scattered",
@@ -827,6 +949,21 @@ def main():
         log("network as built: %d endpoints, %d closed and %d silent addresses in %s, %s silent "
             "(%d checks)" % (len(layout.endpoints), len(layout.closed), len(layout.silent),
                              SPARSE, SILENT, meta["checks"]))
+        if a.only == "shards16":
+            rows = []
+            counts = [int(x) for x in a.workers.split(",") if x.strip()]
+            plan = [(n, None) for n in counts] + ([(max(counts), 0.5)] if a.kill else [])
+            for i in range(1, a.repeat + 1):
+                for n, kf in plan:
+                    r = shards_pass(bins, str(SILENT), n, kf, a.product_timeout)
+                    rows.append(r)
+                    log("%s on %d worker(s)%s run %d: %s in %.1f s, %d/%d targets, %d shards "
+                        "(%d attempts) on %d workers" % (
+                            SILENT, n, " with a kill" if kf else "", i, r["status"], r["wall"],
+                            r["targets_done"], r["targets_total"], r["shards"],
+                            r["shard_attempts"], r["shard_workers"]))
+            print(shards_report(meta, rows))
+            return
         if a.only in (None, "sparse20"):
             sparse = {"product": []}
             rounds = max(a.repeat, 0 if a.skip_nmap else a.nmap_repeat)
