@@ -351,6 +351,11 @@ void cap_revocation_add_chain(struct cap_revocation *rv, STACK_OF(X509) * chain)
     if (!chain || sk_X509_num(chain) < 1)
         return;
     X509 *leaf = sk_X509_value(chain, 0);
+    /* A leaf with neither an OCSP responder nor a CRL distribution point has nothing to ask
+     * (most internal certificates): leave before hashing it. */
+    if (X509_get_ext_by_NID(leaf, NID_info_access, -1) < 0 &&
+        X509_get_ext_by_NID(leaf, NID_crl_distribution_points, -1) < 0)
+        return;
     uint8_t md[32];
     unsigned mdl = 0;
     if (X509_digest(leaf, EVP_sha256(), md, &mdl) != 1 || mdl != 32)
