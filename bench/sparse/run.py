@@ -483,15 +483,15 @@ def product_pass(bins, cidr, layout, timeout, interval, fleet):
     return res
 
 
-def shards_pass(bins, cidr, workers, kill_frac, timeout):
+def shards_pass(bins, cidr, workers, kill_frac, timeout, reclaim_idle=None):
     """One run of the silent range with the default configuration on `workers` worker processes
     (the run is split into shards, scan.shard_targets and scan.shard_size at their defaults);
     with kill_frac, worker 1 is killed with SIGKILL once that share of the targets is done and
     the rest of the fleet carries on. Returns a dict: wall, CPU, shards, per worker peak RSS
     and descriptors, and what the kill cost."""
-    config = {"logging.level": None, "scheduler.tick": None, "worker.reclaim_idle": None,
+    config = {"logging.level": None, "scheduler.tick": None, "worker.reclaim_idle": reclaim_idle,
               "telemetry.metrics_listen": None}
-    res = {"cidr": cidr, "workers": workers, "kill_frac": kill_frac,
+    res = {"cidr": cidr, "workers": workers, "kill_frac": kill_frac, "reclaim_idle": reclaim_idle,
            "targets": ipaddress.ip_network(cidr).num_addresses * len(PORTS)}
     with harness.Cluster(name="shards", config=config) as c:
         c.migrate()
@@ -576,7 +576,7 @@ def shards_pass(bins, cidr, workers, kill_frac, timeout):
 def shards_report(meta, rows):
     """Markdown for bench/RESULTS.md: the silent /16 on 1 and 4 workers, and with a kill."""
     out = ["### Shards: the silent /16 x 2 ports on one and on four workers (issue 11)", "",
-           "Command: `%s` (commit %s). Machine: %s." % (meta["command"], meta["code"],
+           "Command: `%s` (%s). Machine: %s." % (meta["command"], meta["code"],
                                                        meta["versions"]), "",
            "| workers | kill | status | wall s | speed-up | targets done | shards (attempts) "
            "| workers used | worker CPU s | PostgreSQL CPU s | peak RSS per worker MB "
@@ -588,6 +588,8 @@ def shards_report(meta, rows):
         wcpu = sum(v for k, v in r["cpu"].items() if k.startswith("worker"))
         kill = "-" if not r["killed"] else "worker 1 at %.0f s (%d shards held)" % (
             r["killed"]["at_s"], r["killed"]["shards_held"])
+        if r.get("reclaim_idle"):
+            kill += ", worker.reclaim_idle %s" % r["reclaim_idle"]
         out.append("| %d | %s | %s | %.1f | %s | %d/%d | %d (%d) | %d | %.1f | %.1f | %s | %s "
                    "| %d endpoints, %d observations |" % (
                        r["workers"], kill, r["status"], r["wall"],
@@ -911,6 +913,8 @@ def main():
     ap.add_argument("--kill", action="store_true",
                     help="shards16: also a run on the most workers with worker 1 killed with "
                          "SIGKILL half-way")
+    ap.add_argument("--reclaim-idle", default=None,
+                    help="shards16: worker.reclaim_idle for the runs (default: the default, 60s)")
     ap.add_argument("--interval", type=float, default=0.1, help="sampling interval, seconds")
     ap.add_argument("--seed", type=int, default=10, help="which addresses live and refuse")
     ap.add_argument("--layout", choices=("scattered", "clustered"), default="scattered",
@@ -955,7 +959,7 @@ def main():
             plan = [(n, None) for n in counts] + ([(max(counts), 0.5)] if a.kill else [])
             for i in range(1, a.repeat + 1):
                 for n, kf in plan:
-                    r = shards_pass(bins, str(SILENT), n, kf, a.product_timeout)
+                    r = shards_pass(bins, str(SILENT), n, kf, a.product_timeout, a.reclaim_idle)
                     rows.append(r)
                     log("%s on %d worker(s)%s run %d: %s in %.1f s, %d/%d targets, %d shards "
                         "(%d attempts) on %d workers" % (
