@@ -18,7 +18,7 @@
 #define MMD_DEFAULT_S 86400       /* maximum merge delay when none is given */
 #define MMD_MAX_S (365LL * 86400) /* longest maximum merge delay accepted */
 #define KEY_DER_MAX 4096          /* longest log key */
-#define WHERE_MAX 192             /* "ct log list file \"x.json\": operators[0].logs[1].url" */
+#define WHERE_MAX 192             /* "ct log list \"x.json\": operators[0].logs[1].url" */
 
 static char *xstrndup(const char *s, size_t n, struct cap_err *err)
 {
@@ -263,7 +263,7 @@ struct jctx {
 /* The message prefix naming path in the list. */
 static void list_where(const struct jctx *j, const char *path, char *out, size_t n)
 {
-    snprintf(out, n, "ct log list file %s: %s", j->name, path);
+    snprintf(out, n, "ct log list %s: %s", j->name, path);
 }
 
 static void list_where_cb(const void *ctx, const char *path, char *out, size_t n)
@@ -274,7 +274,7 @@ static void list_where_cb(const void *ctx, const char *path, char *out, size_t n
 static int jerr_type(const struct jctx *j, const char *path, const char *want,
                      const json_object *got)
 {
-    cap_err_set(j->err, CAP_E_INVALID, "ct log list file %s: %s: expected %s, got %s", j->name,
+    cap_err_set(j->err, CAP_E_INVALID, "ct log list %s: %s: expected %s, got %s", j->name,
                 path, want, got ? json_type_to_name(json_object_get_type(got)) : "nothing");
     return -1;
 }
@@ -537,13 +537,13 @@ int cap_ct_loglist_parse(const char *buf, size_t len, const char *name, struct c
     char qname[96];
     cap_err_quote(qname, sizeof qname, name ? name : "(buffer)", strlen(name ? name : "(buffer)"));
     if (len > CAP_CT_LOGLIST_MAX) {
-        cap_err_set(err, CAP_E_LIMIT, "ct log list file %s: larger than %d bytes", qname,
+        cap_err_set(err, CAP_E_LIMIT, "ct log list %s: larger than %d bytes", qname,
                     CAP_CT_LOGLIST_MAX);
         return -1;
     }
     if (memchr(buf, '\0', len)) {
         size_t at = (size_t)((const char *)memchr(buf, '\0', len) - buf);
-        cap_err_set(err, CAP_E_INVALID, "ct log list file %s: invalid JSON at byte %zu: NUL byte",
+        cap_err_set(err, CAP_E_INVALID, "ct log list %s: invalid JSON at byte %zu: NUL byte",
                     qname, at);
         return -1;
     }
@@ -556,14 +556,14 @@ int cap_ct_loglist_parse(const char *buf, size_t len, const char *name, struct c
     enum json_tokener_error je = json_tokener_get_error(tok);
     size_t end = json_tokener_get_parse_end(tok);
     if (je == json_tokener_continue) {
-        cap_err_set(err, CAP_E_INVALID, "ct log list file %s: invalid JSON: ends early at byte %zu",
+        cap_err_set(err, CAP_E_INVALID, "ct log list %s: invalid JSON: ends early at byte %zu",
                     qname, len);
         json_object_put(root);
         json_tokener_free(tok);
         return -1;
     }
     if (je != json_tokener_success) {
-        cap_err_set(err, CAP_E_INVALID, "ct log list file %s: invalid JSON at byte %zu: %s", qname,
+        cap_err_set(err, CAP_E_INVALID, "ct log list %s: invalid JSON at byte %zu: %s", qname,
                     end, json_tokener_error_desc(je));
         json_object_put(root);
         json_tokener_free(tok);
@@ -573,7 +573,7 @@ int cap_ct_loglist_parse(const char *buf, size_t len, const char *name, struct c
     for (size_t i = end; i < len; i++) {
         if (buf[i] != ' ' && buf[i] != '\n' && buf[i] != '\r' && buf[i] != '\t') {
             cap_err_set(err, CAP_E_INVALID,
-                        "ct log list file %s: invalid JSON at byte %zu: data after the end", qname,
+                        "ct log list %s: invalid JSON at byte %zu: data after the end", qname,
                         i);
             json_object_put(root);
             return -1;

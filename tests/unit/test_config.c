@@ -770,7 +770,7 @@ static void test_log_list(void)
         const char *want[3];
     } bad[] = {
         {"{\"operators\": [{\"logs\": [{\"key\": \"AAAA\"}]}]}",
-         {"ct log list file l.json: operators[0].logs[0].url: expected a string, got nothing"}},
+         {"ct log list l.json: operators[0].logs[0].url: expected a string, got nothing"}},
         {"{\"operators\": [{\"logs\": [{\"url\": 5}]}]}",
          {"operators[0].logs[0].url: expected a string, got int"}},
         {"{\"operators\": [{}, {\"tiled_logs\": [{\"submission_url\": \"https://x/\"}]}]}",

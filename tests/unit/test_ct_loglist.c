@@ -261,7 +261,7 @@ static void test_bad_lists(void)
     CHECK_EQ(2, n);
     CHECK(logs[0].refused != NULL);
     CHECK_MSG(logs[0].refused,
-              "ct log list file l.json: operators[0].logs[0].key: value \"@@@@\" is not base64");
+              "ct log list l.json: operators[0].logs[0].key: value \"@@@@\" is not base64");
     CHECK(!cap_ct_log_current(&logs[0], NOW));
     CHECK(logs[1].refused == NULL);
     CHECK(cap_ct_log_current(&logs[1], NOW));
