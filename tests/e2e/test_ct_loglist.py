@@ -80,16 +80,27 @@ def main():
             # another log's.
             bad = entry("Bad id", a, "usable", -30, 200, log_id=b_id)
             bad["url"] = bad_url
+            # One this worker cannot read (a URL past its 511 bytes) is left out, not the run
+            # failed.
+            long_url = a.url + "x" * 600 + "/"
+            too_long = entry("Too long", a, "usable", -30, 200)
+            too_long["url"] = long_url
             write_list(listpath, [
                 {"name": "Test A", "email": ["a@example.com"],
-                 "logs": [entry("Test A shard 1", a, "usable", -30, 200), bad], "tiled_logs": []},
+                 "logs": [entry("Test A shard 1", a, "usable", -30, 200), bad, too_long],
+                 "tiled_logs": []},
                 {"name": "Test B", "email": ["b@example.com"], "logs": [],
                  "tiled_logs": [entry("Test B shard 2", b, "usable", 400, 600, tiled=True)]}])
 
             sid = add_source(c, "watch", "--domain", "example.com", "--domain",
                              "XN--BCHER-KVA.example", "--backfill-from", "0")
-            wait_idle(c, sid, timeout=180,
-                      until=lambda: (checkpoint(c, sid, a.url) or {}).get("next_index") == 300)
+            run = wait_idle(c, sid, timeout=180,
+                            until=lambda: (checkpoint(c, sid, a.url) or {}).get("next_index") == 300)
+            assert run["status"] == "succeeded", run
+            assert any(e.get("event") == "ct_log_refused" and \
+                       e.get("log", "").startswith(a.url + "xxxx") and
+                       "log url of" in e.get("err", "") for e in c.log_events(worker)), \
+                "a log the worker cannot read is logged and left out"
             assert checkpoint(c, sid, b.tiled_url) is None, "a future shard is not read"
             assert checkpoint(c, sid, bad_url) is None, "a refused log is not read"
             got = sightings_of(c, sid, a.url)

@@ -1652,24 +1652,44 @@ static struct ct_log *logs_from_list(const struct cap_run_ctx *ctx, const struct
             log_fill(&v[n], cfg->ct_logs[i].url, cfg->ct_logs[i].protocol,
                      cfg->ct_logs[i].key_b64, NULL, err) < 0)
             goto fail;
+    /* A log of the list this worker cannot read (plain http without network.allow_loopback, a
+     * key OpenSSL will not load) is left out with its reason, not the run failed: the list
+     * comes from outside and one entry must not stop the others. */
     for (size_t i = 0; i < ncur; i++) {
         if (logs_have(v, n, cur[i].url))
             continue;
-        if (url_ok(cfg, cur[i].url, err) < 0 ||
-            log_fill(&v[n], cur[i].url, cur[i].protocol, cur[i].key_b64, NULL, err) < 0)
-            goto fail;
+        struct cap_err le = {0};
+        if (url_ok(cfg, cur[i].url, &le) < 0 ||
+            log_fill(&v[n], cur[i].url, cur[i].protocol, cur[i].key_b64, NULL, &le) < 0) {
+            if (le.code == CAP_E_NOMEM) {
+                *err = le;
+                goto fail;
+            }
+            cap_log(CAP_LOG_WARN, "ct_log_refused", CAP_LI("run_id", ctx->run_id),
+                    CAP_LS("log", cur[i].url), CAP_LS("err", le.msg));
+            memset(&v[n], 0, sizeof v[n]);
+            continue;
+        }
         n++;
     }
     for (int i = 0; i < PQntuples(res); i++) {
         const char *url = PQgetvalue(res, i, 0);
         if (logs_have(v, n, url))
             continue;
-        if (url_ok(cfg, url, err) < 0 ||
+        struct cap_err le = {0};
+        if (url_ok(cfg, url, &le) < 0 ||
             log_fill(&v[n], url, PQgetvalue(res, i, 1),
-                     PQgetisnull(res, i, 2) ? NULL : PQgetvalue(res, i, 2), NULL, err) < 0)
-            goto fail;
-        cap_log(CAP_LOG_INFO, "ct_log_leaving", CAP_LI("run_id", ctx->run_id),
-                CAP_LS("log", url));
+                     PQgetisnull(res, i, 2) ? NULL : PQgetvalue(res, i, 2), NULL, &le) < 0) {
+            if (le.code == CAP_E_NOMEM) {
+                *err = le;
+                goto fail;
+            }
+            cap_log(CAP_LOG_WARN, "ct_log_refused", CAP_LI("run_id", ctx->run_id),
+                    CAP_LS("log", url), CAP_LS("err", le.msg));
+            memset(&v[n], 0, sizeof v[n]);
+            continue;
+        }
+        cap_log(CAP_LOG_INFO, "ct_log_leaving", CAP_LI("run_id", ctx->run_id), CAP_LS("log", url));
         n++;
     }
     PQclear(res);
