@@ -18,7 +18,7 @@
 #define RETRY_MS 60000
 /* Connect and whole-request limits of a list fetch. */
 #define FETCH_CONNECT_MS 10000
-#define FETCH_TOTAL_MS 60000
+#define FETCH_TOTAL_MS 30000
 
 static const char SQL_BEGIN[] = "BEGIN";
 static const char SQL_COMMIT[] = "COMMIT";
@@ -49,6 +49,8 @@ static const char SQL_LOG_GONE[] =
     "WHERE listed AND NOT (log_url = ANY ($1::text[]))";
 
 static pthread_mutex_t g_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t g_read_done = PTHREAD_COND_INITIALIZER;
+static bool g_reading;            /* a caller is reading the list, without the lock */
 static struct cap_ct_log *g_logs; /* the last good list */
 static size_t g_n;
 static bool g_have;
@@ -309,8 +311,7 @@ int cap_ct_loglist_current_logs(const struct cap_config *cfg, const struct cap_p
     }
     pthread_mutex_lock(&g_mu);
     int64_t now = mono_ms();
-    int64_t now_s = (int64_t)time(NULL);
-    if (strcmp(g_source, from) != 0) {
+    if (strcmp(g_source, from) != 0 && !g_reading) {
         /* Another configuration (tests run several in one process): start over. */
         cap_ct_logs_free(g_logs, g_n);
         g_logs = NULL;
@@ -319,12 +320,21 @@ int cap_ct_loglist_current_logs(const struct cap_config *cfg, const struct cap_p
         g_next_ms = 0;
         snprintf(g_source, sizeof g_source, "%s", from);
     }
-    if (!g_have || now >= g_next_ms) {
+    if ((!g_have || now >= g_next_ms) && !g_reading) {
+        /* One caller reads, without the lock: the others go on with the last good list, or,
+         * when there is none yet, wait for this read. */
+        g_reading = true;
+        pthread_mutex_unlock(&g_mu);
         struct cap_ct_log *logs = NULL;
         size_t ln = 0;
         struct cap_err re = {0};
         int64_t refresh = cfg->ct_log_list_refresh_ms > 0 ? cfg->ct_log_list_refresh_ms : 1000;
-        if (read_list(cfg, pol, &logs, &ln, &re) == 0) {
+        int rrc = read_list(cfg, pol, &logs, &ln, &re);
+        int64_t done_s = (int64_t)time(NULL);
+        pthread_mutex_lock(&g_mu);
+        g_reading = false;
+        now = mono_ms();
+        if (rrc == 0) {
             cap_ct_logs_free(g_logs, g_n);
             g_logs = logs;
             g_n = ln;
@@ -334,7 +344,7 @@ int cap_ct_loglist_current_logs(const struct cap_config *cfg, const struct cap_p
             g_next_ms = now + refresh;
             int64_t cur = 0;
             for (size_t i = 0; i < ln; i++)
-                cur += cap_ct_log_current(&logs[i], now_s);
+                cur += cap_ct_log_current(&logs[i], done_s);
             cap_ct_metrics_list_refresh(true, cur);
             cap_log(CAP_LOG_INFO, "ct_log_list_read", CAP_LS("from", from),
                     CAP_LI("logs", (long long)ln), CAP_LI("current", cur));
@@ -345,7 +355,11 @@ int cap_ct_loglist_current_logs(const struct cap_config *cfg, const struct cap_p
             cap_log(CAP_LOG_WARN, "ct_log_list_failed", CAP_LS("from", from),
                     CAP_LS("kept", g_have ? "last good list" : "none"), CAP_LS("err", re.msg));
         }
+        pthread_cond_broadcast(&g_read_done);
     }
+    while (!g_have && g_reading)
+        pthread_cond_wait(&g_read_done, &g_mu);
+    int64_t now_s = (int64_t)time(NULL);
     if (!g_have) {
         cap_err_set(err, CAP_E_IO, "ct log list not read yet: %s", g_err);
         pthread_mutex_unlock(&g_mu);

@@ -24,7 +24,8 @@ bool cap_ct_loglist_configured(const struct cap_config *cfg);
  * read), and writing a new list to ct_log_list on pg (outside any transaction; a failure there
  * is logged and retried with the next call). On success *out (an array of *n copies, NULL when
  * none; cap_ct_logs_free) belongs to the caller. -1 with err when no list was ever read. Blocks
- * (HTTP, file, PostgreSQL); one caller at a time reads, the others wait for it. */
+ * (HTTP, file, PostgreSQL); one caller at a time reads the list, the others meanwhile use the
+ * last good one (or, before the first, wait for the read). */
 int cap_ct_loglist_current_logs(const struct cap_config *cfg, const struct cap_policy *pol,
                                 PGconn *pg, struct cap_ct_log **out, size_t *n,
                                 struct cap_err *err);
