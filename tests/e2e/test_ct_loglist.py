@@ -1,7 +1,8 @@
 """The CT log list as data, end to end: a worker reads its logs from a v3 log list served by the
 test CT log (ct.log_list_url) and follows the list as it changes, with no restart: a new shard
 appears and is read, an old one retires and is read to its final tree head, then dropped; a log
-whose log_id is not its key's hash is refused; a broken list keeps the last good one."""
+whose log_id is not its key's hash is refused; a broken or missing list keeps the last good
+one."""
 
 import base64
 import datetime
@@ -153,8 +154,18 @@ def main():
             run, _ = trigger(c, "watch", timeout=180)
             assert run["status"] == "succeeded", run
             assert checkpoint(c, sid, b.tiled_url)["next_index"] == 230
+            # And so does a list that is gone (404).
+            os.unlink(listpath)
+            time.sleep(1.5)
+            b.grow(5)
+            run, _ = trigger(c, "watch", timeout=180)
+            assert run["status"] == "succeeded", run
+            assert checkpoint(c, sid, b.tiled_url)["next_index"] == 235
+            fails = [e for e in c.log_events(worker) if e.get("event") == "ct_log_list_failed"]
+            assert any("invalid JSON" in e.get("err", "") for e in fails), fails
+            assert any("HTTP 404" in e.get("err", "") for e in fails), fails
+            assert all(e.get("kept") == "last good list" for e in fails), fails
             events = [e.get("event") for e in c.log_events(worker)]
-            assert "ct_log_list_failed" in events, "a broken list is logged"
             reads = events.count("ct_log_list_read")
             assert reads >= 2, "the list was read %d times" % reads
 
@@ -164,7 +175,7 @@ def main():
             assert st == 200, body
             m = parse(body)
             assert total(m, "cap_ct_log_list_refreshes_total", outcome="ok") >= 2, body
-            assert total(m, "cap_ct_log_list_refreshes_total", outcome="error") >= 1, body
+            assert total(m, "cap_ct_log_list_refreshes_total", outcome="error") >= 2, body
             assert total(m, "cap_ct_log_list_current_logs") == 1, body
             assert total(m, "cap_ct_log_list_last_success_timestamp_seconds") > time.time() - 600
             # The dashboard views see the logs and their states.
