@@ -274,8 +274,8 @@ static void list_where_cb(const void *ctx, const char *path, char *out, size_t n
 static int jerr_type(const struct jctx *j, const char *path, const char *want,
                      const json_object *got)
 {
-    cap_err_set(j->err, CAP_E_INVALID, "ct log list %s: %s: expected %s, got %s", j->name,
-                path, want, got ? json_type_to_name(json_object_get_type(got)) : "nothing");
+    cap_err_set(j->err, CAP_E_INVALID, "ct log list %s: %s: expected %s, got %s", j->name, path,
+                want, got ? json_type_to_name(json_object_get_type(got)) : "nothing");
     return -1;
 }
 
@@ -445,6 +445,11 @@ static int jlog(const struct jctx *j, json_object *lo, const char *path, bool ti
         jstr(j, lo, "description", path, false, &l.description) != 0 ||
         !(l.protocol = xstrdup(tiled ? "static-ct" : "rfc6962", j->err)))
         goto fail;
+    char *log_type = NULL;
+    if (jstr(j, lo, "log_type", path, false, &log_type) != 0)
+        goto fail;
+    l.test_log = log_type && strcmp(log_type, "test") == 0;
+    free(log_type);
     json_object *mmd = NULL;
     if (json_object_object_get_ex(lo, "mmd", &mmd) && !json_object_is_type(mmd, json_type_null)) {
         snprintf(sub, sizeof sub, "%s.mmd", path);
@@ -543,8 +548,8 @@ int cap_ct_loglist_parse(const char *buf, size_t len, const char *name, struct c
     }
     if (memchr(buf, '\0', len)) {
         size_t at = (size_t)((const char *)memchr(buf, '\0', len) - buf);
-        cap_err_set(err, CAP_E_INVALID, "ct log list %s: invalid JSON at byte %zu: NUL byte",
-                    qname, at);
+        cap_err_set(err, CAP_E_INVALID, "ct log list %s: invalid JSON at byte %zu: NUL byte", qname,
+                    at);
         return -1;
     }
     json_tokener *tok = json_tokener_new_ex(LOGLIST_DEPTH);
@@ -563,8 +568,8 @@ int cap_ct_loglist_parse(const char *buf, size_t len, const char *name, struct c
         return -1;
     }
     if (je != json_tokener_success) {
-        cap_err_set(err, CAP_E_INVALID, "ct log list %s: invalid JSON at byte %zu: %s", qname,
-                    end, json_tokener_error_desc(je));
+        cap_err_set(err, CAP_E_INVALID, "ct log list %s: invalid JSON at byte %zu: %s", qname, end,
+                    json_tokener_error_desc(je));
         json_object_put(root);
         json_tokener_free(tok);
         return -1;
@@ -573,8 +578,7 @@ int cap_ct_loglist_parse(const char *buf, size_t len, const char *name, struct c
     for (size_t i = end; i < len; i++) {
         if (buf[i] != ' ' && buf[i] != '\n' && buf[i] != '\r' && buf[i] != '\t') {
             cap_err_set(err, CAP_E_INVALID,
-                        "ct log list %s: invalid JSON at byte %zu: data after the end", qname,
-                        i);
+                        "ct log list %s: invalid JSON at byte %zu: data after the end", qname, i);
             json_object_put(root);
             return -1;
         }
@@ -660,7 +664,7 @@ int cap_ct_parse_time(const char *s, int64_t *out)
 
 bool cap_ct_log_current(const struct cap_ct_log *l, int64_t now_s)
 {
-    if (l->refused)
+    if (l->refused || l->test_log)
         return false;
     if (l->state != CAP_CT_STATE_NONE && l->state != CAP_CT_STATE_USABLE &&
         l->state != CAP_CT_STATE_QUALIFIED)

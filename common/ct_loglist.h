@@ -46,6 +46,7 @@ struct cap_ct_log {
     int64_t interval_start;      /* temporal_interval.start_inclusive, seconds; 0: open */
     int64_t interval_end;        /* temporal_interval.end_exclusive, seconds; 0: open */
     int64_t final_tree_size;     /* readonly.final_tree_head.tree_size; -1 when none */
+    bool test_log;               /* log_type "test": a log for testing CAs, never chosen */
     char *refused; /* why the log cannot be used (a key that is not one, or a log_id that is
                       not the key's hash); NULL for a good entry. A refused log is never
                       chosen. */
@@ -91,7 +92,8 @@ void cap_ct_loglist_free(struct cap_ct_loglist *lv);
 int cap_ct_loglist_parse(const char *buf, size_t len, const char *name, struct cap_ct_log **out,
                          size_t *out_n, struct cap_err *err);
 
-/* Whether a certificate issued at now_s (seconds since 1970) can land in l: not refused, state
+/* Whether a certificate issued at now_s (seconds since 1970) can land in l: not refused, not a
+ * test log, state
  * usable or qualified (or none given, for ct.logs entries), and a temporal interval (open ends
  * allowed) overlapping [now_s, now_s + CAP_CT_CERT_LIFETIME_S]. Pure. */
 bool cap_ct_log_current(const struct cap_ct_log *l, int64_t now_s);

@@ -160,6 +160,9 @@ static void test_current(void)
             fprintf(stderr, "case %zu\n", i);
         CHECK_EQ(cases[i].want, cap_ct_log_current(&l, NOW));
     }
+    struct cap_ct_log tl = mk(CAP_CT_STATE_USABLE, 0, 0);
+    tl.test_log = true;
+    CHECK(!cap_ct_log_current(&tl, NOW));
     struct cap_ct_log r = mk(CAP_CT_STATE_USABLE, 0, 0);
     char why[] = "bad key";
     r.refused = why;
@@ -246,6 +249,24 @@ static void test_bad_lists(void)
             fprintf(stderr, "case %zu\n", i);
         CHECK_MSG(err.msg, cases[i].want);
     }
+
+    /* log_type "test" (the all-logs list marks logs for testing CAs so) is never chosen;
+     * "prod" is like none. */
+    char tj[1024];
+    snprintf(tj, sizeof tj,
+             "{\"operators\": [{\"logs\": [{\"url\": \"https://t/\", \"key\": \"%s\", "
+             "\"log_type\": \"test\"}, {\"url\": \"https://p/\", \"key\": \"%s\", "
+             "\"log_type\": \"prod\"}]}]}",
+             key, key);
+    struct cap_ct_log *tlogs = NULL;
+    size_t tn = 0;
+    struct cap_err terr;
+    cap_err_clear(&terr);
+    CHECK_EQ(0, cap_ct_loglist_parse(tj, strlen(tj), "t.json", &tlogs, &tn, &terr));
+    CHECK_EQ(2, tn);
+    CHECK(tlogs[0].test_log && !cap_ct_log_current(&tlogs[0], NOW));
+    CHECK(!tlogs[1].test_log && cap_ct_log_current(&tlogs[1], NOW));
+    cap_ct_logs_free(tlogs, tn);
 
     /* A key that is not one refuses that log only; the next log is read. */
     char json[1024];
