@@ -39,6 +39,7 @@ enum ktype {
     KT_REDIS_URL,
     KT_NAME,
     KT_LISTEN,
+    KT_HTTP_URL,
     KT_PATH,
     KT_INT,
     KT_I64,
@@ -95,7 +96,9 @@ static const struct key_def keys[] = {
     {"scan.shard_targets", KT_I64, OFF(scan_shard_targets), 1, 1LL << 32, false},
     {"scan.shard_size", KT_I64, OFF(scan_shard_size), 1, 1LL << 32, false},
     {"ct.logs", KT_CTLOGS, OFF(ct_logs), 0, 0, false},
+    {"ct.log_list_url", KT_HTTP_URL, OFF(ct_log_list_url), 0, 0, false},
     {"ct.log_list_file", KT_PATH, OFF(ct_log_list_file), 0, 0, false},
+    {"ct.log_list_refresh", KT_DUR, OFF(ct_log_list_refresh_ms), 1000, DUR_MAX_MS, false},
     {"ct.run_budget", KT_I64, OFF(ct_run_budget), 1, 1000000000000LL, false},
 };
 
@@ -715,6 +718,13 @@ static int set_value(struct loader *L, int ki, const char *v, size_t vlen, const
                               "HOST:PORT such as 127.0.0.1:9102, \"off\", or \"\" for the "
                               "program's default");
         break;
+    case KT_HTTP_URL:
+        if (!((strncmp(v, "https://", 8) == 0 && v[8] && v[8] != '/') ||
+              (strncmp(v, "http://", 7) == 0 && v[7] && v[7] != '/')) ||
+            !is_printable_word(v))
+            return fail_value(err, where, k, v, vlen, "is not an http:// or https:// URL",
+                              "a URL such as https://www.gstatic.com/ct/log_list/v3/log_list.json");
+        break;
     case KT_PATH:
         if (vlen == 0)
             return fail_value(err, where, k, v, vlen, "is empty", "a file path");
@@ -869,6 +879,7 @@ static int set_defaults(struct cap_config *c, struct cap_err *err)
     c->scan_shard_targets = 65536;
     c->scan_shard_size = 16384;
     c->ct_run_budget = 1000000;
+    c->ct_log_list_refresh_ms = 86400LL * 1000;
     return 0;
 }
 
@@ -1512,11 +1523,19 @@ static int load_yaml(struct loader *L, const char *buf, size_t len, const char *
 
 /* ---------------------------------------------------------------- putting it together */
 
-/* Reads ct.log_list_file, fills the heartbeat default and checks rules across keys. */
+/* Checks ct.log_list_file, fills the heartbeat default and checks rules across keys. */
 static int finish(struct loader *L, struct cap_err *err)
 {
     struct cap_config *c = &L->cfg;
+    if (c->ct_log_list_file && c->ct_log_list_url) {
+        cap_err_set(err, CAP_E_INVALID,
+                    "config keys \"ct.log_list_url\" and \"ct.log_list_file\": both are set "
+                    "(allowed one of them)");
+        return -1;
+    }
     if (c->ct_log_list_file) {
+        /* Read once here so a wrong path or a broken list stops start-up with its reason; the
+         * worker reads it again every ct.log_list_refresh (worker/ct/ct_loglist_refresh.c). */
         char what[WHERE_MAX], qp[96];
         cap_err_quote(qp, sizeof qp, c->ct_log_list_file, strlen(c->ct_log_list_file));
         snprintf(what, sizeof what, "config key \"ct.log_list_file\": file \"%s\"", qp);
@@ -1530,21 +1549,7 @@ static int finish(struct loader *L, struct cap_err *err)
         free(buf);
         if (rc != 0)
             return -1;
-        if (n > 0) {
-            /* Entries of ct.logs come first, then those of the list. */
-            struct cap_ct_log *all = realloc(c->ct_logs, (c->ct_logs_n + n) * sizeof *all);
-            if (!all) {
-                cap_ct_logs_free(logs, n);
-                cap_err_set(err, CAP_E_NOMEM, "out of memory");
-                return -1;
-            }
-            memcpy(all + c->ct_logs_n, logs, n * sizeof *logs);
-            free(logs);
-            c->ct_logs = all;
-            c->ct_logs_n += n;
-        } else {
-            free(logs);
-        }
+        cap_ct_logs_free(logs, n);
     }
     int hb = key_index("worker.heartbeat");
     if (!L->set[hb]) {

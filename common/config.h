@@ -59,8 +59,11 @@ struct cap_config {
     /* ct */
     struct cap_ct_log *ct_logs; /* curated list (common/ct_loglist.h); ct_logs_n entries */
     size_t ct_logs_n;
+    char *ct_log_list_url;  /* v3 log list JSON fetched over HTTP(S); NULL when unset */
     char *ct_log_list_file; /* v3 log list JSON; NULL when unset */
     int64_t ct_run_budget;  /* entries one run reads per log before it yields, default 1e6 */
+
+    int64_t ct_log_list_refresh_ms; /* how often the worker reads the list again, default 24h */
 };
 
 /* Fills cfg with defaults, then the YAML file (path, or $CERTAUTOPILOT_CONFIG when path is NULL;

@@ -1,5 +1,6 @@
-/* CT log entries of the curated list: checking one (URL, protocol, key and log ID), and the
- * browsers' v3 JSON log list they may come from (ct.log_list_file). */
+/* CT log entries of the curated list: checking one (URL, protocol, key and log ID), the
+ * browsers' v3 JSON log list they may come from (ct.log_list_url, ct.log_list_file), and the
+ * choice of the logs a certificate issued now can land in. */
 #include "common/ct_loglist.h"
 
 #include <json-c/json.h>
@@ -11,12 +12,13 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 
 #define LOGLIST_DEPTH 16          /* JSON nesting a v3 log list may use */
 #define MMD_DEFAULT_S 86400       /* maximum merge delay when none is given */
 #define MMD_MAX_S (365LL * 86400) /* longest maximum merge delay accepted */
 #define KEY_DER_MAX 4096          /* longest log key */
-#define WHERE_MAX 192             /* "ct log list file \"x.json\": operators[0].logs[1].url" */
+#define WHERE_MAX 192             /* "ct log list \"x.json\": operators[0].logs[1].url" */
 
 static char *xstrndup(const char *s, size_t n, struct cap_err *err)
 {
@@ -108,6 +110,8 @@ void cap_ct_log_clear(struct cap_ct_log *l)
     free(l->key_b64);
     free(l->log_id_b64);
     free(l->description);
+    free(l->operator_name);
+    free(l->refused);
     memset(l, 0, sizeof *l);
 }
 
@@ -259,7 +263,7 @@ struct jctx {
 /* The message prefix naming path in the list. */
 static void list_where(const struct jctx *j, const char *path, char *out, size_t n)
 {
-    snprintf(out, n, "ct log list file %s: %s", j->name, path);
+    snprintf(out, n, "ct log list %s: %s", j->name, path);
 }
 
 static void list_where_cb(const void *ctx, const char *path, char *out, size_t n)
@@ -270,8 +274,8 @@ static void list_where_cb(const void *ctx, const char *path, char *out, size_t n
 static int jerr_type(const struct jctx *j, const char *path, const char *want,
                      const json_object *got)
 {
-    cap_err_set(j->err, CAP_E_INVALID, "ct log list file %s: %s: expected %s, got %s", j->name,
-                path, want, got ? json_type_to_name(json_object_get_type(got)) : "nothing");
+    cap_err_set(j->err, CAP_E_INVALID, "ct log list %s: %s: expected %s, got %s", j->name, path,
+                want, got ? json_type_to_name(json_object_get_type(got)) : "nothing");
     return -1;
 }
 
@@ -304,31 +308,148 @@ static int jstr(const struct jctx *j, json_object *obj, const char *key, const c
     return 0;
 }
 
-/* One entry of operators[].logs[] or operators[].tiled_logs[]; retired and rejected logs are
- * skipped. */
+/* A member of obj holding an RFC 3339 timestamp, into *out (left as it is when absent). */
+static int jtime(const struct jctx *j, json_object *obj, const char *key, const char *path,
+                 int64_t *out)
+{
+    char *s = NULL;
+    char sub[160];
+    snprintf(sub, sizeof sub, "%s.%s", path, key);
+    if (jstr(j, obj, key, path, false, &s) != 0)
+        return -1;
+    if (!s)
+        return 0;
+    int64_t t;
+    if (cap_ct_parse_time(s, &t) != 0) {
+        char where[WHERE_MAX];
+        list_where(j, sub, where, sizeof where);
+        fail_value(j->err, where, s, strlen(s), "is not a timestamp",
+                   "RFC 3339 such as 2026-01-01T00:00:00Z");
+        free(s);
+        return -1;
+    }
+    free(s);
+    *out = t;
+    return 0;
+}
+
+static const char *const STATE_NAMES[] = {"",         "pending", "qualified", "usable",
+                                          "readonly", "retired", "rejected"};
+
+const char *cap_ct_log_state_name(enum cap_ct_log_state s)
+{
+    if ((unsigned)s >= sizeof STATE_NAMES / sizeof STATE_NAMES[0])
+        return "";
+    return STATE_NAMES[s];
+}
+
+/* The "state" object of a log: one of the six states, with its timestamp; a readonly log's
+ * final tree head. Absent or null: no state. */
+static int jstate(const struct jctx *j, json_object *lo, const char *path, struct cap_ct_log *l)
+{
+    json_object *state = NULL;
+    char sub[128];
+    if (!json_object_object_get_ex(lo, "state", &state) ||
+        json_object_is_type(state, json_type_null))
+        return 0;
+    snprintf(sub, sizeof sub, "%s.state", path);
+    if (!json_object_is_type(state, json_type_object))
+        return jerr_type(j, sub, "an object", state);
+    json_object_object_foreach(state, k, v)
+    {
+        enum cap_ct_log_state st = CAP_CT_STATE_NONE;
+        for (size_t i = 1; i < sizeof STATE_NAMES / sizeof STATE_NAMES[0]; i++)
+            if (strcmp(k, STATE_NAMES[i]) == 0)
+                st = (enum cap_ct_log_state)i;
+        char where[WHERE_MAX];
+        if (st == CAP_CT_STATE_NONE || l->state != CAP_CT_STATE_NONE) {
+            list_where(j, sub, where, sizeof where);
+            return fail_value(j->err, where, k, strlen(k),
+                              st == CAP_CT_STATE_NONE ? "is not a log state" : "is a second state",
+                              "one of usable, qualified, readonly, retired, pending, rejected");
+        }
+        char ssub[160];
+        snprintf(ssub, sizeof ssub, "%s.%s", sub, k);
+        if (json_object_is_type(v, json_type_null))
+            continue;
+        if (!json_object_is_type(v, json_type_object))
+            return jerr_type(j, ssub, "an object", v);
+        l->state = st;
+        if (jtime(j, v, "timestamp", ssub, &l->state_at) != 0)
+            return -1;
+        json_object *fth = NULL, *ts = NULL;
+        if (st == CAP_CT_STATE_READONLY && json_object_object_get_ex(v, "final_tree_head", &fth) &&
+            !json_object_is_type(fth, json_type_null)) {
+            char fsub[192];
+            snprintf(fsub, sizeof fsub, "%s.final_tree_head", ssub);
+            if (!json_object_is_type(fth, json_type_object))
+                return jerr_type(j, fsub, "an object", fth);
+            snprintf(fsub, sizeof fsub, "%s.final_tree_head.tree_size", ssub);
+            if (!json_object_object_get_ex(fth, "tree_size", &ts) ||
+                !json_object_is_type(ts, json_type_int))
+                return jerr_type(j, fsub, "an integer", ts);
+            int64_t n = json_object_get_int64(ts);
+            if (n < 0) {
+                char num[32];
+                list_where(j, fsub, where, sizeof where);
+                snprintf(num, sizeof num, "%lld", (long long)n);
+                return fail_value(j->err, where, num, strlen(num), "is out of range",
+                                  "0 or more entries");
+            }
+            l->final_tree_size = n;
+        }
+    }
+    return 0;
+}
+
+/* The "temporal_interval" of a log: start_inclusive and end_exclusive, either may be open. */
+static int jinterval(const struct jctx *j, json_object *lo, const char *path, struct cap_ct_log *l)
+{
+    json_object *ti = NULL;
+    char sub[128];
+    if (!json_object_object_get_ex(lo, "temporal_interval", &ti) ||
+        json_object_is_type(ti, json_type_null))
+        return 0;
+    snprintf(sub, sizeof sub, "%s.temporal_interval", path);
+    if (!json_object_is_type(ti, json_type_object))
+        return jerr_type(j, sub, "an object", ti);
+    if (jtime(j, ti, "start_inclusive", sub, &l->interval_start) != 0 ||
+        jtime(j, ti, "end_exclusive", sub, &l->interval_end) != 0)
+        return -1;
+    if (l->interval_start && l->interval_end && l->interval_end <= l->interval_start) {
+        char where[WHERE_MAX], v[64];
+        snprintf(v, sizeof v, "%lld..%lld", (long long)l->interval_start,
+                 (long long)l->interval_end);
+        list_where(j, sub, where, sizeof where);
+        return fail_value(j->err, where, v, strlen(v), "ends before it starts",
+                          "end_exclusive after start_inclusive");
+    }
+    return 0;
+}
+
+/* One entry of operators[].logs[] or operators[].tiled_logs[], whatever its state. */
 static int jlog(const struct jctx *j, json_object *lo, const char *path, bool tiled,
-                struct cap_ct_loglist *lv)
+                const char *op_name, struct cap_ct_loglist *lv)
 {
     if (!json_object_is_type(lo, json_type_object))
         return jerr_type(j, path, "an object", lo);
-    json_object *state = NULL;
     char sub[128];
-    if (json_object_object_get_ex(lo, "state", &state) &&
-        !json_object_is_type(state, json_type_null)) {
-        snprintf(sub, sizeof sub, "%s.state", path);
-        if (!json_object_is_type(state, json_type_object))
-            return jerr_type(j, sub, "an object", state);
-        if (json_object_object_get_ex(state, "retired", NULL) ||
-            json_object_object_get_ex(state, "rejected", NULL))
-            return 0;
-    }
     struct cap_ct_log l = {0};
-    if (jstr(j, lo, tiled ? "monitoring_url" : "url", path, true, &l.url) != 0 ||
+    l.final_tree_size = -1;
+    if (jstate(j, lo, path, &l) != 0 || jinterval(j, lo, path, &l) != 0)
+        goto fail;
+    if ((op_name && !(l.operator_name = xstrdup(op_name, j->err))) ||
+        jstr(j, lo, tiled ? "monitoring_url" : "url", path, true, &l.url) != 0 ||
         jstr(j, lo, "key", path, true, &l.key_b64) != 0 ||
         jstr(j, lo, "log_id", path, false, &l.log_id_b64) != 0 ||
         jstr(j, lo, "description", path, false, &l.description) != 0 ||
         !(l.protocol = xstrdup(tiled ? "static-ct" : "rfc6962", j->err)))
         goto fail;
+    char *log_type = NULL;
+    if (jstr(j, lo, "log_type", path, false, &log_type) != 0)
+        goto fail;
+    l.test_log = log_type && strcmp(log_type, "test") == 0;
+    free(log_type);
     json_object *mmd = NULL;
     if (json_object_object_get_ex(lo, "mmd", &mmd) && !json_object_is_type(mmd, json_type_null)) {
         snprintf(sub, sizeof sub, "%s.mmd", path);
@@ -346,8 +467,26 @@ static int jlog(const struct jctx *j, json_object *lo, const char *path, bool ti
         }
         l.mmd_s = s;
     }
-    if (cap_ct_log_check(&l, path, list_where_cb, j, j->err) != 0 ||
-        cap_ct_loglist_push(lv, &l, j->err) != 0)
+    /* The URL, protocol and delay first: a list with a broken entry there is not one to
+     * trust. A key that is not one, or a log_id that is not its hash, refuses that log alone
+     * (it is kept, marked, so the refusal is seen), and the others are read. */
+    char *key = l.key_b64, *id = l.log_id_b64;
+    l.key_b64 = l.log_id_b64 = NULL;
+    int crc = cap_ct_log_check(&l, path, list_where_cb, j, j->err);
+    l.key_b64 = key;
+    l.log_id_b64 = id;
+    if (crc != 0)
+        goto fail;
+    struct cap_err ke = {0};
+    if (cap_ct_log_check(&l, path, list_where_cb, j, &ke) != 0) {
+        if (ke.code == CAP_E_NOMEM) {
+            *j->err = ke;
+            goto fail;
+        }
+        if (!(l.refused = xstrdup(ke.msg, j->err)))
+            goto fail;
+    }
+    if (cap_ct_loglist_push(lv, &l, j->err) != 0)
         goto fail;
     return 0;
 fail:
@@ -370,6 +509,12 @@ static int jlogs_parse(const struct jctx *j, json_object *root, struct cap_ct_lo
         snprintf(path, sizeof path, "operators[%zu]", i);
         if (!json_object_is_type(op, json_type_object))
             return jerr_type(j, path, "an object", op);
+        json_object *nm = NULL;
+        const char *op_name = NULL;
+        if (json_object_object_get_ex(op, "name", &nm) &&
+            json_object_is_type(nm, json_type_string) &&
+            !memchr(json_object_get_string(nm), '\0', (size_t)json_object_get_string_len(nm)))
+            op_name = json_object_get_string(nm);
         static const char *const kinds[] = {"logs", "tiled_logs"};
         for (int t = 0; t < 2; t++) {
             json_object *arr = NULL;
@@ -383,7 +528,7 @@ static int jlogs_parse(const struct jctx *j, json_object *root, struct cap_ct_lo
             for (size_t k = 0; k < n; k++) {
                 char lpath[128];
                 snprintf(lpath, sizeof lpath, "operators[%zu].%s[%zu]", i, kinds[t], k);
-                if (jlog(j, json_object_array_get_idx(arr, k), lpath, t == 1, lv) != 0)
+                if (jlog(j, json_object_array_get_idx(arr, k), lpath, t == 1, op_name, lv) != 0)
                     return -1;
             }
         }
@@ -397,14 +542,14 @@ int cap_ct_loglist_parse(const char *buf, size_t len, const char *name, struct c
     char qname[96];
     cap_err_quote(qname, sizeof qname, name ? name : "(buffer)", strlen(name ? name : "(buffer)"));
     if (len > CAP_CT_LOGLIST_MAX) {
-        cap_err_set(err, CAP_E_LIMIT, "ct log list file %s: larger than %d bytes", qname,
+        cap_err_set(err, CAP_E_LIMIT, "ct log list %s: larger than %d bytes", qname,
                     CAP_CT_LOGLIST_MAX);
         return -1;
     }
     if (memchr(buf, '\0', len)) {
         size_t at = (size_t)((const char *)memchr(buf, '\0', len) - buf);
-        cap_err_set(err, CAP_E_INVALID, "ct log list file %s: invalid JSON at byte %zu: NUL byte",
-                    qname, at);
+        cap_err_set(err, CAP_E_INVALID, "ct log list %s: invalid JSON at byte %zu: NUL byte", qname,
+                    at);
         return -1;
     }
     json_tokener *tok = json_tokener_new_ex(LOGLIST_DEPTH);
@@ -416,15 +561,15 @@ int cap_ct_loglist_parse(const char *buf, size_t len, const char *name, struct c
     enum json_tokener_error je = json_tokener_get_error(tok);
     size_t end = json_tokener_get_parse_end(tok);
     if (je == json_tokener_continue) {
-        cap_err_set(err, CAP_E_INVALID, "ct log list file %s: invalid JSON: ends early at byte %zu",
+        cap_err_set(err, CAP_E_INVALID, "ct log list %s: invalid JSON: ends early at byte %zu",
                     qname, len);
         json_object_put(root);
         json_tokener_free(tok);
         return -1;
     }
     if (je != json_tokener_success) {
-        cap_err_set(err, CAP_E_INVALID, "ct log list file %s: invalid JSON at byte %zu: %s", qname,
-                    end, json_tokener_error_desc(je));
+        cap_err_set(err, CAP_E_INVALID, "ct log list %s: invalid JSON at byte %zu: %s", qname, end,
+                    json_tokener_error_desc(je));
         json_object_put(root);
         json_tokener_free(tok);
         return -1;
@@ -433,8 +578,7 @@ int cap_ct_loglist_parse(const char *buf, size_t len, const char *name, struct c
     for (size_t i = end; i < len; i++) {
         if (buf[i] != ' ' && buf[i] != '\n' && buf[i] != '\r' && buf[i] != '\t') {
             cap_err_set(err, CAP_E_INVALID,
-                        "ct log list file %s: invalid JSON at byte %zu: data after the end", qname,
-                        i);
+                        "ct log list %s: invalid JSON at byte %zu: data after the end", qname, i);
             json_object_put(root);
             return -1;
         }
@@ -450,4 +594,86 @@ int cap_ct_loglist_parse(const char *buf, size_t len, const char *name, struct c
     *out = lv.v;
     *out_n = lv.n;
     return 0;
+}
+
+/* ---------------------------------------------------------------- time and choice */
+
+/* n digits at *p into *out; advances *p. */
+static bool digits(const char **p, int n, int *out)
+{
+    int v = 0;
+    for (int i = 0; i < n; i++) {
+        char c = (*p)[i];
+        if (c < '0' || c > '9')
+            return false;
+        v = v * 10 + (c - '0');
+    }
+    *p += n;
+    *out = v;
+    return true;
+}
+
+int cap_ct_parse_time(const char *s, int64_t *out)
+{
+    const char *p = s;
+    int y, mo, d, h, mi, se;
+    if (!digits(&p, 4, &y) || *p++ != '-' || !digits(&p, 2, &mo) || *p++ != '-' ||
+        !digits(&p, 2, &d))
+        return -1;
+    if (*p != 'T' && *p != 't')
+        return -1;
+    p++;
+    if (!digits(&p, 2, &h) || *p++ != ':' || !digits(&p, 2, &mi) || *p++ != ':' ||
+        !digits(&p, 2, &se))
+        return -1;
+    if (*p == '.') {
+        p++;
+        if (*p < '0' || *p > '9')
+            return -1;
+        while (*p >= '0' && *p <= '9')
+            p++;
+    }
+    int off = 0;
+    if (*p == 'Z' || *p == 'z') {
+        p++;
+    } else if (*p == '+' || *p == '-') {
+        int sign = *p++ == '-' ? -1 : 1, oh, om;
+        if (!digits(&p, 2, &oh) || *p++ != ':' || !digits(&p, 2, &om) || oh > 23 || om > 59)
+            return -1;
+        off = sign * (oh * 3600 + om * 60);
+    } else {
+        return -1;
+    }
+    if (*p != '\0' || y < 1970 || mo < 1 || mo > 12 || d < 1 || h > 23 || mi > 59 || se > 60)
+        return -1;
+    static const int mdays[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+    bool leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+    if (d > mdays[mo - 1] + (mo == 2 && leap))
+        return -1;
+    /* Days since 1970 from the civil date (proleptic Gregorian), without timegm's time zone
+     * and range questions. */
+    int64_t yy = y - (mo <= 2);
+    int64_t era = yy / 400;
+    int64_t yoe = yy - era * 400;
+    int64_t doy = (153 * (mo + (mo > 2 ? -3 : 9)) + 2) / 5 + d - 1;
+    int64_t doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    int64_t days = era * 146097 + doe - 719468;
+    *out = days * 86400 + h * 3600 + mi * 60 + (se > 59 ? 59 : se) - off;
+    return 0;
+}
+
+bool cap_ct_log_current(const struct cap_ct_log *l, int64_t now_s)
+{
+    if (l->refused || l->test_log)
+        return false;
+    if (l->state != CAP_CT_STATE_NONE && l->state != CAP_CT_STATE_USABLE &&
+        l->state != CAP_CT_STATE_QUALIFIED)
+        return false;
+    /* [start, end) overlaps [now, now + lifetime]: a certificate issued now, valid for up to
+     * 398 days, is logged in the shard whose interval holds its expiry. */
+    if (l->interval_end && l->interval_end <= now_s)
+        return false;
+    if (l->interval_start && l->interval_start > now_s + CAP_CT_CERT_LIFETIME_S)
+        return false;
+    return true;
 }

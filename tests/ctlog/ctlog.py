@@ -9,7 +9,11 @@ through /ctl/*. The generator decides which entries match the watched suffixes, 
 assert exact matches against /ctl/truth.
 
     ctlog.py --port-file F [--entries N] [--batch-max 100] [--seed 1] [--grow-rate 0]
-             [--weak-key-rate 0] [--psc-rate 0]
+             [--weak-key-rate 0] [--psc-rate 0] [--log-list FILE]
+
+With --log-list FILE, GET /log-list.json serves FILE as it is at the time of the request (a v3
+CT log list the test writes and rewrites; 404 while it does not exist), so a worker's
+ct.log_list_url can follow a list that changes under it.
 
 Leaf validity is relative to the day the log starts (UTC midnight, D) and follows the entry
 index: index % 5 == 1 expired (D-100d to D-10d), index % 5 == 3 expiring (D-80d to D+5d),
@@ -505,6 +509,13 @@ class Handler(BaseHTTPRequestHandler):
         p = u.path
         if p.startswith("/ctl/"):
             return self.control(p, q)
+        if p == "/log-list.json" and lg.args.log_list:
+            lg.stats["log-list"] = lg.stats.get("log-list", 0) + 1
+            try:
+                with open(lg.args.log_list, "rb") as f:
+                    return self.send(200, f.read())
+            except FileNotFoundError:
+                return self.send(404, '{"error":"no log list"}')
         if p.startswith("/tiled/"):
             return self.tiled(p[len("/tiled/"):])
         if p == "/ct/v1/get-sth":
@@ -711,6 +722,7 @@ def main():
                     help="share of precertificates issued by a Precertificate Signing Certificate")
     ap.add_argument("--grow-rate", type=float, default=0.0, help="entries per second")
     ap.add_argument("--cache", help="pickle of generated entries, reused when present")
+    ap.add_argument("--log-list", help="a v3 log list file served at /log-list.json")
     ap.add_argument("--verbose", action="store_true")
     args = ap.parse_args()
     lg = Log(args)

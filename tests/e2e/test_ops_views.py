@@ -15,7 +15,8 @@ import psycopg2.errors
 import harness
 
 VIEWS = ("cap_inventory", "cap_certificates_expiring", "cap_open_findings", "cap_drift_history",
-         "cap_source_health", "cap_run_history", "cap_ct_lag", "cap_pqc_readiness")
+         "cap_source_health", "cap_run_history", "cap_ct_lag", "cap_pqc_readiness",
+         "cap_ct_log_lag", "cap_ct_source_lag")
 
 
 def fp(name):
@@ -191,6 +192,19 @@ def check_views(c, ids):
     lag = c.sql_dicts("SELECT * FROM cap_ct_lag")
     assert len(lag) == 1 and lag[0]["backlog_entries"] == 100 and lag[0]["source_name"] == "ct-a", lag
     assert 3590 < lag[0]["seconds_since_update"] < 3700, lag
+    # Per log (migration 020): the furthest-behind enabled source against the largest tree
+    # size seen; a log of the log list that no source reads yet shows with no lag.
+    c.sql("INSERT INTO ct_log_list (log_url, protocol, state, listed, current) "
+          "VALUES ('https://ct.example/log2/', 'static-ct', 'usable', true, true)")
+    per_log = {r["log_url"]: r for r in c.sql_dicts("SELECT * FROM cap_ct_log_lag")}
+    l1 = per_log["https://ct.example/log1/"]
+    assert l1["lag_entries"] == 100 and l1["tree_size"] == 1000 and l1["sources"] == 1, l1
+    assert l1["current"] and l1["state"] == "" and 3590 < l1["seconds_since_read"] < 3700, l1
+    l2 = per_log["https://ct.example/log2/"]
+    assert l2["lag_entries"] == 0 and l2["sources"] == 0 and l2["state"] == "usable", l2
+    per_src = c.sql_dicts("SELECT * FROM cap_ct_source_lag")
+    assert len(per_src) == 1 and per_src[0]["lag_entries"] == 100, per_src
+    assert per_src[0]["source_name"] == "ct-a" and per_src[0]["log_current"], per_src
 
     pqc = c.sql("SELECT scope, class, total, round(share::numeric, 2)::float8 FROM cap_pqc_readiness "
                 "ORDER BY sort_order")

@@ -24,7 +24,12 @@ static void check_logs(const struct cap_ct_log *logs, size_t n)
         if (strcmp(l->protocol, "rfc6962") != 0 && strcmp(l->protocol, "static-ct") != 0 &&
             strcmp(l->protocol, "auto") != 0)
             abort();
-        if (l->key_b64 && (!l->log_id_b64 || strlen(l->log_id_b64) != 44))
+        /* A refused log (bad key or log_id) is kept, marked, and never chosen. */
+        if (!l->refused && l->key_b64 && (!l->log_id_b64 || strlen(l->log_id_b64) != 44))
+            abort();
+        if (l->refused && (!l->refused[0] || cap_ct_log_current(l, 1800000000)))
+            abort();
+        if ((unsigned)l->state > CAP_CT_STATE_REJECTED || l->final_tree_size < -1)
             abort();
     }
 }

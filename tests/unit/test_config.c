@@ -166,6 +166,8 @@ static void test_defaults(void)
     CHECK_EQ(0, c.ct_logs_n);
     CHECK(c.ct_logs == NULL);
     CHECK(c.ct_log_list_file == NULL);
+    CHECK(c.ct_log_list_url == NULL);
+    CHECK_EQ(86400000, c.ct_log_list_refresh_ms);
     CHECK_EQ(1000000, c.ct_run_budget);
     cap_config_cleanup(&c);
     cap_config_cleanup(&c); /* safe on the zeroed struct it leaves */
@@ -306,6 +308,8 @@ static void test_env_overrides(void)
                    "CERTAUTOPILOT_TELEMETRY_METRICS_LISTEN=off",
                    "CERTAUTOPILOT_CT_LOGS=https://a.example/log, http://127.0.0.1:8080/ct/",
                    "CERTAUTOPILOT_CT_RUN_BUDGET=77",
+                   "CERTAUTOPILOT_CT_LOG_LIST_URL=http://127.0.0.1:8080/log_list.json",
+                   "CERTAUTOPILOT_CT_LOG_LIST_REFRESH=90s",
                    "CERTAUTOPILOT_SCAN_MAX_PENDING_CONNECTS=64",
                    "CERTAUTOPILOT_SCAN_CONNECT_RATE=500",
                    "CERTAUTOPILOT_SCAN_SHARD_TARGETS=1000",
@@ -329,6 +333,8 @@ static void test_env_overrides(void)
     CHECK_EQ(10, c.scan_max_targets);
     CHECK_STR("off", c.telemetry_metrics_listen);
     CHECK_EQ(77, c.ct_run_budget);
+    CHECK_STR("http://127.0.0.1:8080/log_list.json", c.ct_log_list_url);
+    CHECK_EQ(90000, c.ct_log_list_refresh_ms);
     CHECK_EQ(64, c.scan_max_pending_connects);
     CHECK_EQ(500, c.scan_connect_rate);
     CHECK_EQ(1000, c.scan_shard_targets);
@@ -496,6 +502,16 @@ static void test_bad_values(void)
         {"ct:\n  logs:\n    - {url: \"https://x/\", mmd: 500ms}\n",
          {"\"ct.logs[0].mmd\"", "is not a maximum merge delay"}},
         {"ct:\n  log_list_file: \"\"\n", {"\"ct.log_list_file\"", "is empty"}},
+        {"ct:\n  log_list_url: ftp://lists.example/v3.json\n",
+         {"key \"ct.log_list_url\": value \"ftp://lists.example/v3.json\" is not an http:// or "
+          "https:// URL"}},
+        {"ct:\n  log_list_url: \"https://\"\n", {"\"ct.log_list_url\"", "is not an http://"}},
+        {"ct:\n  log_list_url: \"https://a b/\"\n", {"\"ct.log_list_url\"", "is not an http://"}},
+        {"ct:\n  log_list_refresh: 500ms\n",
+         {"key \"ct.log_list_refresh\": value \"500ms\" is out of range"}},
+        {"ct:\n  log_list_refresh: daily\n", {"\"ct.log_list_refresh\"", "is not a duration"}},
+        {"ct:\n  log_list_url: https://l.example/l.json\n  log_list_file: /etc/l.json\n",
+         {"\"ct.log_list_url\" and \"ct.log_list_file\": both are set"}},
         {"network:\n  deny: [[[[[[[[[[[[[[[[[[[[[[[[]]]]]]]]]]]]]]]]]]]]]]]]\n",
          {"bad.yaml:2:23: nested deeper than 16 levels"}},
         {"scan:\n  max_pending_connects: 0\n",
@@ -703,20 +719,33 @@ static void test_log_list(void)
     struct cap_err err;
     cap_err_clear(&err);
     CHECK_EQ(0, cap_ct_loglist_parse(json, strlen(json), "list.json", &logs, &n, &err));
-    CHECK_EQ(2, n);
+    /* Every log comes back, whatever its state; the choice is cap_ct_log_current's. */
+    CHECK_EQ(3, n);
     CHECK_STR("https://ct.a.example/2026h1/", logs[0].url);
     CHECK_STR("rfc6962", logs[0].protocol);
     CHECK_STR(k1, logs[0].key_b64);
     CHECK_STR(id1, logs[0].log_id_b64);
     CHECK_STR("A 2026h1", logs[0].description);
+    CHECK_STR("Op A", logs[0].operator_name);
+    CHECK_EQ(CAP_CT_STATE_USABLE, logs[0].state);
+    CHECK_EQ(1735689600, logs[0].state_at);
+    CHECK_EQ(1767225600, logs[0].interval_start);
+    CHECK_EQ(0, logs[0].interval_end);
     CHECK_EQ(86400, logs[0].mmd_s);
-    CHECK_STR("https://b.example/tiles/", logs[1].url);
-    CHECK_STR("static-ct", logs[1].protocol);
-    CHECK_STR(id3, logs[1].log_id_b64);
-    CHECK_EQ(60, logs[1].mmd_s);
+    CHECK(logs[0].refused == NULL);
+    CHECK_STR("https://ct.a.example/2019/", logs[1].url);
+    CHECK_EQ(CAP_CT_STATE_RETIRED, logs[1].state);
+    CHECK_STR("https://b.example/tiles/", logs[2].url);
+    CHECK_STR("static-ct", logs[2].protocol);
+    CHECK_STR(id3, logs[2].log_id_b64);
+    CHECK_STR("Op B", logs[2].operator_name);
+    CHECK_EQ(CAP_CT_STATE_READONLY, logs[2].state);
+    CHECK_EQ(-1, logs[2].final_tree_size);
+    CHECK_EQ(60, logs[2].mmd_s);
     cap_ct_logs_free(logs, n);
 
-    /* Through the config: ct.logs entries first, then the list's; log_id computed from key. */
+    /* Through the config: the list is checked at load (read again by the worker, never merged
+     * into ct.logs); log_id computed from key. */
     char lpath[512], yaml[2048];
     tmp_path("list.json", lpath, sizeof lpath);
     write_file(lpath, json);
@@ -727,15 +756,15 @@ static void test_log_list(void)
              lpath, k2);
     struct cap_config c;
     load_ok(&c, yaml, no_env);
-    CHECK_EQ(3, c.ct_logs_n);
+    CHECK_EQ(1, c.ct_logs_n);
     CHECK_STR("http://127.0.0.1:9999/log/", c.ct_logs[0].url);
     CHECK_STR("static-ct", c.ct_logs[0].protocol);
     CHECK_STR(id2, c.ct_logs[0].log_id_b64);
     CHECK_STR("private", c.ct_logs[0].description);
     CHECK_EQ(3600, c.ct_logs[0].mmd_s);
-    CHECK_STR("https://ct.a.example/2026h1/", c.ct_logs[1].url);
-    CHECK_STR("https://b.example/tiles/", c.ct_logs[2].url);
     CHECK_STR(lpath, c.ct_log_list_file);
+    CHECK(c.ct_log_list_url == NULL);
+    CHECK_EQ(86400000, c.ct_log_list_refresh_ms);
     cap_config_cleanup(&c);
 
     /* A list whose log_id does not match its key. */
@@ -749,13 +778,11 @@ static void test_log_list(void)
         const char *want[3];
     } bad[] = {
         {"{\"operators\": [{\"logs\": [{\"key\": \"AAAA\"}]}]}",
-         {"ct log list file l.json: operators[0].logs[0].url: expected a string, got nothing"}},
+         {"ct log list l.json: operators[0].logs[0].url: expected a string, got nothing"}},
         {"{\"operators\": [{\"logs\": [{\"url\": 5}]}]}",
          {"operators[0].logs[0].url: expected a string, got int"}},
         {"{\"operators\": [{}, {\"tiled_logs\": [{\"submission_url\": \"https://x/\"}]}]}",
          {"operators[1].tiled_logs[0].monitoring_url: expected a string"}},
-        {"{\"operators\": [{\"logs\": [{\"url\": \"https://x/\", \"key\": \"@@@@\"}]}]}",
-         {"ct log list file l.json: operators[0].logs[0].key: value \"@@@@\" is not base64"}},
         {"{\"operators\": [{\"logs\": [{\"url\": \"ftp://x/\", \"key\": \"AAAA\"}]}]}",
          {"operators[0].logs[0].url: value \"ftp://x/\""}},
         {"{\"operators\": {}}", {"operators: expected an array, got object"}},
@@ -894,6 +921,8 @@ static void test_example_file(void)
     CHECK_EQ(def.scan_shard_size, ex.scan_shard_size);
     CHECK_EQ(def.ct_logs_n, ex.ct_logs_n);
     CHECK(ex.ct_log_list_file == NULL);
+    CHECK(ex.ct_log_list_url == NULL);
+    CHECK_EQ(def.ct_log_list_refresh_ms, ex.ct_log_list_refresh_ms);
     CHECK_EQ(def.ct_run_budget, ex.ct_run_budget);
     cap_config_cleanup(&ex);
     cap_config_cleanup(&def);
@@ -936,7 +965,9 @@ static void test_example_file(void)
                                             "CERTAUTOPILOT_SCAN_MAX_PENDING_CONNECTS",
                                             "CERTAUTOPILOT_SCAN_CONNECT_RATE",
                                             "CERTAUTOPILOT_CT_LOGS",
+                                            "CERTAUTOPILOT_CT_LOG_LIST_URL",
                                             "CERTAUTOPILOT_CT_LOG_LIST_FILE",
+                                            "CERTAUTOPILOT_CT_LOG_LIST_REFRESH",
                                             "CERTAUTOPILOT_CT_RUN_BUDGET",
                                             "CERTAUTOPILOT_CONFIG"};
     for (size_t i = 0; i < sizeof env_names / sizeof env_names[0]; i++) {

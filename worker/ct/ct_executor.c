@@ -22,8 +22,10 @@
 #include "common/policy.h"
 #include "common/source/ct_log.h"
 #include "worker/ct/ct_http.h"
+#include "worker/ct/ct_loglist_refresh.h"
 #include "worker/ct/ct_match.h"
 #include "worker/ct/ct_merkle.h"
+#include "worker/ct/ct_metrics.h"
 #include "worker/ct/ct_parse.h"
 #include "worker/ct/ct_precert.h"
 #include "worker/executor.h"
@@ -76,6 +78,16 @@ static const char SQL_MANAGED[] =
     "WHERE EXISTS (SELECT 1 FROM managed_certificates m WHERE m.fingerprint_sha256 = t.fp "
     "OR (t.tbs <> '' AND m.fingerprint_sha256 IN "
     "(SELECT d.fingerprint_sha256 FROM discovered_certificates d WHERE d.tbs_sha256 = t.tbs)))";
+
+/* Logs that left the log list (or stopped taking new certificates) which this source has not yet
+ * read to their final tree head: not read since they left, or behind the final tree size the
+ * list gives, else behind the tree size the source last saw. Once caught up they are dropped. */
+static const char SQL_LOGS_LEAVING[] =
+    "SELECT l.log_url, l.protocol, l.key_b64 FROM ct_log_list l "
+    "JOIN ct_checkpoints c ON c.log_url = l.log_url AND c.source_id = $1 "
+    "WHERE NOT l.current AND l.refused IS NULL "
+    "AND (c.updated_at < coalesce(l.left_at, '-infinity') "
+    "OR c.next_index < coalesce(l.final_tree_size, c.tree_size)) ORDER BY l.log_url";
 
 /* One log to read, resolved from the source or the configuration. */
 struct ct_log {
@@ -164,6 +176,7 @@ struct ct_reader {
     bool commit_pending, commit_written;
     /* counters */
     int64_t entries, matches, items_queued, since_commit;
+    int64_t entries_shown, matches_shown; /* of entries and matches, in the metrics so far */
     int64_t last_commit_ms;
     int64_t *run_entries, *run_matches, *run_unreadable, run_total;
     uint64_t batch;
@@ -380,6 +393,11 @@ static int commit_pos(struct ct_reader *r, const struct ct_pos *c, struct cap_er
     if (rc < 0)
         r->db_failed = true;
     if (rc == 0) {
+        cap_ct_metrics_entries(r->log->url, r->entries - r->entries_shown,
+                               r->matches - r->matches_shown);
+        r->entries_shown = r->entries;
+        r->matches_shown = r->matches;
+        cap_ct_metrics_lag(r->log->url, r->sth.tree_size, c->next_index);
         r->items_queued = 0;
         r->since_commit = 0;
         r->last_commit_ms = now_ms();
@@ -851,6 +869,7 @@ static int fetch_on(struct ct_reader *r, struct cap_ct_http *h, struct cap_ct_re
                 return -1;
             }
         }
+        cap_ct_metrics_request(r->log->url, q);
         if (q->status == 200)
             return 0;
         q->attempts++;
@@ -1201,6 +1220,7 @@ static int read_range(struct ct_reader *r, uint64_t end, struct cap_err *err)
             }
         struct cap_ct_req *d = cap_ct_http_wait(r->http, 100);
         if (d) {
+            cap_ct_metrics_request(r->log->url, d);
             struct ct_slot *s = NULL;
             for (int i = 0; i < CT_INFLIGHT; i++)
                 if (&slots[i].req == d)
@@ -1440,6 +1460,7 @@ static int run_log(struct ct_reader *r, int64_t budget, bool *backlog_left, stru
             CAP_LI("from", (long long)r->pos.next_index), CAP_LI("to", (long long)end),
             CAP_LI("tree_size", (long long)r->sth.tree_size),
             CAP_LS("verified", r->verified ? "yes" : "no"));
+    cap_ct_metrics_lag(r->log->url, r->sth.tree_size, r->pos.next_index);
     r->hostile = false;
     int rrc = read_range(r, end, &le);
     if (rrc < 0 && (le.code == CAP_E_FENCED || r->db_failed)) {
@@ -1595,8 +1616,95 @@ static void logs_free(struct ct_log *v, size_t n)
     free(v);
 }
 
-static struct ct_log *logs_resolve(const struct cap_run_ctx *ctx, size_t *n_out,
-                                   struct cap_err *err)
+static bool logs_have(const struct ct_log *v, size_t n, const char *url)
+{
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(v[i].url, url) == 0)
+            return true;
+    return false;
+}
+
+/* With a log list configured: the ct.logs entries, then the list's current logs, then the logs
+ * that left it which this source still has to read to their final tree head. */
+static struct ct_log *logs_from_list(const struct cap_run_ctx *ctx, const struct cap_policy *pol,
+                                     size_t *n_out, struct cap_err *err)
+{
+    const struct cap_config *cfg = ctx->cfg;
+    struct cap_ct_log *cur = NULL;
+    size_t ncur = 0, n = 0, cap = 0;
+    struct ct_log *v = NULL;
+    PGresult *res = NULL;
+    if (cap_ct_loglist_current_logs(cfg, pol, ctx->pg, &cur, &ncur, err) < 0)
+        return NULL;
+    char sid[24];
+    const char *p[1] = {cap_pg_i64(sid, ctx->source_id)};
+    res = cap_pg_exec(ctx->pg, "logs leaving the list", SQL_LOGS_LEAVING, 1, p, err);
+    if (!res)
+        goto fail;
+    cap = cfg->ct_logs_n + ncur + (size_t)PQntuples(res);
+    v = calloc(cap ? cap : 1, sizeof *v);
+    if (!v) {
+        cap_err_set(err, CAP_E_NOMEM, "out of memory");
+        goto fail;
+    }
+    for (size_t i = 0; i < cfg->ct_logs_n; i++, n++)
+        if (url_ok(cfg, cfg->ct_logs[i].url, err) < 0 ||
+            log_fill(&v[n], cfg->ct_logs[i].url, cfg->ct_logs[i].protocol,
+                     cfg->ct_logs[i].key_b64, NULL, err) < 0)
+            goto fail;
+    /* A log of the list this worker cannot read (plain http without network.allow_loopback, a
+     * key OpenSSL will not load) is left out with its reason, not the run failed: the list
+     * comes from outside and one entry must not stop the others. */
+    for (size_t i = 0; i < ncur; i++) {
+        if (logs_have(v, n, cur[i].url))
+            continue;
+        struct cap_err le = {0};
+        if (url_ok(cfg, cur[i].url, &le) < 0 ||
+            log_fill(&v[n], cur[i].url, cur[i].protocol, cur[i].key_b64, NULL, &le) < 0) {
+            if (le.code == CAP_E_NOMEM) {
+                *err = le;
+                goto fail;
+            }
+            cap_log(CAP_LOG_WARN, "ct_log_refused", CAP_LI("run_id", ctx->run_id),
+                    CAP_LS("log", cur[i].url), CAP_LS("err", le.msg));
+            memset(&v[n], 0, sizeof v[n]);
+            continue;
+        }
+        n++;
+    }
+    for (int i = 0; i < PQntuples(res); i++) {
+        const char *url = PQgetvalue(res, i, 0);
+        if (logs_have(v, n, url))
+            continue;
+        struct cap_err le = {0};
+        if (url_ok(cfg, url, &le) < 0 ||
+            log_fill(&v[n], url, PQgetvalue(res, i, 1),
+                     PQgetisnull(res, i, 2) ? NULL : PQgetvalue(res, i, 2), NULL, &le) < 0) {
+            if (le.code == CAP_E_NOMEM) {
+                *err = le;
+                goto fail;
+            }
+            cap_log(CAP_LOG_WARN, "ct_log_refused", CAP_LI("run_id", ctx->run_id),
+                    CAP_LS("log", url), CAP_LS("err", le.msg));
+            memset(&v[n], 0, sizeof v[n]);
+            continue;
+        }
+        cap_log(CAP_LOG_INFO, "ct_log_leaving", CAP_LI("run_id", ctx->run_id), CAP_LS("log", url));
+        n++;
+    }
+    PQclear(res);
+    cap_ct_logs_free(cur, ncur);
+    *n_out = n;
+    return v;
+fail:
+    PQclear(res);
+    cap_ct_logs_free(cur, ncur);
+    logs_free(v, v ? cap : 0); /* calloc'd: entries not filled hold no key */
+    return NULL;
+}
+
+static struct ct_log *logs_resolve(const struct cap_run_ctx *ctx, const struct cap_policy *pol,
+                                   size_t *n_out, struct cap_err *err)
 {
     const struct cap_ct_log_spec *src = ctx->src->spec;
     const struct cap_config *cfg = ctx->cfg;
@@ -1612,6 +1720,8 @@ static struct ct_log *logs_resolve(const struct cap_run_ctx *ctx, size_t *n_out,
                 log_fill(&v[i], src->log_urls[i], src->log_protocol, src->log_key, NULL, err) <
                     0)
                 goto fail;
+    } else if (cap_ct_loglist_configured(cfg)) {
+        return logs_from_list(ctx, pol, n_out, err);
     } else if (cfg->ct_logs_n > 0) {
         n = cfg->ct_logs_n;
         v = calloc(n, sizeof *v);
@@ -1655,6 +1765,7 @@ static int ct_init(const struct cap_config *cfg, struct cap_err *err)
 
 static void ct_shutdown(void)
 {
+    cap_ct_loglist_refresh_reset();
     if (g_policy_ready) {
         cap_policy_cleanup(&g_policy);
         cap_http_global_cleanup();
@@ -1683,7 +1794,7 @@ static int ct_execute(struct cap_run_ctx *ctx, struct cap_run_outcome *out, stru
     sfx = cap_ct_suffixes_new((const char *const *)src->domains, src->domains_n, err);
     if (!sfx)
         goto done;
-    logs = logs_resolve(ctx, &nlogs, err);
+    logs = logs_resolve(ctx, pol, &nlogs, err);
     if (!logs)
         goto done;
     inv = cap_inventory_new(ctx, 0, err);
@@ -1732,6 +1843,8 @@ static int ct_execute(struct cap_run_ctx *ctx, struct cap_run_outcome *out, stru
         }
         backlog = backlog || left;
         logs_done++;
+        if (!r->err[0])
+            cap_ct_metrics_read_ok(r->log->url);
         if (r->err[0]) {
             failed++;
             if (r->misbehaving)
