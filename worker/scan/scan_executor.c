@@ -52,6 +52,10 @@ static const char SQL_KNOWN_ENDPOINTS[] =
 static struct cap_scan_engine *g_engine;
 static struct cap_metric *g_m_handshakes, *g_m_duration, *g_m_empty;
 static struct cap_policy g_policy;
+/* Scan jobs running on this worker now: they share the engine's pending-connect budget, so
+ * each keeps queued only its share of it (several shards of one run on one worker would
+ * otherwise each queue a whole budget's worth of targets). */
+static atomic_int g_scans_active;
 
 struct refused_reason {
     char reason[CAP_POLICY_REASON_MAX];
@@ -142,6 +146,7 @@ struct scan_run {
     uint64_t last_total_sent;
     struct known_set known; /* address endpoints inside the source's CIDRs */
     size_t hosts_lo, hosts_hi; /* the listed hosts this job scans (a shard: some or none) */
+    bool counted_active;       /* counted in g_scans_active */
     X509_STORE *trust;      /* the worker's trust store as the run started (a reference) */
     struct verified {
         uint8_t key[32]; /* SHA-256 over the chain's certificates */
@@ -686,7 +691,8 @@ static int scan_execute(struct cap_run_ctx *ctx, struct cap_run_outcome *out, st
                         : ctx->cfg->worker_max_concurrent_discovery;
     struct cap_scan_engine_stats est;
     cap_scan_engine_stats(g_engine, &est);
-    size_t window = (size_t)est.pending_max + (size_t)(effective > 0 ? effective : 1) * 2 + 8;
+    atomic_fetch_add(&g_scans_active, 1);
+    r->counted_active = true;
     bool more = true, interrupted = false;
     size_t last_item = SIZE_MAX;
     for (;;) {
@@ -694,6 +700,9 @@ static int scan_execute(struct cap_run_ctx *ctx, struct cap_run_outcome *out, st
             interrupted = true;
             break;
         }
+        int active = atomic_load(&g_scans_active);
+        size_t window = (size_t)est.pending_max / (size_t)(active > 1 ? active : 1) +
+                        (size_t)(effective > 0 ? effective : 1) * 2 + 8;
         while (more && cap_scan_job_outstanding(r->job) < window) {
             struct cap_target tg;
             if (!cap_targets_next(&t, &tg)) {
@@ -822,6 +831,8 @@ static int scan_execute(struct cap_run_ctx *ctx, struct cap_run_outcome *out, st
             CAP_LI("findings_resolved", resolved));
     rc = 0;
 done:
+    if (r->counted_active)
+        atomic_fetch_sub(&g_scans_active, 1);
     cap_scan_job_free(r->job);
     cap_revocation_free(r->rev);
     cap_inventory_free(r->inv);
