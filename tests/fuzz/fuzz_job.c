@@ -8,7 +8,9 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
+    /* Zeroed, padding included: the round trip is compared with memcmp. */
     struct cap_job job;
+    memset(&job, 0, sizeof job);
     struct cap_err err = {0};
     if (cap_job_decode(data, size, &job, &err) != 0) {
         if (err.code == 0 || err.msg[0] == '\0')
@@ -21,6 +23,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (n < 0)
         abort();
     struct cap_job back;
+    memset(&back, 0, sizeof back);
     if (cap_job_decode(buf, (size_t)n, &back, &err2) != 0 || memcmp(&job, &back, sizeof job))
         abort();
     return 0;
