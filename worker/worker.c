@@ -55,7 +55,9 @@ static const char SQL_FINISH[] =
  * heartbeated and requeued like a run, on its own row. */
 static const char SQL_CLAIM_SHARD[] =
     "UPDATE discovery_run_shards sh SET status = 'running', attempts = sh.attempts + 1, "
-    "started_at = now(), heartbeat_at = now(), worker = $4, error = NULL "
+    "started_at = now(), heartbeat_at = now(), worker = $4, error = NULL, "
+    /* an attempt counts its slice from zero */
+    "items_done = 0, items_ok = 0, items_failed = 0, stats = '{}' "
     "FROM unnest($1::bigint[], $2::bigint[], $3::int[]) AS t(run_id, source_id, shard), "
     "discovery_runs r, discovery_sources s "
     "WHERE sh.run_id = t.run_id AND sh.shard = t.shard AND r.id = sh.run_id "

@@ -262,13 +262,35 @@ STATEMENTS_SQL = (
     "ORDER BY total_exec_time + total_plan_time DESC LIMIT 12")
 
 
+def observation_floor(c, postmaster, last_run, n):
+    """What storing one observation per endpoint costs PostgreSQL at the least: the last run's
+    observations copied into a new run with one INSERT ... SELECT (no client data to parse, no
+    fence, no upserts), n times. Returns [(rows, PostgreSQL CPU s)] per copy."""
+    out = []
+    src = c.sql("SELECT source_id FROM discovery_runs WHERE id = %s", (last_run,))[0][0]
+    for _ in range(n):
+        run = c.sql("INSERT INTO discovery_runs (source_id, trigger, status, finished_at) "
+                    "VALUES (%s, 'manual', 'succeeded', now()) RETURNING id", (src,))[0][0]
+        time.sleep(0.3)
+        cpu0 = pg_cpu_s(postmaster)
+        rows = c.sql("WITH i AS (INSERT INTO endpoint_observations (endpoint_id, run_id, "
+                     "observed_at, outcome, fingerprint_sha256, chain, tls_version, cipher_suite, "
+                     "kex_group, kex_group_id, kex_pqc, error) SELECT endpoint_id, %s, now(), "
+                     "outcome, fingerprint_sha256, chain, tls_version, cipher_suite, kex_group, "
+                     "kex_group_id, kex_pqc, error FROM endpoint_observations WHERE run_id = %s "
+                     "RETURNING 1) SELECT count(*) FROM i", (run, last_run))[0][0]
+        time.sleep(0.3)
+        out.append((rows, pg_cpu_s(postmaster) - cpu0))
+    return out
+
+
 def product_round(a, cidr, empty_cidr, want, cf, perf_file=None, statements=False):
     """One fresh cluster: the fleet's source triggered a.triggers times, then a source over a
     CIDR where nothing listens (a run that stores nothing) a.triggers times. Returns
     {"fleet": [per trigger], "empty": [per trigger]}. statements: PostgreSQL runs with
     pg_stat_statements (a diagnostic round) and its top statements of the re-scans are printed."""
     cfg = {"logging.level": "info", "scheduler.tick": "5s", "worker.reclaim_idle": "60s"}
-    res = {"fleet": [], "empty": []}
+    res = {"fleet": [], "empty": [], "floor": []}
     with harness.Cluster(name="bench-e2e", config=cfg) as c:
         if statements:
             c.sql("ALTER SYSTEM SET shared_preload_libraries = pg_stat_statements")
@@ -306,6 +328,8 @@ def product_round(a, cidr, empty_cidr, want, cf, perf_file=None, statements=Fals
                   % (a.triggers - 1), file=sys.stderr)
             for row in c.sql(STATEMENTS_SQL):
                 print("  %5d %8.1f %7.1f %6d  %s" % row, file=sys.stderr)
+        res["floor"] = observation_floor(c, procs["postgres"], res["fleet"][-1]["run"],
+                                         a.triggers)
         for i in range(a.triggers):
             res["empty"].append(trigger(c, wd, "empty", procs, cf, {}))
         counts = c.sql("SELECT (SELECT count(*) FROM endpoint_observations), "
@@ -412,7 +436,7 @@ def main():
     tmp = tempfile.mkdtemp(prefix="cap-bench-e2e-")
     load0 = os.getloadavg()
     cf, cidr, want, empty_cidr = make_fleet(fleet_exe, tmp, a.endpoints, a.fleet_threads)
-    res = {label: {"rounds": [], "empties": []} for label, _ in builds}
+    res = {label: {"rounds": [], "empties": [], "floors": []} for label, _ in builds}
     refs = []
     try:
         for i in range(a.rounds):
@@ -425,6 +449,7 @@ def main():
                                    a.perf if i == 0 and bdir == build_dir else None)
                 res[label]["rounds"].append(pr["fleet"])
                 res[label]["empties"].append(pr["empty"])
+                res[label]["floors"].append(pr["floor"])
             os.environ["CAP_BUILD_DIR"] = build_dir
             refs.append(reference_round(a, exe, cidr, want, cf))
             print("  engine %.3f ms, s_time %.3f ms, nmap %.3f ms per handshake" % tuple(
@@ -506,6 +531,14 @@ def report(a, cidr, empty_cidr, res, refs, held, x25519_s, verify_s, load0, load
                  per_run("postgres"), per_run("scheduler"), per_run("redis"),
                  per_run("postgres") / a.endpoints,
                  med([r["wal"] for rs in res[label]["empties"] for r in rs])))
+    for label in labels_b:
+        fl = [cpu * 1000 / max(rows, 1) for fs in res[label]["floors"] for rows, cpu in fs]
+        if fl:
+            print("Storing the observations alone%s (the last run's %d rows copied into a new run "
+                  "by one INSERT ... SELECT, %d times a round, in the same cluster): PostgreSQL "
+                  "%.3f ms per endpoint (median; min %.3f, max %.3f).\n"
+                  % (" (" + label + ")" if len(labels_b) > 1 else "", a.endpoints, a.triggers,
+                     med(fl), min(fl), max(fl)))
     eps = [r["endpoints"] for rs in rounds for r in rs]
     right = [r["matched"] for rs in rounds for r in rs]
     print("Endpoints stored per trigger: %d to %d, right leaf at every endpoint: %s.\n"
