@@ -157,3 +157,30 @@ CREATE TRIGGER discovery_runs_notify_insert AFTER INSERT ON discovery_runs
 CREATE TRIGGER discovery_runs_notify_update AFTER UPDATE OF status ON discovery_runs
     FOR EACH ROW WHEN (NEW.status IN ('failed', 'dead') AND OLD.status IS DISTINCT FROM NEW.status)
     EXECUTE FUNCTION cap_notify_run();
+
+-- ---- dashboards ----
+
+CREATE VIEW cap_notify_deliveries AS
+SELECT d.id AS delivery_id,
+       d.webhook,
+       d.status,
+       d.digest,
+       cardinality(d.event_ids) AS events,
+       d.source_id,
+       s.name AS source_name,
+       d.run_id,
+       d.attempts,
+       d.http_status,
+       d.error,
+       d.created_at,
+       d.finished_at,
+       extract(epoch FROM coalesce(d.finished_at, now()) - d.created_at) AS seconds_to_finish
+FROM notify_deliveries d
+LEFT JOIN discovery_sources s ON s.id = d.source_id;
+COMMENT ON VIEW cap_notify_deliveries IS
+    'Webhook messages and how their delivery went (the bodies left out), for panels on notification health.';
+COMMENT ON COLUMN cap_notify_deliveries.events IS 'Events the message carries (several: a digest).';
+COMMENT ON COLUMN cap_notify_deliveries.source_name IS 'Source of its events, while it exists.';
+COMMENT ON COLUMN cap_notify_deliveries.seconds_to_finish IS
+    'From the message being built to delivered or given up (so far, while queued or sending).';
+GRANT SELECT ON cap_notify_deliveries TO cap_dashboard;

@@ -141,7 +141,8 @@ def run(recv):
          "timeout": "2s"},
         {"name": "broken", "url": recv.url("/broken"), "kinds": ["revoked"], "timeout": "2s"},
     ]
-    cfg = {"notify.webhooks": hooks, "worker.max_attempts": 6, "scheduler.tick": "500ms"}
+    cfg = {"notify.webhooks": hooks, "worker.max_attempts": 6, "scheduler.tick": "500ms",
+           "scheduler.requeue_after": "3s"}
     with harness.Cluster("notify", config=cfg) as c:
         c.migrate()
         # The token of a webhook comes from a file (secrets through *_FILE).
@@ -350,6 +351,30 @@ def run(recv):
         print("test_notify: 500, timeout and a SIGKILL mid-delivery: delivered, %d attempts, one key"
               % row["attempts"])
 
+        # ---- an older worker dead-letters a notify_deliver job it does not know (and the entry
+        # is trimmed): the scheduler publishes the delivery again from PostgreSQL
+        c.stop(worker2)
+        old_fid = insert_finding(c, "expired", "critical", "name:old.example", other)
+        wait_for(c, lambda: c.sql("SELECT count(*) FROM notify_deliveries d JOIN notify_events e "
+                                  "ON e.id = ANY(d.event_ids) WHERE e.finding_id = %s "
+                                  "AND d.stream_id IS NOT NULL", (old_fid,))[0][0] == 2,
+                 "deliveries of the new finding published")
+        rd = c.redis()
+        got = rd.xreadgroup(c.group, "old-worker", {c.stream: ">"}, count=100)
+        taken = [eid for _, entries in got for eid, _ in entries]
+        check(len(taken) == 2, "the old worker reads both deliveries: %r" % got)
+        for eid in taken:
+            rd.xadd(c.dead_stream, {b"entry": eid, b"reason": b"job field \"type\": unknown job type"})
+            rd.xack(c.stream, c.group, eid)
+            rd.xdel(c.stream, eid)
+        worker3 = c.start_worker()
+        wait_for(c, lambda: "expired" in [e["kind"] for r in delivered_ok(recv, "/ops")
+                                          for e in (r["body"].get("events") or [])],
+                 "a delivery lost by an old worker arrives", timeout=60)
+        check(any(e.get("event") == "delivery_republished" for e in c.log_events(sched)),
+              "the scheduler republished the lost deliveries")
+        print("test_notify: deliveries an older worker dropped are published again")
+
         # ---- none lost: every event a webhook wants is in a delivered message it received
         wait_for(c, lambda: c.sql("SELECT count(*) FROM notify_deliveries "
                                   "WHERE status IN ('queued', 'sending')")[0][0] == 0,
@@ -365,12 +390,21 @@ def run(recv):
         m = c.sql_dicts("SELECT status, count(*) AS n FROM notify_deliveries GROUP BY status")
         print("test_notify: every one of %d events reached ops; deliveries %s"
               % (len(want), {r["status"]: r["n"] for r in m}))
+        # Dashboards read the deliveries through the view, as the read-only role may.
+        c.sql("CREATE ROLE notify_reader LOGIN IN ROLE cap_dashboard")
+        c.sql("SET ROLE notify_reader")
+        view = c.sql_dicts("SELECT webhook, status, count(*) AS n, sum(events) AS events "
+                           "FROM cap_notify_deliveries GROUP BY 1, 2 ORDER BY 1, 2")
+        c.sql("RESET ROLE")
+        check({(r["webhook"], r["status"]) for r in view} >= {("broken", "dead"), ("flaky", "delivered"),
+                                                             ("ops", "delivered")},
+              "cap_notify_deliveries: %r" % view)
         lst = c.capctl_json("notify", "list")
         byname = {w["name"]: w for w in lst}
         check(byname["broken"]["dead"] == 1 and byname["flaky"]["delivered"] == 1,
               "notify list counts: %r" % lst)
         c.assert_running(sched)
-        c.assert_running(worker2)
+        c.assert_running(worker3)
 
 
 if __name__ == "__main__":
