@@ -72,6 +72,8 @@ class Receiver:
                 code = int(step)
                 try:
                     self.send_response(code)
+                    if code == 429:
+                        self.send_header("Retry-After", "3")
                     self.send_header("Content-Type", "text/plain")
                     self.end_headers()
                     self.wfile.write(b"ok" if code == 200 else b"no")
@@ -137,9 +139,10 @@ def run(recv):
         {"name": "ops", "url": recv.url("/ops"), "format": "json", "timeout": "3s"},
         {"name": "chat", "url": recv.url("/chat/T000/B000/secretpath"), "format": "slack",
          "min_severity": "high", "timeout": "3s"},
-        {"name": "flaky", "url": recv.url("/flaky"), "kinds": ["run_failed", "run_dead"],
+        {"name": "flaky", "url": recv.url("/flaky"), "kinds": ["run_failed"],
          "timeout": "2s"},
         {"name": "broken", "url": recv.url("/broken"), "kinds": ["revoked"], "timeout": "2s"},
+        {"name": "limited", "url": recv.url("/limited"), "kinds": ["run_dead"], "timeout": "2s"},
     ]
     cfg = {"notify.webhooks": hooks, "worker.max_attempts": 6, "scheduler.tick": "500ms",
            "scheduler.requeue_after": "3s"}
@@ -197,7 +200,8 @@ def run(recv):
         check(r.returncode == 1 and '"nosuch" is not in notify.webhooks' in r.stderr,
               "notify test of an unknown name", r)
         lst = c.capctl_json("notify", "list")
-        check([w["name"] for w in lst] == ["ops", "chat", "flaky", "broken"], "notify list: %r" % lst)
+        check([w["name"] for w in lst] == ["ops", "chat", "flaky", "broken", "limited"],
+              "notify list: %r" % lst)
         check("secretpath" not in json.dumps(lst), "notify list shows a webhook URL's path")
         print("test_notify: capctl notify test and list")
 
@@ -324,6 +328,20 @@ def run(recv):
         check(any(b"HTTP 400" in v for _, f in dl for v in f.values()),
               "the dead delivery is in the dead-letter stream")
         del rid
+
+        # ---- 429 with Retry-After: 3 is waited out, with the same key
+        recv.scripts["/limited"] = ["429"]
+        drun = c.sql("INSERT INTO discovery_runs (source_id, trigger, status, started_at, "
+                     "heartbeat_at, attempts) VALUES (%s, 'manual', 'running', now(), now(), 5) "
+                     "RETURNING id", (other,))[0][0]
+        c.sql("UPDATE discovery_runs SET status = 'dead', finished_at = now() WHERE id = %s", (drun,))
+        wait_for(c, lambda: delivered_ok(recv, "/limited"), "limited delivered after a 429")
+        lim = recv.got("/limited")
+        check(len(lim) == 2 and lim[0]["key"] == lim[1]["key"], "429 then 200, one key: %r"
+              % [(r["step"], r["key"]) for r in lim])
+        check(lim[1]["t"] - lim[0]["t"] >= 2.9, "Retry-After 3 not honoured: %.2fs"
+              % (lim[1]["t"] - lim[0]["t"]))
+        check(lim[1]["body"]["events"][0]["event"] == "dead", "run dead event: %r" % lim[1]["body"])
 
         # ---- a failed run: 500, a timeout, then a worker killed mid-delivery
         recv.scripts["/flaky"] = ["500", ("stall", 4), ("stall", 8)]
