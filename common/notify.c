@@ -294,8 +294,9 @@ int cap_webhook_set(struct cap_webhook *w, const char *field, const char *v, siz
         if (!tok)
             return -1;
         /* The token goes into a header line: no line breaks or controls may smuggle another. */
-        for (const char *c = tok; *c; c++) {
-            if ((unsigned char)*c < 0x20 || (unsigned char)*c >= 0x7f || strlen(tok) > 4096) {
+        size_t tl = strlen(tok);
+        for (const char *c = tok; *c || tl == 0; c++) {
+            if (tl == 0 || tl > 4096 || (unsigned char)*c < 0x20 || (unsigned char)*c >= 0x7f) {
                 free_secret(tok);
                 cap_err_set(err, CAP_E_INVALID,
                             "%s: value <hidden> is not a token (allowed 1-4096 printable ASCII "

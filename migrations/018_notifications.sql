@@ -40,6 +40,7 @@ COMMENT ON COLUMN notify_events.dispatched_at IS
     'When the scheduler turned it into deliveries (or found no webhook that wants it); NULL: not yet.';
 CREATE INDEX notify_events_pending ON notify_events (id) WHERE dispatched_at IS NULL;
 CREATE INDEX notify_events_dispatched ON notify_events (dispatched_at) WHERE dispatched_at IS NOT NULL;
+CREATE INDEX notify_events_pending_run ON notify_events (run_id, created_at) WHERE dispatched_at IS NULL;
 
 CREATE TABLE notify_deliveries (
     id bigserial PRIMARY KEY,

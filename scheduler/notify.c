@@ -23,8 +23,9 @@
 
 static const char SQL_LOCK[] = "SELECT pg_try_advisory_xact_lock($1::bigint)";
 
-/* $1 batch, $2 hold (s). Events whose run is over (or that have none, or waited long enough),
- * oldest first, with what a message shows. */
+/* $1 batch, $2 hold (s). Events whose run is over or that have none, oldest first, with what a
+ * message shows. The events of a run still going go together once the oldest of them has
+ * waited the hold: a long run sends a digest every hold, not one every tick. */
 static const char SQL_EVENTS[] =
     "SELECT e.id, e.event, e.kind, e.severity, coalesce(e.finding_id, 0), "
     " coalesce(e.run_id, 0), coalesce(e.source_id, 0), s.name, "
@@ -42,7 +43,8 @@ static const char SQL_EVENTS[] =
     "LEFT JOIN discovery_runs r ON r.id = e.run_id "
     "WHERE e.dispatched_at IS NULL "
     "AND (r.id IS NULL OR r.status NOT IN ('queued', 'running') "
-    "     OR e.created_at < now() - make_interval(secs => $2::double precision)) "
+    "     OR (SELECT min(x.created_at) FROM notify_events x WHERE x.run_id = e.run_id "
+    "         AND x.dispatched_at IS NULL) < now() - make_interval(secs => $2::double precision)) "
     "ORDER BY e.id LIMIT $1 FOR UPDATE OF e SKIP LOCKED";
 
 static const char SQL_INSERT_DELIVERY[] =

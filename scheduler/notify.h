@@ -8,8 +8,8 @@
 
 #include "common/config.h"
 
-/* Events of a run still going wait this long for the run to end, so that a sweep's findings
- * go out as one digest. */
+/* Events of a run still going wait for the run to end, so that a sweep's findings go out as
+ * one digest; a long run's go out together when the oldest has waited this long. */
 #define CAP_SCHED_NOTIFY_HOLD_S 120
 /* Events one dispatch transaction takes. */
 #define CAP_SCHED_NOTIFY_BATCH 5000

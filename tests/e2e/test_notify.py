@@ -316,6 +316,27 @@ def run(recv):
         check(len(chat[0]["body"]["blocks"][0]["text"]["text"]) <= 3000, "slack section bounded")
         print("test_notify: %d findings of one run arrive as one digest per webhook" % n)
 
+        # A run that lasts sends what it has once the oldest of its events waited 2 minutes
+        # (the wait is shortened here by dating the events back).
+        lrun = c.sql("INSERT INTO discovery_runs (source_id, trigger, status, started_at, "
+                     "heartbeat_at, attempts) VALUES (%s, 'manual', 'running', now(), now(), 1) "
+                     "RETURNING id", (other,))[0][0]
+        for i in range(3):
+            insert_finding(c, "weak_key", "high", "name:long%d.example" % i, other, lrun)
+        time.sleep(1.5)
+        check(not [r for r in recv.got("/ops") if r["body"] and r["body"].get("run_id") == lrun],
+              "events of a running run went out before the hold")
+        c.sql("UPDATE discovery_runs SET heartbeat_at = now() WHERE id = %s", (lrun,))
+        c.sql("UPDATE notify_events SET created_at = created_at - interval '3 minutes' "
+              "WHERE id = (SELECT min(id) FROM notify_events WHERE run_id = %s)", (lrun,))
+        wait_for(c, lambda: [r for r in delivered_ok(recv, "/ops")
+                             if r["body"].get("run_id") == lrun], "digest of a long run")
+        lr = [r for r in recv.got("/ops") if r["body"] and r["body"].get("run_id") == lrun]
+        check(len(lr) == 1 and lr[0]["body"]["count"] == 3, "long run: one digest of its 3 events")
+        check(c.run_row(lrun)["status"] == "running", "the long run is still running")
+        c.sql("UPDATE discovery_runs SET status = 'succeeded', finished_at = now() WHERE id = %s",
+              (lrun,))
+
         # ---- a 4xx answer: dead at once, dead-lettered
         recv.scripts["/broken"] = ["400"] * 10
         rid = insert_finding(c, "revoked", "critical", "name:revoked.example", src)

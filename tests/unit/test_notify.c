@@ -138,6 +138,10 @@ static void test_config(void)
     fail("notify:\n  webhooks:\n    - {url: 'http://h/'}\n", no_env, "a webhook needs a name");
     fail("notify:\n  webhooks:\n    - {name: x, url_file: /nonexistent/u}\n", no_env,
          "file \"/nonexistent/u\": cannot open");
+    fail("notify:\n  webhooks:\n    - {name: x, url: 'http://h/', token: ''}\n", no_env,
+         "value <hidden> is not a token");
+    fail("notify:\n  webhooks:\n    - {name: x, url: 'http://h/', token: \"a\\nX-Evil: 1\"}\n",
+         no_env, "value <hidden> is not a token");
     fail("notify:\n  webhooks:\n    - {name: x, url: 'http://h/', colour: red}\n", no_env,
          "unknown key \"colour\"");
     fail("notify:\n  webhooks:\n    - {name: x, url: 'http://h/'}\n    - {name: x, url: "
