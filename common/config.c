@@ -99,7 +99,7 @@ static const struct key_def keys[] = {
     {"ct.logs", KT_CTLOGS, OFF(ct_logs), 0, 0, false},
     {"ct.log_list_file", KT_PATH, OFF(ct_log_list_file), 0, 0, false},
     {"ct.run_budget", KT_I64, OFF(ct_run_budget), 1, 1000000000000LL, false},
-    /* Secret: webhook URLs (a Slack URL is a secret), so also CERTAUTOPILOT_NOTIFY_WEBHOOKS_FILE. */
+    /* Secret: webhook URLs (a Slack URL is one), so also CERTAUTOPILOT_NOTIFY_WEBHOOKS_FILE. */
     {"notify.webhooks", KT_WEBHOOKS, OFF(notify_webhooks), 0, 0, true},
 };
 

@@ -1,5 +1,6 @@
-/* msgpack codec of the job messages (discovery_execute, notify_deliver). Decoding treats the bytes as hostile:
- * every field is checked for presence and type, and nothing may follow the map. */
+/* msgpack codec of the job messages (discovery_execute, notify_deliver). Decoding treats the
+ * bytes as hostile: every field is checked for presence and type, and nothing may follow the
+ * map. */
 #include "common/job.h"
 
 #include <msgpack.h>
@@ -232,7 +233,8 @@ int cap_job_decode(const uint8_t *buf, size_t len, struct cap_job *out, struct c
                 goto done;
             }
             size_t tl = val->via.str.size;
-            if (tl == strlen(CAP_JOB_TYPE_NOTIFY) && !memcmp(val->via.str.ptr, CAP_JOB_TYPE_NOTIFY, tl)) {
+            if (tl == strlen(CAP_JOB_TYPE_NOTIFY) &&
+                !memcmp(val->via.str.ptr, CAP_JOB_TYPE_NOTIFY, tl)) {
                 type = CAP_JOB_NOTIFY;
             } else if (tl != strlen(CAP_JOB_TYPE_EXECUTE) ||
                        memcmp(val->via.str.ptr, CAP_JOB_TYPE_EXECUTE, tl)) {
@@ -271,14 +273,13 @@ int cap_job_decode(const uint8_t *buf, size_t len, struct cap_job *out, struct c
                     (long long)v, CAP_JOB_VERSION);
         goto done;
     }
-    const char *missing =
-        !have_type                                   ? "type"
-        : type == CAP_JOB_NOTIFY && !delivery_id     ? "delivery_id"
-        : type == CAP_JOB_EXECUTE && !run_id         ? "run_id"
-        : type == CAP_JOB_EXECUTE && !source_id      ? "source_id"
-        : attempt < 0                                ? "attempt"
-        : enq < 0                                    ? "enqueued_at"
-                                                     : NULL;
+    const char *missing = !have_type                               ? "type"
+                          : type == CAP_JOB_NOTIFY && !delivery_id ? "delivery_id"
+                          : type == CAP_JOB_EXECUTE && !run_id     ? "run_id"
+                          : type == CAP_JOB_EXECUTE && !source_id  ? "source_id"
+                          : attempt < 0                            ? "attempt"
+                          : enq < 0                                ? "enqueued_at"
+                                                                   : NULL;
     if (missing) {
         cap_err_set(err, CAP_E_INVALID, "job field \"%s\": missing", missing);
         goto done;

@@ -28,11 +28,11 @@ enum { CAP_JOB_EXECUTE = 0, CAP_JOB_NOTIFY = 1 };
 /* Encodes job into buf (cap bytes). Returns the length, or -1 when it does not fit. */
 int cap_job_encode(const struct cap_job *job, uint8_t *buf, size_t cap, struct cap_err *err);
 
-/* Decodes a message of either type (out->type says which). Any deviation (not a map, unknown version, wrong type for a field,
- * missing field, trailing bytes, more than CAP_JOB_MAX_BYTES) fails with a message naming the
- * field, e.g. `job field "run_id": expected positive integer, got string`. Unknown extra keys
- * are ignored (forward compatible). out is written only on success. Never allocates on the
- * caller's behalf. */
+/* Decodes a message of either type (out->type says which). Any deviation (not a map, unknown
+ * version or type, wrong type for a field, missing field, trailing bytes, more than
+ * CAP_JOB_MAX_BYTES) fails with a message naming the field, e.g. `job field "run_id": expected
+ * positive integer, got string`. Unknown extra keys are ignored (forward compatible). out is
+ * written only on success. Never allocates on the caller's behalf. */
 int cap_job_decode(const uint8_t *buf, size_t len, struct cap_job *out, struct cap_err *err);
 
 #endif

@@ -18,17 +18,33 @@
 
 #define SECRET_FILE_MAX (1 << 16)
 #define TIMEOUT_MAX_MS (5 * 60 * 1000)
-#define URL_MAX 1024 /* as CAP_HTTP_URL_MAX */
+#define URL_MAX 1024        /* as CAP_HTTP_URL_MAX */
 #define SLACK_TEXT_MAX 2900 /* Slack cuts a section's text at 3000 characters */
 
 /* Kinds of worker/findings.c (a unit test keeps the two lists equal), then the run events. */
-static const char *const kinds[] = {
-    "expired",        "revoked",       "self_signed",        "weak_signature",
-    "weak_key",       "deprecated_tls", "weak_cipher",       "expiring",
-    "name_mismatch",  "untrusted",     "drift",              "policy_block",
-    "unreachable",    "unresolvable",  "tls_error",          "san_case_duplicate",
-    "pqc_vulnerable", "ct_new_certificate", "ct_unexpected_issuer", "ct_log_misbehaving",
-    "run_failed",     "run_dead",      NULL};
+static const char *const kinds[] = {"expired",
+                                    "revoked",
+                                    "self_signed",
+                                    "weak_signature",
+                                    "weak_key",
+                                    "deprecated_tls",
+                                    "weak_cipher",
+                                    "expiring",
+                                    "name_mismatch",
+                                    "untrusted",
+                                    "drift",
+                                    "policy_block",
+                                    "unreachable",
+                                    "unresolvable",
+                                    "tls_error",
+                                    "san_case_duplicate",
+                                    "pqc_vulnerable",
+                                    "ct_new_certificate",
+                                    "ct_unexpected_issuer",
+                                    "ct_log_misbehaving",
+                                    "run_failed",
+                                    "run_dead",
+                                    NULL};
 
 const char *const *cap_notify_kinds(void)
 {
@@ -107,8 +123,8 @@ static char *read_secret(const char *path, const char *where, struct cap_err *er
     struct stat st;
     if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || st.st_size > SECRET_FILE_MAX) {
         close(fd);
-        cap_err_set(err, CAP_E_IO, "%s: file \"%s\": not a regular file of at most %d bytes",
-                    where, qp, SECRET_FILE_MAX);
+        cap_err_set(err, CAP_E_IO, "%s: file \"%s\": not a regular file of at most %d bytes", where,
+                    qp, SECRET_FILE_MAX);
         return NULL;
     }
     char *buf = malloc((size_t)st.st_size + 1);
@@ -508,7 +524,10 @@ static const char *const event_names[] = {"opened", "escalated", "reopened", "re
 static void event_line(const struct cap_notify_event *e, char *out, size_t n)
 {
     char subj[CAP_NOTIFY_TEXT_MAX + 1];
-    snprintf(subj, sizeof subj, "%s", e->subject ? e->subject : e->subject_key ? e->subject_key : "");
+    snprintf(subj, sizeof subj, "%s",
+             e->subject       ? e->subject
+             : e->subject_key ? e->subject_key
+                              : "");
     snprintf(out, n, "%s %s %s: %s", e->severity, e->kind, e->event, subj);
 }
 
@@ -548,8 +567,8 @@ static void summary(const char *webhook, const struct cap_notify_msg *m, const s
 
 static json_object *event_json(const struct cap_notify_event *e, const struct cap_notify_msg *m)
 {
-    struct cap_notify_msg one = {.source_id = m->source_id, .run_id = e->run_id, .ev = e, .n = 1,
-                                 .test = m->test};
+    struct cap_notify_msg one = {
+        .source_id = m->source_id, .run_id = e->run_id, .ev = e, .n = 1, .test = m->test};
     char key[CAP_NOTIFY_KEY_MAX];
     json_object *o = json_object_new_object();
     if (!o)
@@ -651,7 +670,8 @@ char *cap_notify_format(enum cap_notify_format format, const char *webhook,
             json_object_array_add(evs, event_json(sorted[i], m));
         for (size_t k = 0; k < NEVENTS; k++)
             if (counts[k])
-                json_object_object_add(cj, event_names[k], json_object_new_int64((int64_t)counts[k]));
+                json_object_object_add(cj, event_names[k],
+                                       json_object_new_int64((int64_t)counts[k]));
         json_object_object_add(root, "idempotency_key", jstr(key));
         json_object_object_add(root, "webhook", jstr(webhook));
         json_object_object_add(root, "test", json_object_new_boolean(m->test));
@@ -665,7 +685,8 @@ char *cap_notify_format(enum cap_notify_format format, const char *webhook,
         json_object_object_add(root, "events", evs);
         json_object_object_add(root, "omitted", json_object_new_int64((int64_t)(m->n - listed)));
     }
-    const char *s = json_object_to_json_string_ext(root, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
+    const char *s = json_object_to_json_string_ext(root, JSON_C_TO_STRING_PLAIN |
+                                                             JSON_C_TO_STRING_NOSLASHESCAPE);
     if (!s || !(out = strdup(s)))
         goto oom;
     json_object_put(root);

@@ -28,8 +28,8 @@ enum cap_notify_format { CAP_NOTIFY_JSON = 0, CAP_NOTIFY_SLACK };
 
 struct cap_webhook {
     char *name;
-    char *url;   /* a secret (a Slack URL is one): logged only as cap_notify_url_redacted */
-    char *token; /* sent as "Authorization: Bearer TOKEN"; NULL: no header */
+    char *url;    /* a secret (a Slack URL is one): logged only as cap_notify_url_redacted */
+    char *token;  /* sent as "Authorization: Bearer TOKEN"; NULL: no header */
     int min_rank; /* least severe severity sent: 1 critical .. 5 info */
     char **kinds; /* finding kinds, run_failed, run_dead; none: every kind */
     size_t kinds_n;

@@ -97,9 +97,9 @@ static void metrics_once(void)
 {
     if (m_messages)
         return;
-    m_messages = cap_metrics_counter("cap_notify_messages_total",
-                                     "Webhook messages built from events, by type (single, digest).",
-                                     "type");
+    m_messages = cap_metrics_counter(
+        "cap_notify_messages_total",
+        "Webhook messages built from events, by type (single, digest).", "type");
     m_published = cap_metrics_counter("cap_notify_published_total",
                                       "Webhook delivery jobs added to the stream.", NULL);
     m_recovered = cap_metrics_counter(
@@ -170,8 +170,13 @@ static int insert_message(PGconn *pg, const struct cap_webhook *w, const struct 
         cap_err_set(err, CAP_E_NOMEM, "dispatching notifications: out of memory");
     } else {
         char sb[24], rb[24];
-        const char *p[] = {w->name, key, n > 1 ? "true" : "false", ia,
-                           cap_pg_i64(sb, g->source_id), cap_pg_i64(rb, g->group_run), body};
+        const char *p[] = {w->name,
+                           key,
+                           n > 1 ? "true" : "false",
+                           ia,
+                           cap_pg_i64(sb, g->source_id),
+                           cap_pg_i64(rb, g->group_run),
+                           body};
         rc = cap_pg_cmd(pg, "insert delivery", SQL_INSERT_DELIVERY, 7, p, err);
         if (rc == 0) {
             cap_metric_add(m_messages, n > 1 ? "digest" : "single", 1);
@@ -254,8 +259,7 @@ static int dispatch_batch(PGconn *pg, const struct cap_config *cfg, struct cap_e
             const struct cap_webhook *wh = &cfg->notify_webhooks[k];
             size_t np = 0;
             for (int i = a; i < b; i++)
-                if (cap_notify_wants(wh, rows[i].ev.kind, rows[i].ev.severity,
-                                     rows[i].source_name))
+                if (cap_notify_wants(wh, rows[i].ev.kind, rows[i].ev.severity, rows[i].source_name))
                     pick[np++] = rows[i].ev;
             if (np && insert_message(pg, wh, &rows[a], pick, np, err) < 0)
                 goto out;
@@ -328,7 +332,8 @@ static int publish_batch(PGconn *pg, redisContext *rd, const struct cap_config *
         } else {
             cap_metric_add(m_published, NULL, 1);
             if (!PQgetisnull(r, i, 2))
-                cap_log(CAP_LOG_WARN, "delivery_republished", CAP_LI("delivery_id", job.delivery_id),
+                cap_log(CAP_LOG_WARN, "delivery_republished",
+                        CAP_LI("delivery_id", job.delivery_id),
                         CAP_LS("lost_entry", PQgetvalue(r, i, 2)), CAP_LS("entry", sid));
         }
         ids[np] = job.delivery_id;
@@ -341,7 +346,8 @@ static int publish_batch(PGconn *pg, redisContext *rd, const struct cap_config *
         char *sa = cap_pg_text_array((const char *const *)sids, (size_t)np);
         const char *q[] = {ia, sa};
         struct cap_err e2 = {0};
-        if (ia && sa && cap_pg_cmd(pg, "store delivery stream ids", SQL_PUBLISHED, 2, q, &e2) == 0 &&
+        if (ia && sa &&
+            cap_pg_cmd(pg, "store delivery stream ids", SQL_PUBLISHED, 2, q, &e2) == 0 &&
             cap_pg_cmd(pg, "commit", "COMMIT", 0, NULL, &e2) == 0)
             rc = cap_err_isset(err) ? -1 : n;
         else if (!cap_err_isset(err))

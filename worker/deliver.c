@@ -82,9 +82,9 @@ int64_t cap_deliver_backoff_s(int64_t attempt, long retry_after_s)
     return s;
 }
 
-int cap_deliver_post(const struct cap_webhook *w, const struct cap_policy *policy,
-                     const char *body, const char *ctype, const char *key,
-                     struct cap_deliver_result *res, struct cap_err *err)
+int cap_deliver_post(const struct cap_webhook *w, const struct cap_policy *policy, const char *body,
+                     const char *ctype, const char *key, struct cap_deliver_result *res,
+                     struct cap_err *err)
 {
     struct cap_http_limits lim = {
         .connect_ms = w->timeout_ms,
@@ -140,12 +140,11 @@ int cap_deliver_post(const struct cap_webhook *w, const struct cap_policy *polic
             if (r->status >= 200 && r->status < 300) {
                 res->outcome = CAP_DELIVER_DELIVERED;
             } else {
-                res->outcome = (r->status == 429 || r->status >= 500) ? CAP_DELIVER_RETRY
-                                                                      : CAP_DELIVER_DEAD;
+                res->outcome =
+                    (r->status == 429 || r->status >= 500) ? CAP_DELIVER_RETRY : CAP_DELIVER_DEAD;
                 char snippet[80] = "";
                 if (r->body)
-                    cap_err_quote(snippet, sizeof snippet, r->body,
-                                  r->len > 48 ? 48 : r->len);
+                    cap_err_quote(snippet, sizeof snippet, r->body, r->len > 48 ? 48 : r->len);
                 snprintf(res->error, sizeof res->error, "%s answered HTTP %ld%s%s%s", red,
                          r->status, snippet[0] ? ": \"" : "", snippet, snippet[0] ? "\"" : "");
             }
@@ -324,8 +323,8 @@ static void deliver_one(struct cap_deliverer *d, struct conns *c, struct djob *j
         snprintf(res.error, sizeof res.error, "%s", err.msg);
     }
     PQclear(r);
-    const char *status = res.outcome == CAP_DELIVER_DELIVERED ? "delivered"
-                         : res.outcome == CAP_DELIVER_DEAD    ? "dead"
+    const char *status = res.outcome == CAP_DELIVER_DELIVERED     ? "delivered"
+                         : res.outcome == CAP_DELIVER_DEAD        ? "dead"
                          : attempt >= d->cfg->worker_max_attempts ? "dead"
                                                                   : "queued";
     int64_t backoff = cap_deliver_backoff_s(attempt, res.retry_after_s);
@@ -356,7 +355,7 @@ static void deliver_one(struct cap_deliverer *d, struct conns *c, struct djob *j
     }
     int written = PQntuples(f) > 0;
     PQclear(f);
-    const char *outcome = !written                          ? "fenced"
+    const char *outcome = !written                           ? "fenced"
                           : strcmp(status, "delivered") == 0 ? "delivered"
                           : strcmp(status, "dead") == 0      ? "dead"
                                                              : "retry";

@@ -28,18 +28,18 @@ enum cap_deliver_outcome {
 
 struct cap_deliver_result {
     enum cap_deliver_outcome outcome;
-    long http_status;  /* 0 when no answer came */
+    long http_status;   /* 0 when no answer came */
     long retry_after_s; /* -1 when absent */
-    char error[400];   /* "" when delivered; never the URL's path or credentials */
+    char error[400];    /* "" when delivered; never the URL's path or credentials */
 };
 
 /* Posts body to w (Content-Type ctype, Idempotency-Key key, Authorization when w has a token)
  * through policy, within w->timeout_ms, and classifies the outcome. 0 with res filled, or -1
  * with err for a local failure (out of memory, libcurl set-up). cap_http_global_init must have
  * been called. Blocks up to w->timeout_ms. */
-int cap_deliver_post(const struct cap_webhook *w, const struct cap_policy *policy,
-                     const char *body, const char *ctype, const char *key,
-                     struct cap_deliver_result *res, struct cap_err *err);
+int cap_deliver_post(const struct cap_webhook *w, const struct cap_policy *policy, const char *body,
+                     const char *ctype, const char *key, struct cap_deliver_result *res,
+                     struct cap_err *err);
 
 /* Retry delay after failed attempt number attempt (1, 2, ...): 2^(attempt-1) seconds capped at
  * 10 minutes, or Retry-After when that is longer (capped at an hour). */

@@ -100,7 +100,8 @@ int main(void)
     ml = pack_custom(m, sizeof m, 1, "rm -rf\n/", 0);
     cap_err_clear(&err);
     CHECK_EQ(-1, cap_job_decode(m, ml, &out, &err));
-    CHECK_STR("job field \"type\": unknown job type \"rm -rf\\x0a/\" (expected discovery_execute or notify_deliver)",
+    CHECK_STR("job field \"type\": unknown job type \"rm -rf\\x0a/\" (expected discovery_execute "
+              "or notify_deliver)",
               err.msg);
 
     /* Over-long input is refused before parsing. */

@@ -120,8 +120,8 @@ static void test_config(void)
     rmdir(dir);
 
     /* Bad values: one line naming the value (a URL only as scheme and host). */
-    fail("notify:\n  webhooks:\n    - {name: x, url: 'http://h/', kinds: [expired, nope]}\n", no_env,
-         "key \"notify.webhooks[0].kinds\": value \"nope\" is not a finding kind");
+    fail("notify:\n  webhooks:\n    - {name: x, url: 'http://h/', kinds: [expired, nope]}\n",
+         no_env, "key \"notify.webhooks[0].kinds\": value \"nope\" is not a finding kind");
     fail("notify:\n  webhooks:\n    - {name: x, url: 'http://h/', min_severity: urgent}\n", no_env,
          "value \"urgent\" is not a severity (allowed critical, high, medium, low, info)");
     fail("notify:\n  webhooks:\n    - {name: x, url: 'http://h/', format: xml}\n", no_env,
@@ -174,8 +174,8 @@ static void test_kinds(void)
     CHECK_EQ(0, cap_notify_severity_rank("Critical"));
 }
 
-static struct cap_notify_event ev(int64_t id, const char *event, const char *kind,
-                                  const char *sev, int64_t finding, int64_t run)
+static struct cap_notify_event ev(int64_t id, const char *event, const char *kind, const char *sev,
+                                  int64_t finding, int64_t run)
 {
     return (struct cap_notify_event){.id = id,
                                      .event = event,
@@ -192,8 +192,8 @@ static void test_keys_and_formats(void)
 {
     char key[CAP_NOTIFY_KEY_MAX];
     struct cap_notify_event one = ev(41, "opened", "expired", "critical", 9, 3);
-    struct cap_notify_msg m = {.source_id = 2, .source_name = "edge", .run_id = 3, .ev = &one,
-                               .n = 1};
+    struct cap_notify_msg m = {
+        .source_id = 2, .source_name = "edge", .run_id = 3, .ev = &one, .n = 1};
     CHECK_EQ(0, cap_notify_key(&m, key, sizeof key));
     CHECK_STR("cap:f9:opened:e41", key);
     struct cap_notify_event run = ev(42, "failed", "run_failed", "high", 0, 3);
@@ -209,8 +209,8 @@ static void test_keys_and_formats(void)
     for (int i = 0; i < N; i++)
         many[i] = ev(1000 + i, i % 3 ? "opened" : "resolved", "pqc_vulnerable",
                      i == 250 ? "critical" : "info", 5000 + i, 3);
-    m = (struct cap_notify_msg){.source_id = 2, .source_name = "edge", .run_id = 3, .ev = many,
-                                .n = N};
+    m = (struct cap_notify_msg){
+        .source_id = 2, .source_name = "edge", .run_id = 3, .ev = many, .n = N};
     CHECK_EQ(0, cap_notify_key(&m, key, sizeof key));
     CHECK_STR("cap:digest:s2:r3:e1000-1299:n300", key);
     struct cap_err err = {0};
@@ -291,11 +291,11 @@ static void test_keys_and_formats(void)
 static void test_misc(void)
 {
     char out[200];
-    CHECK_STR("https://hooks.slack.com/...",
-              cap_notify_url_redacted("https://user:pw@hooks.slack.com/services/T/B/X", out,
-                                      sizeof out));
-    CHECK_STR("http://127.0.0.1:80", cap_notify_url_redacted("http://127.0.0.1:80", out,
-                                                                  sizeof out));
+    CHECK_STR(
+        "https://hooks.slack.com/...",
+        cap_notify_url_redacted("https://user:pw@hooks.slack.com/services/T/B/X", out, sizeof out));
+    CHECK_STR("http://127.0.0.1:80",
+              cap_notify_url_redacted("http://127.0.0.1:80", out, sizeof out));
     CHECK_EQ(1, cap_deliver_backoff_s(1, -1));
     CHECK_EQ(2, cap_deliver_backoff_s(2, -1));
     CHECK_EQ(16, cap_deliver_backoff_s(5, -1));
