@@ -1309,6 +1309,8 @@ static int yaml_webhook(const struct yctx *y, const yaml_node_t *item, size_t id
                     "key \"%s\": expected a map with name, url, min_severity, kinds, sources, "
                     "format, got %s",
                     path, node_is_null(item) ? "null" : node_kind(item));
+    char seen[16][32];
+    size_t nseen = 0;
     for (yaml_node_pair_t *p = item->data.mapping.pairs.start; p < item->data.mapping.pairs.top;
          p++) {
         yaml_node_t *kn = ynode(y, p->key), *vn = ynode(y, p->value);
@@ -1323,6 +1325,11 @@ static int yaml_webhook(const struct yctx *y, const yaml_node_t *item, size_t id
                  (const char *)kn->data.scalar.value);
         snprintf(sub, sizeof sub, "%s.%s", path,
                  cap_err_quote(q, sizeof q, (const char *)kn->data.scalar.value, fl));
+        for (size_t s = 0; s < nseen; s++)
+            if (strcmp(seen[s], field) == 0)
+                return yerr(y, kn, "duplicate key \"%s\"", sub);
+        if (nseen < sizeof seen / sizeof seen[0])
+            snprintf(seen[nseen++], sizeof seen[0], "%s", field);
         bool list_ok = strcmp(field, "kinds") == 0 || strcmp(field, "sources") == 0;
         const yaml_node_t *one = vn;
         yaml_node_item_t *it = NULL, *end = NULL;

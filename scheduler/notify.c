@@ -287,14 +287,44 @@ out:
     return rc;
 }
 
-static int entry_exists(redisContext *rd, const struct cap_config *cfg, const char *id)
+/* True while the entry can still reach a worker: pending (a worker holds it) or not yet
+ * delivered to the group. An entry that was delivered and acknowledged without the delivery
+ * finishing (an older worker dead-letters the type it does not know) is lost even while it is
+ * still in the stream, untrimmed. When Redis cannot say, the entry is taken as alive. */
+static int entry_alive(redisContext *rd, const struct cap_config *cfg, const char *id)
 {
-    const char *argv[] = {"XRANGE", cfg->redis_stream, id, id};
-    redisReply *r = redisCommandArgv(rd, 4, argv, NULL);
-    int exists = r && r->type == REDIS_REPLY_ARRAY && r->elements > 0;
-    if (r)
-        freeReplyObject(r);
-    return exists;
+    const char *pargv[] = {"XPENDING", cfg->redis_stream, cfg->redis_group, id, id, "1"};
+    redisReply *r = redisCommandArgv(rd, 6, pargv, NULL);
+    if (!r || r->type != REDIS_REPLY_ARRAY) {
+        if (r)
+            freeReplyObject(r);
+        return 1;
+    }
+    int alive = r->elements > 0;
+    freeReplyObject(r);
+    if (alive)
+        return 1;
+    const char *gargv[] = {"XINFO", "GROUPS", cfg->redis_stream};
+    if (!(r = redisCommandArgv(rd, 3, gargv, NULL)))
+        return 1;
+    alive = 1;
+    for (size_t i = 0; r->type == REDIS_REPLY_ARRAY && i < r->elements; i++) {
+        redisReply *g = r->element[i];
+        const char *name = NULL, *last = NULL;
+        for (size_t f = 0; g->type == REDIS_REPLY_ARRAY && f + 1 < g->elements; f += 2) {
+            if (g->element[f]->type != REDIS_REPLY_STRING ||
+                g->element[f + 1]->type != REDIS_REPLY_STRING)
+                continue;
+            if (!strcmp(g->element[f]->str, "name"))
+                name = g->element[f + 1]->str;
+            else if (!strcmp(g->element[f]->str, "last-delivered-id"))
+                last = g->element[f + 1]->str;
+        }
+        if (name && last && !strcmp(name, cfg->redis_group))
+            alive = cap_stream_id_cmp(id, last) > 0;
+    }
+    freeReplyObject(r);
+    return alive;
 }
 
 /* Publishes one batch of due deliveries. Returns how many rows it looked at, or -1. */
@@ -325,7 +355,7 @@ static int publish_batch(PGconn *pg, redisContext *rd, const struct cap_config *
                               .attempt = i64(r, i, 1),
                               .enqueued_at_ms = now_ms};
         char sid[64];
-        if (!PQgetisnull(r, i, 2) && entry_exists(rd, cfg, PQgetvalue(r, i, 2))) {
+        if (!PQgetisnull(r, i, 2) && entry_alive(rd, cfg, PQgetvalue(r, i, 2))) {
             snprintf(sid, sizeof sid, "%s", PQgetvalue(r, i, 2));
         } else if (cap_stream_publish(rd, cfg, &job, sid, sizeof sid, err) < 0) {
             break;

@@ -147,6 +147,8 @@ static void test_config(void)
     fail("notify:\n  webhooks:\n    - {name: x, url: 'http://h/'}\n    - {name: x, url: "
          "'http://i/'}\n",
          no_env, "value \"x\" is the name of two webhooks");
+    fail("notify:\n  webhooks:\n    - {name: x, url: 'http://h/', url: 'http://i/'}\n", no_env,
+         "duplicate key \"notify.webhooks[0].url\"");
     fail("notify:\n  webhooks: http://h/\n", no_env, "expected a list");
     fail("notify:\n  webhooks:\n    - http://h/\n", no_env, "expected a map");
     fail("notify:\n  webhooks:\n    - {name: x, url: [a]}\n", no_env, "expected a scalar");
