@@ -139,13 +139,13 @@ def main():
 
 def run(recv):
     hooks = [
-        {"name": "ops", "url": recv.url("/ops"), "format": "json", "timeout": "3s"},
+        {"name": "ops", "url": recv.url("/ops"), "format": "json", "timeout": "5s"},
         {"name": "chat", "url": recv.url("/chat/T000/B000/secretpath"), "format": "slack",
-         "min_severity": "high", "timeout": "3s"},
+         "min_severity": "high", "timeout": "5s"},
         {"name": "flaky", "url": recv.url("/flaky"), "kinds": ["run_failed"],
          "timeout": "2s"},
-        {"name": "broken", "url": recv.url("/broken"), "kinds": ["revoked"], "timeout": "2s"},
-        {"name": "limited", "url": recv.url("/limited"), "kinds": ["run_dead"], "timeout": "2s"},
+        {"name": "broken", "url": recv.url("/broken"), "kinds": ["revoked"], "timeout": "5s"},
+        {"name": "limited", "url": recv.url("/limited"), "kinds": ["run_dead"], "timeout": "5s"},
         {"name": "meta", "url": "http://169.254.169.254/hook", "kinds": ["ct_log_misbehaving"]},
     ]
     cfg = {"notify.webhooks": hooks, "worker.max_attempts": 6, "scheduler.tick": "500ms",
