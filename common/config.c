@@ -3,6 +3,7 @@
 #include "common/config.h"
 
 #include "common/dnsaddr.h"
+#include "common/notify.h"
 
 #include <libpq-fe.h>
 
@@ -50,6 +51,7 @@ enum ktype {
     KT_CIDRS,
     KT_DNS,
     KT_CTLOGS,
+    KT_WEBHOOKS,
 };
 
 struct key_def {
@@ -77,6 +79,8 @@ static const struct key_def keys[] = {
     {"scheduler.batch", KT_INT, OFF(scheduler_batch), 1, 100000, false},
     {"retention.observations", KT_DUR, OFF(retention_observations_ms), 0, RETENTION_MAX_MS, false},
     {"retention.runs", KT_DUR, OFF(retention_runs_ms), 0, RETENTION_MAX_MS, false},
+    {"retention.notifications", KT_DUR, OFF(retention_notifications_ms), 0, RETENTION_MAX_MS,
+     false},
     {"worker.max_concurrent_discovery", KT_INT, OFF(worker_max_concurrent_discovery), 1, 100000,
      false},
     {"worker.max_jobs", KT_INT, OFF(worker_max_jobs), 1, 100000, false},
@@ -100,12 +104,15 @@ static const struct key_def keys[] = {
     {"ct.log_list_file", KT_PATH, OFF(ct_log_list_file), 0, 0, false},
     {"ct.log_list_refresh", KT_DUR, OFF(ct_log_list_refresh_ms), 1000, DUR_MAX_MS, false},
     {"ct.run_budget", KT_I64, OFF(ct_run_budget), 1, 1000000000000LL, false},
+    /* Secret: webhook URLs (a Slack URL is one), so also CERTAUTOPILOT_NOTIFY_WEBHOOKS_FILE. */
+    {"notify.webhooks", KT_WEBHOOKS, OFF(notify_webhooks), 0, 0, true},
 };
 
 #define NKEYS (sizeof keys / sizeof keys[0])
 
 static const char *const sections[] = {"database",  "redis",  "logging", "telemetry", "scheduler",
-                                       "retention", "worker", "network", "scan",      "ct"};
+                                       "retention", "worker", "network", "scan",      "ct",
+                                       "notify"};
 #define NSECTIONS (sizeof sections / sizeof sections[0])
 
 /* State of one load: the config being built and which keys a source has set. */
@@ -598,6 +605,10 @@ static void free_field(struct cap_config *c, const struct key_def *k)
         cap_ct_logs_free(c->ct_logs, c->ct_logs_n);
         c->ct_logs = NULL;
         c->ct_logs_n = 0;
+    } else if (k->type == KT_WEBHOOKS) {
+        cap_webhooks_free(c->notify_webhooks, c->notify_webhooks_n);
+        c->notify_webhooks = NULL;
+        c->notify_webhooks_n = 0;
     } else if (k->type <= KT_PATH) {
         char **f = field_str(c, k);
         free(*f);
@@ -795,6 +806,43 @@ static int set_value(struct loader *L, int ki, const char *v, size_t vlen, const
         strvec_free(&sv);
         return -1;
     }
+    case KT_WEBHOOKS: {
+        /* The environment's form: URLs, each a webhook named webhook-N that gets everything
+         * as JSON (the file form has the filters). */
+        struct strvec raw = {0};
+        struct cap_webhook *wv = NULL;
+        size_t wn = 0;
+        if (split_csv(v, &raw, err) != 0)
+            goto hooks_fail;
+        if (raw.n && !(wv = calloc(raw.n, sizeof *wv))) {
+            cap_err_set(err, CAP_E_NOMEM, "out of memory");
+            goto hooks_fail;
+        }
+        for (size_t i = 0; i < raw.n; i++, wn++) {
+            char path[64], name[32];
+            snprintf(path, sizeof path, "%s[%zu]", k->key, i);
+            where_fmt(o, path, where, sizeof where);
+            snprintf(name, sizeof name, "webhook-%zu", i + 1);
+            if (cap_webhook_set(&wv[i], "name", name, strlen(name), where, err) != 0 ||
+                cap_webhook_set(&wv[i], "url", raw.v[i], strlen(raw.v[i]), where, err) != 0 ||
+                cap_webhook_finish(&wv[i], where, err) != 0) {
+                wn++;
+                goto hooks_fail;
+            }
+        }
+        where_fmt(o, k->key, where, sizeof where);
+        if (cap_webhooks_check(wv, wn, where, err) != 0)
+            goto hooks_fail;
+        strvec_free(&raw);
+        free_field(c, k);
+        c->notify_webhooks = wv;
+        c->notify_webhooks_n = wn;
+        return 0;
+    hooks_fail:
+        strvec_free(&raw);
+        cap_webhooks_free(wv, wn);
+        return -1;
+    }
     case KT_CTLOGS: {
         struct strvec raw = {0};
         struct cap_ct_loglist lv = {0};
@@ -880,6 +928,7 @@ static int set_defaults(struct cap_config *c, struct cap_err *err)
     c->scan_shard_size = 16384;
     c->ct_run_budget = 1000000;
     c->ct_log_list_refresh_ms = 86400LL * 1000;
+    c->retention_notifications_ms = 7LL * 86400 * 1000;
     return 0;
 }
 
@@ -1262,10 +1311,110 @@ fail:
     return -1;
 }
 
+/* One entry of notify.webhooks: a map of scalars (kinds and sources may be lists). */
+static int yaml_webhook(const struct yctx *y, const yaml_node_t *item, size_t idx,
+                        struct cap_webhook *w)
+{
+    char path[64], where[WHERE_MAX + 64];
+    snprintf(path, sizeof path, "notify.webhooks[%zu]", idx);
+    struct origin o;
+    node_origin(y, item, &o);
+    if (item->type != YAML_MAPPING_NODE)
+        return yerr(y, item,
+                    "key \"%s\": expected a map with name, url, min_severity, kinds, sources, "
+                    "format, got %s",
+                    path, node_is_null(item) ? "null" : node_kind(item));
+    char seen[16][32];
+    size_t nseen = 0;
+    for (yaml_node_pair_t *p = item->data.mapping.pairs.start; p < item->data.mapping.pairs.top;
+         p++) {
+        yaml_node_t *kn = ynode(y, p->key), *vn = ynode(y, p->value);
+        if (!kn || !vn)
+            continue;
+        if (kn->type != YAML_SCALAR_NODE)
+            return yerr(y, kn, "key \"%s\": a key must be a scalar, got %s", path,
+                        node_kind(kn));
+        char field[32], q[96], sub[192];
+        size_t fl = kn->data.scalar.length;
+        snprintf(field, sizeof field, "%.*s", (int)(fl < 31 ? fl : 31),
+                 (const char *)kn->data.scalar.value);
+        snprintf(sub, sizeof sub, "%s.%s", path,
+                 cap_err_quote(q, sizeof q, (const char *)kn->data.scalar.value, fl));
+        for (size_t s = 0; s < nseen; s++)
+            if (strcmp(seen[s], field) == 0)
+                return yerr(y, kn, "duplicate key \"%s\"", sub);
+        if (nseen < sizeof seen / sizeof seen[0])
+            snprintf(seen[nseen++], sizeof seen[0], "%s", field);
+        bool list_ok = strcmp(field, "kinds") == 0 || strcmp(field, "sources") == 0;
+        const yaml_node_t *one = vn;
+        yaml_node_item_t *it = NULL, *end = NULL;
+        if (vn->type == YAML_SEQUENCE_NODE && list_ok) {
+            it = vn->data.sequence.items.start;
+            end = vn->data.sequence.items.top;
+            one = it < end ? ynode(y, *it) : NULL;
+        }
+        for (; one; one = (it && ++it < end) ? ynode(y, *it) : NULL) {
+            if (one->type != YAML_SCALAR_NODE)
+                return yerr(y, one, "key \"%s\": expected a scalar%s, got %s", sub,
+                            list_ok ? " or a list of scalars" : "", node_kind(one));
+            node_origin(y, one, &o);
+            where_fmt(&o, sub, where, sizeof where);
+            if (!node_is_null(one) &&
+                cap_webhook_set(w, field, (const char *)one->data.scalar.value,
+                                one->data.scalar.length, where, y->err) != 0)
+                return -1;
+            if (!it)
+                break;
+        }
+    }
+    node_origin(y, item, &o);
+    where_fmt(&o, path, where, sizeof where);
+    return cap_webhook_finish(w, where, y->err);
+}
+
 static int yaml_value(const struct yctx *y, int ki, const yaml_node_t *v)
 {
     const struct key_def *k = &keys[ki];
     struct loader *L = y->L;
+    if (k->type == KT_WEBHOOKS) {
+        if (!node_is_null(v) && v->type != YAML_SEQUENCE_NODE)
+            return yerr(y, v, "key \"%s\": expected a list, got %s", k->key, node_kind(v));
+        size_t cap = 0, n = 0;
+        struct cap_webhook *wv = NULL;
+        if (v->type == YAML_SEQUENCE_NODE) {
+            cap = (size_t)(v->data.sequence.items.top - v->data.sequence.items.start);
+            if (cap > CAP_NOTIFY_WEBHOOKS_MAX)
+                return yerr(y, v, "key \"%s\": %zu webhooks (allowed at most %d)", k->key, cap,
+                            CAP_NOTIFY_WEBHOOKS_MAX);
+            if (cap && !(wv = calloc(cap, sizeof *wv))) {
+                cap_err_set(y->err, CAP_E_NOMEM, "out of memory");
+                return -1;
+            }
+            for (yaml_node_item_t *it = v->data.sequence.items.start;
+                 it < v->data.sequence.items.top; it++) {
+                yaml_node_t *in = ynode(y, *it);
+                if (!in)
+                    continue;
+                if (yaml_webhook(y, in, n, &wv[n]) != 0) {
+                    cap_webhooks_free(wv, n + 1);
+                    return -1;
+                }
+                n++;
+            }
+        }
+        char where[WHERE_MAX];
+        struct origin o;
+        node_origin(y, v, &o);
+        where_fmt(&o, k->key, where, sizeof where);
+        if (cap_webhooks_check(wv, n, where, y->err) != 0) {
+            cap_webhooks_free(wv, n);
+            return -1;
+        }
+        free_field(&L->cfg, k);
+        L->cfg.notify_webhooks = wv;
+        L->cfg.notify_webhooks_n = n;
+        return 0;
+    }
     if (k->type == KT_CIDRS || k->type == KT_DNS || k->type == KT_CTLOGS) {
         if (!node_is_null(v) && v->type != YAML_SEQUENCE_NODE)
             return yerr(y, v, "key \"%s\": expected a list, got %s", k->key, node_kind(v));

@@ -31,6 +31,7 @@ struct cap_config {
     /* retention: the scheduler prunes rows older than these (0: keeps them for ever) */
     int64_t retention_observations_ms; /* endpoint_observations, default 90 d */
     int64_t retention_runs_ms;         /* finished discovery_runs, default 90 d */
+    int64_t retention_notifications_ms; /* dispatched notify_events, finished deliveries, 7 d */
     /* worker */
     int worker_max_concurrent_discovery; /* default 256, 1..100000 */
     int worker_max_jobs;                 /* jobs one worker runs at once, default 16 */
@@ -62,8 +63,10 @@ struct cap_config {
     char *ct_log_list_url;  /* v3 log list JSON fetched over HTTP(S); NULL when unset */
     char *ct_log_list_file; /* v3 log list JSON; NULL when unset */
     int64_t ct_run_budget;  /* entries one run reads per log before it yields, default 1e6 */
-
     int64_t ct_log_list_refresh_ms; /* how often the worker reads the list again, default 24h */
+    /* notify: webhooks (common/notify.h), notify_webhooks_n entries; NULL when none */
+    struct cap_webhook *notify_webhooks;
+    size_t notify_webhooks_n;
 };
 
 /* Fills cfg with defaults, then the YAML file (path, or $CERTAUTOPILOT_CONFIG when path is NULL;

@@ -1,8 +1,10 @@
-/* msgpack codec of the discovery_execute job message. Decoding treats the bytes as hostile:
- * every field is checked for presence and type, and nothing may follow the map. */
+/* msgpack codec of the job messages (discovery_execute, notify_deliver). Decoding treats the
+ * bytes as hostile: every field is checked for presence and type, and nothing may follow the
+ * map. */
 #include "common/job.h"
 
 #include <msgpack.h>
+#include <stdbool.h>
 #include <string.h>
 
 static void pack_key(msgpack_packer *pk, const char *k)
@@ -18,22 +20,30 @@ int cap_job_encode(const struct cap_job *job, uint8_t *buf, size_t cap, struct c
     msgpack_sbuffer_init(&sb);
     msgpack_packer pk;
     msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
-    msgpack_pack_map(&pk, job->shard > 0 ? 7 : 6);
+    bool notify = job->type == CAP_JOB_NOTIFY;
+    const char *type = notify ? CAP_JOB_TYPE_NOTIFY : CAP_JOB_TYPE_EXECUTE;
+    bool shard = !notify && job->shard > 0; /* a shard of a split run */
+    msgpack_pack_map(&pk, notify ? 5 : shard ? 7 : 6);
     pack_key(&pk, "v");
     msgpack_pack_int(&pk, CAP_JOB_VERSION);
     pack_key(&pk, "type");
-    size_t tl = strlen(CAP_JOB_TYPE_EXECUTE);
+    size_t tl = strlen(type);
     msgpack_pack_str(&pk, tl);
-    msgpack_pack_str_body(&pk, CAP_JOB_TYPE_EXECUTE, tl);
-    pack_key(&pk, "run_id");
-    msgpack_pack_int64(&pk, job->run_id);
-    pack_key(&pk, "source_id");
-    msgpack_pack_int64(&pk, job->source_id);
+    msgpack_pack_str_body(&pk, type, tl);
+    if (notify) {
+        pack_key(&pk, "delivery_id");
+        msgpack_pack_int64(&pk, job->delivery_id);
+    } else {
+        pack_key(&pk, "run_id");
+        msgpack_pack_int64(&pk, job->run_id);
+        pack_key(&pk, "source_id");
+        msgpack_pack_int64(&pk, job->source_id);
+    }
     pack_key(&pk, "attempt");
     msgpack_pack_int64(&pk, job->attempt);
     pack_key(&pk, "enqueued_at");
     msgpack_pack_int64(&pk, job->enqueued_at_ms);
-    if (job->shard > 0) {
+    if (shard) {
         pack_key(&pk, "shard");
         msgpack_pack_int32(&pk, job->shard);
     }
@@ -208,8 +218,8 @@ int cap_job_decode(const uint8_t *buf, size_t len, struct cap_job *out, struct c
                     len - off);
         goto done;
     }
-    int64_t v = -1, run_id = 0, source_id = 0, attempt = -1, enq = -1, shard = 0;
-    int have_type = 0;
+    int64_t v = -1, run_id = 0, source_id = 0, attempt = -1, enq = -1, delivery_id = 0, shard = 0;
+    int have_type = 0, type = CAP_JOB_EXECUTE;
     for (uint32_t i = 0; i < root->via.map.size; i++) {
         const msgpack_object *k = &root->via.map.ptr[i].key;
         const msgpack_object *val = &root->via.map.ptr[i].val;
@@ -227,13 +237,17 @@ int cap_job_decode(const uint8_t *buf, size_t len, struct cap_job *out, struct c
                             type_name(val->type));
                 goto done;
             }
-            size_t tl = strlen(CAP_JOB_TYPE_EXECUTE);
-            if (val->via.str.size != tl || memcmp(val->via.str.ptr, CAP_JOB_TYPE_EXECUTE, tl)) {
+            size_t tl = val->via.str.size;
+            if (tl == strlen(CAP_JOB_TYPE_NOTIFY) &&
+                !memcmp(val->via.str.ptr, CAP_JOB_TYPE_NOTIFY, tl)) {
+                type = CAP_JOB_NOTIFY;
+            } else if (tl != strlen(CAP_JOB_TYPE_EXECUTE) ||
+                       memcmp(val->via.str.ptr, CAP_JOB_TYPE_EXECUTE, tl)) {
                 char q[CAP_ERR_VALUE_MAX * 4 + 8];
                 cap_err_set(err, CAP_E_INVALID,
-                            "job field \"type\": unknown job type \"%s\" (expected %s)",
+                            "job field \"type\": unknown job type \"%s\" (expected %s or %s)",
                             cap_err_quote(q, sizeof q, val->via.str.ptr, val->via.str.size),
-                            CAP_JOB_TYPE_EXECUTE);
+                            CAP_JOB_TYPE_EXECUTE, CAP_JOB_TYPE_NOTIFY);
                 goto done;
             }
             have_type = 1;
@@ -245,6 +259,9 @@ int cap_job_decode(const uint8_t *buf, size_t len, struct cap_job *out, struct c
                 goto done;
         } else if (key_is(k, "attempt")) {
             if (get_int(val, "attempt", 1, &attempt, err) < 0)
+                goto done;
+        } else if (key_is(k, "delivery_id")) {
+            if (get_int(val, "delivery_id", 0, &delivery_id, err) < 0)
                 goto done;
         } else if (key_is(k, "enqueued_at")) {
             if (get_int(val, "enqueued_at", 1, &enq, err) < 0)
@@ -269,18 +286,27 @@ int cap_job_decode(const uint8_t *buf, size_t len, struct cap_job *out, struct c
                     (long long)v, CAP_JOB_VERSION);
         goto done;
     }
-    const char *missing = !have_type ? "type" : !run_id ? "run_id" : !source_id ? "source_id"
-                                              : attempt < 0 ? "attempt" : enq < 0 ? "enqueued_at"
-                                                                                  : NULL;
+    const char *missing = !have_type                               ? "type"
+                          : type == CAP_JOB_NOTIFY && !delivery_id ? "delivery_id"
+                          : type == CAP_JOB_EXECUTE && !run_id     ? "run_id"
+                          : type == CAP_JOB_EXECUTE && !source_id  ? "source_id"
+                          : attempt < 0                            ? "attempt"
+                          : enq < 0                                ? "enqueued_at"
+                                                                   : NULL;
     if (missing) {
         cap_err_set(err, CAP_E_INVALID, "job field \"%s\": missing", missing);
         goto done;
     }
-    out->run_id = run_id;
-    out->source_id = source_id;
+    /* Zeroed first so that two equal jobs compare equal byte for byte (padding included). A
+     * notify_deliver job carries no run: run_id and source_id stay 0 even if sent. */
+    memset(out, 0, sizeof *out);
+    out->type = type;
+    out->run_id = type == CAP_JOB_EXECUTE ? run_id : 0;
+    out->source_id = type == CAP_JOB_EXECUTE ? source_id : 0;
+    out->delivery_id = type == CAP_JOB_NOTIFY ? delivery_id : 0;
     out->attempt = attempt;
     out->enqueued_at_ms = enq;
-    out->shard = (int32_t)shard;
+    out->shard = type == CAP_JOB_EXECUTE ? (int32_t)shard : 0;
     rc = 0;
 done:
     msgpack_unpacked_destroy(&up);

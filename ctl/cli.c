@@ -42,7 +42,8 @@ static const char *synopsis(void)
              "  endpoints history HOST:PORT [--limit N]\n"
              "  inventory [--format table|json|csv|pem] [--source S] [--issuer SUBSTRING]\n"
              "            [--name SUFFIX] [--expiring DAYS] [--pqc CLASS] [--unmanaged]\n"
-             "            [--limit N]",
+             "            [--limit N]\n"
+             "  notify list | notify test NAME",
              types);
     return buf;
 }
@@ -120,6 +121,11 @@ static int load_config(struct cap_ctl *ctl, struct cap_err *err)
     return 0;
 }
 
+int cap_ctl_config(struct cap_ctl *ctl, struct cap_err *err)
+{
+    return load_config(ctl, err);
+}
+
 PGconn *cap_ctl_db(struct cap_ctl *ctl, struct cap_err *err)
 {
     if (ctl->pg)
@@ -181,6 +187,7 @@ static const struct command COMMANDS[] = {
     {"endpoints", cap_ctl_cmd_endpoints},
     {"inventory", cap_ctl_cmd_inventory},
     {"suppress", cap_ctl_cmd_suppress},
+    {"notify", cap_ctl_cmd_notify},
     {NULL, NULL},
 };
 

@@ -27,6 +27,9 @@ struct cap_ctl {
  * connection). Returns NULL with err on failure. Blocks. */
 PGconn *cap_ctl_db(struct cap_ctl *ctl, struct cap_err *err);
 
+/* Loads the configuration only (once). 0, or -1 with err. Blocks on file reads. */
+int cap_ctl_config(struct cap_ctl *ctl, struct cap_err *err);
+
 /* Prints "capctl: MESSAGE" and then "usage: capctl SYNOPSIS" to stderr; returns CAP_CTL_USAGE. */
 int cap_ctl_usage(const char *synopsis, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
@@ -56,6 +59,7 @@ int cap_ctl_cmd_findings(struct cap_ctl *ctl, int argc, char **argv);
 int cap_ctl_cmd_endpoints(struct cap_ctl *ctl, int argc, char **argv);
 int cap_ctl_cmd_inventory(struct cap_ctl *ctl, int argc, char **argv);
 int cap_ctl_cmd_suppress(struct cap_ctl *ctl, int argc, char **argv);
+int cap_ctl_cmd_notify(struct cap_ctl *ctl, int argc, char **argv);
 
 /* findings ack|unack (ctl/workflow.c): argv holds the words after "findings", the first
  * positional one being "ack" or "unack". Returns an exit code. */

@@ -20,6 +20,7 @@
 #include "common/redis.h"
 #include "common/schedule.h"
 #include "common/stream.h"
+#include "scheduler/notify.h"
 
 static const char SQL_UNJUDGED[] = "SELECT id, schedule FROM discovery_sources "
                                    "WHERE schedule_judged IS DISTINCT FROM schedule "
@@ -837,6 +838,8 @@ static int sweep(struct sched *s, struct cap_err *err)
     }
     cap_metric_observe(s->m_sweep, NULL, mono_s() - t0);
     expire_acks(s);
+    /* After expire_acks: a finding it reopens is notified in this tick. */
+    cap_sched_notify_tick(s->pg, s->rd, s->cfg);
     prune(s);
     return 0;
 }

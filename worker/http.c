@@ -229,8 +229,15 @@ static int setup(struct cap_http *h, struct cap_http_req *r, CURL *e)
         if (!sl)
             return -1;
         r->headers = sl;
-        bad |= curl_easy_setopt(e, CURLOPT_HTTPHEADER, sl) != CURLE_OK;
     }
+    for (const char *const *hl = r->extra_headers; hl && *hl; hl++) {
+        struct curl_slist *sl = curl_slist_append(r->headers, *hl);
+        if (!sl)
+            return -1;
+        r->headers = sl;
+    }
+    if (r->headers)
+        bad |= curl_easy_setopt(e, CURLOPT_HTTPHEADER, (struct curl_slist *)r->headers) != CURLE_OK;
     return bad ? -1 : 0;
 }
 

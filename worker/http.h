@@ -52,6 +52,9 @@ struct cap_http_req {
     const void *post;           /* POST body, borrowed until the request completes; NULL: GET */
     size_t post_len;
     const char *content_type; /* of the POST body; NULL: none sent */
+    /* more header lines ("Name: value"), NULL-terminated, borrowed until the request
+     * completes; NULL: none */
+    const char *const *extra_headers;
     long max_redirects;       /* 0: a 3xx is the answer; n: follow at most n */
     bool decode;              /* ask for gzip/deflate, decoded under the ratio cap */
     void *data;               /* the caller's */

@@ -18,6 +18,7 @@
 #include "common/pg.h"
 #include "common/redis.h"
 #include "common/stream.h"
+#include "worker/deliver.h"
 #include "worker/executor.h"
 
 #define STREAM_ID_MAX 64
@@ -162,6 +163,7 @@ struct worker {
     pthread_t *threads;
     int nthreads;
     struct cap_metric *m_started, *m_finished, *m_duration, *m_dead, *m_poison, *m_dup;
+    struct cap_deliverer *deliver; /* notify_deliver jobs (worker/deliver.c) */
 };
 
 static int64_t now_ms(void)
@@ -910,8 +912,16 @@ static void handle_entries(struct worker *w, redisReply *arr)
     struct entry *ents = calloc(n ? n : 1, sizeof *ents);
     if (!ents)
         return;
-    for (size_t i = 0; i < n; i++)
+    for (size_t i = 0; i < n; i++) {
         parse_entry(w, arr->element[i], &ents[i]);
+        /* Webhook deliveries have threads of their own; when those are busy the entry stays
+         * pending and comes back through XAUTOCLAIM. */
+        if (ents[i].valid && ents[i].job.type == CAP_JOB_NOTIFY) {
+            ents[i].valid = 0;
+            if (!w->deliver || cap_deliverer_submit(w->deliver, ents[i].id, &ents[i].job) < 0)
+                cap_log(CAP_LOG_WARN, "delivery_deferred", CAP_LS("entry", ents[i].id));
+        }
+    }
     claim_and_dispatch(w, ents, n);
     free(ents);
 }
@@ -1263,6 +1273,13 @@ static int worker_run(const struct cap_config *cfg, atomic_int *stop, struct cap
         free(w);
         return -1;
     }
+    if (!(w->deliver = cap_deliverer_new(cfg, w->name, err))) {
+        cap_executors_shutdown();
+        PQfinish(w->pg);
+        redisFree(w->rd);
+        free(w);
+        return -1;
+    }
     w->nthreads = cfg->worker_max_jobs > 0 ? cfg->worker_max_jobs : 1;
     w->threads = calloc((size_t)w->nthreads, sizeof *w->threads);
     for (int i = 0; w->threads && i < w->nthreads; i++)
@@ -1374,6 +1391,7 @@ static int worker_run(const struct cap_config *cfg, atomic_int *stop, struct cap
     pthread_cond_broadcast(&w->fcv);
     pthread_mutex_unlock(&w->mu);
     pthread_join(w->finisher, NULL);
+    cap_deliverer_free(w->deliver);
     cap_executors_shutdown();
     free(w->threads);
     if (w->pg)

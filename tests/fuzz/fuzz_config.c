@@ -3,6 +3,7 @@
  * invariants, or it fails with a message and leaves the output untouched. */
 #include "common/config.h"
 #include "common/ct_loglist.h"
+#include "common/notify.h"
 
 #include <stdint.h>
 #include <stdlib.h>
@@ -53,6 +54,16 @@ static void check_config(const struct cap_config *c)
     if (strcmp(c->redis_stream, c->redis_dead_letter_stream) == 0)
         abort();
     check_logs(c->ct_logs, c->ct_logs_n);
+    /* Every webhook that loads is complete and valid. */
+    for (size_t i = 0; i < c->notify_webhooks_n; i++) {
+        const struct cap_webhook *w = &c->notify_webhooks[i];
+        if (!w->name || !w->url || w->min_rank < 1 || w->min_rank > 5 || w->timeout_ms < 100 ||
+            (strncmp(w->url, "http://", 7) != 0 && strncmp(w->url, "https://", 8) != 0))
+            abort();
+        for (size_t k = 0; k < w->kinds_n; k++)
+            if (!cap_notify_kind_known(w->kinds[k]))
+                abort();
+    }
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)

@@ -924,6 +924,8 @@ static void test_example_file(void)
     CHECK(ex.ct_log_list_url == NULL);
     CHECK_EQ(def.ct_log_list_refresh_ms, ex.ct_log_list_refresh_ms);
     CHECK_EQ(def.ct_run_budget, ex.ct_run_budget);
+    CHECK_EQ(def.retention_notifications_ms, ex.retention_notifications_ms);
+    CHECK_EQ(0, ex.notify_webhooks_n);
     cap_config_cleanup(&ex);
     cap_config_cleanup(&def);
 
@@ -949,6 +951,9 @@ static void test_example_file(void)
                                             "CERTAUTOPILOT_SCHEDULER_BATCH",
                                             "CERTAUTOPILOT_RETENTION_OBSERVATIONS",
                                             "CERTAUTOPILOT_RETENTION_RUNS",
+                                            "CERTAUTOPILOT_RETENTION_NOTIFICATIONS",
+                                            "CERTAUTOPILOT_NOTIFY_WEBHOOKS",
+                                            "CERTAUTOPILOT_NOTIFY_WEBHOOKS_FILE",
                                             "CERTAUTOPILOT_WORKER_MAX_CONCURRENT_DISCOVERY",
                                             "CERTAUTOPILOT_WORKER_MAX_JOBS",
                                             "CERTAUTOPILOT_WORKER_RECLAIM_IDLE",

@@ -188,6 +188,11 @@ static void *conn_main(void *arg)
         memcpy(out + n, end + 4, body_len);
         n += (int)body_len;
         respond(fd, "200 OK", NULL, out, (size_t)n);
+    } else if (strcmp(path, "/hdr") == 0) {
+        /* Echoes the Idempotency-Key header (extra_headers). */
+        const char *k = strstr(req, "Idempotency-Key: ");
+        int kl = k ? (int)strcspn(k + 17, "\r") : 0;
+        respond(fd, "200 OK", NULL, k ? k + 17 : "", (size_t)kl);
     } else if (strcmp(path, "/slow") == 0) {
         for (int i = 0; i < 100 && !atomic_load(&srv_stop); i++)
             usleep(50 * 1000);
@@ -436,6 +441,16 @@ static void test_post_timeout_bounds(void)
     CHECK_EQ(200, r.status);
     CHECK_EQ(strlen("application/ocsp-request|") + 5, r.len);
     CHECK(memcmp(r.body, "application/ocsp-request|\x30\x03\x02\x01\x00", r.len) == 0);
+    cap_http_req_reset(&r);
+
+    /* Extra header lines go out, with or without a Content-Type. */
+    static const char *const hdrs[] = {"Idempotency-Key: cap:f1:opened:e2", "Expect:", NULL};
+    req_init(&r, "/hdr", 600);
+    r.extra_headers = hdrs;
+    run(h, &r);
+    CHECK_EQ(CAP_HTTP_DONE, r.result);
+    CHECK_EQ(strlen("cap:f1:opened:e2"), r.len);
+    CHECK(memcmp(r.body, "cap:f1:opened:e2", r.len) == 0);
     cap_http_req_reset(&r);
 
     req_init(&r, "/slow", 100);

@@ -138,7 +138,8 @@ int main(void)
     ml = pack_custom(m, sizeof m, 1, "rm -rf\n/", 0);
     cap_err_clear(&err);
     CHECK_EQ(-1, cap_job_decode(m, ml, &out, &err));
-    CHECK_STR("job field \"type\": unknown job type \"rm -rf\\x0a/\" (expected discovery_execute)",
+    CHECK_STR("job field \"type\": unknown job type \"rm -rf\\x0a/\" (expected discovery_execute "
+              "or notify_deliver)",
               err.msg);
 
     /* Over-long input is refused before parsing. */
@@ -146,5 +147,28 @@ int main(void)
     cap_err_clear(&err);
     CHECK_EQ(-1, cap_job_decode(big, sizeof big, &out, &err));
     CHECK(strstr(err.msg, "exceed the limit") != NULL);
+
+    /* notify_deliver: a delivery id instead of run and source; a run_id sent along is dropped. */
+    struct cap_job nin = {.type = CAP_JOB_NOTIFY, .delivery_id = 77, .attempt = 2,
+                          .enqueued_at_ms = 1764147600123LL};
+    cap_err_clear(&err);
+    n = cap_job_encode(&nin, buf, sizeof buf, &err);
+    CHECK(n > 0);
+    struct cap_job nout;
+    CHECK_EQ(0, cap_job_decode(buf, (size_t)n, &nout, &err));
+    CHECK_EQ(CAP_JOB_NOTIFY, nout.type);
+    CHECK_EQ(77, nout.delivery_id);
+    CHECK_EQ(0, nout.run_id);
+    CHECK_EQ(2, nout.attempt);
+    ml = pack_custom(m, sizeof m, 1, "notify_deliver", 0);
+    cap_err_clear(&err);
+    CHECK_EQ(-1, cap_job_decode(m, ml, &out, &err));
+    CHECK_STR("job field \"delivery_id\": missing", err.msg);
+    /* A discovery job decodes with type 0 and no delivery. */
+    cap_err_clear(&err);
+    n = cap_job_encode(&in, buf, sizeof buf, &err);
+    CHECK_EQ(0, cap_job_decode(buf, (size_t)n, &out, &err));
+    CHECK_EQ(CAP_JOB_EXECUTE, out.type);
+    CHECK_EQ(0, out.delivery_id);
     TEST_DONE();
 }
