@@ -95,6 +95,7 @@ static const struct key_def keys[] = {
     {"ct.logs", KT_CTLOGS, OFF(ct_logs), 0, 0, false},
     {"ct.log_list_file", KT_PATH, OFF(ct_log_list_file), 0, 0, false},
     {"ct.run_budget", KT_I64, OFF(ct_run_budget), 1, 1000000000000LL, false},
+    {"ct.max_requests_per_second", KT_INT, OFF(ct_max_requests_per_second), 1, 100000, false},
 };
 
 #define NKEYS (sizeof keys / sizeof keys[0])
@@ -865,6 +866,7 @@ static int set_defaults(struct cap_config *c, struct cap_err *err)
     c->scan_max_pending_connects = 8192;
     c->scan_connect_rate = 2000;
     c->ct_run_budget = 1000000;
+    c->ct_max_requests_per_second = 10;
     return 0;
 }
 

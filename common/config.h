@@ -59,6 +59,7 @@ struct cap_config {
     size_t ct_logs_n;
     char *ct_log_list_file; /* v3 log list JSON; NULL when unset */
     int64_t ct_run_budget;  /* entries one run reads per log before it yields, default 1e6 */
+    int ct_max_requests_per_second; /* per log, across the fleet, default 10 */
 };
 
 /* Fills cfg with defaults, then the YAML file (path, or $CERTAUTOPILOT_CONFIG when path is NULL;

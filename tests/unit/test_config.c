@@ -165,6 +165,7 @@ static void test_defaults(void)
     CHECK(c.ct_logs == NULL);
     CHECK(c.ct_log_list_file == NULL);
     CHECK_EQ(1000000, c.ct_run_budget);
+    CHECK_EQ(10, c.ct_max_requests_per_second);
     cap_config_cleanup(&c);
     cap_config_cleanup(&c); /* safe on the zeroed struct it leaves */
 
@@ -221,7 +222,8 @@ static const char full_yaml[] = "database:\n"
                                 "  max_pending_connects: 1000000\n"
                                 "  connect_rate: 1\n"
                                 "ct:\n"
-                                "  run_budget: 5000\n";
+                                "  run_budget: 5000\n"
+                                "  max_requests_per_second: 3\n";
 
 static void test_file_values(void)
 {
@@ -266,6 +268,7 @@ static void test_file_values(void)
     CHECK_EQ(1000000, c.scan_max_pending_connects);
     CHECK_EQ(1, c.scan_connect_rate);
     CHECK_EQ(5000, c.ct_run_budget);
+    CHECK_EQ(3, c.ct_max_requests_per_second);
     cap_config_cleanup(&c);
 
     /* An explicit heartbeat is kept; CERTAUTOPILOT_CONFIG names the file when no path is given. */
@@ -304,6 +307,7 @@ static void test_env_overrides(void)
                    "CERTAUTOPILOT_TELEMETRY_METRICS_LISTEN=off",
                    "CERTAUTOPILOT_CT_LOGS=https://a.example/log, http://127.0.0.1:8080/ct/",
                    "CERTAUTOPILOT_CT_RUN_BUDGET=77",
+                   "CERTAUTOPILOT_CT_MAX_REQUESTS_PER_SECOND=25",
                    "CERTAUTOPILOT_SCAN_MAX_PENDING_CONNECTS=64",
                    "CERTAUTOPILOT_SCAN_CONNECT_RATE=500",
                    "CERTAUTOPILOT_NETWORK_DNS_SERVERS=192.0.2.53:53, [2001:db8::53]:5353,,::1",
@@ -325,6 +329,7 @@ static void test_env_overrides(void)
     CHECK_EQ(10, c.scan_max_targets);
     CHECK_STR("off", c.telemetry_metrics_listen);
     CHECK_EQ(77, c.ct_run_budget);
+    CHECK_EQ(25, c.ct_max_requests_per_second);
     CHECK_EQ(64, c.scan_max_pending_connects);
     CHECK_EQ(500, c.scan_connect_rate);
     CHECK_EQ(36LL * 3600 * 1000, c.retention_observations_ms);
@@ -885,6 +890,7 @@ static void test_example_file(void)
     CHECK_EQ(def.ct_logs_n, ex.ct_logs_n);
     CHECK(ex.ct_log_list_file == NULL);
     CHECK_EQ(def.ct_run_budget, ex.ct_run_budget);
+    CHECK_EQ(def.ct_max_requests_per_second, ex.ct_max_requests_per_second);
     cap_config_cleanup(&ex);
     cap_config_cleanup(&def);
 
