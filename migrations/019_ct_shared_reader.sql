@@ -19,8 +19,8 @@ COMMENT ON TABLE ct_log_readers IS
     'The shared reader of each CT log: how far it has read for the sources that follow it, and '
     'which run holds it (one at a time across the fleet).';
 COMMENT ON COLUMN ct_log_readers.reader_key IS
-    'Protocol, log URL and SHA-256 of the verifying key (or "unverified"): sources read one log '
-    'together only when they verify it the same way.';
+    'SHA-256 of the verifying key (or "unverified") and log URL: sources read one log together '
+    'only when they verify it the same way.';
 COMMENT ON COLUMN ct_log_readers.log_url IS 'The log, as in ct_checkpoints.log_url.';
 COMMENT ON COLUMN ct_log_readers.next_index IS
     'The shared frontier: the sources whose ct_checkpoints.next_index equals it are read for '

@@ -99,6 +99,13 @@ static const char SQL_LEASE_LOCK[] =
     "SELECT next_index, coalesce(holder_run_id, 0), generation, "
     "holder_run_id IS NOT NULL AND heartbeat_at > now() - $2::float8 * interval '1 millisecond' "
     "FROM ct_log_readers WHERE reader_key = $1 FOR UPDATE";
+/* Whether a live run of another source holds the lease and this source's checkpoint stands at
+ * or ahead of the frontier: that run reads for it, and this one need not even ask the log. */
+static const char SQL_LEASE_PEEK[] =
+    "SELECT 1 FROM ct_log_readers l JOIN ct_checkpoints c ON c.log_url = l.log_url "
+    "AND c.reader_key = l.reader_key AND c.next_index >= l.next_index "
+    "WHERE l.reader_key = $1 AND c.source_id = $2 AND l.holder_run_id IS NOT NULL "
+    "AND l.holder_run_id <> $3 AND l.heartbeat_at > now() - $4::float8 * interval '1 millisecond'";
 static const char SQL_CP_NEXT[] =
     "SELECT next_index FROM ct_checkpoints WHERE source_id = $1 AND log_url = $2";
 static const char SQL_LEASE_TAKE[] =
@@ -1830,8 +1837,8 @@ static int finish_read(struct ct_reader *r, int rrc, const struct cap_err *le, b
     return 0;
 }
 
-/* The key the log is shared under: sources read it together only when they speak the same
- * protocol to it and verify it with the same key (or none). */
+/* The key the log is shared under: sources read it together only when they verify it with the
+ * same key (or none). A log URL speaks one protocol, and its entries are the same whichever. */
 static void reader_key_make(struct ct_reader *r)
 {
     char kh[65] = "unverified";
@@ -1845,8 +1852,22 @@ static void reader_key_make(struct ct_reader *r)
         }
         OPENSSL_free(der);
     }
-    snprintf(r->reader_key, sizeof r->reader_key, "%s %s %s",
-             r->static_ct ? "static-ct" : "rfc6962", kh, r->log->url);
+    snprintf(r->reader_key, sizeof r->reader_key, "%s %s", kh, r->log->url);
+}
+
+/* True when the log's lease is held by a live run of another source and this source stands at
+ * or ahead of its frontier (SQL_LEASE_PEEK). A failure only means the log is looked at. */
+static bool lease_peek(struct ct_reader *r)
+{
+    char sb[24], rb[24], ib[24];
+    int64_t idle = r->ctx->cfg ? r->ctx->cfg->worker_reclaim_idle_ms : 60000;
+    const char *p[] = {r->reader_key, cap_pg_i64(sb, r->ctx->source_id),
+                       cap_pg_i64(rb, r->ctx->run_id), cap_pg_i64(ib, idle)};
+    struct cap_err e = {0};
+    PGresult *res = cap_pg_exec(r->ctx->pg, "peek at the ct lease", SQL_LEASE_PEEK, 4, p, &e);
+    bool held = res && PQntuples(res) > 0;
+    PQclear(res);
+    return held;
 }
 
 static void members_free(struct ct_reader *r)
@@ -2177,6 +2198,14 @@ static int run_log(struct ct_reader *r, int64_t budget, bool *backlog_left, stru
     struct cap_err le = {0};
     const struct cap_ct_log_spec *src = r->spec;
     r->batch = CT_BATCH_START;
+    reader_key_make(r);
+    if (lease_peek(r)) {
+        /* Read for by the run holding the lease: not one request to the log. */
+        cap_log(CAP_LOG_INFO, "ct_log_left_to_shared_reader", CAP_LI("run_id", r->ctx->run_id),
+                CAP_LS("log", r->log->url));
+        r->left_to_shared = true;
+        return 0;
+    }
     if (strcmp(r->log->protocol, "auto") == 0) {
         if (probe_protocol(r, &le) < 0)
             goto log_failed;
@@ -2190,7 +2219,6 @@ static int run_log(struct ct_reader *r, int64_t budget, bool *backlog_left, stru
         }
         goto log_failed;
     }
-    reader_key_make(r);
     bool found = false;
     if (cp_load(r, &found, err) < 0)
         return -1;
