@@ -2,9 +2,9 @@
 suffixes on one test log get exactly their own matches (no gap, no double) while the log's
 entries are downloaded once, counted at the log server; a source added later backfills from its
 own start while the shared tail goes on and then joins it; a disabled source is not read for and
-catches up by itself when enabled again; a log answering 429 is honoured, counted in the run,
-the database and the metrics, and never fails the run; requests keep to
-ct.max_requests_per_second."""
+catches up by itself when enabled again; two workers reading at once still read the log once;
+a log answering 429 is honoured, counted in the run, the database and the metrics, and never
+fails the run; requests keep to ct.max_requests_per_second."""
 
 import re
 import sys
@@ -202,6 +202,21 @@ def main():
         assert sum(int((r["stats"] or {}).get("rate_limited", 0)) for r in runs_after) >= 12
         for n in ids:
             check(c, log, ids[n], n, 0 if n == "sc" else ENTRIES, size, "after a 429 storm")
+
+        # --- two workers, every source triggered at once: still one read of the log --------
+        worker2 = c.start_worker(label="worker2")
+        s0 = served(log)
+        size = log.grow(400)
+        trigger_all(c, ["sa", "sb", "sc", "sd"])
+        assert served(log) - s0 == 400, "400 new entries, %d served by two workers" % (
+            served(log) - s0)
+        holders = c.sql("SELECT count(DISTINCT worker) FROM discovery_runs WHERE "
+                        "status = 'succeeded' AND finished_at > now() - interval '1 minute'")
+        for n in ids:
+            assert checkpoint(c, ids[n], log.url)["next_index"] == size, (n, size)
+            check(c, log, ids[n], n, 0 if n == "sc" else ENTRIES, size, "two workers")
+        print("two workers: 400 new entries served once (runs on %s workers)" % holders[0][0])
+        c.stop(worker2)
 
         # --- the request rate stays within ct.max_requests_per_second ----------------------
         c.stop(worker)
