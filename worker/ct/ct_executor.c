@@ -4,7 +4,8 @@
  * Merkle frontier, matches their names against the source's suffixes, stores matching
  * certificates with their sightings and findings (the CT ones and the certificate rules of
  * worker/findings.h), and moves the checkpoint in the same
- * transaction, only over a contiguous, fully stored prefix. */
+ * transaction, only over a contiguous, fully stored prefix. A log is read once for every source
+ * that follows it: the run holding its reader lease reads for all of them (README.md). */
 #define OPENSSL_SUPPRESS_DEPRECATED
 #include <json-c/json.h>
 #include <openssl/evp.h>
@@ -1750,6 +1751,25 @@ static int log_misbehaving(struct ct_reader *r, struct cap_err *err)
     return 0;
 }
 
+/* Misbehaviour found while reading on (or while checking the stored position): one finding,
+ * queued with the next commit; the checkpoint moves as read. 0, or -1 with err. */
+static int raise_flagged(struct ct_reader *r, struct cap_err *err)
+{
+    if (r->flagged_n == 0 || r->misbehaving)
+        return 0;
+    if (r->flagged_n > 1)
+        snprintf(r->err, sizeof r->err, "%s (and %lld more)", r->flagged,
+                 (long long)(r->flagged_n - 1));
+    else
+        snprintf(r->err, sizeof r->err, "%s", r->flagged);
+    cap_log(CAP_LOG_WARN, "ct_log_misbehaving", CAP_LI("run_id", r->ctx->run_id),
+            CAP_LS("log", r->log->url), CAP_LS("err", r->err));
+    if (raise_misbehaving(r, r->err, err) < 0)
+        return -1;
+    r->misbehaving = true;
+    return 0;
+}
+
 /* After a read of [r->start, r->pos): the frontier it built proven, misbehaviour found on the
  * way raised, what was read committed. rrc and le: what the read returned. Returns 0 (r->err
  * set when the log failed or misbehaved), or -1 with err when the run must end. */
@@ -1814,19 +1834,8 @@ static int finish_read(struct ct_reader *r, int rrc, const struct cap_err *le, b
                     CAP_LS("err", pe.msg));
         }
     }
-    if (r->flagged_n > 0) {
-        /* Misbehaviour found while reading on: one finding, the checkpoint moved as read. */
-        if (r->flagged_n > 1)
-            snprintf(r->err, sizeof r->err, "%s (and %lld more)", r->flagged,
-                     (long long)(r->flagged_n - 1));
-        else
-            snprintf(r->err, sizeof r->err, "%s", r->flagged);
-        cap_log(CAP_LOG_WARN, "ct_log_misbehaving", CAP_LI("run_id", r->ctx->run_id),
-                CAP_LS("log", r->log->url), CAP_LS("err", r->err));
-        if (raise_misbehaving(r, r->err, err) < 0)
-            return -1;
-        r->misbehaving = true;
-    }
+    if (raise_flagged(r, err) < 0)
+        return -1;
     if (commit_pos(r, &r->pos, err) < 0) {
         if (!r->moved)
             return -1;
@@ -2354,6 +2363,9 @@ static int run_log(struct ct_reader *r, int64_t budget, bool *backlog_left, stru
     }
     *backlog_left = r->cp_next >= 0 && (uint64_t)r->cp_next < r->sth.tree_size &&
                     !r->left_to_shared;
+    /* Left to the shared reader: what the checks of the stored position found is still told. */
+    if (raise_flagged(r, err) < 0 || (r->misbehaving && cap_inventory_flush(r->inv, err) < 0))
+        return -1;
     return 0;
 
 misbehaving:
