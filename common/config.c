@@ -106,6 +106,7 @@ static const struct key_def keys[] = {
     {"ct.run_budget", KT_I64, OFF(ct_run_budget), 1, 1000000000000LL, false},
     /* Secret: webhook URLs (a Slack URL is one), so also CERTAUTOPILOT_NOTIFY_WEBHOOKS_FILE. */
     {"notify.webhooks", KT_WEBHOOKS, OFF(notify_webhooks), 0, 0, true},
+    {"ct.max_requests_per_second", KT_INT, OFF(ct_max_requests_per_second), 1, 100000, false},
 };
 
 #define NKEYS (sizeof keys / sizeof keys[0])
@@ -929,6 +930,7 @@ static int set_defaults(struct cap_config *c, struct cap_err *err)
     c->ct_run_budget = 1000000;
     c->ct_log_list_refresh_ms = 86400LL * 1000;
     c->retention_notifications_ms = 7LL * 86400 * 1000;
+    c->ct_max_requests_per_second = 10;
     return 0;
 }
 

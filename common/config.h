@@ -67,6 +67,7 @@ struct cap_config {
     /* notify: webhooks (common/notify.h), notify_webhooks_n entries; NULL when none */
     struct cap_webhook *notify_webhooks;
     size_t notify_webhooks_n;
+    int ct_max_requests_per_second; /* per log, across the fleet, default 10 */
 };
 
 /* Fills cfg with defaults, then the YAML file (path, or $CERTAUTOPILOT_CONFIG when path is NULL;

@@ -154,14 +154,17 @@ static const char SQL_UPSERT_OBSERVATIONS[] =
     "cipher_suite = EXCLUDED.cipher_suite, kex_group = EXCLUDED.kex_group, "
     "kex_group_id = EXCLUDED.kex_group_id, kex_pqc = EXCLUDED.kex_pqc, error = EXCLUDED.error";
 
-/* $1 source, $2 fingerprints, $3 log URLs, $4 indexes, $5 entry timestamps (ms, 0: unknown). */
+/* $1 run's source, $2 fingerprints, $3 log URLs, $4 indexes, $5 entry timestamps (ms, 0:
+ * unknown), $6 sources (0: the run's; the CT monitor's shared reader stores for several). */
 static const char SQL_UPSERT_SIGHTINGS[] =
     "INSERT INTO ct_sightings (fingerprint_sha256, source_id, log_url, log_index, "
     "entry_timestamp) "
-    "SELECT DISTINCT ON (t.url, t.idx) t.fp, $1::bigint, t.url, t.idx, "
+    "SELECT DISTINCT ON (s.src, t.url, t.idx) t.fp, s.src, t.url, t.idx, "
     "CASE WHEN t.ts > 0 THEN to_timestamp(t.ts / 1000.0) END "
-    "FROM unnest($2::text[], $3::text[], $4::bigint[], $5::bigint[]) AS t(fp, url, idx, ts) "
-    "ORDER BY t.url, t.idx "
+    "FROM unnest($2::text[], $3::text[], $4::bigint[], $5::bigint[], $6::bigint[]) "
+    "AS t(fp, url, idx, ts, src) "
+    "CROSS JOIN LATERAL (SELECT CASE WHEN t.src > 0 THEN t.src ELSE $1::bigint END AS src) s "
+    "ORDER BY s.src, t.url, t.idx "
     "ON CONFLICT (source_id, log_url, log_index) DO UPDATE SET "
     "fingerprint_sha256 = EXCLUDED.fingerprint_sha256, "
     "entry_timestamp = EXCLUDED.entry_timestamp";
@@ -276,7 +279,7 @@ static const char SQL_RESOLVE_MISSING[] =
 
 /* ---- queued rows: a table of owned strings (NULL cells are SQL NULL) ---- */
 
-enum { CERT_COLS = 23, OBS_COLS = 14, SIGHT_COLS = 4, FIND_COLS = 13 };
+enum { CERT_COLS = 23, OBS_COLS = 14, SIGHT_COLS = 5, FIND_COLS = 13 };
 
 /* A certificate this inventory met before. Many endpoints of a run serve the same certificate
  * (an intermediate, a wildcard or load-balanced leaf): its row is queued once per inventory,
@@ -715,9 +718,10 @@ static int queue_finding(struct cap_inventory *inv, const struct cap_finding_def
     return 0;
 }
 
-/* Queues the certificate findings of f; *queued_n (may be NULL) gets how many. */
+/* Queues the certificate findings of f for source_id (0: the run's); *queued_n (may be NULL)
+ * gets how many. */
 static int queue_cert_findings(struct cap_inventory *inv, const struct cap_cert_facts *f, bool leaf,
-                               size_t *queued_n, struct cap_err *err)
+                               int64_t source_id, size_t *queued_n, struct cap_err *err)
 {
     if (!f->fingerprint_sha256[0]) {
         cap_err_set(err, CAP_E_INVALID, "certificate findings: certificate without fingerprint");
@@ -734,8 +738,8 @@ static int queue_cert_findings(struct cap_inventory *inv, const struct cap_cert_
             cap_err_set(err, CAP_E_NOMEM, "queueing finding %s: out of memory", specs[i].kind);
             return -1;
         }
-        if (queue_finding(inv, cap_findings_def(specs[i].id), subject, 0, 0, f->fingerprint_sha256,
-                          details, NULL, 0, NULL, leaf ? 1 : 2, err) != 0) {
+        if (queue_finding(inv, cap_findings_def(specs[i].id), subject, source_id, 0,
+                          f->fingerprint_sha256, details, NULL, 0, NULL, leaf ? 1 : 2, err) != 0) {
             return -1;
         }
     }
@@ -748,7 +752,13 @@ static int queue_cert_findings(struct cap_inventory *inv, const struct cap_cert_
 int cap_inventory_cert_findings(struct cap_inventory *inv, const struct cap_cert_facts *f,
                                 bool leaf, struct cap_err *err)
 {
-    if (queue_cert_findings(inv, f, leaf, NULL, err) != 0) {
+    return cap_inventory_cert_findings_for(inv, 0, f, leaf, err);
+}
+
+int cap_inventory_cert_findings_for(struct cap_inventory *inv, int64_t source_id,
+                                    const struct cap_cert_facts *f, bool leaf, struct cap_err *err)
+{
+    if (queue_cert_findings(inv, f, leaf, source_id, NULL, err) != 0) {
         return -1;
     }
     return maybe_flush(inv, err);
@@ -998,7 +1008,7 @@ int cap_inventory_add_observation(struct cap_inventory *inv, const struct cap_ob
     for (size_t i = 0; i < n && rc == 0; i++) {
         size_t nf = 0;
         if (parsed[i]) {
-            rc = queue_cert_findings(inv, &facts[i], i == 0, &nf, err);
+            rc = queue_cert_findings(inv, &facts[i], i == 0, 0, &nf, err);
         }
         if (rc == 0 && parsed[i] && i > 0 && nf == 0) {
             seen_mark(inv, mds[i], SEEN_CHAIN_CLEAN);
@@ -1016,6 +1026,14 @@ int cap_inventory_add_sighting(struct cap_inventory *inv, const char *fingerprin
                                const char *log_url, int64_t log_index, int64_t entry_ts_ms,
                                struct cap_err *err)
 {
+    return cap_inventory_add_sighting_for(inv, 0, fingerprint_sha256, log_url, log_index,
+                                          entry_ts_ms, err);
+}
+
+int cap_inventory_add_sighting_for(struct cap_inventory *inv, int64_t source_id,
+                                   const char *fingerprint_sha256, const char *log_url,
+                                   int64_t log_index, int64_t entry_ts_ms, struct cap_err *err)
+{
     if (!fingerprint_sha256 || strlen(fingerprint_sha256) != 64 || !log_url || !*log_url ||
         log_index < 0) {
         cap_err_set(err, CAP_E_INVALID, "sighting: bad fingerprint, log URL or index %lld",
@@ -1023,8 +1041,9 @@ int cap_inventory_add_sighting(struct cap_inventory *inv, const char *fingerprin
         return -1;
     }
     char *v[SIGHT_COLS] = {strdup(fingerprint_sha256), clean_or_null(log_url), i64_text(log_index),
-                           i64_text(entry_ts_ms > 0 ? entry_ts_ms : 0)};
-    if (rows_add(&inv->sights, v, !v[0] || !v[1] || !v[2] || !v[3]) != 0) {
+                           i64_text(entry_ts_ms > 0 ? entry_ts_ms : 0),
+                           i64_text(source_id > 0 ? source_id : 0)};
+    if (rows_add(&inv->sights, v, !v[0] || !v[1] || !v[2] || !v[3] || !v[4]) != 0) {
         cap_err_set(err, CAP_E_NOMEM, "queueing sighting: out of memory");
         return -1;
     }

@@ -135,6 +135,16 @@ int cap_inventory_add_sighting(struct cap_inventory *inv, const char *fingerprin
                                const char *log_url, int64_t log_index, int64_t entry_ts_ms,
                                struct cap_err *err);
 
+/* As cap_inventory_add_sighting for source_id (0: the run's source): the CT monitor's shared
+ * reader stores one entry for every source it matches. */
+int cap_inventory_add_sighting_for(struct cap_inventory *inv, int64_t source_id,
+                                   const char *fingerprint_sha256, const char *log_url,
+                                   int64_t log_index, int64_t entry_ts_ms, struct cap_err *err);
+
+/* As cap_inventory_cert_findings, the findings carrying source_id (0: the run's source). */
+int cap_inventory_cert_findings_for(struct cap_inventory *inv, int64_t source_id,
+                                    const struct cap_cert_facts *f, bool leaf, struct cap_err *err);
+
 /* Queues the certificate findings of f (from cap_findings_cert_specs with the
  * current time and cfg->scan_expiring_days): subject "cert:FINGERPRINT", details holding the
  * reason and the endpoints that serve the certificate. f must have a fingerprint. May block

@@ -7,6 +7,13 @@ Reports entries/s, CPU seconds per 100,000 entries and peak resident memory of e
 the CPU the log server itself used, and checks that both found the same matches.
 
     CAP_BUILD_DIR=build CAP_SOURCE_DIR=. PYTHONPATH=tests/e2e bench/ct/bench.py [--entries 200000]
+
+With --sources 1,20 it measures the shared reader instead (issue 15): for each count, in a fresh
+cluster, that many ct_log sources with different suffixes (the first one the watch list above)
+are placed at index 0 of the log while it publishes nothing, then the whole log is published
+and every source triggered at once; it reports wall time, worker CPU, PostgreSQL CPU (the
+postmaster, its live children and the reaped ones), the requests the log served and the
+entries it served, then runs certspotter as above.
 """
 import argparse
 import json
@@ -62,6 +69,84 @@ def bench_ours(c, log, n):
             print("  worker %s %s" % (e["ts"], e["event"]))
     print("  worker: %d inventory batches" % len(batches))
     return {"seconds": secs, "cpu": cpu, "hwm_kib": hwm, "matches": len(fps), "fps": fps}
+
+
+def stat(pid):
+    """(ppid, utime+stime, cutime+cstime) of pid in clock ticks, None when it is gone."""
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            x = f.read().rsplit(")", 1)[1].split()
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+    return int(x[1]), int(x[11]) + int(x[12]), int(x[13]) + int(x[14])
+
+
+def pg_cpu(postmaster):
+    """CPU seconds of a PostgreSQL instance so far: the postmaster, its live children and the
+    reaped ones (its cutime/cstime)."""
+    kids = 0
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            st = stat(int(d))
+            if st and st[0] == postmaster:
+                kids += st[1]
+    own = stat(postmaster)
+    return (own[1] + own[2] + kids) / os.sysconf("SC_CLK_TCK")
+
+
+# Suffixes of the other sources: brands the test log never names (--others brands), or first
+# five names the log does hold, beside certificates of the first source's (--others mixed).
+BRANDS = ["brand%d.test" % i for i in range(100)]
+MIXED = ["example.org", "example.co", "evil-example.com", "notexample.com",
+         "example.community"] + BRANDS
+
+
+def bench_sources(log, n, k, rate, others):
+    """k sources on the log of n entries, read at once after the log is published."""
+    cfg = {"ct.max_requests_per_second": rate}
+    with harness.Cluster(name="benchct%d" % k, config=cfg) as c:
+        c.capctl_ok("migrate")
+        c.start_scheduler()
+        w = c.start_worker()
+        postmaster = c._servers["postgres"][0].pid
+        log.ctl("publish?size=0")
+        names = []
+        for i in range(k):
+            name = "bench%02d" % i
+            doms = ["--domain", "example.com", "--domain", "xn--bcher-kva.example"] if i == 0 \
+                else ["--domain", others[i - 1]]
+            c.capctl_ok("source", "add", name, "--type", "ct_log", *doms, "--log", log.url,
+                        "--log-key", log.key_file, "--backfill-from", "0", "--trigger")
+            names.append(name)
+        sids = [source_id(c, x) for x in names]
+        c.wait_for(lambda: c.sql("SELECT count(*) FROM ct_checkpoints WHERE next_index = 0 AND "
+                                 "reader_key IS NOT NULL")[0][0] == k and c.sql(
+                                     "SELECT count(*) FROM discovery_runs WHERE status IN "
+                                     "('queued', 'running')")[0][0] == 0,
+                   timeout=300, what="sources placed at 0")
+        time.sleep(1.0)
+        st0 = log.stats()
+        cpu0, pg0, t0 = proc_cpu(w.pid), pg_cpu(postmaster), time.time()
+        log.ctl("publish")
+        for x in names:
+            c.capctl_ok("source", "trigger", x)
+        c.wait_for(lambda: c.sql("SELECT count(*) FROM ct_checkpoints WHERE next_index = %s",
+                                 (n,))[0][0] == k, timeout=3600, what="all checkpoints at %d" % n,
+                   interval=0.1)
+        secs = time.time() - t0
+        c.wait_for(lambda: c.sql("SELECT count(*) FROM discovery_runs WHERE status IN "
+                                 "('queued', 'running')")[0][0] == 0, timeout=300,
+                   what="runs done", interval=0.1)
+        cpu, pgc = proc_cpu(w.pid) - cpu0, pg_cpu(postmaster) - pg0
+        st1 = log.stats()
+        fps = {r[0] for r in c.sql("SELECT fingerprint_sha256 FROM ct_sightings WHERE "
+                                   "source_id = %s", (sids[0],))}
+        per_source = c.sql("SELECT count(*) FROM ct_sightings GROUP BY source_id")
+        runs = c.sql("SELECT count(*) FROM discovery_runs")[0][0]
+        return {"k": k, "seconds": secs, "cpu": cpu, "pg_cpu": pgc, "hwm_kib": proc_hwm_kib(w.pid),
+                "requests": st1["requests"] - st0["requests"],
+                "served": st1["entries_served"] - st0["entries_served"], "fps": fps,
+                "matches_all": sum(r[0] for r in per_source), "runs": runs}
 
 
 def suffix_match(name):
@@ -143,8 +228,15 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--entries", type=int, default=200000)
     ap.add_argument("--cache", default="/var/tmp/cap-bench-ct-%d.pkl")
+    ap.add_argument("--sources", help="comma-separated source counts: the shared reader bench")
+    ap.add_argument("--others", choices=("brands", "mixed"), default="brands",
+                    help="suffixes of the sources after the first (--sources)")
+    ap.add_argument("--rate", type=int, default=1000,
+                    help="ct.max_requests_per_second for --sources (certspotter is not paced)")
     args = ap.parse_args()
     n = args.entries
+    if args.sources:
+        return main_sources(args, n)
     with harness.Cluster(name="benchct") as c:
         t0 = time.time()
         with TestLog(c.tmpdir, entries=n, batch_max=1000, seed=42, match_rate=0.03,
@@ -182,6 +274,52 @@ def main():
                                                       len(ours["fps"] - cs["fps"])))
             print("machine: %d cores, load average %s" % (os.cpu_count(),
                                                           open("/proc/loadavg").read().split()[:3]))
+
+
+def main_sources(args, n):
+    import tempfile
+    tmp = tempfile.mkdtemp(prefix="cap-bench-ct-")
+    t0 = time.time()
+    with TestLog(tmp, entries=n, batch_max=1000, seed=42, match_rate=0.03,
+                 extra=["--cache", args.cache % n], start_timeout=3600) as log:
+        print("log of %d entries ready in %.0f s" % (n, time.time() - t0))
+        truth = {t["fingerprint"] for t in log.truth() if t["match"]}
+        res = []
+        for k in [int(x) for x in args.sources.split(",")]:
+            r = bench_sources(log, n, k, args.rate, BRANDS if args.others == "brands" else MIXED)
+            res.append(r)
+            cps = n / (r["cpu"] + r["pg_cpu"])
+            print("%2d sources: %d entries in %.1f s = %.0f entries/s; worker CPU %.2f s, "
+                  "PostgreSQL CPU %.2f s, together %.0f entries per CPU-second; requests %d, "
+                  "entries served %d; peak RSS %.1f MiB; runs %d; first source's matches %d "
+                  "(ground truth %d, equal: %s); matches of all sources %d" % (
+                      k, n, r["seconds"], n / r["seconds"], r["cpu"], r["pg_cpu"], cps,
+                      r["requests"], r["served"], r["hwm_kib"] / 1024, r["runs"],
+                      len(r["fps"]), len(truth), r["fps"] == truth, r["matches_all"]))
+            sys.stdout.flush()
+        if len(res) > 1:
+            a, b = res[0], res[-1]
+            print("%d vs %d sources: requests x%.2f, worker CPU x%.2f, worker+PostgreSQL CPU "
+                  "x%.2f, wall x%.2f" % (b["k"], a["k"], b["requests"] / a["requests"],
+                                         b["cpu"] / a["cpu"],
+                                         (b["cpu"] + b["pg_cpu"]) / (a["cpu"] + a["pg_cpu"]),
+                                         b["seconds"] / a["seconds"]))
+        log.ctl("publish")
+        srv0 = proc_cpu(log.proc.pid)
+        cs = bench_certspotter(tmp, log, n)
+        if cs is None:
+            print("certspotter: not installed (apt-get install certspotter)")
+        else:
+            print("certspotter: %d entries in %.1f s = %.0f entries/s; CPU %.2f s = %.0f entries "
+                  "per CPU-second; peak RSS %.1f MiB; matches %d; log server CPU %.1f s" % (
+                      n, cs["seconds"], n / cs["seconds"], cs["cpu"], n / cs["cpu"],
+                      cs["hwm_kib"] / 1024, len(cs["fps"]), proc_cpu(log.proc.pid) - srv0))
+            one = res[0]
+            print("entries per CPU-second, one source (worker + PostgreSQL) / certspotter: %.1fx"
+                  % ((n / (one["cpu"] + one["pg_cpu"])) / (n / cs["cpu"])))
+        print("machine: %d cores, load average %s" % (os.cpu_count(),
+                                                      open("/proc/loadavg").read().split()[:3]))
+    shutil.rmtree(tmp, ignore_errors=True)
 
 
 if __name__ == "__main__":

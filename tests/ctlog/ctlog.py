@@ -26,6 +26,7 @@ every issuer at /tiled/issuer/<hex SHA-256>.
 Control (GET):
     /ctl/truth                        JSON list of every entry: index, fingerprint, match, ...
     /ctl/grow?n=N                     appends N entries and publishes the new tree head
+    /ctl/publish?size=N               publishes the tree head of the first N entries (all)
     /ctl/fault?kind=K&count=N[&arg=X] next N entry requests fail with K:
         429 (Retry-After X s), 500, 503, truncated, badb64, badleaf (length past the end),
         longleaf (trailing bytes), badtype (entry type 7), slow (X s), huge (a
@@ -180,7 +181,7 @@ class Log:
         self.sth_cache = None
         self.faults = []   # [kind, count, arg]
         self.stats = {"get-entries": 0, "get-sth": 0, "tiles": 0, "consistency": 0, "faults": 0,
-                      "last_entries_at": [], "entries_served": 0}
+                      "last_entries_at": [], "entries_served": 0, "requests": 0}
         self.serve_seconds = 0.0
         self.fork_tree = None
 
@@ -509,6 +510,8 @@ class Handler(BaseHTTPRequestHandler):
         p = u.path
         if p.startswith("/ctl/"):
             return self.control(p, q)
+        with lg.lock:
+            lg.stats["requests"] += 1
         if p == "/log-list.json" and lg.args.log_list:
             lg.stats["log-list"] = lg.stats.get("log-list", 0) + 1
             try:
@@ -689,6 +692,13 @@ class Handler(BaseHTTPRequestHandler):
             with lg.lock:
                 lg.faults.append([q["kind"], int(q.get("count", "1")), q.get("arg")])
             return self.send(200, '{"ok":true}')
+        if p == "/ctl/publish":
+            # Publishes a tree head of the first N entries (default all): a benchmark hides a
+            # generated log, places its sources at the start, then publishes all of it.
+            with lg.lock:
+                lg.size = max(0, min(int(q.get("size", len(lg.entries))), len(lg.entries)))
+                lg.sth_cache = None
+            return self.send(200, json.dumps({"tree_size": lg.size}))
         if p == "/ctl/clear":
             with lg.lock:
                 lg.faults = []

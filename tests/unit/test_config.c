@@ -169,6 +169,7 @@ static void test_defaults(void)
     CHECK(c.ct_log_list_url == NULL);
     CHECK_EQ(86400000, c.ct_log_list_refresh_ms);
     CHECK_EQ(1000000, c.ct_run_budget);
+    CHECK_EQ(10, c.ct_max_requests_per_second);
     cap_config_cleanup(&c);
     cap_config_cleanup(&c); /* safe on the zeroed struct it leaves */
 
@@ -225,7 +226,8 @@ static const char full_yaml[] = "database:\n"
                                 "  max_pending_connects: 1000000\n"
                                 "  connect_rate: 1\n"
                                 "ct:\n"
-                                "  run_budget: 5000\n";
+                                "  run_budget: 5000\n"
+                                "  max_requests_per_second: 3\n";
 
 static void test_file_values(void)
 {
@@ -270,6 +272,7 @@ static void test_file_values(void)
     CHECK_EQ(1000000, c.scan_max_pending_connects);
     CHECK_EQ(1, c.scan_connect_rate);
     CHECK_EQ(5000, c.ct_run_budget);
+    CHECK_EQ(3, c.ct_max_requests_per_second);
     cap_config_cleanup(&c);
 
     /* An explicit heartbeat is kept; CERTAUTOPILOT_CONFIG names the file when no path is given. */
@@ -310,6 +313,7 @@ static void test_env_overrides(void)
                    "CERTAUTOPILOT_CT_RUN_BUDGET=77",
                    "CERTAUTOPILOT_CT_LOG_LIST_URL=http://127.0.0.1:8080/log_list.json",
                    "CERTAUTOPILOT_CT_LOG_LIST_REFRESH=90s",
+                   "CERTAUTOPILOT_CT_MAX_REQUESTS_PER_SECOND=25",
                    "CERTAUTOPILOT_SCAN_MAX_PENDING_CONNECTS=64",
                    "CERTAUTOPILOT_SCAN_CONNECT_RATE=500",
                    "CERTAUTOPILOT_SCAN_SHARD_TARGETS=1000",
@@ -335,6 +339,7 @@ static void test_env_overrides(void)
     CHECK_EQ(77, c.ct_run_budget);
     CHECK_STR("http://127.0.0.1:8080/log_list.json", c.ct_log_list_url);
     CHECK_EQ(90000, c.ct_log_list_refresh_ms);
+    CHECK_EQ(25, c.ct_max_requests_per_second);
     CHECK_EQ(64, c.scan_max_pending_connects);
     CHECK_EQ(500, c.scan_connect_rate);
     CHECK_EQ(1000, c.scan_shard_targets);
@@ -926,6 +931,7 @@ static void test_example_file(void)
     CHECK_EQ(def.ct_run_budget, ex.ct_run_budget);
     CHECK_EQ(def.retention_notifications_ms, ex.retention_notifications_ms);
     CHECK_EQ(0, ex.notify_webhooks_n);
+    CHECK_EQ(def.ct_max_requests_per_second, ex.ct_max_requests_per_second);
     cap_config_cleanup(&ex);
     cap_config_cleanup(&def);
 

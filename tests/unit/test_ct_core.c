@@ -41,6 +41,20 @@ static void test_b64(void)
     CHECK(cap_ct_b64_decode("a=Vs", 4, out, sizeof out, &e) == -1);
     cap_err_clear(&e);
     CHECK(cap_ct_b64_decode("aGVsbG8=", 8, out, 4, &e) == -1);
+    cap_err_clear(&e);
+    /* Long input: quads before the last take the fast path; what it refuses, the checks name. */
+    const char *q = "aGVsbG8gd29ybGQsIGhlbGxvIHdvcmxk"; /* "hello world, hello world" */
+    CHECK(cap_ct_b64_decode(q, 32, out, sizeof out, &e) == 24 &&
+          !memcmp(out, "hello world, hello world", 24));
+    CHECK(cap_ct_b64_decode("aGVsbG8gd2!ybGQsIGhlbGxvIHdvcmxk", 32, out, sizeof out, &e) == -1 &&
+          strstr(e.msg, "offset 10"));
+    cap_err_clear(&e);
+    CHECK(cap_ct_b64_decode("aGVsbG8=d29ybGQs", 16, out, sizeof out, &e) == -1 &&
+          strstr(e.msg, "padding"));
+    cap_err_clear(&e);
+    CHECK(cap_ct_b64_decode(q, 32, out, 10, &e) == -1 && e.code == CAP_E_LIMIT);
+    cap_err_clear(&e);
+    CHECK(cap_ct_b64_decode(q, 32, out, 24, &e) == 24);
     char enc[16];
     CHECK(cap_ct_b64_encode((const uint8_t *)"hello", 5, enc, sizeof enc) == 8 &&
           !strcmp(enc, "aGVsbG8="));
@@ -411,6 +425,30 @@ static void test_leaf(void)
     CHECK(cap_ct_entries_parse(ok, strlen(ok), 10, &en, &e) == 0 && en.n == 1 &&
           en.v[0].leaf_len == 3);
     cap_ct_entries_free(&en);
+    /* Strings decoded where they lie, and (an escape in one) through json-c: the same bytes. */
+    const char *two = "{\"x\":1,\"entries\":[{\"leaf_input\":\"AAEC/w==\",\"extra_data\":\"+/8=\"},"
+                      "{\"extra_data\":\"\",\"leaf_input\":\"AQ==\"}]}";
+    const char *esc = "{\"x\":1,\"entries\":[{\"leaf_input\":\"AAEC\\/w==\","
+                      "\"extra_data\":\"+\\/8=\"},{\"extra_data\":\"\",\"leaf_input\":\"AQ==\"}]}";
+    struct cap_ct_entries en2;
+    CHECK(cap_ct_entries_parse(two, strlen(two), 2, &en, &e) == 0);
+    CHECK(cap_ct_entries_parse(esc, strlen(esc), 2, &en2, &e) == 0);
+    CHECK(en.n == 2 && en2.n == 2 && en.v[0].leaf_len == 4 && en2.v[0].leaf_len == 4 &&
+          !memcmp(en.v[0].leaf, "\x00\x01\x02\xff", 4) &&
+          !memcmp(en2.v[0].leaf, "\x00\x01\x02\xff", 4) && en.v[0].extra_len == 2 &&
+          en2.v[0].extra_len == 2 && !memcmp(en.v[0].extra, en2.v[0].extra, 2) &&
+          en.v[1].leaf_len == 1 && en2.v[1].leaf_len == 1 && en.v[1].extra_len == 0 &&
+          en2.v[1].extra_len == 0);
+    cap_ct_entries_free(&en);
+    cap_ct_entries_free(&en2);
+    /* More than asked for, or none: refused on either path. */
+    cap_err_clear(&e);
+    CHECK(cap_ct_entries_parse(two, strlen(two), 1, &en, &e) == -1 && e.code == CAP_E_LIMIT);
+    cap_err_clear(&e);
+    const char *bad2 = "{\"entries\":[{\"leaf_input\":\"AAEC\",\"extra_data\":\"A=A=\"}]}";
+    CHECK(cap_ct_entries_parse(bad2, strlen(bad2), 1, &en, &e) == -1 &&
+          strstr(e.msg, "field \"extra_data\": base64"));
+    cap_err_clear(&e);
 }
 
 /* A subtree appended whole gives the frontier of its leaves appended one by one. */

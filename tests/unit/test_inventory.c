@@ -857,6 +857,22 @@ static int run_pg(const char *url)
                NULL);
     CHECK_STR("42 1700000000.123", v);
     free(v);
+
+    /* The CT monitor's shared reader: one entry stored for another source in the same batch,
+     * beside the run's own, each under its source. */
+    int64_t other = q_int("INSERT INTO discovery_sources (name, type, domains) "
+                          "VALUES ('inv-ct-other', 'ct_log', '{example.com}') RETURNING id",
+                          NULL);
+    CHECK_INT(0, cap_inventory_add_sighting_for(inv, other, fa, "https://log.example/", 43, 0,
+                                                &err));
+    CHECK_INT(0, cap_inventory_add_sighting_for(inv, 0, fa, "https://log.example/", 43, 0, &err));
+    CHECK_INT(0, flush(inv));
+    char others[24];
+    snprintf(others, sizeof(others), "%lld", (long long)other);
+    CHECK_INT(1, q_int("SELECT count(*) FROM ct_sightings WHERE log_index = 43 "
+                       "AND source_id = $1::bigint",
+                       others));
+    CHECK_INT(2, q_int("SELECT count(*) FROM ct_sightings WHERE log_index = 43", NULL));
     CHECK_INT(4, q_int("SELECT (details->'refused'->>'169.254.0.0/16')::int FROM findings "
                        "WHERE kind = 'policy_block'",
                        NULL));

@@ -32,8 +32,25 @@ long cap_ct_b64_decode(const char *src, size_t len, uint8_t *out, size_t cap, st
         cap_err_set(err, CAP_E_INVALID, "base64: length %zu is not a multiple of 4", len);
         return -1;
     }
-    size_t o = 0;
-    for (size_t i = 0; i < len; i += 4) {
+    size_t o = 0, i = 0;
+    /* Every quad but the last at full speed: padding (64) and a character that is not base64
+     * (255) both have a bit above the six of a digit, and such a quad, the last one and a full
+     * output go through the checks below, which name the offset. Half the decoding time of a
+     * get-entries answer. */
+    size_t fast_end = len >= 4 ? len - 4 : 0;
+    while (i < fast_end && o + 3 <= cap) {
+        uint32_t a = t[(unsigned char)src[i]], b = t[(unsigned char)src[i + 1]],
+                 c = t[(unsigned char)src[i + 2]], d = t[(unsigned char)src[i + 3]];
+        if ((a | b | c | d) & 0xC0)
+            break;
+        uint32_t w = (a << 18) | (b << 12) | (c << 6) | d;
+        out[o] = (uint8_t)(w >> 16);
+        out[o + 1] = (uint8_t)(w >> 8);
+        out[o + 2] = (uint8_t)w;
+        o += 3;
+        i += 4;
+    }
+    for (; i < len; i += 4) {
         uint8_t v[4];
         for (int k = 0; k < 4; k++) {
             v[k] = t[(unsigned char)src[i + k]];
