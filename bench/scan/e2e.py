@@ -345,6 +345,20 @@ def product_round(a, cidr, empty_cidr, want, cf, perf_file=None, statements=Fals
     return res
 
 
+def engine_profile(a, exe, cidr, path):
+    """scan_bench under `perf record` (--triggers passes); returns [(share %, shared object)]."""
+    scanrun.sh(["perf", "record", "-q", "-o", path, "-F", "2000", "--", exe, "--cidr", cidr,
+                "--port", "443", "--slots", str(a.concurrency), "--repeat", str(a.triggers)])
+    out = subprocess.run(["perf", "report", "-i", path, "--no-children", "--sort", "dso",
+                          "--stdio", "-g", "none"], capture_output=True, text=True).stdout
+    rows = []
+    for line in out.splitlines():
+        m = re.match(r"\s*([\d.]+)%\s+(\S+)", line)
+        if m and not line.lstrip().startswith("#"):
+            rows.append((float(m.group(1)), m.group(2)))
+    return rows
+
+
 def reference_round(a, exe, cidr, want, cf):
     """The engine alone (--triggers passes), openssl s_time, nmap ssl-cert: CPU per handshake."""
     out = {}
@@ -420,6 +434,9 @@ def main():
     ap.add_argument("--fleet-threads", type=int, default=os.cpu_count() or 1)
     ap.add_argument("--perf", help="perf record -g the worker during the re-scans of round 1 "
                                    "into this file")
+    ap.add_argument("--perf-engine", metavar="FILE",
+                    help="perf record the engine alone (scan_bench) in round 1 into this file and "
+                         "report its CPU by shared object (what of it is this project's code)")
     ap.add_argument("--baseline", metavar="BUILD_DIR",
                     help="another build (cap-worker, cap-scheduler, capctl) measured in the same "
                          "rounds, alternating with --build-dir's, e.g. the commit before a change")
@@ -456,6 +473,8 @@ def main():
                 res[label]["floors"].append(pr["floor"])
             os.environ["CAP_BUILD_DIR"] = build_dir
             refs.append(reference_round(a, exe, cidr, want, cf))
+            if i == 0 and a.perf_engine:
+                refs[-1]["profile"] = engine_profile(a, exe, cidr, a.perf_engine)
             print("  engine %.3f ms, s_time %.3f ms, nmap %.3f ms per handshake" % tuple(
                 (refs[-1][k]["user"] + refs[-1][k]["sys"]) * 1000 / max(refs[-1][k]["hs"], 1)
                 for k in ("engine", "s_time", "nmap")), file=sys.stderr)
@@ -583,6 +602,12 @@ def report(a, cidr, empty_cidr, res, refs, held, x25519_s, verify_s, load0, load
           "X25519 keygen + derive %.3f ms, ECDSA P-256 verify %.3f ms) %.3f ms plus the engine's "
           "system time %.3f ms = %.3f ms.\n" % (2 * x25519_s * 1000, verify_s * 1000, crypto,
                                                 eng_sys, crypto + eng_sys))
+    prof = next((r["profile"] for r in refs if r.get("profile")), None)
+    if prof:
+        print("Where the engine's CPU goes (`perf record` of scan_bench in round 1, %d passes; "
+              "share of samples by shared object; scan_bench is the engine's own code, linked "
+              "in): %s.\n" % (a.triggers, ", ".join("%s %.1f %%" % (d, x)
+                                                   for x, d in prof if x >= 0.05)))
     print("Against the aims of issue 13 (%s; re-scans in brackets):\n" % allk)
     print("- worker CPU per endpoint / engine CPU per handshake: %.2fx (%.2fx); aim at most "
           "1.25x" % (w_all / eng, w_re / eng))
