@@ -550,15 +550,23 @@ out:
     return rc;
 }
 
-/* Runs first, then shards; *more when either has more waiting. */
-static int publish(struct sched *s, int *more, struct cap_err *err)
+#define OUTBOX_ALL 3 /* 1: runs, 2: shards */
+
+/* Runs first, then shards (which: OUTBOX_ALL, or a wake-up's mask); *more when either has
+ * more waiting. */
+static int publish_some(struct sched *s, int which, int *more, struct cap_err *err)
 {
     int more_runs = 0, more_shards = 0;
-    if (publish_from(s, &OUTBOX_RUNS, &more_runs, err) < 0 ||
-        publish_from(s, &OUTBOX_SHARDS, &more_shards, err) < 0)
+    if (((which & 1) && publish_from(s, &OUTBOX_RUNS, &more_runs, err) < 0) ||
+        ((which & 2) && publish_from(s, &OUTBOX_SHARDS, &more_shards, err) < 0))
         return -1;
     *more = more_runs || more_shards;
     return 0;
+}
+
+static int publish(struct sched *s, int *more, struct cap_err *err)
+{
+    return publish_some(s, OUTBOX_ALL, more, err);
 }
 
 static void prune_reset(struct sched *s);
@@ -844,11 +852,13 @@ static int sweep(struct sched *s, struct cap_err *err)
     return 0;
 }
 
-/* Waits for a notification or the tick. Returns 0 on timeout, else WAKE_RUN when only runs
- * were queued (the outbox is enough) and WAKE_SOURCE when a source changed or asked for its
+/* Waits for a notification or the tick. Returns 0 on timeout, else a mask: WAKE_RUN when runs
+ * were queued, WAKE_SHARD when shards were queued or claimed (the outboxes are enough), and
+ * WAKE_SOURCE when a source changed or asked for its
  * next run at once (a CT backlog), which needs a full sweep. */
 #define WAKE_RUN 1
-#define WAKE_SOURCE 2
+#define WAKE_SHARD 2
+#define WAKE_SOURCE 4
 static int wait_wakeup(struct sched *s, int64_t timeout_ms)
 {
     int fd = PQsocket(s->pg);
@@ -863,7 +873,11 @@ static int wait_wakeup(struct sched *s, int64_t timeout_ms)
         PQconsumeInput(s->pg);
         PGnotify *nt;
         while ((nt = PQnotifies(s->pg))) {
-            notified |= (nt->extra && strncmp(nt->extra, "run ", 4) == 0) ? WAKE_RUN : WAKE_SOURCE;
+            /* "run ID", or "run ID shard N" (migration 017) */
+            if (nt->extra && strncmp(nt->extra, "run ", 4) == 0)
+                notified |= strstr(nt->extra, " shard ") ? WAKE_SHARD : WAKE_RUN;
+            else
+                notified |= WAKE_SOURCE;
             PQfreemem(nt);
         }
         if (notified)
@@ -929,7 +943,7 @@ int cap_sched_run(const struct cap_config *cfg, atomic_int *stop, struct cap_err
              * within milliseconds; schedules and recovery wait for the tick. */
             int more = 0;
             do {
-                rc = publish(&s, &more, &e);
+                rc = publish_some(&s, fast, &more, &e);
             } while (rc == 0 && more && !atomic_load(stop));
         } else {
             rc = sweep(&s, &e);
@@ -946,7 +960,10 @@ int cap_sched_run(const struct cap_config *cfg, atomic_int *stop, struct cap_err
         double tick_s = (double)cfg->scheduler_tick_ms / 1000.0;
         double left = last_full + tick_s - mono_s();
         int notified = left > 0 ? wait_wakeup(&s, (int64_t)(left * 1000.0)) : 0;
-        fast = notified == WAKE_RUN && mono_s() < last_full + tick_s;
+        /* WAKE_RUN and WAKE_SHARD are the outboxes' masks (1 and 2) */
+        fast = notified && !(notified & WAKE_SOURCE) && mono_s() < last_full + tick_s
+                   ? notified
+                   : 0;
     }
     prune_reset(&s);
     if (s.pg)
