@@ -1,5 +1,6 @@
 """The worker's trust store is the CA bundle read once into memory ($SSL_CERT_FILE here), read
-again when the file changes or on SIGHUP, and each distinct chain is verified once per run.
+again when the file changes or on SIGHUP, and each distinct chain is verified once per run and
+not again by a later run against the same store.
 
 - a bundle without the fleet's root: the endpoints are untrusted (medium finding);
 - the bundle rewritten with the fleet's root: the next run trusts them, the findings resolve;
@@ -66,6 +67,14 @@ def main():
             assert untrusted_open(c) == 4, untrusted_open(c)
             done = [e for e in c.log_events(w) if e.get("event") == "scan_finished"]
             assert done and done[-1].get("chains_verified") == 1, done[-1:]
+            assert done[-1].get("chain_verifications") == 1, done[-1:]
+
+            # a re-scan with the same store: the chain's result is kept from the run before
+            run()
+            assert untrusted_open(c) == 4, untrusted_open(c)
+            done = [e for e in c.log_events(w) if e.get("event") == "scan_finished"]
+            assert done[-1].get("chains_verified") == 1, done[-1:]
+            assert done[-1].get("chain_verifications") == 0, done[-1:]
 
             # the file changes: read again within a second, the findings resolve
             time.sleep(1.1)
@@ -74,6 +83,9 @@ def main():
             time.sleep(1.1)
             run()
             assert untrusted_open(c) == 0, untrusted_open(c)
+            # a new store: verified again, not taken from what the old one said
+            done = [e for e in c.log_events(w) if e.get("event") == "scan_finished"]
+            assert done[-1].get("chain_verifications") == 1, done[-1:]
             st = os.stat(bundle)
 
             # the old bundle back without a visible change: kept until SIGHUP

@@ -148,6 +148,8 @@ struct scan_run {
     size_t hosts_lo, hosts_hi; /* the listed hosts this job scans (a shard: some or none) */
     bool counted_active;       /* counted in g_scans_active */
     X509_STORE *trust;      /* the worker's trust store as the run started (a reference) */
+    unsigned trust_gen;     /* its generation (the worker keeps verifications per generation) */
+    uint64_t verifications; /* chains OpenSSL verified in this run (not kept from a run before) */
     struct verified {
         uint8_t key[32]; /* SHA-256 over the chain's certificates */
         int result;
@@ -323,8 +325,10 @@ static int submit_host(struct scan_run *r, const struct cap_target *tg, struct c
 }
 
 /* Verifies the chain as sent against the run's trust store (after the handshake, off the
- * loop), once per distinct chain in the run: many endpoints serve the same one. Returns 0 when
- * it verifies, else the X509_V_ERR code; -1 when it could not run. */
+ * loop), once per distinct chain in the run (many endpoints serve the same one), and not at
+ * all when an earlier run of the worker verified it against the same store and nothing about
+ * it has changed since (cap_trust_verify_cached). Returns 0 when it verifies, else the
+ * X509_V_ERR code; -1 when it could not run. */
 static int verify_chain(struct scan_run *r, STACK_OF(X509) * chain, const struct cap_der *ders,
                         size_t nd, const char **text)
 {
@@ -347,7 +351,11 @@ static int verify_chain(struct scan_run *r, STACK_OF(X509) * chain, const struct
             }
         }
     }
-    int res = cap_trust_verify(r->trust, chain, text);
+    bool verified = false;
+    int res = keyed ? cap_trust_verify_cached(r->trust, r->trust_gen, key, chain, text, &verified)
+                    : cap_trust_verify(r->trust, chain, text);
+    if (!keyed || verified)
+        r->verifications++;
     if (keyed && r->verified_n < VERIFIED_MAX) {
         memcpy(r->verified[r->verified_n].key, key, 32);
         r->verified[r->verified_n].result = res;
@@ -656,7 +664,7 @@ static int scan_execute(struct cap_run_ctx *ctx, struct cap_run_outcome *out, st
                                &r->hosts_hi);
         r->total = ctx->end_target - ctx->first_target;
     }
-    r->trust = cap_trust_get();
+    r->trust = cap_trust_get_gen(&r->trust_gen);
     int concurrency = src->concurrency > 0 ? src->concurrency : 8;
     int rc = -1;
     r->inv = cap_inventory_new(ctx, CAP_INVENTORY_PROGRESS_OBSERVATIONS, err);
@@ -827,7 +835,8 @@ static int scan_execute(struct cap_run_ctx *ctx, struct cap_run_outcome *out, st
             CAP_LI("policy_refused", (long long)r->policy_refused),
             CAP_LI("silent", (long long)r->empty[0]), CAP_LI("closed", (long long)r->empty[1]),
             CAP_LI("no_route", (long long)r->empty[2]),
-            CAP_LI("chains_verified", (long long)r->verified_n), CAP_LI("peak_inflight", r->peak),
+            CAP_LI("chains_verified", (long long)r->verified_n),
+            CAP_LI("chain_verifications", (long long)r->verifications), CAP_LI("peak_inflight", r->peak),
             CAP_LI("findings_resolved", resolved));
     rc = 0;
 done:

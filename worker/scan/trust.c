@@ -113,6 +113,23 @@ X509_STORE *cap_trust_get(void)
     return s;
 }
 
+X509_STORE *cap_trust_get_gen(unsigned *gen)
+{
+    /* Loop until the store and the generation read are of one load. */
+    for (;;) {
+        X509_STORE *s = cap_trust_get();
+        pthread_mutex_lock(&mu);
+        bool same = s == store;
+        unsigned g = generation;
+        pthread_mutex_unlock(&mu);
+        if (same || !s) {
+            *gen = g;
+            return s;
+        }
+        X509_STORE_free(s);
+    }
+}
+
 unsigned cap_trust_generation(void)
 {
     pthread_mutex_lock(&mu);
@@ -146,10 +163,97 @@ int cap_trust_verify(X509_STORE *s, STACK_OF(X509) * chain, const char **text)
     return res;
 }
 
+/* ---- results kept across runs ---- */
+
+/* Direct-mapped by the key (a SHA-256, so its first bytes are spread evenly): a collision only
+ * replaces an entry. 16384 entries of 56 bytes, allocated on first use. */
+#define VCACHE_SLOTS 16384
+struct vcache_entry {
+    unsigned char key[32];
+    int64_t until; /* Unix seconds: reused while now is before */
+    const char *text;
+    unsigned gen;
+    int result;
+    bool used;
+};
+static pthread_mutex_t vmu = PTHREAD_MUTEX_INITIALIZER;
+static struct vcache_entry *vcache;
+
+static int64_t asn1_epoch(const ASN1_TIME *t, int64_t dflt)
+{
+    struct tm tm;
+    if (!t || ASN1_TIME_to_tm(t, &tm) != 1)
+        return dflt;
+    return (int64_t)timegm(&tm);
+}
+
+/* Until when a verification of chain made now stays true: the first moment a certificate of it
+ * expires or becomes valid, and a day at most. */
+static int64_t chain_until(STACK_OF(X509) * chain, int64_t now)
+{
+    int64_t until = now + 86400;
+    for (int i = 0; i < sk_X509_num(chain); i++) {
+        X509 *x = sk_X509_value(chain, i);
+        int64_t na = asn1_epoch(X509_get0_notAfter(x), now);
+        int64_t nb = asn1_epoch(X509_get0_notBefore(x), now);
+        if (na < until)
+            until = na;
+        if (nb > now && nb < until)
+            until = nb;
+    }
+    return until;
+}
+
+int cap_trust_verify_cached(X509_STORE *s, unsigned gen, const unsigned char key[32],
+                            STACK_OF(X509) * chain, const char **text, bool *verified)
+{
+    if (verified)
+        *verified = false;
+    if (!s || !chain || sk_X509_num(chain) == 0)
+        return cap_trust_verify(s, chain, text);
+    int64_t now = (int64_t)time(NULL);
+    size_t slot = ((size_t)key[0] << 8 | key[1] | (size_t)key[2] << 16) % VCACHE_SLOTS;
+    pthread_mutex_lock(&vmu);
+    if (vcache) {
+        const struct vcache_entry *e = &vcache[slot];
+        if (e->used && e->gen == gen && now < e->until && memcmp(e->key, key, 32) == 0) {
+            int res = e->result;
+            *text = e->text;
+            pthread_mutex_unlock(&vmu);
+            return res;
+        }
+    }
+    pthread_mutex_unlock(&vmu);
+    int res = cap_trust_verify(s, chain, text);
+    if (res < 0)
+        return res;
+    if (verified)
+        *verified = true;
+    int64_t until = chain_until(chain, now);
+    pthread_mutex_lock(&vmu);
+    if (!vcache)
+        vcache = calloc(VCACHE_SLOTS, sizeof *vcache);
+    if (vcache && until > now) {
+        struct vcache_entry *e = &vcache[slot];
+        memcpy(e->key, key, 32);
+        e->until = until;
+        e->text = *text; /* OpenSSL's static description */
+        e->gen = gen;
+        e->result = res;
+        e->used = true;
+    }
+    pthread_mutex_unlock(&vmu);
+    return res;
+}
+
 void cap_trust_cleanup(void)
 {
     pthread_mutex_lock(&mu);
     X509_STORE_free(store);
     store = NULL;
     pthread_mutex_unlock(&mu);
+    pthread_mutex_lock(&vmu);
+    free(vcache);
+    vcache = NULL;
+    pthread_mutex_unlock(&vmu);
 }

@@ -22,6 +22,9 @@ bool cap_trust_init(void);
  * file read when it changed. */
 X509_STORE *cap_trust_get(void);
 
+/* cap_trust_get, and the generation of the store it returns (for cap_trust_verify_cached). */
+X509_STORE *cap_trust_get_gen(unsigned *gen);
+
 /* Bundle loads so far (1 after cap_trust_init, +1 per reload), for tests and logs. */
 unsigned cap_trust_generation(void);
 
@@ -30,7 +33,16 @@ unsigned cap_trust_generation(void);
  * (no store, empty chain, out of memory). Pure apart from OpenSSL's own state. */
 int cap_trust_verify(X509_STORE *store, STACK_OF(X509) * chain, const char **text);
 
-/* Drops the store. */
+/* cap_trust_verify, with the result kept for the worker's later runs: a re-scan finds the same
+ * chains, and verifying each again costs a signature check per certificate. key is the chain's
+ * SHA-256 (leaf first, as sent), gen the generation of store (cap_trust_get_gen). A result
+ * is reused only for the same store generation and while no certificate of the chain changes
+ * validity (up to its earliest notAfter, or a notBefore still to come), and for a day at most.
+ * *verified (may be NULL) is set when OpenSSL verified it now (not kept). Thread-safe. */
+int cap_trust_verify_cached(X509_STORE *store, unsigned gen, const unsigned char key[32],
+                            STACK_OF(X509) * chain, const char **text, bool *verified);
+
+/* Drops the store and the kept results. */
 void cap_trust_cleanup(void);
 
 #endif
