@@ -847,8 +847,10 @@ static const char *openssl_reason(char *buf, size_t n)
     return buf;
 }
 
-int cap_x509_facts_from_der(const uint8_t *der, size_t len, struct cap_cert_facts *out,
-                            struct cap_err *err)
+/* The facts of der, with x its parse (ours, or the caller's when given) and fp its SHA-256
+ * (computed when NULL). */
+static int facts_of(const uint8_t *der, size_t len, X509 *given, const uint8_t *fp,
+                    struct cap_cert_facts *out, struct cap_err *err)
 {
     memset(out, 0, sizeof(*out));
     if (!der || len == 0) {
@@ -860,33 +862,54 @@ int cap_x509_facts_from_der(const uint8_t *der, size_t len, struct cap_cert_fact
                     CAP_X509_DER_MAX);
         return -1;
     }
-    ERR_clear_error();
-    const unsigned char *p = der;
-    X509 *x = d2i_X509(NULL, &p, (long)len);
+    X509 *x = given;
     if (!x) {
-        char reason[160];
-        cap_err_set(err, CAP_E_INVALID, "certificate of %zu bytes does not parse: %s", len,
-                    openssl_reason(reason, sizeof(reason)));
-        return -1;
-    }
-    if (p != der + len) {
-        X509_free(x);
         ERR_clear_error();
-        cap_err_set(err, CAP_E_INVALID, "certificate: %zu trailing bytes after the DER",
-                    (size_t)(der + len - p));
-        return -1;
+        const unsigned char *p = der;
+        x = d2i_X509(NULL, &p, (long)len);
+        if (!x) {
+            char reason[160];
+            cap_err_set(err, CAP_E_INVALID, "certificate of %zu bytes does not parse: %s", len,
+                        openssl_reason(reason, sizeof(reason)));
+            return -1;
+        }
+        if (p != der + len) {
+            X509_free(x);
+            ERR_clear_error();
+            cap_err_set(err, CAP_E_INVALID, "certificate: %zu trailing bytes after the DER",
+                        (size_t)(der + len - p));
+            return -1;
+        }
     }
     const uint8_t *tbs;
     size_t tbs_len;
     if (cert_tbs(der, len, &tbs, &tbs_len) != 0) {
-        X509_free(x);
+        if (!given)
+            X509_free(x);
         cap_err_set(err, CAP_E_INVALID, "certificate: cannot find the TBSCertificate");
         return -1;
     }
-    sha256_hex(der, len, out->fingerprint_sha256);
+    if (fp)
+        cap_x509_hex(fp, SHA256_DIGEST_LENGTH, out->fingerprint_sha256);
+    else
+        sha256_hex(der, len, out->fingerprint_sha256);
     int rc = facts_fill(x, tbs, tbs_len, false, out, err);
-    X509_free(x);
+    if (!given)
+        X509_free(x);
     return rc;
+}
+
+int cap_x509_facts_from_der(const uint8_t *der, size_t len, struct cap_cert_facts *out,
+                            struct cap_err *err)
+{
+    return facts_of(der, len, NULL, NULL, out, err);
+}
+
+int cap_x509_facts_from_x509(X509 *x, const uint8_t *der, size_t len,
+                             const uint8_t sha256[SHA256_DIGEST_LENGTH],
+                             struct cap_cert_facts *out, struct cap_err *err)
+{
+    return facts_of(der, len, x, sha256, out, err);
 }
 
 /* sha256WithRSAEncryption with NULL parameters and an empty BIT STRING: the dummy signature

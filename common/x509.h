@@ -8,6 +8,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <openssl/sha.h>
+#include <openssl/x509.h>
+
 #include "common/err.h"
 
 /* Largest certificate (or TBSCertificate) accepted, in bytes. */
@@ -88,6 +91,13 @@ struct cap_cert_facts {
  * failure out is left zeroed and needs nothing. Pure CPU, does not block. */
 int cap_x509_facts_from_der(const uint8_t *der, size_t len, struct cap_cert_facts *out,
                             struct cap_err *err);
+
+/* As cap_x509_facts_from_der when the caller holds the certificate parsed already (x, which
+ * der encodes: a TLS client's peer chain) and, when not NULL, der's SHA-256: neither is
+ * computed again. x is only read. */
+int cap_x509_facts_from_x509(X509 *x, const uint8_t *der, size_t len,
+                             const uint8_t sha256[SHA256_DIGEST_LENGTH],
+                             struct cap_cert_facts *out, struct cap_err *err);
 
 /* As cap_x509_facts_from_der for a bare DER TBSCertificate (the CT precert_entry form). The
  * TBS is wrapped in a Certificate with a dummy signature to be parsed. fingerprint_sha256 is ""

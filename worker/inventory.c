@@ -891,7 +891,11 @@ int cap_inventory_add_observation(struct cap_inventory *inv, const struct cap_ob
             continue; /* stored, and as a chain certificate it raises nothing */
         }
         struct cap_err perr = {0};
-        if (cap_x509_facts_from_der(o->chain[i].der, o->chain[i].len, &facts[i], &perr) != 0) {
+        int frc = o->chain[i].x509
+                      ? cap_x509_facts_from_x509(o->chain[i].x509, o->chain[i].der,
+                                                 o->chain[i].len, md, &facts[i], &perr)
+                      : cap_x509_facts_from_der(o->chain[i].der, o->chain[i].len, &facts[i], &perr);
+        if (frc != 0) {
             if (perr.code == CAP_E_NOMEM) {
                 cap_err_set(err, CAP_E_NOMEM, "%s", perr.msg);
                 rc = -1;

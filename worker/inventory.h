@@ -43,6 +43,7 @@ enum {
 struct cap_der {
     const uint8_t *der;
     size_t len;
+    X509 *x509; /* der parsed, when the caller has it (a TLS peer chain); NULL: parsed here */
 };
 
 /* What one endpoint presented in this run; everything is borrowed for the duration of

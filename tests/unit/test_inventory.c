@@ -273,6 +273,7 @@ static int add_obs(struct cap_inventory *inv, const char *addr, int port, const 
     for (size_t i = 0; i < chain_n; i++) {
         c[i].der = chain[i].p;
         c[i].len = chain[i].n;
+        c[i].x509 = NULL;
     }
     struct cap_observation o = {.host = named ? sni : addr,
                                 .address = addr,

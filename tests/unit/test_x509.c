@@ -11,6 +11,7 @@
 #include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/rsa.h>
+#include <openssl/sha.h>
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
 
@@ -190,6 +191,29 @@ static int facts_of(X509 *x, struct cap_cert_facts *f)
     int rc = cap_x509_facts_from_der(der, len, f, &err);
     if (rc != 0) {
         fprintf(stderr, "facts: %s\n", err.msg);
+    } else {
+        /* The same facts from the parse a TLS client already holds, with and without the
+         * SHA-256 given. */
+        uint8_t md[SHA256_DIGEST_LENGTH];
+        SHA256(der, len, md);
+        for (int given = 0; given < 2; given++) {
+            struct cap_cert_facts g;
+            struct cap_err gerr = {0};
+            CHECK(cap_x509_facts_from_x509(x, der, len, given ? md : NULL, &g, &gerr) == 0);
+            CHECK(strcmp(g.fingerprint_sha256, f->fingerprint_sha256) == 0);
+            CHECK(strcmp(g.spki_sha256, f->spki_sha256) == 0);
+            CHECK(strcmp(g.tbs_sha256, f->tbs_sha256) == 0);
+            CHECK(strcmp(g.subject, f->subject) == 0 && strcmp(g.issuer, f->issuer) == 0);
+            CHECK(strcmp(g.serial, f->serial) == 0);
+            CHECK(g.dns_sans_n == f->dns_sans_n && g.ip_sans_n == f->ip_sans_n);
+            for (size_t i = 0; i < g.dns_sans_n && i < f->dns_sans_n; i++)
+                CHECK(strcmp(g.dns_sans[i], f->dns_sans[i]) == 0);
+            CHECK(g.not_before == f->not_before && g.not_after == f->not_after);
+            CHECK(strcmp(g.key_algorithm, f->key_algorithm) == 0 && g.key_bits == f->key_bits);
+            CHECK(strcmp(g.signature_algorithm, f->signature_algorithm) == 0);
+            CHECK(g.is_ca == f->is_ca && g.self_signed == f->self_signed);
+            cap_cert_facts_cleanup(&g);
+        }
     }
     OPENSSL_free(der);
     return rc;

@@ -392,6 +392,7 @@ static int handle_result(struct scan_run *r, struct cap_scan_result *res, struct
         bufs[nd] = b;
         ders[nd].der = b;
         ders[nd].len = (size_t)len;
+        ders[nd].x509 = sk_X509_value(res->chain, i); /* parsed by the handshake already */
         nd++;
     }
     struct cap_observation o;
