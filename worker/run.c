@@ -62,12 +62,11 @@ static const char SQL_OTHER_SHARDS[] =
     "count(*) FILTER (WHERE status IN ('failed', 'dead')) "
     "FROM discovery_run_shards WHERE run_id = $1 AND shard <> $2";
 
-/* $1 run, $2 attempt, $3 shard, $4 status, $5 error. Returns whether the run ended with it. */
+/* $1 run, $2 attempt, $3 shard, $4 status, $5 error. */
 static const char SQL_END_SHARD[] =
-    "WITH e AS (UPDATE discovery_run_shards SET status = $4, finished_at = now(), "
+    "UPDATE discovery_run_shards SET status = $4, finished_at = now(), "
     "heartbeat_at = now(), error = NULLIF($5, '') "
-    "WHERE run_id = $1 AND attempts = $2 AND shard = $3 AND status = 'running' RETURNING run_id) "
-    "SELECT count(*) FROM e";
+    "WHERE run_id = $1 AND attempts = $2 AND shard = $3 AND status = 'running'";
 
 static const char SQL_RUN_STATUS[] = "SELECT status FROM discovery_runs WHERE id = $1";
 
@@ -179,6 +178,23 @@ int cap_run_fence(struct cap_run_ctx *ctx, struct cap_err *err)
     return 0;
 }
 
+/* Runs a fenced UPDATE of one row (ctx's run or shard): 0 when it changed the row, -1 with err
+ * otherwise (CAP_E_FENCED when it changed none: another attempt owns it). */
+static int update_one(struct cap_run_ctx *ctx, const char *what, const char *sql, int n,
+                      const char *const *params, struct cap_err *err)
+{
+    PGresult *r = cap_pg_exec(ctx->pg, what, sql, n, params, err);
+    if (!r)
+        return -1;
+    int rows = (int)strtol(PQcmdTuples(r), NULL, 10);
+    PQclear(r);
+    if (rows != 1) {
+        set_fenced(ctx, err);
+        return -1;
+    }
+    return 0;
+}
+
 static void rollback(PGconn *c)
 {
     PGresult *r = PQexec(c, SQL_ROLLBACK);
@@ -200,16 +216,9 @@ int cap_run_split(struct cap_run_ctx *ctx, uint64_t total, uint64_t size, struct
     const char *upd[] = {rb, cap_pg_i64(ab, ctx->attempt), cap_pg_i64(nb, n)};
     if (cap_pg_cmd(ctx->pg, "begin split", SQL_BEGIN, 0, NULL, err) != 0)
         return -1;
-    PGresult *r = NULL;
     if (cap_run_fence(ctx, err) != 0 ||
-        !(r = cap_pg_exec(ctx->pg, "mark run split", SQL_SPLIT_RUN, 3, upd, err)))
+        update_one(ctx, "mark run split", SQL_SPLIT_RUN, 3, upd, err) != 0)
         goto fail;
-    int marked = (int)strtol(PQcmdTuples(r), NULL, 10);
-    PQclear(r);
-    if (marked != 1) {
-        set_fenced(ctx, err);
-        goto fail;
-    }
     if (cap_pg_cmd(ctx->pg, "insert shards", SQL_SPLIT_SHARDS, 3, ins, err) != 0 ||
         cap_pg_cmd(ctx->pg, "sum shards", SQL_SPLIT_ROLLUP, 1, ins, err) != 0 ||
         cap_pg_cmd(ctx->pg, "commit split", SQL_COMMIT, 0, NULL, err) != 0)
@@ -253,14 +262,8 @@ int cap_run_shard_finish(struct cap_run_ctx *ctx, enum cap_run_status status, co
     PQclear(r);
     if (open == 0 && bad == 0 && status != CAP_RUN_FAILED && last && last(ctx, arg, err) != 0)
         goto fail;
-    if (!(r = cap_pg_exec(ctx->pg, "end shard", SQL_END_SHARD, 5, p, err)))
+    if (update_one(ctx, "end shard", SQL_END_SHARD, 5, p, err) != 0)
         goto fail;
-    int64_t ended = cap_pg_get_i64(r, 0, 0);
-    PQclear(r);
-    if (ended != 1) {
-        set_fenced(ctx, err);
-        goto fail;
-    }
     bool run_done = false;
     if (open == 0) {
         if (!(r = cap_pg_exec(ctx->pg, "read run status", SQL_RUN_STATUS, 1, p, err)))
@@ -298,16 +301,7 @@ int cap_run_progress(struct cap_run_ctx *ctx, const struct cap_progress *p, stru
                             cap_pg_i64(b[2], ctx->shard),   cap_pg_i64(b[3], p->items_total),
                             cap_pg_i64(b[4], p->items_done), cap_pg_i64(b[5], p->items_ok),
                             cap_pg_i64(b[6], p->items_failed), p->stats};
-        PGresult *r = cap_pg_exec(ctx->pg, "update shard progress", SQL_PROGRESS_SHARD, 8, sp, err);
-        if (!r)
-            return -1;
-        int n = (int)strtol(PQcmdTuples(r), NULL, 10);
-        PQclear(r);
-        if (n != 1) {
-            set_fenced(ctx, err);
-            return -1;
-        }
-        return 0;
+        return update_one(ctx, "update shard progress", SQL_PROGRESS_SHARD, 8, sp, err);
     }
     const char *params[] = {cap_pg_i64(b[0], ctx->run_id),
                             cap_pg_i64(b[1], ctx->attempt),
@@ -318,14 +312,5 @@ int cap_run_progress(struct cap_run_ctx *ctx, const struct cap_progress *p, stru
                             cap_pg_i64(b[6], p->new_certificates),
                             cap_pg_i64(b[7], p->drifts),
                             p->stats};
-    PGresult *r = cap_pg_exec(ctx->pg, "update run progress", SQL_PROGRESS, 9, params, err);
-    if (!r)
-        return -1;
-    int n = (int)strtol(PQcmdTuples(r), NULL, 10);
-    PQclear(r);
-    if (n != 1) {
-        set_fenced(ctx, err);
-        return -1;
-    }
-    return 0;
+    return update_one(ctx, "update run progress", SQL_PROGRESS, 9, params, err);
 }
