@@ -280,6 +280,11 @@ int cap_ctl_validate_until(const char *opt, const char *text, int64_t now, int64
     return 0;
 }
 
+bool cap_ctl_until_span(const char *text, int64_t *secs)
+{
+    return parse_span(text, secs);
+}
+
 int cap_ctl_validate_pattern(const char *opt, const char *text, struct cap_err *err)
 {
     /* The same checks, in the same order, as the database's cap_subject_pattern_problem. */

@@ -7,6 +7,7 @@
 #define CAP_CTL_VALIDATE_H
 
 #include <stddef.h>
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "common/err.h"
@@ -52,6 +53,11 @@ int cap_ctl_validate_text(const char *opt, const char *text, size_t max, struct 
  * the future`. */
 int cap_ctl_validate_until(const char *opt, const char *text, int64_t now, int64_t *out,
                            struct cap_err *err);
+
+/* True when an --until text is a duration ("2s", "30d"), with its seconds in *secs: the end
+ * is then counted from the database's clock when the row is written, not from the client's
+ * whole second when it was parsed (which can lie up to a second, and a slow round trip, behind). */
+bool cap_ctl_until_span(const char *text, int64_t *secs);
 
 /* Checks a suppression subject pattern: 1-256 bytes of letters, digits, ".", "-", "_", ":",
  * "[", "]" and "*" (any run of characters), with at least one character other than "*". */

@@ -32,12 +32,14 @@ static const char SQL_EXPIRE[] = "SELECT cap_findings_expire()";
 static const char SQL_FINDING_LOCK[] =
     "SELECT status, kind, subject_key, suppression_id FROM findings WHERE id = $1::bigint"
     " FOR UPDATE";
-/* $1 id, $2 reason, $3 until (Unix seconds or NULL), $4 who (NULL: the database user). ack_at
- * is set so that acknowledging again counts as a new acknowledgement. */
+/* $1 id, $2 reason, $3 until (Unix seconds or NULL), $4 who (NULL: the database user), $5 a
+ * duration in seconds (or NULL), counted from the database's clock as the row is written. ack_at is
+ * set so that acknowledging again counts as a new acknowledgement. */
 static const char SQL_ACK[] =
     "UPDATE findings SET status = 'acknowledged', ack_reason = $2,"
-    " ack_until = to_timestamp($3::bigint), ack_by = $4, ack_at = clock_timestamp()"
-    " WHERE id = $1::bigint"
+    " ack_until = coalesce(to_timestamp($3::bigint),"
+    " clock_timestamp() + make_interval(secs => $5::bigint)),"
+    " ack_by = $4, ack_at = clock_timestamp() WHERE id = $1::bigint"
     " RETURNING status, ack_by, to_char(ack_until, 'YYYY-MM-DD HH24:MI:SS') || ' UTC'";
 static const char SQL_UNACK[] =
     "UPDATE findings SET status = 'open', reopen_reason = 'unacknowledged'"
@@ -48,11 +50,13 @@ static const char SQL_FINDING_JSON[] =
 
 static const char SQL_KIND_EXISTS[] = "SELECT 1 FROM finding_kinds WHERE kind = $1";
 static const char SQL_SOURCE_ID[] = "SELECT id FROM discovery_sources WHERE name = $1";
-/* $1 kind, $2 source id, $3 pattern, $4 reason, $5 until (Unix seconds), $6 who. */
+/* $1 kind, $2 source id, $3 pattern, $4 reason, $5 until (Unix seconds), $6 who, $7 a duration
+ * from the database's now in seconds. */
 static const char SQL_RULE_ADD[] =
     "INSERT INTO finding_suppressions (kind, source_id, subject_pattern, reason, until,"
-    " created_by) VALUES ($1, $2::bigint, $3, $4, to_timestamp($5::bigint),"
-    " coalesce($6, session_user)) RETURNING id";
+    " created_by) VALUES ($1, $2::bigint, $3, $4, coalesce(to_timestamp($5::bigint),"
+    " clock_timestamp() + make_interval(secs => $7::bigint)), coalesce($6, session_user))"
+    " RETURNING id";
 
 #define RULE_COUNT                                                                                 \
     "(SELECT count(*) FROM findings f WHERE f.suppression_id = r.id AND f.status = 'suppressed')"
@@ -112,20 +116,25 @@ static int read_by(const struct cap_ctl_args *a, const char **out, struct cap_er
     return 0;
 }
 
-/* Checks --reason and --until (NULL when not given; *until_buf holds Unix seconds). */
+/* Checks --reason and --until. A date goes to *until (Unix seconds in until_buf), a duration
+ * to *span (seconds in span_buf); the other, or both when --until is not given, is NULL. */
 static int read_reason_until(const struct cap_ctl_args *a, char *until_buf, const char **until,
-                             struct cap_err *err)
+                             char *span_buf, const char **span, struct cap_err *err)
 {
     if (cap_ctl_validate_text("--reason", cap_ctl_args_get(a, OPT_REASON), CAP_CTL_REASON_MAX,
                               err) < 0)
         return -1;
     const char *u = cap_ctl_args_get(a, OPT_UNTIL);
     *until = NULL;
+    *span = NULL;
     if (u) {
-        int64_t t = 0;
+        int64_t t = 0, secs = 0;
         if (cap_ctl_validate_until("--until", u, (int64_t)time(NULL), &t, err) < 0)
             return -1;
-        *until = cap_pg_i64(until_buf, t);
+        if (cap_ctl_until_span(u, &secs))
+            *span = cap_pg_i64(span_buf, secs);
+        else
+            *until = cap_pg_i64(until_buf, t);
     }
     return 0;
 }
@@ -164,10 +173,11 @@ int cap_ctl_cmd_findings_ack(struct cap_ctl *ctl, int argc, char **argv)
 
     struct cap_err err = {0};
     int64_t id = 0;
-    char idb[24], untilb[24];
-    const char *until = NULL, *by = NULL;
+    char idb[24], untilb[24], spanb[24];
+    const char *until = NULL, *span = NULL, *by = NULL;
     if (cap_ctl_validate_int("finding ID", a.pos[1], 1, INT64_MAX, &id, &err) < 0 ||
-        (ack && read_reason_until(&a, untilb, &until, &err) < 0) || read_by(&a, &by, &err) < 0)
+        (ack && read_reason_until(&a, untilb, &until, spanb, &span, &err) < 0) ||
+        read_by(&a, &by, &err) < 0)
         return cap_ctl_fail(&err);
     cap_pg_i64(idb, id);
     PGconn *c = cap_ctl_db(ctl, &err);
@@ -199,7 +209,7 @@ int cap_ctl_cmd_findings_ack(struct cap_ctl *ctl, int argc, char **argv)
                     idb);
         return fail_rollback(c, &err);
     }
-    if (ack && drift && until) {
+    if (ack && drift && (until || span)) {
         cap_err_set(&err, CAP_E_INVALID,
                     "finding %s is a drift: acknowledging it closes it as an expected change, so "
                     "--until does not apply",
@@ -218,8 +228,8 @@ int cap_ctl_cmd_findings_ack(struct cap_ctl *ctl, int argc, char **argv)
         return fail_rollback(c, &err);
     }
 
-    const char *p[] = {idb, cap_ctl_args_get(&a, OPT_REASON), until, by};
-    r = ack ? cap_pg_exec(c, "acknowledge finding", SQL_ACK, 4, p, &err)
+    const char *p[] = {idb, cap_ctl_args_get(&a, OPT_REASON), until, by, span};
+    r = ack ? cap_pg_exec(c, "acknowledge finding", SQL_ACK, 5, p, &err)
             : cap_pg_exec(c, "unacknowledge finding", SQL_UNACK, 1, p, &err);
     if (!r)
         return fail_rollback(c, &err);
@@ -265,12 +275,12 @@ static int suppress_add(struct cap_ctl *ctl, const struct cap_ctl_args *a)
     if (!cap_ctl_args_has(a, OPT_REASON))
         return cap_ctl_usage(SYN_SUPPRESS, "suppress add: --reason is required");
     struct cap_err err = {0};
-    char untilb[24], q[QUOTE_MAX];
-    const char *until = NULL, *by = NULL;
+    char untilb[24], spanb[24], q[QUOTE_MAX];
+    const char *until = NULL, *span = NULL, *by = NULL;
     const char *kind = cap_ctl_args_get(a, OPT_KIND);
     const char *source = cap_ctl_args_get(a, OPT_SOURCE);
     const char *pattern = cap_ctl_args_get(a, OPT_SUBJECT);
-    if (read_reason_until(a, untilb, &until, &err) < 0 ||
+    if (read_reason_until(a, untilb, &until, spanb, &span, &err) < 0 ||
         (pattern && cap_ctl_validate_pattern("--subject", pattern, &err) < 0) ||
         read_by(a, &by, &err) < 0)
         return cap_ctl_fail(&err);
@@ -308,9 +318,9 @@ static int suppress_add(struct cap_ctl *ctl, const struct cap_ctl_args *a)
     }
     if (expire(c, &err) < 0)
         return cap_ctl_fail(&err);
-    const char *p[] = {kind, source ? sid : NULL, pattern, cap_ctl_args_get(a, OPT_REASON), until,
-                       by};
-    r = cap_pg_exec(c, "add suppression rule", SQL_RULE_ADD, 6, p, &err);
+    const char *p[] = {
+        kind, source ? sid : NULL, pattern, cap_ctl_args_get(a, OPT_REASON), until, by, span};
+    r = cap_pg_exec(c, "add suppression rule", SQL_RULE_ADD, 7, p, &err);
     if (!r)
         return cap_ctl_fail(&err);
     char id[24];

@@ -70,6 +70,14 @@ static void test_until(void)
     CHECK_EQ(NOW + 12 * 3600, until_ok("12h"));
     CHECK_EQ(NOW + 30 * 86400, until_ok("30d"));
     CHECK_EQ(NOW + 2 * 7 * 86400, until_ok("2w"));
+    /* A duration is told apart from a date, so that the database counts it from its own now. */
+    int64_t secs = 0;
+    CHECK(cap_ctl_until_span("2s", &secs));
+    CHECK_EQ(2, secs);
+    CHECK(cap_ctl_until_span("3h", &secs));
+    CHECK_EQ(3 * 3600, secs);
+    CHECK(!cap_ctl_until_span("2026-01-02", &secs));
+    CHECK(!cap_ctl_until_span("2026-03-01T13:00:00Z", &secs));
     /* Dates: midnight UTC; times in UTC unless a zone is given. */
     CHECK_EQ(NOW + 86400, until_ok("2026-01-02"));
     CHECK_EQ(INT64_C(1772323200), until_ok("2026-03-01"));
