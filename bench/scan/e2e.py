@@ -258,8 +258,9 @@ def trigger(c, wd, name, procs, cf, want):
 
 STATEMENTS_SQL = (
     "SELECT calls, total_exec_time + total_plan_time, total_plan_time, rows, "
-    "left(regexp_replace(query, '\\s+', ' ', 'g'), 70) FROM pg_stat_statements "
-    "ORDER BY total_exec_time + total_plan_time DESC LIMIT 12")
+    "CASE WHEN toplevel THEN '' ELSE '(nested) ' END "
+    "|| left(regexp_replace(query, '\\s+', ' ', 'g'), 80) FROM pg_stat_statements "
+    "ORDER BY total_exec_time + total_plan_time DESC LIMIT 20")
 
 
 def observation_floor(c, postmaster, last_run, n, copies=8):
@@ -334,8 +335,15 @@ def product_round(a, cidr, empty_cidr, want, cf, perf_file=None, statements=Fals
             for row in c.sql(STATEMENTS_SQL):
                 print("  %5d %8.1f %7.1f %6d  %s" % row, file=sys.stderr)
         res["floor"] = observation_floor(c, procs["postgres"], res["fleet"][-1]["run"], 3)
+        if statements:
+            c.sql("SELECT pg_stat_statements_reset()")
         for i in range(a.triggers):
             res["empty"].append(trigger(c, wd, "empty", procs, cf, {}))
+        if statements:
+            print("  top statements of the %d runs that store nothing (calls, ms, of which "
+                  "planning, rows):" % a.triggers, file=sys.stderr)
+            for row in c.sql(STATEMENTS_SQL):
+                print("  %5d %8.1f %7.1f %6d  %s" % row, file=sys.stderr)
         counts = c.sql("SELECT (SELECT count(*) FROM endpoint_observations), "
                        "(SELECT count(*) FROM discovered_certificates), "
                        "(SELECT count(*) FROM findings WHERE status = 'open'), "
