@@ -67,6 +67,7 @@ struct key_def {
 /* Every key of struct cap_config; the order is the order of deploy/config.example.yaml. */
 static const struct key_def keys[] = {
     {"database.url", KT_PG_URL, OFF(database_url), 0, 0, true},
+    {"database.prepared_statements", KT_BOOL, OFF(database_prepared_statements), 0, 0, false},
     {"redis.url", KT_REDIS_URL, OFF(redis_url), 0, 0, true},
     {"redis.stream", KT_NAME, OFF(redis_stream), 0, 0, false},
     {"redis.group", KT_NAME, OFF(redis_group), 0, 0, false},
@@ -111,9 +112,9 @@ static const struct key_def keys[] = {
 
 #define NKEYS (sizeof keys / sizeof keys[0])
 
-static const char *const sections[] = {"database",  "redis",  "logging", "telemetry", "scheduler",
-                                       "retention", "worker", "network", "scan",      "ct",
-                                       "notify"};
+static const char *const sections[] = {"database",  "redis",     "logging", "telemetry",
+                                       "scheduler", "retention", "worker",  "network",
+                                       "scan",      "ct",        "notify"};
 #define NSECTIONS (sizeof sections / sizeof sections[0])
 
 /* State of one load: the config being built and which keys a source has set. */
@@ -920,6 +921,7 @@ static int set_defaults(struct cap_config *c, struct cap_err *err)
     c->worker_drain_grace_ms = 25000;
     c->worker_heartbeat_ms = 0; /* reclaim_idle / 4 unless given; set when the load finishes */
     c->worker_noop_executor = false;
+    c->database_prepared_statements = true;
     c->network_allow_loopback = false;
     c->scan_max_targets = 1048576;
     c->scan_expiring_days = 14;
@@ -1334,8 +1336,7 @@ static int yaml_webhook(const struct yctx *y, const yaml_node_t *item, size_t id
         if (!kn || !vn)
             continue;
         if (kn->type != YAML_SCALAR_NODE)
-            return yerr(y, kn, "key \"%s\": a key must be a scalar, got %s", path,
-                        node_kind(kn));
+            return yerr(y, kn, "key \"%s\": a key must be a scalar, got %s", path, node_kind(kn));
         char field[32], q[96], sub[192];
         size_t fl = kn->data.scalar.length;
         snprintf(field, sizeof field, "%.*s", (int)(fl < 31 ? fl : 31),

@@ -14,6 +14,7 @@
 struct cap_config {
     /* database */
     char *database_url;
+    bool database_prepared_statements; /* default true: see cap_pg_keep_prepared */
     /* redis */
     char *redis_url;
     char *redis_stream;             /* default "cap:discovery" */
@@ -29,8 +30,8 @@ struct cap_config {
     int64_t scheduler_requeue_after_ms; /* default 5 min */
     int scheduler_batch;                /* runs enqueued per sweep transaction, default 500 */
     /* retention: the scheduler prunes rows older than these (0: keeps them for ever) */
-    int64_t retention_observations_ms; /* endpoint_observations, default 90 d */
-    int64_t retention_runs_ms;         /* finished discovery_runs, default 90 d */
+    int64_t retention_observations_ms;  /* endpoint_observations, default 90 d */
+    int64_t retention_runs_ms;          /* finished discovery_runs, default 90 d */
     int64_t retention_notifications_ms; /* dispatched notify_events, finished deliveries, 7 d */
     /* worker */
     int worker_max_concurrent_discovery; /* default 256, 1..100000 */

@@ -5,6 +5,8 @@
 #include "common/log.h"
 
 #include <inttypes.h>
+#include <stdbool.h>
+#include <libpq-events.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -53,9 +55,15 @@ PGconn *cap_pg_connect(const char *url, const char *app, struct cap_err *err)
     PQconninfoFree(opts);
     /* Keepalives and a TCP user timeout notice a peer that vanished (a partition) instead of
      * waiting for ever; values in the URL win, since it comes last. */
-    const char *keys[] = {"application_name", "connect_timeout", "keepalives", "keepalives_idle",
-                          "keepalives_interval", "keepalives_count", "tcp_user_timeout",
-                          "dbname", NULL};
+    const char *keys[] = {"application_name",
+                          "connect_timeout",
+                          "keepalives",
+                          "keepalives_idle",
+                          "keepalives_interval",
+                          "keepalives_count",
+                          "tcp_user_timeout",
+                          "dbname",
+                          NULL};
     const char *vals[] = {app, "10", "1", "15", "5", "3", "30000", url, NULL};
     PGconn *c = PQconnectdbParams(keys, vals, 1);
     if (!c) {
@@ -75,11 +83,144 @@ PGconn *cap_pg_connect(const char *url, const char *app, struct cap_err *err)
     return c;
 }
 
+/* ---- statements kept prepared per connection (cap_pg_keep_prepared) ----
+ *
+ * A connection that keeps its statements prepared holds, as libpq instance data, the texts it
+ * has prepared: each distinct text is parsed once per session as "cap_s<N>", and every later
+ * run of the same text binds to it, so the server neither parses it again nor (once its plan
+ * cache settles on a generic plan) plans it again. Texts are compared whole, never by address:
+ * a statement built in a buffer may differ from the last one built there. */
+
+#define STMT_MAX 96 /* distinct texts per connection; past it, statements run unnamed */
+
+struct stmt_entry {
+    uint64_t hash;
+    char *sql;
+};
+
+struct stmt_cache {
+    size_t n;
+    struct stmt_entry e[STMT_MAX];
+};
+
+static void stmt_cache_clear(struct stmt_cache *sc)
+{
+    for (size_t i = 0; i < sc->n; i++)
+        free(sc->e[i].sql);
+    sc->n = 0;
+}
+
+static int stmt_event(PGEventId id, void *info, void *arg)
+{
+    (void)arg;
+    if (id == PGEVT_CONNRESET) {
+        /* A reset is a new session: nothing is prepared there. */
+        struct stmt_cache *sc = PQinstanceData(((PGEventConnReset *)info)->conn, stmt_event);
+        if (sc)
+            stmt_cache_clear(sc);
+    } else if (id == PGEVT_CONNDESTROY) {
+        PGconn *c = ((PGEventConnDestroy *)info)->conn;
+        struct stmt_cache *sc = PQinstanceData(c, stmt_event);
+        if (sc) {
+            stmt_cache_clear(sc);
+            free(sc);
+        }
+    }
+    return 1;
+}
+
+int cap_pg_keep_prepared(PGconn *c)
+{
+    if (PQinstanceData(c, stmt_event))
+        return 0;
+    struct stmt_cache *sc = calloc(1, sizeof *sc);
+    if (!sc)
+        return -1;
+    if (!PQregisterEventProc(c, stmt_event, "cap_pg_statements", NULL) ||
+        !PQsetInstanceData(c, stmt_event, sc)) {
+        free(sc);
+        return -1;
+    }
+    return 0;
+}
+
+/* FNV-1a over the text. */
+static uint64_t stmt_hash(const char *s)
+{
+    uint64_t h = 1469598103934665603u;
+    for (; *s; s++)
+        h = (h ^ (unsigned char)*s) * 1099511628211u;
+    return h;
+}
+
+/* The index of sql's entry in sc, preparing it on c first when this session has not; -1 when
+ * the cache is full or out of memory (*err_out NULL: run it unnamed), or when the server
+ * refused to prepare it (*err_out: its error, reported as the statement's own). */
+static long stmt_entry(PGconn *c, struct stmt_cache *sc, const char *sql, int n, PGresult **err_out)
+{
+    *err_out = NULL;
+    uint64_t h = stmt_hash(sql);
+    for (size_t i = 0; i < sc->n; i++)
+        if (sc->e[i].sql && sc->e[i].hash == h && strcmp(sc->e[i].sql, sql) == 0)
+            return (long)i;
+    if (sc->n == STMT_MAX)
+        return -1;
+    char *copy = strdup(sql);
+    if (!copy)
+        return -1;
+    char stmt[24];
+    snprintf(stmt, sizeof stmt, "cap_s%zu", sc->n);
+    PGresult *p = PQprepare(c, stmt, sql, n, NULL);
+    if (!p || PQresultStatus(p) != PGRES_COMMAND_OK) {
+        free(copy);
+        *err_out = p;
+        return -1;
+    }
+    PQclear(p);
+    sc->e[sc->n].hash = h;
+    sc->e[sc->n].sql = copy;
+    return (long)sc->n++;
+}
+
+/* Runs sql on c through its prepared statement; NULL when the connection does not keep
+ * statements prepared or this one cannot be (the caller runs it unnamed). A prepared statement
+ * that no longer fits (a migration changed what it returns: SQLSTATE 0A000) or is gone (a
+ * pooler discarded the session's statements: 26000) is forgotten, and prepared again under a
+ * new name (names follow the count of entries ever made, never reused); outside a transaction
+ * that happens at once and the statement runs again, inside one the transaction has failed
+ * and the caller's retry prepares it. */
+static PGresult *exec_prepared(PGconn *c, const char *sql, int n, const char *const *params)
+{
+    struct stmt_cache *sc = PQinstanceData(c, stmt_event);
+    if (!sc)
+        return NULL;
+    bool idle = PQtransactionStatus(c) == PQTRANS_IDLE;
+    for (int attempt = 0;; attempt++) {
+        PGresult *perr = NULL;
+        long i = stmt_entry(c, sc, sql, n, &perr);
+        if (i < 0)
+            return perr;
+        char stmt[24];
+        snprintf(stmt, sizeof stmt, "cap_s%ld", i);
+        PGresult *r = PQexecPrepared(c, stmt, n, params, NULL, NULL, 0);
+        const char *state = r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : NULL;
+        if (!state || (strcmp(state, "0A000") != 0 && strcmp(state, "26000") != 0))
+            return r;
+        free(sc->e[i].sql);
+        sc->e[i].sql = NULL;
+        if (!idle || attempt > 0)
+            return r;
+        PQclear(r);
+    }
+}
+
 PGresult *cap_pg_exec(PGconn *c, const char *name, const char *sql, int n,
                       const char *const *params, struct cap_err *err)
 {
     last_sqlstate[0] = '\0';
-    PGresult *r = PQexecParams(c, sql, n, NULL, params, NULL, NULL, 0);
+    PGresult *r = exec_prepared(c, sql, n, params);
+    if (!r)
+        r = PQexecParams(c, sql, n, NULL, params, NULL, NULL, 0);
     ExecStatusType st = r ? PQresultStatus(r) : PGRES_FATAL_ERROR;
     if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK)
         return r;

@@ -13,6 +13,14 @@
  * message never contains the password. Caller frees with PQfinish. */
 PGconn *cap_pg_connect(const char *url, const char *app, struct cap_err *err);
 
+/* From now on, every statement cap_pg_exec runs on c is prepared once per session (under a
+ * name of its own) and then only bound and run: the server parses each distinct text once,
+ * and plans it once when a generic plan serves. For connections that run the same statements
+ * again and again (a worker's); not for a pooler in transaction mode that predates protocol
+ * prepared statements (database.prepared_statements: false). 0, or -1 when out of memory (the
+ * connection then runs its statements unnamed, as before). */
+int cap_pg_keep_prepared(PGconn *c);
+
 /* Runs sql with n text parameters (NULL entries are SQL NULL). name labels the statement in
  * errors ("claim run"). Returns the result (caller PQclears) when the status is COMMAND_OK or
  * TUPLES_OK; otherwise NULL with err = `claim run: <server message> (SQLSTATE 40001)`. */

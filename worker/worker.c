@@ -200,8 +200,14 @@ static int ensure_pg(struct worker *w, PGconn **pg, const char *app, struct cap_
         PQfinish(*pg);
         *pg = NULL;
     }
-    if (!*pg && !(*pg = cap_pg_connect(w->cfg->database_url, app, err)))
-        return -1;
+    if (!*pg) {
+        if (!(*pg = cap_pg_connect(w->cfg->database_url, app, err)))
+            return -1;
+        /* The worker runs the same statements on every connection all day long. */
+        if (w->cfg->database_prepared_statements && cap_pg_keep_prepared(*pg) < 0)
+            cap_log(CAP_LOG_WARN, "pg_prepared_off", CAP_LS("app", app),
+                    CAP_LS("err", "out of memory: statements run unprepared on this connection"));
+    }
     return 0;
 }
 
@@ -276,11 +282,10 @@ static void requeue_lost_db(struct worker *w, struct thread_conns *tc, struct jo
         if (ensure_pg(w, &tc->pg, "cap-worker-job", &e2) == 0) {
             char rb[24], ab[24];
             const char *p[] = {cap_pg_i64(rb, j->run_id), cap_pg_i64(ab, j->attempt), w->name};
-            int rq = j->shard > 0
-                         ? requeue_shard(w, tc->pg, j, "database connection lost during the shard",
-                                         &e2)
-                         : cap_pg_cmd(tc->pg, "requeue run after a lost connection",
-                                      SQL_REQUEUE_LOST_DB, 3, p, &e2);
+            int rq = j->shard > 0 ? requeue_shard(w, tc->pg, j,
+                                                  "database connection lost during the shard", &e2)
+                                  : cap_pg_cmd(tc->pg, "requeue run after a lost connection",
+                                               SQL_REQUEUE_LOST_DB, 3, p, &e2);
             if (rq == 0) {
                 cap_log(CAP_LOG_INFO, "run_requeued", CAP_LI("run_id", j->run_id),
                         CAP_LI("shard", j->shard),
@@ -433,9 +438,13 @@ static int execute_job(struct worker *w, struct thread_conns *tc, struct job *j)
     }
     if (j->shard > 0) {
         /* Never ran (its source could not be loaded, or no executor): the shard fails. */
-        struct cap_run_ctx ctx = {.cfg = w->cfg, .pg = tc->pg, .run_id = j->run_id,
-                                  .source_id = j->source_id, .attempt = j->attempt,
-                                  .shard = j->shard, .worker_name = w->name,
+        struct cap_run_ctx ctx = {.cfg = w->cfg,
+                                  .pg = tc->pg,
+                                  .run_id = j->run_id,
+                                  .source_id = j->source_id,
+                                  .attempt = j->attempt,
+                                  .shard = j->shard,
+                                  .worker_name = w->name,
                                   .stopping = &w->stopping};
         struct cap_err xerr = {0};
         snprintf(xerr.msg, sizeof xerr.msg, "%s", j->error);

@@ -149,6 +149,7 @@ static void test_defaults(void)
     CHECK_EQ(25000, c.worker_drain_grace_ms);
     CHECK_EQ(15000, c.worker_heartbeat_ms);
     CHECK_EQ(0, c.worker_noop_executor);
+    CHECK_EQ(1, c.database_prepared_statements);
     CHECK_EQ(0, c.worker_noop_sleep_ms);
     CHECK(c.network_deny != NULL);
     CHECK(c.network_deny[0] == NULL);
@@ -914,6 +915,7 @@ static void test_example_file(void)
     CHECK_EQ(def.worker_drain_grace_ms, ex.worker_drain_grace_ms);
     CHECK_EQ(def.worker_heartbeat_ms, ex.worker_heartbeat_ms);
     CHECK_EQ(def.worker_noop_executor, ex.worker_noop_executor);
+    CHECK_EQ(def.database_prepared_statements, ex.database_prepared_statements);
     CHECK_EQ(def.worker_noop_sleep_ms, ex.worker_noop_sleep_ms);
     CHECK_EQ(def.network_deny_n, ex.network_deny_n);
     CHECK_EQ(def.network_allow_loopback, ex.network_allow_loopback);
