@@ -169,24 +169,23 @@ static const char SQL_UPSERT_SIGHTINGS[] =
     "fingerprint_sha256 = EXCLUDED.fingerprint_sha256, "
     "entry_timestamp = EXCLUDED.entry_timestamp";
 
-/* Endpoints listed in a certificate finding: those serving it as leaf (mode 1), or whose
- * observation in this run carried it in the chain (mode 2). */
-#define SQL_EP_LEAF "WHERE ee.fingerprint_sha256 = t.fp"
+/* Endpoints listed in a certificate finding (x.fp): those serving it as leaf (mode 1), or
+ * whose observation in this run carried it in the chain (mode 2). */
+#define SQL_EP_LEAF "WHERE ee.fingerprint_sha256 = x.fp"
 #define SQL_EP_CHAIN                                                                               \
     "WHERE ee.id IN (SELECT o.endpoint_id FROM endpoint_observations o "                           \
-    "WHERE o.run_id = $1::bigint AND o.chain @> ARRAY[t.fp])"
-#define SQL_EP_LIST_LEAF                                                                           \
+    "WHERE o.run_id = $1::bigint AND o.chain @> ARRAY[x.fp])"
+#define SQL_EP_LIST(where)                                                                         \
     "(SELECT jsonb_build_object('endpoints', coalesce(jsonb_agg(s.ep), '[]'::jsonb), "             \
-    "'endpoint_count', (SELECT count(*) FROM endpoints ee " SQL_EP_LEAF ")) "                      \
+    "'endpoint_count', (SELECT count(*) FROM endpoints ee " where ")) "                            \
     "FROM (SELECT jsonb_build_object('id', ee.id, 'host', ee.host, 'address', "                    \
-    "host(ee.address), 'port', ee.port, 'sni', ee.sni) AS ep FROM endpoints ee " SQL_EP_LEAF " "   \
+    "host(ee.address), 'port', ee.port, 'sni', ee.sni) AS ep FROM endpoints ee " where " "         \
     "ORDER BY ee.id LIMIT 100) s)"
-#define SQL_EP_LIST_CHAIN                                                                          \
-    "(SELECT jsonb_build_object('endpoints', coalesce(jsonb_agg(s.ep), '[]'::jsonb), "             \
-    "'endpoint_count', (SELECT count(*) FROM endpoints ee " SQL_EP_CHAIN ")) "                     \
-    "FROM (SELECT jsonb_build_object('id', ee.id, 'host', ee.host, 'address', "                    \
-    "host(ee.address), 'port', ee.port, 'sni', ee.sni) AS ep FROM endpoints ee " SQL_EP_CHAIN " "  \
-    "ORDER BY ee.id LIMIT 100) s)"
+/* A finding's whole details: what the worker sent (x.bd) and, for a certificate finding, the
+ * endpoints listed. */
+#define SQL_DETAILS                                                                                \
+    "x.bd || CASE x.mode WHEN 1 THEN " SQL_EP_LIST(SQL_EP_LEAF) " WHEN 2 THEN " SQL_EP_LIST(       \
+        SQL_EP_CHAIN) " ELSE '{}'::jsonb END"
 
 /* $1 run, $2 kinds, $3 severities, $4 subject keys (NULL: the endpoint's), $5 sources,
  * $6 endpoint ids, $7 fingerprints, $8 details, $9-$11 endpoint address/port/sni (NULL: no
@@ -197,16 +196,18 @@ static const char SQL_UPSERT_SIGHTINGS[] =
  * raised by this run. Each is looked up through the unique (kind, subject_key) index of the
  * active rows (LIMIT 1 keeps it a lookup per row, never a pass over every finding). An
  * acknowledgement or rule that has ended is left to the refresh, which opens the row again.
- * Returns how many were confirmed. */
+ * The endpoint list of a leaf certificate's finding is not built to confirm it: the list
+ * stands while as many endpoints serve the certificate as it counts and none of them was
+ * written after the finding (an endpoint that starts or stops serving it is written, with
+ * last_seen_at now; endpoints written in the finding's own transaction come before it, so its
+ * list holds them). Lists are built only for the findings written. Returns how many were
+ * confirmed. */
 static const char SQL_UPSERT_FINDINGS[] =
     "WITH x AS ("
     "SELECT DISTINCT ON (x.kind, x.subject_key) x.kind, x.severity, x.subject_key, x.src, "
-    "x.eid, x.fp, x.details "
+    "x.eid, x.fp, x.bd, x.mode "
     "FROM (SELECT t.kind, t.severity, coalesce(t.subject, 'endpoint:' || e.id) AS subject_key, "
-    " t.src, coalesce(t.eid, e.id) AS eid, t.fp, t.ord, "
-    " t.details::jsonb || CASE t.mode "
-    "  WHEN 1 THEN " SQL_EP_LIST_LEAF " WHEN 2 THEN " SQL_EP_LIST_CHAIN " "
-    "  ELSE '{}'::jsonb END AS details "
+    " t.src, coalesce(t.eid, e.id) AS eid, t.fp, t.ord, t.details::jsonb AS bd, t.mode "
     " FROM unnest($2::text[], $3::text[], $4::text[], $5::bigint[], $6::bigint[], $7::text[], "
     " $8::text[], $9::text[], $10::int[], $11::text[], $12::bool[], $13::int[], $14::int[]) "
     " AS t(kind, severity, subject, src, eid, fp, details, ep_addr, ep_port, ep_sni, unmanaged, "
@@ -221,14 +222,22 @@ static const char SQL_UPSERT_FINDINGS[] =
     " SELECT f.id FROM findings f WHERE f.kind = x.kind AND f.subject_key = x.subject_key "
     " AND f.status IN ('open', 'acknowledged', 'suppressed') AND f.severity = x.severity "
     " AND f.source_id IS NOT DISTINCT FROM x.src AND f.endpoint_id IS NOT DISTINCT FROM x.eid "
-    " AND f.fingerprint_sha256 IS NOT DISTINCT FROM x.fp AND f.details = x.details "
+    " AND f.fingerprint_sha256 IS NOT DISTINCT FROM x.fp "
+    " AND CASE x.mode "
+    "  WHEN 0 THEN f.details = x.bd "
+    "  WHEN 1 THEN f.details - 'endpoints' - 'endpoint_count' = x.bd "
+    "   AND (f.details ->> 'endpoint_count')::bigint = "
+    "    (SELECT count(*) FROM endpoints ee " SQL_EP_LEAF ") "
+    "   AND NOT EXISTS (SELECT 1 FROM endpoints ee " SQL_EP_LEAF " "
+    "    AND ee.last_seen_at > f.last_seen_at) "
+    "  ELSE f.details = " SQL_DETAILS " END "
     " AND f.last_seen_at > " SQL_FRESH " "
     " AND (f.status <> 'acknowledged' OR f.ack_until IS NULL OR f.ack_until > now()) "
     " AND NOT (f.status = 'suppressed' AND EXISTS (SELECT 1 FROM finding_suppressions r "
     "  WHERE r.id = f.suppression_id AND r.until <= now())) LIMIT 1) f), "
     "w AS (INSERT INTO findings AS f (kind, severity, subject_key, source_id, run_id, "
     " endpoint_id, fingerprint_sha256, details) "
-    " SELECT x.kind, x.severity, x.subject_key, x.src, $1::bigint, x.eid, x.fp, x.details "
+    " SELECT x.kind, x.severity, x.subject_key, x.src, $1::bigint, x.eid, x.fp, " SQL_DETAILS " "
     " FROM x WHERE NOT EXISTS (SELECT 1 FROM same s "
     "  WHERE s.kind = x.kind AND s.subject_key = x.subject_key) "
     " ON CONFLICT (kind, subject_key) WHERE status = 'open' DO UPDATE SET "
@@ -892,8 +901,8 @@ int cap_inventory_add_observation(struct cap_inventory *inv, const struct cap_ob
         }
         struct cap_err perr = {0};
         int frc = o->chain[i].x509
-                      ? cap_x509_facts_from_x509(o->chain[i].x509, o->chain[i].der,
-                                                 o->chain[i].len, md, &facts[i], &perr)
+                      ? cap_x509_facts_from_x509(o->chain[i].x509, o->chain[i].der, o->chain[i].len,
+                                                 md, &facts[i], &perr)
                       : cap_x509_facts_from_der(o->chain[i].der, o->chain[i].len, &facts[i], &perr);
         if (frc != 0) {
             if (perr.code == CAP_E_NOMEM) {

@@ -5,7 +5,7 @@ what the engine alone costs (bench/scan/scan_bench.c), a bare libssl client (`op
 
     bench/scan/e2e.py [--build-dir build-bench] [--endpoints 254] [--triggers 8] [--rounds 3]
                       [--concurrency 64] [--inflight 10000] [--baseline BUILD_DIR]
-                      [--perf FILE] [--pg-statements]
+                      [--warmup N] [--perf FILE] [--pg-statements [--explain FILE]]
 
 The README's local system in the shape tests/e2e/harness.py gives it (a PostgreSQL 15 and a Redis
 of its own, fsync off; Release cap-scheduler and cap-worker, logging at info, scheduler tick 5 s):
@@ -299,8 +299,12 @@ def product_round(a, cidr, empty_cidr, want, cf, perf_file=None, statements=Fals
     res = {"fleet": [], "empty": [], "floor": []}
     with harness.Cluster(name="bench-e2e", config=cfg) as c:
         if statements:
-            c.sql("ALTER SYSTEM SET shared_preload_libraries = pg_stat_statements")
+            c.sql("ALTER SYSTEM SET shared_preload_libraries = %s"
+                  % ("pg_stat_statements, auto_explain" if a.explain else "pg_stat_statements"))
             c.restart_postgres()
+            if a.explain:
+                c.sql("ALTER SYSTEM SET auto_explain.log_min_duration = '1ms'")
+                c.sql("ALTER SYSTEM SET auto_explain.log_analyze = on")
             c.sql("ALTER SYSTEM SET pg_stat_statements.track_planning = on")
             c.sql("ALTER SYSTEM SET pg_stat_statements.track = 'all'")
             c.sql("SELECT pg_reload_conf()")
@@ -318,6 +322,12 @@ def product_round(a, cidr, empty_cidr, want, cf, perf_file=None, statements=Fals
         time.sleep(1)
         perf = None
         for i in range(a.triggers):
+            if i == 1 and a.warmup:
+                # re-scans not counted: a worker's connections run for days, and PostgreSQL
+                # plans a prepared statement only until its plan cache settles (five runs per
+                # connection, and the runs spread over the worker's job threads)
+                for _ in range(a.warmup):
+                    trigger(c, wd, "e2e", procs, cf, want)
             if i == 1 and perf_file:
                 perf = subprocess.Popen(["perf", "record", "-g", "-F", "999", "-o", perf_file,
                                          "-p", str(procs["worker"])], stdout=subprocess.DEVNULL,
@@ -329,6 +339,10 @@ def product_round(a, cidr, empty_cidr, want, cf, perf_file=None, statements=Fals
         if perf:
             perf.send_signal(2)
             perf.wait(60)
+        if statements and a.explain:
+            with open(os.path.join(c.logdir, "postgres.log")) as f, open(a.explain, "w") as o:
+                o.write(f.read())
+            print("  plans of the statements over 1 ms: %s" % a.explain, file=sys.stderr)
         if statements:
             print("  top statements of the %d re-scans (calls, ms, of which planning, rows):"
                   % (a.triggers - 1), file=sys.stderr)
@@ -451,6 +465,12 @@ def main():
     ap.add_argument("--pg-statements", action="store_true",
                     help="one more round with pg_stat_statements (not counted): PostgreSQL's "
                          "top statements of the re-scans")
+    ap.add_argument("--warmup", type=int, default=0, metavar="N",
+                    help="N re-scans after the first trigger that are not counted, so that the "
+                         "re-scans measured are those of a worker that has run for a while")
+    ap.add_argument("--explain", metavar="FILE",
+                    help="with --pg-statements: the plans (auto_explain, analyzed) of statements "
+                         "over 1 ms in that round, into FILE")
     a = ap.parse_args()
     if not 1 <= a.endpoints <= 4094 or a.triggers < 2 or a.rounds < 1:
         ap.error("--endpoints 1..4094, --triggers >= 2, --rounds >= 1")
@@ -511,17 +531,20 @@ def report(a, cidr, empty_cidr, res, refs, held, x25519_s, verify_s, load0, load
     print("Machine: %s, %d cores (%s), %s, OpenSSL %s, PostgreSQL 15 (tests/e2e/harness.py: "
           "fsync, full_page_writes and synchronous_commit off), Redis %s. Load average %.1f at "
           "the start, %.1f at the end (1 min). Command: `bench/scan/e2e.py --endpoints %d "
-          "--triggers %d --rounds %d --concurrency %d` (Release, no sanitizers). Fleet: %d TLS "
+          "--triggers %d --rounds %d --concurrency %d%s` (Release, no sanitizers). Fleet: %d TLS "
           "servers on %s port 443, one address each, each its own ECDSA P-256 leaf under one "
           "intermediate (chain of 2), one `fleet.c` process. The product: cap-scheduler and "
           "cap-worker at logging level info, a `network_scan` source over the CIDR with "
-          "concurrency %d, `capctl source trigger --wait` %d times in a fresh cluster per round; "
+          "concurrency %d, `capctl source trigger --wait` %d times in a fresh cluster per round%s; "
           "medians over %d rounds.%s\n"
           % (platform.machine(), os.cpu_count(), scanrun.cpu_model(), platform.platform(),
              scanrun.sh(["openssl", "version"]).stdout.split()[1],
              scanrun.sh(["redis-server", "--version"]).stdout.split()[2].split("=")[-1],
-             load0[0], load1[0], a.endpoints, a.triggers, a.rounds, a.concurrency, a.endpoints,
-             cidr, a.concurrency, a.triggers, a.rounds,
+             load0[0], load1[0], a.endpoints, a.triggers, a.rounds, a.concurrency,
+             (" --warmup %d" % a.warmup) if a.warmup else "", a.endpoints,
+             cidr, a.concurrency, a.triggers,
+             (" (after the first, %d re-scans not counted: a worker that has run for a while)"
+              % a.warmup) if a.warmup else "", a.rounds,
              " The baseline build (`--baseline`) ran in the same rounds, taking turns with this "
              "build." if len(labels_b) > 1 else ""))
     print("| CPU ms per endpoint | worker | PostgreSQL (all its processes) | scheduler | Redis | "
