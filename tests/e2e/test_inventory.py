@@ -24,7 +24,8 @@ def main():
 
         # From outside: one drift in the first scenario (and one in the re-scans), every run
         # counted, each open finding unique.
-        assert c.sql("SELECT count(*) FROM drift_events")[0][0] == 2
+        # (and two in the run where two endpoints swap certificates)
+        assert c.sql("SELECT count(*) FROM drift_events")[0][0] == 4
         first = "source_id = (SELECT id FROM discovery_sources WHERE name = 'inv')"
         runs = c.sql("SELECT targets_done, ok_count, unreachable_count, new_certificates, "
                      "drift_count FROM discovery_runs WHERE " + first + " ORDER BY id")
@@ -46,7 +47,8 @@ def main():
         runs = c.sql("SELECT items_done, items_ok, new_certificates, drift_count "
                      "FROM discovery_runs WHERE source_id = (SELECT id FROM discovery_sources "
                      "WHERE name = 'inv2') ORDER BY id")
-        assert runs == [(4, 4, 5, 0), (4, 4, 0, 0), (5, 5, 0, 0), (5, 5, 0, 1), (5, 5, 0, 0)], runs
+        assert runs == [(4, 4, 5, 0), (4, 4, 0, 0), (5, 5, 0, 0), (5, 5, 0, 1), (5, 5, 0, 0),
+                        (5, 5, 0, 2)], runs
         assert c.sql("SELECT count(*) FROM run_confirmed_findings") == [(0,)]
     print("test_inventory: ok")
 

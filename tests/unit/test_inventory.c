@@ -568,6 +568,31 @@ static void test_rescans(struct cap_config *cfg)
     CHECK_STR(want, v);
     free(v);
 
+    /* Run F: two endpoints swap certificates, so each certificate is served by as many
+     * endpoints as before, but not the same ones: both findings list their new endpoints. */
+    int64_t rf = new_run(src);
+    ctx.run_id = rf;
+    inv = cap_inventory_new(&ctx, CAP_INVENTORY_PROGRESS_OBSERVATIONS, &err);
+    CHECK_INT(0, add_obs(inv, "127.0.1.1", 443, "", false, "ok", ce, 2, "TLSv1.3", tls, 29, 0));
+    CHECK_INT(0, add_obs(inv, "127.0.1.2", 443, "", false, "ok", cf, 2, "TLSv1.3", tls, 29, 20));
+    CHECK_INT(0, add_obs(inv, "127.0.1.3", 443, "", false, "ok", cf, 2, "TLSv1.3", tls, 29, 0));
+    CHECK_INT(0, add_obs(inv, "127.0.1.4", 443, "", false, "ok", cg, 2, "TLSv1.3", tls, 29, 0));
+    CHECK_INT(0, add_obs(inv, "127.0.1.5", 443, "", false, "ok", cg, 2, "TLSv1.3", tls, 29, 0));
+    CHECK_INT(0, flush(inv));
+    CHECK_INT(0, cap_inventory_resolve_missing(inv, CAP_FINDING_BY_SCAN, &resolved, &err));
+    cap_inventory_free(inv);
+    end_run(rf);
+    static const char listed[] =
+        "SELECT (details->>'endpoint_count') || ':' || string_agg(e->>'address', ',' "
+        "ORDER BY e->>'address') FROM findings, jsonb_array_elements(details->'endpoints') e "
+        "WHERE kind = 'pqc_vulnerable' AND subject_key = $1 GROUP BY details";
+    v = q_text(listed, subj_f);
+    CHECK_STR("2:127.0.1.2,127.0.1.3", v);
+    free(v);
+    v = q_text(listed, subj_g);
+    CHECK_STR("2:127.0.1.4,127.0.1.5", v);
+    free(v);
+
     EVP_PKEY *keys[] = {root, ki, kg, ke, kf, kl};
     for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
         EVP_PKEY_free(keys[i]);
@@ -864,8 +889,8 @@ static int run_pg(const char *url)
     int64_t other = q_int("INSERT INTO discovery_sources (name, type, domains) "
                           "VALUES ('inv-ct-other', 'ct_log', '{example.com}') RETURNING id",
                           NULL);
-    CHECK_INT(0, cap_inventory_add_sighting_for(inv, other, fa, "https://log.example/", 43, 0,
-                                                &err));
+    CHECK_INT(0,
+              cap_inventory_add_sighting_for(inv, other, fa, "https://log.example/", 43, 0, &err));
     CHECK_INT(0, cap_inventory_add_sighting_for(inv, 0, fa, "https://log.example/", 43, 0, &err));
     CHECK_INT(0, flush(inv));
     char others[24];
