@@ -87,17 +87,22 @@ static const char SQL_UPSERT_ENDPOINTS[] =
 /* $8 run, $9 source, $10 and $11 the drift finding's kind and severity (the catalogue's). An
  * ok observation whose leaf differs from the endpoint's last ok observation of an EARLIER run
  * is a drift (so a re-run of the same run finds the same comparison and the ON CONFLICT keeps
- * one event); the drift finding is raised with it. */
+ * one event); the drift finding is raised with it. Runs before the batch's endpoint upsert:
+ * an endpoint whose row still names the leaf observed now (the last one any run wrote) has not
+ * drifted, and its earlier observations are not looked up; only the others are compared. */
 static const char SQL_DRIFT[] =
     "WITH cur AS ("
-    " SELECT DISTINCT ON (e.id) e.id AS endpoint_id, t.fp AS new_fp, p.fp AS old_fp "
-    " FROM " SQL_OBS_INPUT " "
-    " JOIN endpoints e ON e.address = t.addr::inet AND e.port = t.port AND e.sni = t.sni "
+    " SELECT n.endpoint_id, n.host, n.new_fp, p.fp AS old_fp FROM ("
+    "  SELECT DISTINCT ON (e.id) e.id AS endpoint_id, t.host, t.fp AS new_fp, "
+    "  e.fingerprint_sha256 AS row_fp "
+    "  FROM " SQL_OBS_INPUT " "
+    "  JOIN endpoints e ON e.address = t.addr::inet AND e.port = t.port AND e.sni = t.sni "
+    "  WHERE t.outcome = 'ok' AND t.fp IS NOT NULL "
+    "  ORDER BY e.id, t.ord DESC) n "
     " CROSS JOIN LATERAL (SELECT o.fingerprint_sha256 AS fp FROM endpoint_observations o "
-    "  WHERE o.endpoint_id = e.id AND o.outcome = 'ok' AND o.run_id < $8::bigint "
+    "  WHERE o.endpoint_id = n.endpoint_id AND o.outcome = 'ok' AND o.run_id < $8::bigint "
     "  AND o.fingerprint_sha256 IS NOT NULL ORDER BY o.run_id DESC LIMIT 1) p "
-    " WHERE t.outcome = 'ok' AND t.fp IS NOT NULL "
-    " ORDER BY e.id, t.ord DESC), "
+    " WHERE n.new_fp IS DISTINCT FROM n.row_fp), "
     "d AS ("
     " INSERT INTO drift_events (endpoint_id, run_id, old_fingerprint_sha256, "
     " new_fingerprint_sha256, changed) "
@@ -125,8 +130,9 @@ static const char SQL_DRIFT[] =
     " d.endpoint_id, d.new_fingerprint_sha256, "
     " jsonb_build_object('old_fingerprint', d.old_fingerprint_sha256, "
     "  'new_fingerprint', d.new_fingerprint_sha256, 'changed', to_jsonb(d.changed), "
-    "  'host', e.host, 'address', host(e.address), 'port', e.port, 'sni', e.sni) "
+    "  'host', c.host, 'address', host(e.address), 'port', e.port, 'sni', e.sni) "
     " FROM d JOIN endpoints e ON e.id = d.endpoint_id "
+    " JOIN cur c ON c.endpoint_id = d.endpoint_id "
     " ON CONFLICT (kind, subject_key) WHERE status = 'open' DO UPDATE SET "
     " severity = EXCLUDED.severity, source_id = EXCLUDED.source_id, run_id = EXCLUDED.run_id, "
     " endpoint_id = EXCLUDED.endpoint_id, fingerprint_sha256 = EXCLUDED.fingerprint_sha256, "
@@ -1172,14 +1178,15 @@ static int write_batch(struct cap_inventory *inv, struct cap_err *err)
         }
     }
     if (inv->obs.n > 0) {
-        const char *ep_extra[] = {src};
-        if (cmd_rows(c, "upsert endpoints", SQL_UPSERT_ENDPOINTS, NULL, 0, &inv->obs, 7, ep_extra,
-                     1, err)) {
-            return -1;
-        }
+        /* Drift first: it reads the leaf each endpoint's row names before this batch. */
         const struct cap_finding_def *drift = cap_findings_def(CAP_FINDING_DRIFT);
         const char *drift_extra[] = {run, src, drift->kind, drift->severity};
         if (cmd_rows(c, "record drift", SQL_DRIFT, NULL, 0, &inv->obs, 7, drift_extra, 4, err)) {
+            return -1;
+        }
+        const char *ep_extra[] = {src};
+        if (cmd_rows(c, "upsert endpoints", SQL_UPSERT_ENDPOINTS, NULL, 0, &inv->obs, 7, ep_extra,
+                     1, err)) {
             return -1;
         }
         const char *obs_extra[] = {run};

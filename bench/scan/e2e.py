@@ -98,6 +98,38 @@ def pg_cpu_s(postmaster):
     return (own[1] + own[2] + kids) / TICK
 
 
+PG_PARTS = ("worker", "scheduler", "capctl", "background")
+
+
+def pg_parts_s(c, postmaster):
+    """PostgreSQL's CPU seconds so far by whom it served: the worker's backends, the
+    scheduler's, the backends that have exited (capctl's: one per command; an autovacuum worker
+    that came and went would land here too), and the background processes (checkpointer, WAL
+    writer, autovacuum launcher, ...) with the postmaster. The bench's own connection is left
+    out (it runs no statement while a trigger is measured)."""
+    who = {}
+    for pid, app, btype in c.sql("SELECT pid, application_name, backend_type "
+                                 "FROM pg_stat_activity"):
+        if btype != "client backend":
+            who[pid] = "background"
+        elif app.startswith("cap-worker"):
+            who[pid] = "worker"
+        elif app.startswith("cap-scheduler"):
+            who[pid] = "scheduler"
+        else:
+            who[pid] = "bench"
+    out = dict.fromkeys(PG_PARTS + ("bench",), 0.0)
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            st = stat(int(d))
+            if st and st[0] == postmaster:
+                out[who.get(int(d), "background")] += st[1] / TICK
+    own = stat(postmaster)
+    out["background"] += own[1] / TICK
+    out["capctl"] += own[2] / TICK
+    return out
+
+
 def proc_cpu_s(pid):
     s = stat(pid)
     return s[1] / TICK
@@ -227,6 +259,7 @@ def trigger(c, wd, name, procs, cf, want):
         return cpu
     lsn0 = wd.lsn()
     time.sleep(0.3)
+    parts0 = pg_parts_s(c, procs["postgres"])
     cpu0 = cpu_now()
     ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.time()
@@ -237,6 +270,7 @@ def trigger(c, wd, name, procs, cf, want):
         raise RuntimeError("capctl source trigger failed: %s %s" % (r.stdout, r.stderr))
     time.sleep(0.3)  # capctl's backend exits and is reaped
     cpu1 = cpu_now()
+    parts1 = pg_parts_s(c, procs["postgres"])
     lsn1 = wd.lsn()
     run = json.loads(r.stdout)
     if isinstance(run, list):
@@ -247,6 +281,8 @@ def trigger(c, wd, name, procs, cf, want):
                      "WHERE o.run_id = %s AND o.outcome = 'ok'", (rid,)))
     cpu = {k: cpu1[k] - cpu0[k] for k in cpu0}
     cpu["capctl"] = (ru1.ru_utime + ru1.ru_stime) - (ru0.ru_utime + ru0.ru_stime)
+    for k in PG_PARTS:
+        cpu["pg_" + k] = parts1[k] - parts0[k]
     res = dict(run=rid, status=run.get("status"), endpoints=len(got),
                matched=sum(1 for ad, fp in want.items() if got.get(ad) == fp), wall=wall,
                cpu=cpu, wal=wd.bytes(lsn0, lsn1), tables=wd.tables(lsn0, lsn1))
@@ -585,6 +621,26 @@ def report(a, cidr, empty_cidr, res, refs, held, x25519_s, verify_s, load0, load
                  per_run("postgres"), per_run("scheduler"), per_run("redis"),
                  per_run("postgres") / a.endpoints,
                  med([r["wal"] for rs in res[label]["empties"] for r in rs])))
+    print("PostgreSQL's CPU by whom it served, ms per run (means over the rounds: CPU time is "
+          "read in 10 ms ticks): the worker's connections, the scheduler's, the backends that "
+          "exited during the trigger (capctl's own: a new backend per command), and the "
+          "background processes with the postmaster.\n")
+    print("| ms per run | worker's backends | scheduler's | capctl's | background | all |")
+    print("|---|---|---|---|---|---|")
+    for label in labels_b:
+        for what, runs in (("re-scans (confirming)", [r for rs in res[label]["rounds"]
+                                                      for r in rs[1:]]),
+                           ("runs that store nothing", [r for rs in res[label]["empties"]
+                                                        for r in rs])):
+            if not runs or "pg_worker" not in runs[0]["cpu"]:
+                continue
+            mean = {k: 1000 * sum(r["cpu"]["pg_" + k] for r in runs) / len(runs)
+                    for k in PG_PARTS}
+            print("| %s%s | %.1f | %.1f | %.1f | %.1f | %.1f |"
+                  % (label + ", " if len(labels_b) > 1 else "", what, mean["worker"],
+                     mean["scheduler"], mean["capctl"], mean["background"],
+                     sum(mean.values())))
+    print()
     for label in labels_b:
         fl = [cpu * 1000 / max(rows, 1) for fs in res[label]["floors"] for rows, cpu in fs]
         if fl:
