@@ -115,6 +115,19 @@ def binary(rel):
     return p
 
 
+def run_driver(rel, *args, timeout=300):
+    """Runs a C test driver built under tests/ (rel, e.g. "tests/test_pg") with args; prints what
+    it printed and raises AssertionError when it fails or a sanitizer reported anything."""
+    p = subprocess.run([binary(rel)] + [str(a) for a in args], capture_output=True, text=True,
+                       timeout=timeout)
+    print(p.stdout, end="")
+    if p.returncode != 0:
+        raise AssertionError("%s failed (rc %d):\n%s%s" % (rel, p.returncode, p.stdout, p.stderr))
+    if "ERROR: AddressSanitizer" in p.stderr or "runtime error:" in p.stderr:
+        raise AssertionError("sanitizer report from %s:\n%s" % (rel, p.stderr))
+    return p
+
+
 def _flatten(d, prefix=""):
     out = {}
     for k, v in d.items():

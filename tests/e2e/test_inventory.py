@@ -4,23 +4,13 @@ endpoint and observation rows, drift once per changed endpoint and never twice f
 fencing, findings raised and resolved; then re-scans that confirm without rewriting), then
 checks the rows it left from outside."""
 
-import subprocess
-
 import harness
 
 
 def main():
     with harness.Cluster(name="inventory", start_redis=False) as c:
         c.capctl_ok("migrate")
-        driver = harness.binary("tests/test_inventory")
-        p = subprocess.run([driver, "--pg", c.pg_url], capture_output=True, text=True,
-                           timeout=300)
-        print(p.stdout, end="")
-        if p.returncode != 0:
-            raise AssertionError("inventory driver failed (rc %d):\n%s%s"
-                                 % (p.returncode, p.stdout, p.stderr))
-        if "ERROR: AddressSanitizer" in p.stderr or "runtime error:" in p.stderr:
-            raise AssertionError("sanitizer report from the inventory driver:\n" + p.stderr)
+        harness.run_driver("tests/test_inventory", "--pg", c.pg_url)
 
         # From outside: one drift in the first scenario (and one in the re-scans), every run
         # counted, each open finding unique.

@@ -4,26 +4,13 @@ statement per distinct text, a text rebuilt in the same buffer never mistaken fo
 a statement a migration or a pooler invalidated prepared again). The workers' connections keep
 their statements prepared by default, so every end-to-end test of a worker runs through it."""
 
-import subprocess
-
 import harness
-
-
-def driver(c):
-    p = subprocess.run([harness.binary("tests/test_pg"), "--pg", c.pg_url], capture_output=True,
-                       text=True, timeout=120)
-    print(p.stdout, end="")
-    if p.returncode != 0:
-        raise AssertionError("test_pg driver failed (rc %d):\n%s%s"
-                             % (p.returncode, p.stdout, p.stderr))
-    if "ERROR: AddressSanitizer" in p.stderr or "runtime error:" in p.stderr:
-        raise AssertionError("sanitizer report from the test_pg driver:\n" + p.stderr)
 
 
 def main():
     with harness.Cluster(name="pg-prepared", start_redis=False) as c:
         c.capctl_ok("migrate")
-        driver(c)
+        harness.run_driver("tests/test_pg", "--pg", c.pg_url, timeout=120)
     print("test_pg_prepared: ok")
 
 
