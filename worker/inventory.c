@@ -5,6 +5,7 @@
 #include "worker/inventory.h"
 
 #include <arpa/inet.h>
+#include <pthread.h>
 #include <openssl/sha.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -214,12 +215,13 @@ static const char SQL_UPSERT_SIGHTINGS[] =
  * stands while as many endpoints serve the certificate as it counts and none of them was
  * written after the finding (an endpoint that starts or stops serving it is written, with
  * last_seen_at now; endpoints written in the finding's own transaction come before it, so its
- * list holds them). Lists are built only for the findings written. Returns how many were
- * confirmed. */
+ * list holds them). Lists are built only for the findings written. Returns, for each finding
+ * confirmed or written, its order in the batch, its id and its row version (xmin), which the
+ * worker remembers for SQL_CONFIRM_FINDINGS. */
 static const char SQL_UPSERT_FINDINGS[] =
     "WITH x AS ("
     "SELECT DISTINCT ON (x.kind, x.subject_key) x.kind, x.severity, x.subject_key, x.src, "
-    "x.eid, x.fp, x.bd, x.mode "
+    "x.eid, x.fp, x.bd, x.mode, x.ord "
     "FROM (SELECT t.kind, t.severity, coalesce(t.subject, 'endpoint:' || e.id) AS subject_key, "
     " t.src, coalesce(t.eid, e.id) AS eid, t.fp, t.ord, t.details::jsonb AS bd, t.mode "
     " FROM unnest($2::text[], $3::text[], $4::text[], $5::bigint[], $6::bigint[], $7::text[], "
@@ -232,8 +234,9 @@ static const char SQL_UPSERT_FINDINGS[] =
     " AND NOT (t.unmanaged AND EXISTS (SELECT 1 FROM managed_certificates m "
     "  WHERE m.fingerprint_sha256 = t.fp))) x "
     "ORDER BY x.kind, x.subject_key, x.ord DESC), "
-    "same AS (SELECT f.id, x.kind, x.subject_key FROM x CROSS JOIN LATERAL ("
-    " SELECT f.id FROM findings f WHERE f.kind = x.kind AND f.subject_key = x.subject_key "
+    "same AS (SELECT f.id, f.xm, x.kind, x.subject_key, x.ord FROM x CROSS JOIN LATERAL ("
+    " SELECT f.id, f.xmin::text AS xm FROM findings f "
+    " WHERE f.kind = x.kind AND f.subject_key = x.subject_key "
     " AND f.status IN ('open', 'acknowledged', 'suppressed') AND f.severity = x.severity "
     " AND f.source_id IS NOT DISTINCT FROM x.src AND f.endpoint_id IS NOT DISTINCT FROM x.eid "
     " AND f.fingerprint_sha256 IS NOT DISTINCT FROM x.fp "
@@ -257,10 +260,42 @@ static const char SQL_UPSERT_FINDINGS[] =
     " ON CONFLICT (kind, subject_key) WHERE status = 'open' DO UPDATE SET "
     " severity = EXCLUDED.severity, source_id = EXCLUDED.source_id, run_id = EXCLUDED.run_id, "
     " endpoint_id = EXCLUDED.endpoint_id, fingerprint_sha256 = EXCLUDED.fingerprint_sha256, "
-    " details = EXCLUDED.details, last_seen_at = now()), "
+    " details = EXCLUDED.details, last_seen_at = now() "
+    " RETURNING f.kind, f.subject_key, f.id, f.xmin::text AS xm), "
     "c AS (INSERT INTO run_confirmed_findings (run_id, finding_ids) "
     " SELECT $1::bigint, array_agg(id ORDER BY id) FROM same HAVING count(*) > 0) "
-    "SELECT count(*) FROM same";
+    "SELECT s.ord, s.id, s.xm FROM same s "
+    "UNION ALL SELECT x.ord, w.id, w.xm FROM w "
+    " JOIN x ON x.kind = w.kind AND x.subject_key = w.subject_key";
+
+/* $1 run; per finding the worker raised exactly as it last wrote or confirmed it: $2 its id,
+ * $3 the row version (xmin) it had then, $4 the endpoint list mode, $5 the certificate, $6 the
+ * finding's order in the batch, $7 its kind, $8 unmanaged_only. A row still at that version was
+ * written by nobody since, so its content is what the worker would write: it is confirmed as
+ * SQL_UPSERT_FINDINGS confirms an unchanged finding (still active, written recently, its
+ * acknowledgement or rule not ended, its certificate not managed now when the kind is about
+ * unmanaged certificates, a leaf certificate's endpoint list still standing), without reading
+ * its details. Returns the orders of those confirmed; the others go through
+ * SQL_UPSERT_FINDINGS. */
+static const char SQL_CONFIRM_FINDINGS[] =
+    "WITH ok AS (SELECT t.ord, f.id FROM unnest($2::bigint[], $3::text[], $4::int[], "
+    " $5::text[], $6::int[], $7::text[], $8::bool[]) AS t(id, xm, mode, fp, ord, kind, unmanaged) "
+    " JOIN findings f ON f.id = t.id "
+    " WHERE f.xmin::text = t.xm AND f.kind = t.kind "
+    " AND f.status IN ('open', 'acknowledged', 'suppressed') "
+    " AND f.last_seen_at > " SQL_FRESH " "
+    " AND (f.status <> 'acknowledged' OR f.ack_until IS NULL OR f.ack_until > now()) "
+    " AND NOT (f.status = 'suppressed' AND EXISTS (SELECT 1 FROM finding_suppressions r "
+    "  WHERE r.id = f.suppression_id AND r.until <= now())) "
+    " AND NOT (t.unmanaged AND EXISTS (SELECT 1 FROM managed_certificates m "
+    "  WHERE m.fingerprint_sha256 = t.fp)) "
+    " AND (t.mode <> 1 OR ((f.details ->> 'endpoint_count')::bigint = "
+    "  (SELECT count(*) FROM endpoints ee WHERE ee.fingerprint_sha256 = t.fp) "
+    "  AND NOT EXISTS (SELECT 1 FROM endpoints ee WHERE ee.fingerprint_sha256 = t.fp "
+    "  AND ee.last_seen_at > f.last_seen_at)))), "
+    "c AS (INSERT INTO run_confirmed_findings (run_id, finding_ids) "
+    " SELECT $1::bigint, array_agg(id ORDER BY id) FROM ok HAVING count(*) > 0) "
+    "SELECT ord FROM ok";
 
 /* $1 run: what this run has written so far. */
 static const char SQL_RUN_COUNTS[] =
@@ -1128,6 +1163,231 @@ static int cmd_rows(PGconn *c, const char *name, const char *sql, const char *co
     return 0;
 }
 
+/* ---- findings confirmed by id and row version ----
+ *
+ * The worker remembers, for each finding it wrote or confirmed, the finding's id and row
+ * version (xmin) with a hash of the row it queued. A later run that raises the same finding
+ * with the same row sends only the id and version (SQL_CONFIRM_FINDINGS): if the row is still
+ * at that version nobody wrote it since, and its details need not be read or compared. Anything
+ * else (a new row, a changed one, a row another tool or worker wrote, a batch that rolled
+ * back) falls back to SQL_UPSERT_FINDINGS, whose answer refreshes what is remembered. One
+ * table per worker process, shared by its job threads, direct-mapped: a collision only
+ * forgets. */
+
+struct fseen {
+    uint64_t key; /* hash of the finding's identity (kind, subject or endpoint); 0: empty */
+    uint64_t row; /* hash of the row queued */
+    int64_t id;
+    uint32_t xmin;
+};
+#define FSEEN_SLOTS (1u << 18) /* 8 MiB of address space, touched as used */
+
+static struct fseen *g_fseen;
+static pthread_mutex_t g_fseen_mu = PTHREAD_MUTEX_INITIALIZER;
+
+static uint64_t fnv_cell(uint64_t h, const char *v)
+{
+    if (!v) {
+        return (h ^ 0xffu) * 1099511628211u; /* NULL differs from "" */
+    }
+    for (; *v; v++) {
+        h = (h ^ (unsigned char)*v) * 1099511628211u;
+    }
+    return (h ^ 0xfeu) * 1099511628211u;
+}
+
+/* Identity and row hashes of queued finding i (never 0 for the identity). */
+static void finding_hashes(const struct rows *r, size_t i, uint64_t *key, uint64_t *row)
+{
+    char *const *v = r->cells + i * r->ncols;
+    uint64_t k = fnv_cell(1469598103934665603u, v[0]);
+    if (v[2]) {
+        k = fnv_cell(k, v[2]);
+    } else {
+        k = fnv_cell(fnv_cell(fnv_cell(k, v[7]), v[8]), v[9]);
+    }
+    *key = k ? k : 1;
+    uint64_t h = 0x84222325cbf29ce4u;
+    for (size_t c = 0; c < FIND_COLS - 1; c++) { /* every column but the order */
+        h = fnv_cell(h, v[c]);
+    }
+    *row = h;
+}
+
+static int cmp_u64_idx(const void *a, const void *b)
+{
+    const uint64_t *x = a, *y = b;
+    return x[0] < y[0] ? -1 : x[0] > y[0];
+}
+
+/* The index of the queued finding whose order is ord (text), r->n when there is none. Orders
+ * grow with the row index. */
+static size_t finding_of_ord(const struct rows *r, const char *ord)
+{
+    long long o = atoll(ord);
+    size_t lo = 0, hi = r->n;
+    while (lo < hi) {
+        size_t mid = (lo + hi) / 2;
+        long long m = atoll(r->cells[mid * r->ncols + 12]);
+        if (m == o) {
+            return mid;
+        }
+        if (m < o) {
+            lo = mid + 1;
+        } else {
+            hi = mid;
+        }
+    }
+    return r->n;
+}
+
+/* Remembers id and version for the queued finding whose order is ord (text). */
+static void fseen_store(const struct rows *r, const uint64_t *keys, const uint64_t *rowh,
+                        const char *ord, const char *id, const char *xmin)
+{
+    size_t lo = finding_of_ord(r, ord);
+    if (lo >= r->n) {
+        return;
+    }
+    pthread_mutex_lock(&g_fseen_mu);
+    if (!g_fseen) {
+        g_fseen = calloc(FSEEN_SLOTS, sizeof *g_fseen);
+    }
+    if (g_fseen) {
+        struct fseen *e = &g_fseen[keys[lo] & (FSEEN_SLOTS - 1)];
+        e->key = keys[lo];
+        e->row = rowh[lo];
+        e->id = atoll(id);
+        e->xmin = (uint32_t)strtoul(xmin, NULL, 10);
+    }
+    pthread_mutex_unlock(&g_fseen_mu);
+}
+
+/* The batch's findings: those raised exactly as last time confirmed by id and version, the
+ * rest through SQL_UPSERT_FINDINGS. A finding raised twice in one batch always takes the long
+ * way (the last one raised wins there). */
+static int write_findings(struct cap_inventory *inv, PGconn *c, const char *run,
+                          struct cap_err *err)
+{
+    const struct rows *r = &inv->finds;
+    size_t n = r->n;
+    uint64_t *keys = calloc(n, sizeof *keys), *rowh = calloc(n, sizeof *rowh);
+    uint64_t *sorted = calloc(2 * n, sizeof *sorted);
+    unsigned char *fast = calloc(n, 1);
+    char **rest = calloc(n * r->ncols, sizeof *rest);
+    char *arr[8] = {0};
+    PGresult *res = NULL;
+    int rc = -1;
+    if (!keys || !rowh || !sorted || !fast || !rest) {
+        cap_err_set(err, CAP_E_NOMEM, "upsert findings: out of memory");
+        goto out;
+    }
+    for (size_t i = 0; i < n; i++) {
+        finding_hashes(r, i, &keys[i], &rowh[i]);
+        sorted[2 * i] = keys[i];
+        sorted[2 * i + 1] = i;
+    }
+    qsort(sorted, n, 2 * sizeof *sorted, cmp_u64_idx);
+    size_t nfast = 0;
+    struct rows cand = {.ncols = 8, .n = 0, .cap = n, .cells = calloc(n * 8, sizeof(char *))};
+    if (!cand.cells) {
+        cap_err_set(err, CAP_E_NOMEM, "upsert findings: out of memory");
+        goto out;
+    }
+    pthread_mutex_lock(&g_fseen_mu);
+    for (size_t s = 0; s < n; s++) {
+        size_t i = (size_t)sorted[2 * s + 1];
+        bool dup =
+            (s > 0 && sorted[2 * s - 2] == keys[i]) || (s + 1 < n && sorted[2 * s + 2] == keys[i]);
+        const char *mode = r->cells[i * r->ncols + 11];
+        const struct fseen *e = g_fseen ? &g_fseen[keys[i] & (FSEEN_SLOTS - 1)] : NULL;
+        if (dup || !e || e->key != keys[i] || e->row != rowh[i] || strcmp(mode, "2") == 0) {
+            continue;
+        }
+        char idb[24], xb[16];
+        snprintf(idb, sizeof idb, "%lld", (long long)e->id);
+        snprintf(xb, sizeof xb, "%u", e->xmin);
+        char **cv = cand.cells + cand.n * 8;
+        cv[0] = strdup(idb);
+        cv[1] = strdup(xb);
+        cv[2] = strdup(mode);
+        cv[3] = dup_or_null(r->cells[i * r->ncols + 5]);
+        cv[4] = strdup(r->cells[i * r->ncols + 12]);
+        cv[5] = strdup(r->cells[i * r->ncols + 0]);
+        cv[6] = strdup(r->cells[i * r->ncols + 10]);
+        cv[7] = NULL;
+        cand.n++;
+        fast[i] = 1;
+        nfast++;
+    }
+    pthread_mutex_unlock(&g_fseen_mu);
+    if (nfast > 0) {
+        const char *params[8] = {run};
+        for (size_t k = 0; k < 7; k++) {
+            arr[k] = rows_array(&cand, k);
+            if (!arr[k]) {
+                cap_err_set(err, CAP_E_NOMEM, "confirm findings: out of memory");
+                goto out_cand;
+            }
+            params[k + 1] = arr[k];
+        }
+        res = cap_pg_exec(c, "confirm findings", SQL_CONFIRM_FINDINGS, 8, params, err);
+        if (!res) {
+            goto out_cand;
+        }
+        /* Those confirmed stay out of the upsert; the others go through it. */
+        for (size_t i = 0; i < n; i++) {
+            fast[i] = 0;
+        }
+        for (int k = 0; k < PQntuples(res); k++) {
+            size_t i = finding_of_ord(r, PQgetvalue(res, k, 0));
+            if (i < n) {
+                fast[i] = 1;
+                inv->stats.findings_by_version++;
+            }
+        }
+        PQclear(res);
+        res = NULL;
+    }
+    struct rows todo = {.ncols = r->ncols, .n = 0, .cap = n, .cells = rest};
+    for (size_t i = 0; i < n; i++) {
+        if (!fast[i]) {
+            memcpy(todo.cells + todo.n * r->ncols, r->cells + i * r->ncols,
+                   r->ncols * sizeof(char *));
+            todo.n++;
+        }
+    }
+    if (todo.n > 0) {
+        const char *run_lead[] = {run};
+        res = exec_rows(c, "upsert findings", SQL_UPSERT_FINDINGS, run_lead, 1, &todo, FIND_COLS,
+                        NULL, 0, err);
+        if (!res) {
+            goto out_cand;
+        }
+        for (int k = 0; k < PQntuples(res); k++) {
+            fseen_store(r, keys, rowh, PQgetvalue(res, k, 0), PQgetvalue(res, k, 1),
+                        PQgetvalue(res, k, 2));
+        }
+        PQclear(res);
+    }
+    rc = 0;
+out_cand:
+    for (size_t i = 0; i < cand.n * 8; i++) {
+        free(cand.cells[i]);
+    }
+    free(cand.cells);
+out:
+    for (size_t k = 0; k < 8; k++) {
+        free(arr[k]);
+    }
+    free(keys);
+    free(rowh);
+    free(sorted);
+    free(fast);
+    free(rest);
+    return rc;
+}
+
 /* The run's progress (one cap_run_progress call) from st: with counts, the certificates and
  * drifts and, for the network scan (CAP_INVENTORY_PROGRESS_OBSERVATIONS), its observations by
  * outcome; without, only the items done. The counts of empty addresses go with either, when
@@ -1208,9 +1468,7 @@ static int write_batch(struct cap_inventory *inv, struct cap_err *err)
                                       &inv->sights, SIGHT_COLS, NULL, 0, err)) {
         return -1;
     }
-    const char *run_lead[] = {run};
-    if (inv->finds.n > 0 && cmd_rows(c, "upsert findings", SQL_UPSERT_FINDINGS, run_lead, 1,
-                                     &inv->finds, FIND_COLS, NULL, 0, err)) {
+    if (inv->finds.n > 0 && write_findings(inv, c, run, err) != 0) {
         return -1;
     }
     if (inv->commit_cb && inv->commit_cb(ctx, inv->commit_arg, err) != 0) {

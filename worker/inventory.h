@@ -76,13 +76,14 @@ struct cap_inventory;
 /* Counts of what this run has written (absolute for the run, read back after each batch, so a
  * retried attempt counts what earlier attempts wrote too). */
 struct cap_inventory_stats {
-    int64_t certs_new;    /* discovered_certificates first seen by this run */
-    int64_t drifts;       /* drift_events of this run */
-    int64_t observations; /* endpoint_observations of this run */
-    int64_t ok;           /* of which outcome ok */
-    int64_t unreachable;  /* of which refused or timeout */
-    int64_t tls_errors;   /* of which tls_error */
-    int64_t batches;      /* batches this inventory committed */
+    int64_t certs_new;           /* discovered_certificates first seen by this run */
+    int64_t drifts;              /* drift_events of this run */
+    int64_t observations;        /* endpoint_observations of this run */
+    int64_t ok;                  /* of which outcome ok */
+    int64_t unreachable;         /* of which refused or timeout */
+    int64_t tls_errors;          /* of which tls_error */
+    int64_t batches;             /* batches this inventory committed */
+    int64_t findings_by_version; /* unchanged findings confirmed by id and row version alone */
 };
 
 /* Creates a writer for the run of ctx (borrowed: ctx, ctx->pg and ctx->cfg must outlive it).
@@ -155,9 +156,10 @@ int cap_inventory_cert_findings(struct cap_inventory *inv, const struct cap_cert
 
 /* Writes everything queued: one transaction per batch of up to CAP_INVENTORY_BATCH items,
  * each starting with cap_run_fence, using multi-row statements, and ending with the run's
- * progress (cap_run_progress, see CAP_INVENTORY_PROGRESS_OBSERVATIONS). Returns 0 (also when nothing was queued), or -1 with err:
- * CAP_E_FENCED when another attempt owns the run (drop the job), else the failed statement
- * and its SQLSTATE; the batch is rolled back and stays queued. Blocks. */
+ * progress (cap_run_progress, see CAP_INVENTORY_PROGRESS_OBSERVATIONS). Returns 0 (also when
+ * nothing was queued), or -1 with err: CAP_E_FENCED when another attempt owns the run (drop the
+ * job), else the failed statement and its SQLSTATE; the batch is rolled back and stays queued.
+ * Blocks. */
 int cap_inventory_flush(struct cap_inventory *inv, struct cap_err *err);
 
 /* Flushes when the oldest queued item is older than CAP_INVENTORY_FLUSH_MS, so results are
