@@ -22,11 +22,11 @@ static const char SQL_BEGIN[] = "BEGIN";
 /* Batch statements are costed high enough to start the JIT, which then costs more than the
  * statement itself; it is turned off for the writer's transactions only. */
 static const char SQL_NO_JIT[] = "SET LOCAL jit = off";
-/* The same for a batch, which also runs its statements on generic plans: they are lookups per
- * row of unnested arrays, whose plan does not depend on the values, and a worker's job threads
- * each run them too seldom for PostgreSQL's plan cache to settle on its own (five planned runs
- * per statement and connection first): without this a batch spends a fifth of its time
- * planning. */
+/* The same for a network scan's batch, which also runs its statements on generic plans: they
+ * are lookups per row of unnested arrays, whose plan does not depend on the values, and a
+ * worker's job threads each run them too seldom for PostgreSQL's plan cache to settle on its
+ * own (five planned runs per statement and connection first): without this a re-scan's batch
+ * spends a fifth of its time planning. */
 static const char SQL_BATCH_SETTINGS[] =
     "SELECT set_config('jit', 'off', true), "
     "set_config('plan_cache_mode', 'force_generic_plan', true)";
@@ -1171,8 +1171,8 @@ static int cmd_rows(PGconn *c, const char *name, const char *sql, const char *co
  * at that version nobody wrote it since, and its details need not be read or compared. Anything
  * else (a new row, a changed one, a row another tool or worker wrote, a batch that rolled
  * back) falls back to SQL_UPSERT_FINDINGS, whose answer refreshes what is remembered. One
- * table per worker process, shared by its job threads, direct-mapped: a collision only
- * forgets. */
+ * table per worker process, shared by its job threads, direct-mapped (a collision only
+ * forgets), filled by network scans only: their re-scans raise the same findings again. */
 
 struct fseen {
     uint64_t key; /* hash of the finding's identity (kind, subject or endpoint); 0: empty */
@@ -1180,7 +1180,7 @@ struct fseen {
     int64_t id;
     uint32_t xmin;
 };
-#define FSEEN_SLOTS (1u << 18) /* 8 MiB of address space, touched as used */
+#define FSEEN_SLOTS (1u << 17) /* 4 MiB of address space, touched as used */
 
 static struct fseen *g_fseen;
 static pthread_mutex_t g_fseen_mu = PTHREAD_MUTEX_INITIALIZER;
@@ -1364,7 +1364,10 @@ static int write_findings(struct cap_inventory *inv, PGconn *c, const char *run,
         if (!res) {
             goto out_cand;
         }
-        for (int k = 0; k < PQntuples(res); k++) {
+        /* Remembered for network scans, whose re-scans raise the same findings again; a CT
+         * run raises each finding once. */
+        for (int k = 0; (inv->flags & CAP_INVENTORY_PROGRESS_OBSERVATIONS) && k < PQntuples(res);
+             k++) {
             fseen_store(r, keys, rowh, PQgetvalue(res, k, 0), PQgetvalue(res, k, 1),
                         PQgetvalue(res, k, 2));
         }
@@ -1538,7 +1541,11 @@ int cap_inventory_flush(struct cap_inventory *inv, struct cap_err *err)
     if (cap_pg_cmd(c, "begin inventory batch", SQL_BEGIN, 0, NULL, err) != 0) {
         return -1;
     }
-    if (cap_pg_cmd(c, "batch settings", SQL_BATCH_SETTINGS, 0, NULL, err) != 0) {
+    /* Generic plans for the network scan's batches (a few hundred rows each run, again and
+     * again); a CT batch is large and rarer, and keeps the plans made for its rows. */
+    bool generic = inv->flags & CAP_INVENTORY_PROGRESS_OBSERVATIONS;
+    if (cap_pg_cmd(c, generic ? "batch settings" : "turn off jit",
+                   generic ? SQL_BATCH_SETTINGS : SQL_NO_JIT, 0, NULL, err) != 0) {
         PGresult *r = PQexec(c, SQL_ROLLBACK);
         PQclear(r);
         return -1;
