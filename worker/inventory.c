@@ -202,6 +202,21 @@ static const char SQL_UPSERT_SIGHTINGS[] =
     "x.bd || CASE x.mode WHEN 1 THEN " SQL_EP_LIST(SQL_EP_LEAF) " WHEN 2 THEN " SQL_EP_LIST(       \
         SQL_EP_CHAIN) " ELSE '{}'::jsonb END"
 
+/* A finding row f that stands as it is: active, written recently, its acknowledgement or rule
+ * not ended (an ended one is left to the refresh, which opens the row again). */
+#define SQL_FINDING_STANDS                                                                         \
+    "f.status IN ('open', 'acknowledged', 'suppressed') AND f.last_seen_at > " SQL_FRESH " "       \
+    "AND (f.status <> 'acknowledged' OR f.ack_until IS NULL OR f.ack_until > now()) "              \
+    "AND NOT (f.status = 'suppressed' AND EXISTS (SELECT 1 FROM finding_suppressions r "           \
+    "WHERE r.id = f.suppression_id AND r.until <= now()))"
+/* The endpoint list of f, the finding of the leaf certificate fp, stands: as many endpoints
+ * serve the certificate as it counts, and none of them was written after the finding. */
+#define SQL_LEAF_LIST_STANDS(fp)                                                                   \
+    "(f.details ->> 'endpoint_count')::bigint = "                                                  \
+    "(SELECT count(*) FROM endpoints ee WHERE ee.fingerprint_sha256 = " fp ") "                    \
+    "AND NOT EXISTS (SELECT 1 FROM endpoints ee WHERE ee.fingerprint_sha256 = " fp " "             \
+    "AND ee.last_seen_at > f.last_seen_at)"
+
 /* $1 run, $2 kinds, $3 severities, $4 subject keys (NULL: the endpoint's), $5 sources,
  * $6 endpoint ids, $7 fingerprints, $8 details, $9-$11 endpoint address/port/sni (NULL: no
  * endpoint), $12 unmanaged_only, $13 endpoint list mode, $14 ord. A finding raised again
@@ -209,8 +224,7 @@ static const char SQL_UPSERT_SIGHTINGS[] =
  * acknowledged or suppressed until later, and written recently is not rewritten: its id goes
  * to run_confirmed_findings (one row per batch), which cap_inventory_resolve_missing reads as
  * raised by this run. Each is looked up through the unique (kind, subject_key) index of the
- * active rows (LIMIT 1 keeps it a lookup per row, never a pass over every finding). An
- * acknowledgement or rule that has ended is left to the refresh, which opens the row again.
+ * active rows (LIMIT 1 keeps it a lookup per row, never a pass over every finding).
  * The endpoint list of a leaf certificate's finding is not built to confirm it: the list
  * stands while as many endpoints serve the certificate as it counts and none of them was
  * written after the finding (an endpoint that starts or stops serving it is written, with
@@ -237,36 +251,33 @@ static const char SQL_UPSERT_FINDINGS[] =
     "same AS (SELECT f.id, f.xm, x.kind, x.subject_key, x.ord FROM x CROSS JOIN LATERAL ("
     " SELECT f.id, f.xmin::text AS xm FROM findings f "
     " WHERE f.kind = x.kind AND f.subject_key = x.subject_key "
-    " AND f.status IN ('open', 'acknowledged', 'suppressed') AND f.severity = x.severity "
+    " AND " SQL_FINDING_STANDS " AND f.severity = x.severity "
     " AND f.source_id IS NOT DISTINCT FROM x.src AND f.endpoint_id IS NOT DISTINCT FROM x.eid "
     " AND f.fingerprint_sha256 IS NOT DISTINCT FROM x.fp "
     " AND CASE x.mode "
     "  WHEN 0 THEN f.details = x.bd "
     "  WHEN 1 THEN f.details - 'endpoints' - 'endpoint_count' = x.bd "
-    "   AND (f.details ->> 'endpoint_count')::bigint = "
-    "    (SELECT count(*) FROM endpoints ee " SQL_EP_LEAF ") "
-    "   AND NOT EXISTS (SELECT 1 FROM endpoints ee " SQL_EP_LEAF " "
-    "    AND ee.last_seen_at > f.last_seen_at) "
-    "  ELSE f.details = " SQL_DETAILS " END "
-    " AND f.last_seen_at > " SQL_FRESH " "
-    " AND (f.status <> 'acknowledged' OR f.ack_until IS NULL OR f.ack_until > now()) "
-    " AND NOT (f.status = 'suppressed' AND EXISTS (SELECT 1 FROM finding_suppressions r "
-    "  WHERE r.id = f.suppression_id AND r.until <= now())) LIMIT 1) f), "
-    "w AS (INSERT INTO findings AS f (kind, severity, subject_key, source_id, run_id, "
-    " endpoint_id, fingerprint_sha256, details) "
-    " SELECT x.kind, x.severity, x.subject_key, x.src, $1::bigint, x.eid, x.fp, " SQL_DETAILS " "
-    " FROM x WHERE NOT EXISTS (SELECT 1 FROM same s "
-    "  WHERE s.kind = x.kind AND s.subject_key = x.subject_key) "
-    " ON CONFLICT (kind, subject_key) WHERE status = 'open' DO UPDATE SET "
-    " severity = EXCLUDED.severity, source_id = EXCLUDED.source_id, run_id = EXCLUDED.run_id, "
-    " endpoint_id = EXCLUDED.endpoint_id, fingerprint_sha256 = EXCLUDED.fingerprint_sha256, "
-    " details = EXCLUDED.details, last_seen_at = now() "
-    " RETURNING f.kind, f.subject_key, f.id, f.xmin::text AS xm), "
-    "c AS (INSERT INTO run_confirmed_findings (run_id, finding_ids) "
-    " SELECT $1::bigint, array_agg(id ORDER BY id) FROM same HAVING count(*) > 0) "
-    "SELECT s.ord, s.id, s.xm FROM same s "
-    "UNION ALL SELECT x.ord, w.id, w.xm FROM w "
-    " JOIN x ON x.kind = w.kind AND x.subject_key = w.subject_key";
+    "   AND " SQL_LEAF_LIST_STANDS(
+        "x.fp") " "
+                "  ELSE f.details = " SQL_DETAILS " END LIMIT 1) f), "
+                "w AS (INSERT INTO findings AS f (kind, severity, subject_key, source_id, run_id, "
+                " endpoint_id, fingerprint_sha256, details) "
+                " SELECT x.kind, x.severity, x.subject_key, x.src, $1::bigint, x.eid, "
+                "x.fp, " SQL_DETAILS " "
+                " FROM x WHERE NOT EXISTS (SELECT 1 FROM same s "
+                "  WHERE s.kind = x.kind AND s.subject_key = x.subject_key) "
+                " ON CONFLICT (kind, subject_key) WHERE status = 'open' DO UPDATE SET "
+                " severity = EXCLUDED.severity, source_id = EXCLUDED.source_id, run_id = "
+                "EXCLUDED.run_id, "
+                " endpoint_id = EXCLUDED.endpoint_id, fingerprint_sha256 = "
+                "EXCLUDED.fingerprint_sha256, "
+                " details = EXCLUDED.details, last_seen_at = now() "
+                " RETURNING f.kind, f.subject_key, f.id, f.xmin::text AS xm), "
+                "c AS (INSERT INTO run_confirmed_findings (run_id, finding_ids) "
+                " SELECT $1::bigint, array_agg(id ORDER BY id) FROM same HAVING count(*) > 0) "
+                "SELECT s.ord, s.id, s.xm FROM same s "
+                "UNION ALL SELECT x.ord, w.id, w.xm FROM w "
+                " JOIN x ON x.kind = w.kind AND x.subject_key = w.subject_key";
 
 /* $1 run; per finding the worker raised exactly as it last wrote or confirmed it: $2 its id,
  * $3 the row version (xmin) it had then, $4 the endpoint list mode, $5 the certificate, $6 the
@@ -282,20 +293,14 @@ static const char SQL_CONFIRM_FINDINGS[] =
     " $5::text[], $6::int[], $7::text[], $8::bool[]) AS t(id, xm, mode, fp, ord, kind, unmanaged) "
     " JOIN findings f ON f.id = t.id "
     " WHERE f.xmin::text = t.xm AND f.kind = t.kind "
-    " AND f.status IN ('open', 'acknowledged', 'suppressed') "
-    " AND f.last_seen_at > " SQL_FRESH " "
-    " AND (f.status <> 'acknowledged' OR f.ack_until IS NULL OR f.ack_until > now()) "
-    " AND NOT (f.status = 'suppressed' AND EXISTS (SELECT 1 FROM finding_suppressions r "
-    "  WHERE r.id = f.suppression_id AND r.until <= now())) "
+    " AND " SQL_FINDING_STANDS " "
     " AND NOT (t.unmanaged AND EXISTS (SELECT 1 FROM managed_certificates m "
     "  WHERE m.fingerprint_sha256 = t.fp)) "
-    " AND (t.mode <> 1 OR ((f.details ->> 'endpoint_count')::bigint = "
-    "  (SELECT count(*) FROM endpoints ee WHERE ee.fingerprint_sha256 = t.fp) "
-    "  AND NOT EXISTS (SELECT 1 FROM endpoints ee WHERE ee.fingerprint_sha256 = t.fp "
-    "  AND ee.last_seen_at > f.last_seen_at)))), "
-    "c AS (INSERT INTO run_confirmed_findings (run_id, finding_ids) "
-    " SELECT $1::bigint, array_agg(id ORDER BY id) FROM ok HAVING count(*) > 0) "
-    "SELECT ord FROM ok";
+    " AND (t.mode <> 1 OR (" SQL_LEAF_LIST_STANDS(
+        "t.fp") "))), "
+                "c AS (INSERT INTO run_confirmed_findings (run_id, finding_ids) "
+                " SELECT $1::bigint, array_agg(id ORDER BY id) FROM ok HAVING count(*) > 0) "
+                "SELECT ord FROM ok";
 
 /* $1 run: what this run has written so far. */
 static const char SQL_RUN_COUNTS[] =
