@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <pthread.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -161,6 +162,9 @@ struct worker {
     int nbusy;   /* waiting for or inside a job thread */
     int shutdown_threads;
     pthread_t *threads;
+    struct job_thread *jt; /* one per thread */
+    struct job_thread **idle; /* idle job threads, the one idle longest first */
+    int nidle;
     int nthreads;
     struct cap_metric *m_started, *m_finished, *m_duration, *m_dead, *m_poison, *m_dup;
     struct cap_deliverer *deliver; /* notify_deliver jobs (worker/deliver.c) */
@@ -467,14 +471,56 @@ static void retire_locked(struct worker *w, struct job *j)
     free(j);
 }
 
+/* A job thread and what it waits on. A queued job wakes the thread that went idle last (LIFO,
+ * as PgBouncer hands out server connections): a worker that is not busy keeps running its jobs
+ * on the same few threads, whose PostgreSQL sessions have their statements prepared and planned
+ * and their catalog caches filled, where waking any thread would spread the runs over all of
+ * them and pay for that on each. */
+struct job_thread {
+    struct worker *w;
+    pthread_cond_t cv;
+    bool idle; /* on w->idle */
+};
+
+/* Wakes the job thread that went idle last, if any. Called with w->mu held. */
+static void wake_idle_locked(struct worker *w)
+{
+    if (w->nidle == 0)
+        return;
+    struct job_thread *t = w->idle[--w->nidle];
+    t->idle = false;
+    pthread_cond_signal(&t->cv);
+}
+
+static void idle_remove_locked(struct worker *w, struct job_thread *t)
+{
+    if (!t->idle)
+        return;
+    for (int i = 0; i < w->nidle; i++) {
+        if (w->idle[i] == t) {
+            memmove(&w->idle[i], &w->idle[i + 1], (size_t)(w->nidle - i - 1) * sizeof *w->idle);
+            w->nidle--;
+            break;
+        }
+    }
+    t->idle = false;
+}
+
 static void *job_thread(void *arg)
 {
-    struct worker *w = arg;
+    struct job_thread *self = arg;
+    struct worker *w = self->w;
     struct thread_conns tc = {0};
     for (;;) {
         pthread_mutex_lock(&w->mu);
-        while (!w->qhead && !w->shutdown_threads)
-            pthread_cond_wait(&w->cv, &w->mu);
+        while (!w->qhead && !w->shutdown_threads) {
+            if (!self->idle) {
+                w->idle[w->nidle++] = self;
+                self->idle = true;
+            }
+            pthread_cond_wait(&self->cv, &w->mu);
+        }
+        idle_remove_locked(w, self);
         struct job *j = w->qhead;
         if (!j) {
             pthread_mutex_unlock(&w->mu);
@@ -735,7 +781,7 @@ static void dispatch_row(struct worker *w, PGresult *r, int k, struct entry *e)
     else
         w->qhead = j;
     w->qtail = j;
-    pthread_cond_broadcast(&w->cv);
+    wake_idle_locked(w);
     pthread_mutex_unlock(&w->mu);
 }
 
@@ -1291,8 +1337,25 @@ static int worker_run(const struct cap_config *cfg, atomic_int *stop, struct cap
     }
     w->nthreads = cfg->worker_max_jobs > 0 ? cfg->worker_max_jobs : 1;
     w->threads = calloc((size_t)w->nthreads, sizeof *w->threads);
-    for (int i = 0; w->threads && i < w->nthreads; i++)
-        pthread_create(&w->threads[i], NULL, job_thread, w);
+    w->jt = calloc((size_t)w->nthreads, sizeof *w->jt);
+    w->idle = calloc((size_t)w->nthreads, sizeof *w->idle);
+    if (!w->threads || !w->jt || !w->idle) {
+        cap_err_set(err, CAP_E_NOMEM, "worker: out of memory for %d job threads", w->nthreads);
+        free(w->threads);
+        free(w->jt);
+        free(w->idle);
+        cap_deliverer_free(w->deliver);
+        cap_executors_shutdown();
+        PQfinish(w->pg);
+        redisFree(w->rd);
+        free(w);
+        return -1;
+    }
+    for (int i = 0; i < w->nthreads; i++) {
+        w->jt[i].w = w;
+        pthread_cond_init(&w->jt[i].cv, NULL);
+        pthread_create(&w->threads[i], NULL, job_thread, &w->jt[i]);
+    }
     pthread_create(&w->finisher, NULL, finisher_thread, w);
     cap_log(CAP_LOG_INFO, "worker_started", CAP_LS("consumer", w->name),
             CAP_LI("max_jobs", w->nthreads),
@@ -1385,6 +1448,8 @@ static int worker_run(const struct cap_config *cfg, atomic_int *stop, struct cap
     int left = w->nactive;
     w->shutdown_threads = 1;
     pthread_cond_broadcast(&w->cv);
+    for (int i = 0; i < w->nthreads; i++)
+        pthread_cond_signal(&w->jt[i].cv);
     pthread_mutex_unlock(&w->mu);
     if (left > 0) {
         struct cap_err e = {0};
@@ -1402,6 +1467,10 @@ static int worker_run(const struct cap_config *cfg, atomic_int *stop, struct cap
     pthread_join(w->finisher, NULL);
     cap_deliverer_free(w->deliver);
     cap_executors_shutdown();
+    for (int i = 0; i < w->nthreads; i++)
+        pthread_cond_destroy(&w->jt[i].cv);
+    free(w->jt);
+    free(w->idle);
     free(w->threads);
     if (w->pg)
         PQfinish(w->pg);
