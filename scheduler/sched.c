@@ -582,6 +582,11 @@ static int connect_all(struct sched *s, struct cap_err *err)
     if (!s->pg) {
         if (!(s->pg = cap_pg_connect(s->cfg->database_url, "cap-scheduler", err)))
             return -1;
+        /* Every sweep runs the same statements: parsed once per session, and planned until
+         * PostgreSQL's plan cache settles, not on every tick. */
+        if (s->cfg->database_prepared_statements && cap_pg_keep_prepared(s->pg) < 0)
+            cap_log(CAP_LOG_WARN, "pg_prepared_off", CAP_LS("app", "cap-scheduler"),
+                    CAP_LS("err", "out of memory: statements run unprepared on this connection"));
         if (cap_pg_cmd(s->pg, "listen", "LISTEN cap_scheduler", 0, NULL, err) < 0) {
             PQfinish(s->pg);
             s->pg = NULL;
