@@ -210,12 +210,12 @@ static const char SQL_UPSERT_SIGHTINGS[] =
     "AND NOT (f.status = 'suppressed' AND EXISTS (SELECT 1 FROM finding_suppressions r "           \
     "WHERE r.id = f.suppression_id AND r.until <= now()))"
 /* The endpoint list of f, the finding of the leaf certificate fp, stands: as many endpoints
- * serve the certificate as it counts, and none of them was written after the finding. */
+ * serve the certificate as it counts, and none of them was written after the finding (one
+ * pass over the endpoints serving it). */
 #define SQL_LEAF_LIST_STANDS(fp)                                                                   \
-    "(f.details ->> 'endpoint_count')::bigint = "                                                  \
-    "(SELECT count(*) FROM endpoints ee WHERE ee.fingerprint_sha256 = " fp ") "                    \
-    "AND NOT EXISTS (SELECT 1 FROM endpoints ee WHERE ee.fingerprint_sha256 = " fp " "             \
-    "AND ee.last_seen_at > f.last_seen_at)"
+    "(SELECT count(*) = (f.details ->> 'endpoint_count')::bigint "                                 \
+    "AND coalesce(max(ee.last_seen_at) <= f.last_seen_at, true) "                                  \
+    "FROM endpoints ee WHERE ee.fingerprint_sha256 = " fp ")"
 
 /* $1 run, $2 kinds, $3 severities, $4 subject keys (NULL: the endpoint's), $5 sources,
  * $6 endpoint ids, $7 fingerprints, $8 details, $9-$11 endpoint address/port/sni (NULL: no
