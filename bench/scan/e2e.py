@@ -13,8 +13,12 @@ a `network_scan` source over one CIDR of 127/8 where --endpoints TLS servers lis
 one address each, each with its own ECDSA P-256 leaf signed by an intermediate (a chain of 2),
 served by one bench/scan/fleet.c process. `capctl source trigger NAME --wait` runs --triggers
 times: the first scan stores everything, the others are re-scans that confirm (nothing changed).
-Around every trigger the benchmark reads the CPU (utime + stime from /proc) of every process the
-run takes: the worker, the scheduler, Redis, and PostgreSQL (the postmaster, its live children,
+Then --scheduled re-scans that the scheduler starts, as when a schedule falls due (the source's
+next run set to now and the scheduler woken, as a schedule change wakes it): no capctl, so no
+new PostgreSQL backend per run; the benchmark waits on its own connection, left out.
+Around every trigger the benchmark reads the CPU of every process the
+run takes: the worker, the scheduler, Redis (utime + stime from /proc, in 10 ms ticks), and
+PostgreSQL (the postmaster and its live children to the nanosecond from /proc/PID/schedstat,
 and through the postmaster's cutime/cstime every backend that exited meanwhile: capctl's own
 included); and what the run wrote: WAL bytes (pg_current_wal_lsn() before and after, flushed)
 and, from pg_waldump over the same range, the heap rows inserted, updated and locked and the
@@ -85,17 +89,28 @@ def stat(pid):
     return int(x[1]), int(x[11]) + int(x[12]), int(x[13]) + int(x[14])
 
 
+def run_s(pid, st):
+    """CPU seconds of a single-threaded process (a PostgreSQL backend) so far, to the
+    nanosecond from /proc/PID/schedstat (utime and stime come in 10 ms ticks, as coarse as what a
+    re-scan costs a backend), or from st's ticks when schedstat is not there."""
+    try:
+        with open("/proc/%d/schedstat" % pid) as f:
+            return int(f.read().split()[0]) / 1e9
+    except (FileNotFoundError, ProcessLookupError, ValueError, IndexError):
+        return st[1] / TICK
+
+
 def pg_cpu_s(postmaster):
     """CPU seconds of a PostgreSQL instance so far: the postmaster, its children alive now, and
-    those already reaped (the postmaster's cutime/cstime)."""
-    kids = 0
+    those already reaped (the postmaster's cutime/cstime, in ticks)."""
+    kids = 0.0
     for d in os.listdir("/proc"):
         if d.isdigit():
             s = stat(int(d))
             if s and s[0] == postmaster:
-                kids += s[1]
+                kids += run_s(int(d), s)
     own = stat(postmaster)
-    return (own[1] + own[2] + kids) / TICK
+    return run_s(postmaster, own) + own[2] / TICK + kids
 
 
 PG_PARTS = ("worker", "scheduler", "capctl", "background")
@@ -123,9 +138,9 @@ def pg_parts_s(c, postmaster):
         if d.isdigit():
             st = stat(int(d))
             if st and st[0] == postmaster:
-                out[who.get(int(d), "background")] += st[1] / TICK
+                out[who.get(int(d), "background")] += run_s(int(d), st)
     own = stat(postmaster)
-    out["background"] += own[1] / TICK
+    out["background"] += run_s(postmaster, own)
     out["capctl"] += own[2] / TICK
     return out
 
@@ -680,10 +695,11 @@ def report(a, cidr, empty_cidr, res, refs, held, x25519_s, verify_s, load0, load
                  per_run("postgres"), per_run("scheduler"), per_run("redis"),
                  per_run("postgres") / a.endpoints,
                  med([r["wal"] for rs in res[label]["empties"] for r in rs])))
-    print("PostgreSQL's CPU by whom it served, ms per run (means over the rounds: CPU time is "
-          "read in 10 ms ticks): the worker's connections, the scheduler's, the backends that "
-          "exited during the trigger (capctl's own: a new backend per command), and the "
-          "background processes with the postmaster.\n")
+    print("PostgreSQL's CPU by whom it served, ms per run (means over the rounds; live "
+          "processes read to the nanosecond from /proc/PID/schedstat, the backends that exited "
+          "in 10 ms ticks from the postmaster's cutime): the worker's connections, the "
+          "scheduler's, the backends that exited during the trigger (capctl's own: a new "
+          "backend per command), and the background processes with the postmaster.\n")
     print("| ms per run | worker's backends | scheduler's | capctl's | background | all |")
     print("|---|---|---|---|---|---|")
     for label in labels_b:
