@@ -61,6 +61,15 @@ static const char SQL_UPSERT_CERTS[] =
     "ORDER BY t.fp "
     "ON CONFLICT (fingerprint_sha256) DO UPDATE SET last_seen_at = now()";
 
+/* $1 fingerprints of the queued certificates: the positions (from 1) of those to write, not
+ * stored or not seen recently. A re-scan's certificates are all stored and fresh: their rows
+ * (DER and all) are then not sent, only their fingerprints. Certificates are never deleted, so
+ * one found fresh here is still there when the batch's observations name it. */
+static const char SQL_CERTS_TO_WRITE[] =
+    "SELECT t.i FROM unnest($1::text[]) WITH ORDINALITY AS t(fp, i) "
+    "WHERE NOT EXISTS (SELECT 1 FROM discovered_certificates x "
+    " WHERE x.fingerprint_sha256 = t.fp AND x.last_seen_at > " SQL_FRESH ")";
+
 /* The observation arrays shared by the three endpoint statements:
  * $1 host, $2 address, $3 port, $4 sni, $5 outcome, $6 leaf fingerprint, $7 ord. */
 #define SQL_OBS_INPUT                                                                              \
@@ -1434,6 +1443,41 @@ static int write_progress(struct cap_inventory *inv, const struct cap_inventory_
     return cap_run_progress(inv->ctx, &p, err);
 }
 
+/* The queued certificates SQL_CERTS_TO_WRITE names, in *out (cells borrowed from inv->certs;
+ * free out->cells only). 0 or -1 with err. */
+static int certs_to_write(struct cap_inventory *inv, PGconn *c, struct rows *out,
+                          struct cap_err *err)
+{
+    *out = (struct rows){.ncols = CERT_COLS};
+    PGresult *r = exec_rows(c, "certificates to write", SQL_CERTS_TO_WRITE, NULL, 0, &inv->certs,
+                            1, NULL, 0, err);
+    if (!r) {
+        return -1;
+    }
+    size_t k = (size_t)PQntuples(r);
+    if (k > 0 && !(out->cells = malloc(k * CERT_COLS * sizeof *out->cells))) {
+        PQclear(r);
+        cap_err_set(err, CAP_E_NOMEM, "certificates to write: out of memory");
+        return -1;
+    }
+    for (size_t j = 0; j < k; j++) {
+        int64_t i = cap_pg_get_i64(r, (int)j, 0);
+        if (i < 1 || (size_t)i > inv->certs.n) {
+            PQclear(r);
+            free(out->cells);
+            out->cells = NULL;
+            cap_err_set(err, CAP_E_IO, "certificates to write: position %lld out of range",
+                        (long long)i);
+            return -1;
+        }
+        memcpy(out->cells + j * CERT_COLS, inv->certs.cells + (size_t)(i - 1) * CERT_COLS,
+               CERT_COLS * sizeof *out->cells);
+    }
+    out->n = out->cap = k;
+    PQclear(r);
+    return 0;
+}
+
 /* The batch's statements, inside the open transaction. */
 static int write_batch(struct cap_inventory *inv, struct cap_err *err)
 {
@@ -1447,9 +1491,22 @@ static int write_batch(struct cap_inventory *inv, struct cap_err *err)
         return -1;
     }
     if (inv->certs.n > 0) {
+        /* A network scan sees the same certificates run after run: it asks which to write
+         * first. A CT batch's certificates are nearly all new: written at once. */
+        struct rows todo = inv->certs;
+        bool asked = inv->flags & CAP_INVENTORY_PROGRESS_OBSERVATIONS;
+        if (asked && certs_to_write(inv, c, &todo, err) != 0) {
+            return -1;
+        }
         const char *extra[] = {run};
-        if (cmd_rows(c, "upsert certificates", SQL_UPSERT_CERTS, NULL, 0, &inv->certs, CERT_COLS,
-                     extra, 1, err)) {
+        int rc = todo.n > 0 ? cmd_rows(c, "upsert certificates", SQL_UPSERT_CERTS, NULL, 0, &todo,
+                                       CERT_COLS, extra, 1, err)
+                            : 0;
+        if (asked) {
+            inv->stats.certs_unsent += (int64_t)(inv->certs.n - todo.n);
+            free(todo.cells);
+        }
+        if (rc) {
             return -1;
         }
     }

@@ -84,6 +84,7 @@ struct cap_inventory_stats {
     int64_t tls_errors;          /* of which tls_error */
     int64_t batches;             /* batches this inventory committed */
     int64_t findings_by_version; /* unchanged findings confirmed by id and row version alone */
+    int64_t certs_unsent;        /* certificates stored and seen recently: rows not sent */
 };
 
 /* Creates a writer for the run of ctx (borrowed: ctx, ctx->pg and ctx->cfg must outlive it).

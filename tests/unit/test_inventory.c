@@ -440,9 +440,11 @@ static void test_rescans(struct cap_config *cfg)
          * version alone, in both passes. */
         struct cap_inventory_stats st;
         cap_inventory_stats(inv, &st);
-        fprintf(stderr, "run B: %lld findings confirmed by version\n",
-                (long long)st.findings_by_version);
+        fprintf(stderr, "run B: %lld findings confirmed by version, %lld certificates not sent\n",
+                (long long)st.findings_by_version, (long long)st.certs_unsent);
         CHECK(st.findings_by_version >= 6);
+        /* ... and its certificates, stored and fresh, are not sent again */
+        CHECK(st.certs_unsent >= 3);
     }
     CHECK_INT(4, q_int("SELECT items_ok FROM discovery_runs WHERE id = $1::bigint", rbs));
     resolved = -1;
@@ -482,6 +484,12 @@ static void test_rescans(struct cap_config *cfg)
     resolved = -1;
     CHECK_INT(0, cap_inventory_resolve_missing(inv, CAP_FINDING_BY_SCAN, &resolved, &err));
     CHECK_INT(1, resolved);
+    {
+        /* every certificate an hour old is sent again, to move its last_seen_at */
+        struct cap_inventory_stats st;
+        cap_inventory_stats(inv, &st);
+        CHECK_INT(0, (int)st.certs_unsent);
+    }
     cap_inventory_free(inv);
     end_run(rc_);
     CHECK_INT(5, q_int("SELECT count(*) FROM discovered_certificates WHERE fingerprint_sha256 = "
