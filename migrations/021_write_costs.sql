@@ -20,3 +20,11 @@ DROP INDEX endpoint_observations_run;
 -- a few hundred ids (a few kB) was compressed on every insert, for nothing: rows up to a page
 -- are now stored as they are.
 ALTER TABLE run_confirmed_findings SET (toast_tuple_target = 8160);
+
+-- The chain index takes each observation's fingerprints into a pending list, merged into the
+-- index in bulk when the list reaches 1 MB (or by vacuum), instead of one index insertion per
+-- fingerprint per row. Migration 002 chose no pending list because the writer then looked up
+-- chains as often as it inserted; it no longer does (findings are confirmed by row version, and
+-- a run's own observations are found through its run_id), and a lookup pays at most a scan of
+-- 1 MB of pending entries.
+ALTER INDEX endpoint_observations_chain SET (fastupdate = on, gin_pending_list_limit = 1024);
