@@ -296,8 +296,8 @@ def trigger(c, wd, name, procs, cf, want, scheduled=False):
     """One run of source NAME: `capctl source trigger NAME --wait`, or with scheduled a run the
     scheduler starts (scheduled_run); returns what the run took and wrote."""
     def cpu_now():
-        cpu = {k: (pg_cpu_s(pid) if k == "postgres" else proc_cpu_s(pid))
-               for k, pid in procs.items()}
+        # PostgreSQL's comes from pg_parts_s, by whom it served
+        cpu = {k: proc_cpu_s(pid) for k, pid in procs.items() if k != "postgres"}
         cpu["fleet"] = cf.stats()["cpu_s"]
         return cpu
     lsn0 = wd.lsn()
